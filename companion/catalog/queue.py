@@ -1,0 +1,61 @@
+"""The persistent work queue: every long job is a row, so a crash loses nothing."""
+
+import json
+
+from .db_time import now_iso
+
+
+def enqueue(cat, kind: str, torrent_id: str | None, **payload) -> int | None:
+    """Queue a job unless the same kind is already queued or running for this torrent."""
+    now = now_iso()
+    with cat.tx() as db:
+        row = db.execute(
+            "SELECT id FROM queue WHERE kind = ? AND torrent_id IS ? AND state IN ('queued', 'running')",
+            (kind, torrent_id),
+        ).fetchone()
+        if row:
+            return None
+        cur = db.execute(
+            "INSERT INTO queue (kind, torrent_id, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (kind, torrent_id, json.dumps(payload), now, now),
+        )
+        return cur.lastrowid
+
+
+def claim(cat, kinds: tuple[str, ...] | None = None):
+    """Take the oldest queued job (marks it running). Returns the row or None."""
+    with cat.tx() as db:
+        if kinds:
+            marks = ",".join("?" * len(kinds))
+            row = db.execute(
+                f"SELECT * FROM queue WHERE state = 'queued' AND kind IN ({marks}) ORDER BY id LIMIT 1", kinds
+            ).fetchone()
+        else:
+            row = db.execute("SELECT * FROM queue WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        db.execute(
+            "UPDATE queue SET state = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+            (now_iso(), row["id"]),
+        )
+        return row
+
+
+def finish(cat, job_id: int, error: str | None = None) -> None:
+    with cat.tx() as db:
+        db.execute(
+            "UPDATE queue SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+            ("failed" if error else "done", error, now_iso(), job_id),
+        )
+
+
+def requeue_running(cat) -> int:
+    """At start: jobs a crashed service left running go back to the queue."""
+    with cat.tx() as db:
+        return db.execute(
+            "UPDATE queue SET state = 'queued', updated_at = ? WHERE state = 'running'", (now_iso(),)
+        ).rowcount
+
+
+def pending_jobs(cat) -> list:
+    return cat.query("SELECT * FROM queue WHERE state IN ('queued', 'running') ORDER BY id")

@@ -1,0 +1,59 @@
+"""`seedward`: one module per verb (`*_cmd.py` in this package), each with `register(subparsers)`."""
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EXIT_ERROR, Error
+from .context import Context
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seedward", description="A companion for qBittorrent seeders.")
+    parser.add_argument("--version", action="version", version=f"seedward {__version__}")
+    parser.add_argument("--home", metavar="DIR", help="state home (default: $SEEDWARD_HOME or ~/.local/share/seedward)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if mod.name.endswith("_cmd"):
+            importlib.import_module(f"{__package__}.{mod.name}").register(sub)
+    return parser
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    setup_logging(args.verbose)
+    ctx = Context(args.home)
+    try:
+        code = args.func(args, ctx)
+    except Error as exc:
+        print(f"seedward: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("seedward: interrupted", file=sys.stderr)
+        code = 130
+    finally:
+        ctx.close()
+    return int(code or 0)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

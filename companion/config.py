@@ -1,0 +1,152 @@
+"""Settings: defaults < config.toml < environment < flags.
+
+Settings are passed in as an object; the core never reads globals.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass
+class QbtSettings:
+    url: str = "http://127.0.0.1:8080"
+    username: str = "admin"
+    password: str = ""  # never logged; prefer password_file
+    password_file: str = ""
+    verify_tls: bool = True
+    # qBittorrent bans an address after repeated failed logins: keep tries few and slow.
+    login_retry_seconds: float = 300.0
+    backoff_max_seconds: float = 60.0
+    poll_seconds: float = 2.0
+
+    def secret(self) -> str:
+        if self.password_file:
+            try:
+                return Path(self.password_file).expanduser().read_text().strip()
+            except OSError as exc:
+                raise ConfigError(self.password_file, f"cannot read password file: {exc.strerror}") from exc
+        return self.password
+
+
+@dataclass
+class Policy:
+    """Protection for torrents matching a category or tag."""
+
+    level: str = "snapshot"  # catalog | snapshot | exclude
+    response: str = "heal"  # alert | quarantine | heal
+    snapshot_max_bytes: int = 0  # 0: no cap
+
+
+@dataclass
+class ProtectionSettings:
+    default: Policy = field(default_factory=Policy)
+    categories: dict[str, Policy] = field(default_factory=dict)
+    tags: dict[str, Policy] = field(default_factory=dict)
+
+    def policy_for(self, category: str = "", tags: list[str] | tuple = ()) -> Policy:
+        for tag in tags:
+            if tag in self.tags:
+                return self.tags[tag]
+        if category in self.categories:
+            return self.categories[category]
+        return self.default
+
+
+@dataclass
+class ServiceSettings:
+    jobs: int = 2  # concurrent hashing jobs
+    read_rate_mb: float = 0.0  # 0: unlimited
+    debounce_seconds: float = 0.3
+
+
+@dataclass
+class StoreSettings:
+    path: str = ""  # empty: <home>/store
+    pack_size_mb: int = 64
+
+
+@dataclass
+class ScrubSettings:
+    interval_hours: float = 24.0
+    share_percent: float = 10.0
+    read_rate_mb: float = 100.0
+
+
+@dataclass
+class DrillSettings:
+    interval_hours: float = 168.0
+    per_run: int = 2
+    scratch: str = ""  # empty: <home>/scratch
+    timeout_seconds: float = 600.0
+
+
+@dataclass
+class JobSettings:
+    sandbox: str = "auto"  # auto | bwrap | none
+    parity_copies: int = 3
+    companion_category: str = "seedward-companion"
+
+
+@dataclass
+class ArchiveSettings:
+    remote: str = ""
+    volume_mb: int = 512
+    keep_daily_days: int = 30
+    keep_weekly_weeks: int = 12
+    keep_monthly_days: int = 365
+    keep_yearly_days: int = 5 * 365
+
+
+@dataclass
+class Settings:
+    qbittorrent: QbtSettings = field(default_factory=QbtSettings)
+    protection: ProtectionSettings = field(default_factory=ProtectionSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    scrub: ScrubSettings = field(default_factory=ScrubSettings)
+    drill: DrillSettings = field(default_factory=DrillSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(where, "expected a table")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(where, f"unknown key {key!r}")
+        default = getattr(cls(), key)
+        if is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        elif key in ("categories", "tags") and cls is ProtectionSettings:
+            kwargs[key] = {k: _build(Policy, v, f"{where}.{key}.{k}") for k, v in value.items()}
+        else:
+            if default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)
+            ):
+                raise ConfigError(where, f"{key} should be {type(default).__name__}")
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_settings(path: Path | None, env: dict | None = None) -> Settings:
+    """Read config.toml (if present) over the defaults, then the environment."""
+    env = os.environ if env is None else env
+    data = {}
+    if path is not None and path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, str(exc)) from exc
+    settings = _build(Settings, data, str(path or "config"))
+    qbt = settings.qbittorrent
+    qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
+    qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)
+    qbt.password = env.get("QBITTORRENTAPI_PASSWORD", qbt.password)
+    return settings

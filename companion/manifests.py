@@ -1,0 +1,115 @@
+"""The manifests repo: a JSON manifest per torrent, committed on every change (the audit trail)."""
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import git
+
+from .errors import Error
+
+AUTHOR = git.Actor("seedward", "seedward@localhost")
+
+
+class ManifestError(Error):
+    """manifests repo {}: {}"""
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via a temp file, fsync, rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def torrent_manifest(meta, files) -> dict:
+    """The human-readable manifest of a torrent: files is a list of catalog rows or FileScans."""
+    out = []
+    for f in files:
+        entry = getattr(f, "entry", None)
+        out.append({
+            "path": entry.path if entry else f["path"],
+            "size": entry.size if entry else f["size"],
+            "sha256": f.sha256 if entry else f["sha256"],
+        })
+    return {
+        "id": meta.id,
+        "name": meta.name,
+        "kind": meta.kind,
+        "info_hash_v1": meta.info_hash_v1,
+        "info_hash_v2": meta.info_hash_v2,
+        "piece_size": meta.piece_length,
+        "pieces": meta.num_pieces,
+        "files": out,
+    }
+
+
+class ManifestRepo:
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            if (self.path / ".git").exists():
+                self.repo = git.Repo(self.path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.repo = git.Repo.init(self.path)
+                with self.repo.config_writer() as cw:
+                    cw.set_value("user", "name", AUTHOR.name)
+                    cw.set_value("user", "email", AUTHOR.email)
+        except (git.GitError, OSError) as exc:
+            raise ManifestError(self.path, str(exc)) from exc
+
+    def write(self, relpath: str, document: dict, message: str) -> str | None:
+        """Write a JSON document and commit it when it changed. Returns the commit sha or None."""
+        return self.write_many({relpath: document}, message)
+
+    def write_many(self, documents: dict[str, dict | None], message: str) -> str | None:
+        """Write (or delete, for None) several documents in one commit."""
+        with self._lock:
+            try:
+                for relpath, document in documents.items():
+                    target = self.path / relpath
+                    if document is None:
+                        if target.exists():
+                            self.repo.index.remove([relpath], working_tree=True)
+                        continue
+                    data = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+                    atomic_write(target, data, 0o644)
+                    self.repo.index.add([relpath])
+                if self.repo.head.is_valid() and not self.repo.index.diff("HEAD"):
+                    return None
+                commit = self.repo.index.commit(message, author=AUTHOR, committer=AUTHOR)
+                return commit.hexsha
+            except (git.GitError, OSError, ValueError) as exc:
+                raise ManifestError(self.path, str(exc)) from exc
+
+    def log(self, relpath: str | None = None, limit: int = 50) -> list[dict]:
+        if not self.repo.head.is_valid():
+            return []
+        commits = self.repo.iter_commits(paths=relpath, max_count=limit) if relpath else self.repo.iter_commits(max_count=limit)
+        return [{"sha": c.hexsha, "at": c.committed_datetime.isoformat(), "message": c.message.strip()} for c in commits]
+
+
+def torrent_relpath(torrent_id: str) -> str:
+    return f"torrents/{torrent_id}.json"

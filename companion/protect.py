@@ -1,0 +1,36 @@
+"""Protect one torrent: verify its payload, record it in the catalog, commit its manifest."""
+
+import logging
+
+from .manifests import torrent_manifest, torrent_relpath
+from .scan import Scanner
+
+log = logging.getLogger(__name__)
+
+
+def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner: Scanner | None = None,
+                    torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None, **fields):
+    """Full-scan and record. A payload that does not match is recorded as baseline_bad and its
+    hashes are not kept as the baseline. Returns the ScanResult."""
+    scanner = scanner or Scanner()
+    result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel)
+    previous = catalog.get_torrent(meta.id)
+    had_baseline = previous is not None and previous["protection"] not in ("pending", "baseline_bad")
+    if result.ok:
+        state = "protected"
+    else:
+        state = "damaged" if had_baseline else "baseline_bad"
+    catalog.record_scan(result, reason=reason, save_path=str(save_path), torrent_file=torrent_file,
+                        protection=state, keep_baseline=result.ok, **fields)
+    if result.ok:
+        doc = torrent_manifest(meta, result.files)
+        manifests.write(torrent_relpath(meta.id), doc,
+                        f"{meta.name}: cataloged {len(result.files)} files ({reason})\n\ntorrent {meta.id}")
+        catalog.add_event(meta.id, "protected", f"{meta.name}: verified against its torrent and cataloged",
+                          reason=reason)
+    else:
+        level = "error"
+        catalog.add_event(meta.id, state, f"{meta.name}: payload does not match its torrent "
+                          f"({len(result.bad_pieces)} bad pieces)", level=level, bad_pieces=result.bad_pieces[:100])
+        log.error("%s: payload does not match its torrent: %d bad pieces", meta.name, len(result.bad_pieces))
+    return result

@@ -1,0 +1,1 @@
+"""The qBittorrent "run external program" hook (stdlib only at import)."""
