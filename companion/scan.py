@@ -219,7 +219,8 @@ class _Shared:
 
 
 def _hash_segments(
-    batch: list[Segment], view: memoryview, start: int, got: int, want_sha1: bool, want_root: bool, bpp: int, single: bool
+    batch: list[Segment], view: memoryview, start: int, got: int, want_sha1: bool, want_root: bool, bpp: int,
+    single: bool, sink=None,
 ) -> list[SegmentHash]:
     out = []
     sha256 = hashlib.sha256
@@ -235,6 +236,8 @@ def _hash_segments(
             h.root = merkle_root(leaves) if single else merkle_root(leaves, bpp)
         if want_sha1 and seg.whole_piece:
             h.sha1 = hashlib.sha1(data).digest()
+        if sink is not None:
+            sink(seg.file_index, h, data)
         out.append(h)
     return out
 
@@ -257,12 +260,15 @@ class Scanner:
         cancel: threading.Event | None = None,
         progress=None,
         only_files: set[int] | None = None,
+        sink=None,
     ) -> ScanResult:
         """Hash the payload and compare it with the torrent's own hashes.
 
         chunk_roots: compute the SHA-256 merkle root of every segment even for v1-only
         torrents (the snapshot store's chunk ids). only_files: scan just these file indices
         (pieces they share with other files are then reported from these files alone).
+        sink(file_index, SegmentHash, data): called on a worker thread for every complete
+        segment while its bytes are in memory (the store writes chunks here: one read pass).
         """
         save_path = check_save_path(save_path)
         began = time.monotonic()
@@ -279,7 +285,7 @@ class Scanner:
         total = sum(f.size for f in meta.files if not f.pad)
         try:
             self._run(meta, save_path, results, pending, assembler, pool, limiter, cancel, progress,
-                      only_files, want_sha1, want_root, bpp, total)
+                      only_files, want_sha1, want_root or sink is not None, bpp, total, sink)
         finally:
             for item in pending:
                 os.close(item[3])
@@ -299,7 +305,7 @@ class Scanner:
         return ScanResult(meta, save_path, results, sorted(bad), bytes_read, time.monotonic() - began)
 
     def _run(self, meta, save_path, results, pending, assembler, pool, limiter, cancel, progress,
-             only_files, want_sha1, want_root, bpp, total):
+             only_files, want_sha1, want_root, bpp, total, sink):
         done_bytes = 0
         with ThreadPoolExecutor(self.workers, thread_name_prefix="seg") as seg_pool, ThreadPoolExecutor(
             1, thread_name_prefix="sha256"
@@ -329,7 +335,7 @@ class Scanner:
                 pending.append([fs, [], None, fd, 0])
                 futures, sha_future = self._scan_file(
                     meta, entry, fd, path, st, pool, seg_pool, file_pool, assembler,
-                    want_sha1, want_root, bpp, limiter, cancel,
+                    want_sha1, want_root, bpp, limiter, cancel, sink,
                 )
                 pending[-1][1:3] = futures, sha_future
                 done_bytes += entry.size
@@ -348,7 +354,7 @@ class Scanner:
                 h.update(bytes(seg.length))
 
     def _scan_file(self, meta, entry, fd, path, st, pool, seg_pool, file_pool, assembler,
-                   want_sha1, want_root, bpp, limiter, cancel):
+                   want_sha1, want_root, bpp, limiter, cancel, sink):
         segments = file_segments(meta, entry)
         single = len(segments) == 1
         file_hash = hashlib.sha256()
@@ -376,7 +382,7 @@ class Scanner:
                         else:
                             assembler[seg.piece] = None
             shared = _Shared(pool, buf, 2)
-            fut = seg_pool.submit(_hash_segments, batch, view, start, got, want_sha1, want_root, bpp, single)
+            fut = seg_pool.submit(_hash_segments, batch, view, start, got, want_sha1, want_root, bpp, single, sink)
             fut.add_done_callback(shared.done)
             futures.append(fut)
             sfut = file_pool.submit(file_hash.update, view[:got])
@@ -476,3 +482,90 @@ def _segments_of(meta: TorrentMeta, piece: int) -> list[Segment]:
         whole = length == meta.piece_size(piece)
         out.append(Segment(entry.index, piece, off, length, whole))
     return out
+
+
+@dataclass
+class QuickFile:
+    file_index: int
+    path: Path
+    status: str  # ok | damaged | missing | size_mismatch
+    bad_segments: list[tuple[int, int, int]]  # (piece, offset in file, length)
+    stat: FileStat | None
+
+
+@dataclass
+class QuickResult:
+    files: list[QuickFile]
+    bytes_read: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status == OK for f in self.files)
+
+    @property
+    def bad_pieces(self) -> list[int]:
+        return sorted({p for f in self.files for p, _, _ in f.bad_segments})
+
+
+def _xxh3_batch(batch: list[Segment], view: memoryview, start: int, got: int) -> list[str | None]:
+    out = []
+    for seg in batch:
+        lo = seg.offset - start
+        out.append(xxhash.xxh3_64_hexdigest(view[lo : lo + seg.length]) if lo + seg.length <= got else None)
+    return out
+
+
+def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int, str]], *,
+               files: set[int] | None = None, pieces: set[int] | None = None, rate: float = 0.0,
+               cancel: threading.Event | None = None, workers: int | None = None,
+               buffer_bytes: int = BUFFER_BYTES) -> QuickResult:
+    """Quick verify: xxh3 of piece-aligned segments against the catalog's baseline.
+
+    baseline: file_index -> {piece: xxh3 hex}. files / pieces narrow what is read.
+    """
+    began = time.monotonic()
+    save_path = check_save_path(save_path)
+    pool = BufferPool(max(buffer_bytes, meta.piece_length), POOL_BUFFERS)
+    limiter = RateLimiter(rate)
+    out: list[QuickFile] = []
+    total = 0
+    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2), thread_name_prefix="xxh3") as ex:
+        for entry in meta.real_files:
+            if files is not None and entry.index not in files:
+                continue
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(save_path)
+            path = resolve_payload_path(save_path, entry)
+            segs = [s for s in file_segments(meta, entry) if pieces is None or s.piece in pieces]
+            fd, st = open_payload_file(path)
+            if fd is None:
+                out.append(QuickFile(entry.index, path, MISSING, [(s.piece, s.offset, s.length) for s in segs], None))
+                continue
+            try:
+                readable = min(st.size, entry.size)
+                jobs = []
+                for batch in batches(segs, pool.size):
+                    start = batch[0].offset
+                    length = batch[-1].offset + batch[-1].length - start
+                    buf = pool.get()
+                    view = memoryview(buf)[:length]
+                    got = read_at(fd, view, start, path) if start < readable else 0
+                    got = min(got, max(0, readable - start))
+                    total += got
+                    limiter.spend(got)
+                    shared = _Shared(pool, buf, 1)
+                    fut = ex.submit(_xxh3_batch, batch, view, start, got)
+                    fut.add_done_callback(shared.done)
+                    jobs.append((batch, fut))
+                bad = []
+                want = baseline.get(entry.index, {})
+                for batch, fut in jobs:
+                    for seg, digest in zip(batch, fut.result()):
+                        if digest is None or digest != want.get(seg.piece):
+                            bad.append((seg.piece, seg.offset, seg.length))
+            finally:
+                os.close(fd)
+            status = SIZE_MISMATCH if st.size != entry.size else (DAMAGED if bad else OK)
+            out.append(QuickFile(entry.index, path, status, bad, st))
+    return QuickResult(out, total, time.monotonic() - began)
