@@ -66,3 +66,17 @@ def seedward(*args, home: Path, check=False, input=None, env=None) -> subprocess
     full_env = dict(os.environ, SEEDWARD_HOME=str(home), **(env or {}))
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, check=check, input=input,
                           env=full_env, timeout=600)
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy; returns its value. Fails the test on timeout (not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

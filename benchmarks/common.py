@@ -1,0 +1,62 @@
+"""Shared bits for benchmark scripts: machine facts and RESULTS.md sections."""
+
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def write_section(topic: str, body: str) -> None:
+    """Replace this topic's section of RESULTS.md (or append it)."""
+    start, end = f"<!-- bench:{topic} -->", f"<!-- /bench:{topic} -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in this folder; each replaces only its own section.\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return time.perf_counter() - t, value
+
+
+def run_timed(cmd: list[str], **kwargs) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    return time.perf_counter() - t
+
+
+def drop_note() -> str:
+    return "Runs read from the page cache (files written just before); figures are wall-clock seconds."
