@@ -1,0 +1,18 @@
+"""Shared fixtures. `qbt`: one real qbittorrent-nox on loopback for the whole session."""
+
+import pytest
+
+from companion.qbtprocess import QbtProcess
+
+
+@pytest.fixture(scope="session")
+def qbt(tmp_path_factory):
+    """A private qbittorrent-nox 4.5+ on 127.0.0.1: `.url`, `.username`, `.password`, `.client`
+    (qbittorrentapi.Client, logged in), `.profile`, `.restart()`, `.add_torrent(torrent, save_path)`
+    (waits until complete/seeding), `.wait_complete(id)`, `.remove_all()`, `.log_file`.
+
+    Shared by every test: use your own torrents and remove them when you are done."""
+    proc = QbtProcess(tmp_path_factory.mktemp("qbittorrent"))
+    proc.start()
+    yield proc
+    proc.stop()
