@@ -1,0 +1,240 @@
+"""One drill: restore a snapshot into scratch, SHA-256 every file, recheck it in libtorrent.
+
+RTO = restore + verify + recheck seconds. RPO = how much newer the payload's last known
+change (the newest file mtime the catalog saw) is than the snapshot: 0 when the snapshot
+already holds it. The seeding folders are never opened: only the store and the scratch.
+"""
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .. import ltsession
+from ..catalog import drills as rows
+from ..errors import Error, NotFound, StoreCorrupt
+from ..torrent import load_torrent
+from .restore import restore_snapshot
+from .scratch import Scratch, check_not_seeding_path, check_space, scratch_root, this_process
+from .verify import Expected, verify_files
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotMissing(NotFound):
+    """{}"""
+
+
+class DrillError(Error):
+    """drill of {}: {}"""
+
+
+@dataclass
+class DrillResult:
+    drill_id: str
+    torrent_id: str
+    snapshot: str = ""
+    ok: bool = False
+    restore_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    recheck_seconds: float = 0.0
+    swarm_seconds: float | None = None
+    rpo_seconds: float | None = None
+    bytes: int = 0
+    bad_pieces: list[int] = field(default_factory=list)
+    bad_files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rto_seconds(self) -> float:
+        return self.restore_seconds + self.verify_seconds + self.recheck_seconds
+
+    @property
+    def damaged(self) -> bool:
+        """The snapshot itself failed (not the drill's environment)."""
+        return bool(self.bad_pieces or self.bad_files)
+
+    def to_json(self) -> dict:
+        """The `seedward drill --json` object; "id" is the torrent's id, as on the command line."""
+        return {
+            "id": self.torrent_id,
+            "snapshot": self.snapshot,
+            "ok": self.ok,
+            "restore_seconds": round(self.restore_seconds, 6),
+            "verify_seconds": round(self.verify_seconds, 6),
+            "recheck_seconds": round(self.recheck_seconds, 6),
+            "rto_seconds": round(self.rto_seconds, 6),
+            "rpo_seconds": None if self.rpo_seconds is None else round(self.rpo_seconds, 3),
+            "bytes": self.bytes,
+            "bad_pieces": self.bad_pieces,
+            "bad_files": self.bad_files,
+            "error": self.error,
+        }
+
+
+def _parse_time(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def rpo_seconds(snapshot_time: float | None, change_times_ns: list[int | None]) -> float | None:
+    """Seconds of payload change the snapshot misses (0 if none); None when nothing is known."""
+    known = [t for t in change_times_ns if t]
+    if snapshot_time is None or not known:
+        return None
+    return max(0.0, max(known) / 1e9 - snapshot_time)
+
+
+def find_snapshot(store, torrent_id: str, wanted: str | None):
+    """The latest snapshot of a torrent, or the one whose id starts with `wanted`."""
+    if not wanted:
+        snap = store.latest(torrent_id)
+        if snap is None:
+            raise SnapshotMissing(f"torrent {torrent_id[:12]} has no snapshot to drill")
+        return snap
+    matches = [s for s in store.snapshots(torrent_id) if s.id.startswith(wanted.lower())]
+    if not matches:
+        raise SnapshotMissing(f"torrent {torrent_id[:12]} has no snapshot {wanted!r}")
+    if len(matches) > 1:
+        raise SnapshotMissing(f"snapshot {wanted!r} is ambiguous for torrent {torrent_id[:12]}")
+    return matches[0]
+
+
+def torrent_bytes(home, row) -> bytes:
+    for candidate in (row["torrent_file"], home.torrents / f"{row['id']}.torrent"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_bytes()
+    raise DrillError(row["id"][:12], f"its .torrent is not kept in the state home ({home.torrents})")
+
+
+def expected_files(cat, meta, torrent_id: str) -> list[Expected]:
+    """The catalog's SHA-256 of each real file; only hashes of a verified baseline are trusted."""
+    catalog = {r["file_index"]: r for r in cat.get_files(torrent_id)}
+    out = []
+    for entry in meta.real_files:
+        row = catalog.get(entry.index)
+        sha = row["sha256"] if row is not None and row["status"] == "ok" else None
+        out.append(Expected(entry.path, entry.size, sha))
+    return out
+
+
+def default_session(**extra):
+    """A drill's isolated libtorrent session: loopback only, hashing on every core."""
+    return ltsession.isolated_session(hashing_threads=os.cpu_count() or 2, **extra)
+
+
+class Drill:
+    """Drills snapshots of one store. Settings are `Settings.drill`; `session_factory` makes the
+    isolated libtorrent sessions (tests pass one whose check never starts)."""
+
+    def __init__(self, catalog, store, home, settings, session_factory=default_session):
+        self.cat = catalog
+        self.store = store
+        self.home = home
+        self.settings = settings
+        self.session_factory = session_factory
+
+    def run(self, torrent_id: str, snapshot: str | None = None, swarm: bool = False,
+            reason: str = "manual") -> DrillResult:
+        """Drill one torrent's snapshot. Never raises for the drill's own failures: they are in
+        the result, recorded in the catalog, and raised as an alert event."""
+        result = DrillResult(secrets.token_hex(8), torrent_id)
+        rows.start_drill(self.cat, result.drill_id, torrent_id, snapshot or "", reason, swarm, this_process())
+        try:
+            self._run(result, snapshot, swarm)
+        except (Error, OSError, RuntimeError) as exc:
+            # RuntimeError: what libtorrent's bindings raise
+            result.error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+            log.warning("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
+        except BaseException as exc:
+            result.error = f"interrupted ({type(exc).__name__})"
+            self._record(result)
+            raise
+        result.ok = result.error is None and not result.damaged
+        self._record(result)
+        return result
+
+    def _run(self, result: DrillResult, wanted: str | None, swarm: bool) -> None:
+        row = self.cat.get_torrent(result.torrent_id)
+        if row is None:
+            raise NotFound(f"no torrent {result.torrent_id} in the catalog")
+        snap = find_snapshot(self.store, result.torrent_id, wanted)
+        result.snapshot = snap.id
+        meta = load_torrent(torrent_bytes(self.home, row), source=f"{row['id'][:12]}.torrent")
+        result.rpo_seconds = rpo_seconds(_parse_time(snap.created_at),
+                                         [r["mtime_ns"] for r in self.cat.get_files(result.torrent_id)])
+        cfg = self.settings.drill
+        root = scratch_root(self.home, self.settings)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_not_seeding_path(root, row["save_path"], {Path(f.path).parts[0] for f in meta.real_files})
+        needed = meta.payload_size * (2 if swarm else 1)
+        check_space(root, needed, int(getattr(cfg, "scratch_max_mb", 0) or 0) * 2**20)
+        rate = float(getattr(cfg, "read_rate_mb", 0.0) or 0.0) * 1e6
+        timeout = cfg.timeout_seconds
+
+        with Scratch(root, result.drill_id) as scratch:
+            t = time.monotonic()
+            restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload)
+            result.restore_seconds = time.monotonic() - t
+            result.bytes = restored.bytes
+            if restored.corrupt:
+                result.error = f"store corrupt: {restored.describe()}"
+
+            verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id), rate,
+                                    workers=os.cpu_count() or 2)
+            result.verify_seconds = verified.seconds
+            result.bad_files = sorted(set(verified.bad_files) | set(restored.corrupt_files(meta)))
+
+            ses = self.session_factory()
+            handle, check = ltsession.check_payload(ses, meta.raw, scratch.payload, timeout)
+            result.recheck_seconds = check.seconds
+            result.bad_pieces = sorted(set(check.bad_pieces) | set(restored.corrupt_pieces()))
+            try:
+                if swarm and check.ok and not result.bad_files:
+                    proof = ltsession.swarm_proof(ses, handle, meta.raw, scratch.swarm, timeout,
+                                                  downloader=self.session_factory())
+                    result.swarm_seconds = proof.seconds
+                    if not proof.ok:
+                        raise DrillError(result.torrent_id[:12], "the second session's download failed its recheck"
+                                         f" at pieces {proof.check.bad_pieces[:20]}")
+            finally:
+                ses.remove_torrent(handle)
+
+    def _record(self, result: DrillResult) -> None:
+        rows.finish_drill(
+            self.cat, result.drill_id, ok=result.ok, snapshot_id=result.snapshot, bad_pieces=result.bad_pieces,
+            bad_files=result.bad_files, restore_seconds=result.restore_seconds,
+            verify_seconds=result.verify_seconds, recheck_seconds=result.recheck_seconds,
+            swarm_seconds=result.swarm_seconds, rto_seconds=result.rto_seconds, rpo_seconds=result.rpo_seconds,
+            bytes=result.bytes, error=result.error,
+        )
+        if result.ok:
+            if result.snapshot:
+                rows.clear_suspect(self.cat, result.snapshot)
+            self.cat.add_event(result.torrent_id, "drill_passed",
+                               f"drill of snapshot {result.snapshot[:12]} passed (RTO {result.rto_seconds:.1f}s)",
+                               drill=result.drill_id, snapshot=result.snapshot, rto_seconds=result.rto_seconds)
+            return
+        if result.damaged and result.snapshot:
+            rows.mark_suspect(self.cat, result.snapshot, result.torrent_id, result.drill_id,
+                              f"{len(result.bad_files)} bad files, {len(result.bad_pieces)} bad pieces")
+        what = (f"{len(result.bad_files)} bad files, {len(result.bad_pieces)} bad pieces" if result.damaged
+                else result.error)
+        self.cat.add_event(result.torrent_id, "drill_failed",
+                           f"drill of snapshot {result.snapshot[:12] or '-'} failed: {what}", level="error",
+                           drill=result.drill_id, snapshot=result.snapshot, bad_files=result.bad_files,
+                           bad_pieces=result.bad_pieces[:100], error=result.error)
+
+
+__all__ = ["Drill", "DrillResult", "DrillError", "SnapshotMissing", "StoreCorrupt"]
