@@ -1,0 +1,108 @@
+"""Snapshot records: which chunks make each file of a torrent at one point in time."""
+
+import sqlite3
+
+from .schema import migration
+
+migration(
+    401,
+    """
+CREATE TABLE snapshots (
+    id TEXT PRIMARY KEY,              -- 64 hex digits; any unique prefix is accepted
+    torrent_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,         -- ISO 8601, UTC
+    reason TEXT NOT NULL,             -- auto | preflight | manual
+    job_id INTEGER,
+    bytes INTEGER NOT NULL,           -- payload bytes the snapshot holds
+    new_bytes INTEGER NOT NULL,       -- bytes of chunks this snapshot added to the store
+    files INTEGER NOT NULL,
+    save_path TEXT,
+    tree TEXT NOT NULL                -- the snapshot tree in the store (store-relative name)
+);
+CREATE INDEX snapshots_torrent ON snapshots(torrent_id, created_at);
+
+CREATE TABLE snapshot_files (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    file_index INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER,
+    inode INTEGER,
+    device INTEGER,
+    sha256 TEXT,
+    PRIMARY KEY (snapshot_id, file_index)
+);
+
+-- the chunk map: file_index/piece -> chunk id
+CREATE TABLE snapshot_chunks (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    file_index INTEGER NOT NULL,
+    piece INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    chunk_id TEXT NOT NULL,
+    xxh3 TEXT,                        -- quick-verify digest of the segment (finds damage vs this snapshot)
+    PRIMARY KEY (snapshot_id, file_index, piece)
+);
+CREATE INDEX snapshot_chunks_chunk ON snapshot_chunks(chunk_id);
+""",
+)
+
+
+def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None:
+    """Record one snapshot in one transaction. chunks: (file_index, piece, offset, length, chunk_id, xxh3)."""
+    with cat.tx() as db:
+        db.execute(
+            "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_id, bytes, new_bytes, files,"
+            " save_path, tree) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_id, :bytes, :new_bytes,"
+            " :files, :save_path, :tree)",
+            row,
+        )
+        db.executemany(
+            "INSERT INTO snapshot_files VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode,"
+            " :device, :sha256)",
+            [dict(f, snapshot_id=row["id"]) for f in files],
+        )
+        db.executemany(
+            "INSERT INTO snapshot_chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(row["id"], *c) for c in chunks],
+        )
+
+
+def list_snapshots(cat, torrent_id: str | None = None) -> list[sqlite3.Row]:
+    """Oldest first."""
+    if torrent_id:
+        return cat.query("SELECT * FROM snapshots WHERE torrent_id = ? ORDER BY created_at, id", (torrent_id,))
+    return cat.query("SELECT * FROM snapshots ORDER BY created_at, id")
+
+
+def get_snapshot(cat, snapshot_id: str) -> sqlite3.Row | None:
+    return cat.one("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,))
+
+
+def resolve_snapshot(cat, prefix: str) -> list[str]:
+    """Snapshot ids starting with `prefix`."""
+    return [r["id"] for r in cat.query("SELECT id FROM snapshots WHERE id LIKE ?", (prefix.lower() + "%",))]
+
+
+def snapshot_files(cat, snapshot_id: str) -> list[sqlite3.Row]:
+    return cat.query("SELECT * FROM snapshot_files WHERE snapshot_id = ? ORDER BY file_index", (snapshot_id,))
+
+
+def snapshot_chunks(cat, snapshot_id: str, file_index: int | None = None) -> list[sqlite3.Row]:
+    if file_index is None:
+        return cat.query("SELECT * FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY file_index, piece",
+                         (snapshot_id,))
+    return cat.query("SELECT * FROM snapshot_chunks WHERE snapshot_id = ? AND file_index = ? ORDER BY piece",
+                     (snapshot_id, file_index))
+
+
+def referenced_chunks(cat) -> set[str]:
+    """Every chunk id some snapshot still uses."""
+    return {r[0] for r in cat.query("SELECT DISTINCT chunk_id FROM snapshot_chunks")}
+
+
+def delete_snapshots(cat, ids: list[str]) -> None:
+    with cat.tx() as db:
+        db.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in ids])

@@ -1,0 +1,62 @@
+"""`seedward snapshot ID|--all`: snapshot payloads into the store."""
+
+from pathlib import Path
+
+from ..errors import EXIT_OK, Error, NotFound
+from ..store import Store
+from ..torrent import load_torrent
+from .context import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("snapshot", help="snapshot a torrent's payload into the store")
+    p.add_argument("id", nargs="?", metavar="ID", help="any unique prefix of an info hash")
+    p.add_argument("--all", action="store_true", help="every torrent in the catalog (removed and excluded ones aside)")
+    p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def open_store(ctx) -> Store:
+    return Store.for_home(ctx.home, ctx.settings, ctx.catalog)
+
+
+def torrent_and_path(ctx, torrent_id: str):
+    """(TorrentMeta, save path) of a cataloged torrent."""
+    row = ctx.catalog.get_torrent(torrent_id)
+    if row is None:
+        raise NotFound(f"no torrent {torrent_id} in the catalog")
+    if not row["torrent_file"] or not row["save_path"]:
+        raise NotFound(f"{row['name']} ({torrent_id[:12]}): the catalog has no .torrent or save path for it")
+    return load_torrent(row["torrent_file"]), Path(row["save_path"])
+
+
+def run(args, ctx) -> int:
+    if args.all == bool(args.id):
+        raise Error("give a torrent ID or --all (not both)")
+    if args.all:
+        ids = [r["id"] for r in ctx.catalog.list_torrents(include_removed=False)
+               if r["protection"] not in ("removed", "excluded")]
+    else:
+        ids = [ctx.catalog.resolve_id(args.id)]
+    store = open_store(ctx)
+    done, failed, code = [], [], EXIT_OK
+    for tid in ids:
+        try:
+            meta, save_path = torrent_and_path(ctx, tid)
+            snap = store.snapshot(meta, save_path, args.reason)
+        except Error as exc:
+            if not args.all:
+                raise
+            failed.append({"id": tid, "error": str(exc)})
+            code = max(code, exc.exit_code)
+            continue
+        done.append(snap)
+    if args.json:
+        print_json({"snapshots": [s.to_json() for s in done], "failed": failed})
+        return code
+    for s in done:
+        print(f"snapshot {s.id[:12]}  {s.name}: {s.files} files, {s.bytes:,} bytes ({s.new_bytes:,} new)")
+    for f in failed:
+        print(f"failed    {f['id'][:12]}  {f['error']}")
+    return code

@@ -1,0 +1,123 @@
+"""Packs: append-only files of chunks, built in staging and published once fsynced.
+
+Layout: the chunks' bytes (each starting at a 4 KiB boundary: the gaps are holes), then a JSON trailer listing them ([id, offset, length, width]),
+then the trailer's length (8 bytes, little endian) and MAGIC. The trailer lets `check`
+compare packs with the index and lets an index be rebuilt from the packs alone.
+"""
+
+import json
+import os
+import secrets
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import StoreCorrupt
+from .backend import Backend
+from .reflink import ALIGN
+
+MAGIC = b"SWPACK01"
+FOOTER = 8 + len(MAGIC)
+
+
+def pack_name(pack_id: str) -> str:
+    return f"data/{pack_id[:2]}/{pack_id}"
+
+
+@dataclass
+class StagedPack:
+    pack_id: str
+    path: Path
+    fd: int
+    size: int = 0
+    entries: list = field(default_factory=list)  # [chunk_id, offset, length, width]
+
+
+class PackWriter:
+    """Appends chunks to staged packs; thread-safe (the scan's sink runs on worker threads).
+
+    `publish_full` packs reaching the target size are published at once (fsync, rename):
+    a published pack is harmless until an index names it.
+    """
+
+    def __init__(self, backend: Backend, target_size: int):
+        self.backend = backend
+        self.target = max(1, target_size)
+        self.lock = threading.Lock()
+        self.current: StagedPack | None = None
+        self.published: list[StagedPack] = []
+        self.staged: list[StagedPack] = []
+
+    def _open(self) -> StagedPack:
+        pack_id = secrets.token_hex(32)
+        path = self.backend.staging() / f"{pack_id}.pack"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        pack = StagedPack(pack_id, path, fd)
+        self.staged.append(pack)
+        return pack
+
+    def append(self, chunk_id: str, width: int, data) -> tuple[str, int]:
+        """Write one chunk; returns (pack id, offset). Caller holds `lock`."""
+        if self.current is None:
+            self.current = self._open()
+        pack = self.current
+        offset = -(-pack.size // ALIGN) * ALIGN  # block-aligned chunks can be cloned (reflinks)
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(pack.fd, view[done:], offset + done)
+        pack.size = offset + len(view)
+        pack.entries.append([chunk_id, offset, len(view), width])
+        if pack.size >= self.target:
+            self._publish(pack)
+            self.current = None
+        return pack.pack_id, offset
+
+    def _publish(self, pack: StagedPack) -> None:
+        trailer = json.dumps(pack.entries, separators=(",", ":")).encode()
+        tail = trailer + struct.pack("<Q", len(trailer)) + MAGIC
+        os.pwrite(pack.fd, tail, pack.size)
+        os.fsync(pack.fd)
+        os.close(pack.fd)
+        pack.fd = -1
+        self.backend.put_file(pack_name(pack.pack_id), pack.path)
+        self.staged.remove(pack)
+        self.published.append(pack)
+
+    def finish(self) -> list[StagedPack]:
+        """Publish the last pack; returns every pack this writer published."""
+        with self.lock:
+            if self.current is not None and self.current.entries:
+                self._publish(self.current)
+            self.current = None
+            self.abort()
+            return list(self.published)
+
+    def abort(self) -> None:
+        """Drop staged, unpublished packs (published ones stay until prune: nothing names them)."""
+        for pack in list(self.staged):
+            if pack.fd >= 0:
+                os.close(pack.fd)
+                pack.fd = -1
+            try:
+                pack.path.unlink()
+            except FileNotFoundError:
+                pass
+            self.staged.remove(pack)
+
+
+def read_trailer(backend: Backend, name: str, size: int) -> list:
+    """The pack's own list of [chunk_id, offset, length, width]."""
+    if size < FOOTER:
+        raise StoreCorrupt(backend.where, f"pack {name} is truncated")
+    foot = backend.read_range(name, size - FOOTER, FOOTER)
+    if foot[8:] != MAGIC:
+        raise StoreCorrupt(backend.where, f"pack {name}: bad trailer magic")
+    (length,) = struct.unpack("<Q", foot[:8])
+    if length > size - FOOTER:
+        raise StoreCorrupt(backend.where, f"pack {name}: bad trailer length")
+    try:
+        return json.loads(backend.read_range(name, size - FOOTER - length, length))
+    except ValueError as exc:
+        raise StoreCorrupt(backend.where, f"pack {name}: unreadable trailer") from exc

@@ -1,0 +1,626 @@
+"""The snapshot store: deduplicated, piece-aligned chunks in packs, snapshot records in the catalog.
+
+Write order (each step atomic: temp, fsync, rename): packs, then the index file naming them,
+then the snapshot tree, then the catalog rows. A crash at any point leaves at most data
+nothing refers to (prune removes it), never a snapshot that claims data the store lacks.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..catalog import snapshots as records
+from ..errors import EXIT_DAMAGE, BadInput, NotFound, PayloadError, StoreCorrupt
+from ..scan import OK, Scanner, check_save_path, resolve_payload_path
+from ..torrent import FileEntry, TorrentMeta, load_torrent
+from .backend import Backend, LocalBackend
+from .chunk import chunk_root, chunk_width
+from .index import Index
+from .pack import PackWriter, pack_name, read_trailer
+from .policy import Decision, KeepPolicy, apply_policy
+from . import reflink
+
+log = logging.getLogger(__name__)
+
+REASONS = ("auto", "preflight", "manual")
+VERSION = 1
+HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
+
+
+class SnapshotRefused(PayloadError):
+    """{}: {}"""
+
+    exit_code = EXIT_DAMAGE
+
+
+class ChunkCollision(BadInput):
+    """chunk {}: {}"""
+
+
+@dataclass
+class Snapshot:
+    id: str
+    torrent_id: str
+    created_at: str
+    reason: str
+    job_id: int | None
+    bytes: int
+    new_bytes: int
+    name: str = ""
+    files: int = 0
+    save_path: str | None = None
+
+    @classmethod
+    def from_row(cls, row) -> "Snapshot":
+        return cls(row["id"], row["torrent_id"], row["created_at"], row["reason"], row["job_id"], row["bytes"],
+                   row["new_bytes"], row["name"], row["files"], row["save_path"])
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RestoreResult:
+    snapshot_id: str
+    dest_dir: Path
+    files: list[str]
+    bytes: int
+    seconds: float
+    cloned_bytes: int = 0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "dest_dir": str(self.dest_dir)}
+
+
+@dataclass
+class HealResult:
+    snapshot_id: str
+    segments: list[tuple[int, int]]  # (file_index, piece) written back
+    bytes: int
+    files: list[str]
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CheckResult:
+    packs: int = 0
+    chunks: int = 0
+    bytes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+    unreferenced_packs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class PruneResult:
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    chunks_removed: int = 0
+    bytes_freed: int = 0
+    trees_deleted: int = 0
+    dry_run: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ForgetResult:
+    decisions: dict[str, Decision]  # torrent id -> decision
+    removed: list[str]
+    dry_run: bool
+
+    def to_json(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "removed": self.removed,
+            "torrents": {tid: {"keep": [{"id": sid, "reasons": r} for sid, r in d.keep], "remove": d.remove}
+                         for tid, d in self.decisions.items()},
+        }
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """Open with `Store.open(path, catalog)`. Thread-safe; writers take the store lock."""
+
+    def __init__(self, backend: Backend, catalog, *, pack_size: int = 64 * 1024 * 1024, clock=_utc_now,
+                 scanner: Scanner | None = None, lock_timeout: float = 600.0, reflinks: bool = True):
+        self.backend = backend
+        self.catalog = catalog
+        self.pack_size = pack_size
+        self.clock = clock
+        self.scanner = scanner or Scanner()
+        self.lock_timeout = lock_timeout
+        self.reflinks = reflinks
+        self.index = Index(backend)
+
+    @classmethod
+    def open(cls, path, catalog, **kwargs) -> "Store":
+        """Open (creating it when absent) the store in folder `path`."""
+        backend = LocalBackend(Path(path))
+        store = cls(backend, catalog, **kwargs)
+        store._init_layout()
+        store.index.reload()
+        return store
+
+    @classmethod
+    def for_home(cls, home, settings, catalog, **kwargs) -> "Store":
+        path = Path(settings.store.path).expanduser() if settings.store.path else home.store
+        return cls.open(path, catalog, pack_size=settings.store.pack_size_mb * 1024 * 1024, **kwargs)
+
+    def _init_layout(self) -> None:
+        try:
+            doc = json.loads(self.backend.get_bytes("config.json"))
+        except StoreCorrupt:
+            if getattr(self.backend, "root", None) is not None and (self.backend.root / "config.json").exists():
+                raise
+            doc = {"version": VERSION, "chunks": "piece-aligned segments, id = SHA-256 merkle root of 16 KiB blocks",
+                   "created_at": self.clock().isoformat()}
+            self.backend.put_bytes("config.json", json.dumps(doc, indent=2).encode())
+        except ValueError as exc:
+            raise StoreCorrupt(self.backend.where, "config.json is unreadable") from exc
+        if doc.get("version") != VERSION:
+            raise StoreCorrupt(self.backend.where, f"unsupported store version {doc.get('version')!r}")
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: int | None = None,
+                 files: set[int] | list[int] | None = None) -> Snapshot:
+        """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
+        match the previous snapshot are taken from it without reading them; the others are read
+        once, verified against the torrent and their new chunks stored. Raises SnapshotRefused
+        when the payload does not match its torrent (nothing is recorded then)."""
+        if reason not in REASONS:
+            raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
+        save_path = check_save_path(Path(save_path))
+        by_index = {e.index: e for e in meta.real_files}
+        if files is not None:
+            unknown = sorted(set(files) - set(by_index))
+            if unknown:
+                raise BadInput(meta.name, f"no file with index {unknown[0]} in the torrent")
+        wanted = [e for e in meta.real_files if files is None or e.index in files]
+        with self.backend.lock(self.lock_timeout):
+            self.index.reload()
+            previous = self._previous_files(meta.id)
+            reused, changed = {}, []
+            for entry in wanted:
+                prev = previous.get(entry.index)
+                if prev is not None and self._unchanged(save_path, entry, prev):
+                    reused[entry.index] = prev
+                else:
+                    changed.append(entry)
+            scan, new_bytes = None, 0
+            if changed:
+                scan, new_bytes = self._scan_and_store(meta, save_path, changed)
+            return self._record(meta, save_path, reason, job_id, wanted, reused, scan, new_bytes)
+
+    def _previous_files(self, torrent_id: str) -> dict[int, tuple]:
+        """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
+        out: dict[int, tuple] = {}
+        for snap in reversed(records.list_snapshots(self.catalog, torrent_id)):
+            rows = records.snapshot_files(self.catalog, snap["id"])
+            if all(r["file_index"] in out for r in rows):
+                continue
+            chunks: dict[int, list] = {}
+            for c in records.snapshot_chunks(self.catalog, snap["id"]):
+                chunks.setdefault(c["file_index"], []).append(c)
+            for r in rows:
+                out.setdefault(r["file_index"], (r, chunks.get(r["file_index"], [])))
+        return out
+
+    def _unchanged(self, save_path: Path, entry: FileEntry, prev: tuple) -> bool:
+        row, chunks = prev
+        try:
+            st = os.stat(resolve_payload_path(save_path, entry))
+        except OSError:
+            return False
+        same = (st.st_size == entry.size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
+                and st.st_ino == row["inode"] and st.st_dev == row["device"])
+        return same and all(c["chunk_id"] in self.index for c in chunks)
+
+    def _scan_and_store(self, meta: TorrentMeta, save_path: Path, entries: list[FileEntry]):
+        writer = PackWriter(self.backend, self.pack_size)
+        single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
+        added: dict[str, list] = {}
+        counter = {"new": 0}
+
+        def sink(file_index, seg, data):
+            cid = seg.root.hex()
+            width = chunk_width(meta, seg.length, file_index in single)
+            with writer.lock:
+                known = self.index.get(cid)
+                shape = (known.length, known.width) if known else (tuple(added[cid][2:]) if cid in added else None)
+                if shape is not None:
+                    if shape != (seg.length, width):
+                        raise ChunkCollision(cid, "same id as a stored chunk of another shape; not stored")
+                    return
+                pack_id, offset = writer.append(cid, width, data)
+                added[cid] = [pack_id, offset, seg.length, width]
+                counter["new"] += seg.length
+
+        try:
+            result = self.scanner.full_scan(meta, save_path, chunk_roots=True, sink=sink,
+                                            only_files={e.index for e in entries})
+            if not result.ok:
+                bad = [f.entry.path for f in result.files if f.status != OK]
+                raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
+                                      f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
+                                      " no snapshot stored")
+            packs = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        self.index.write({p.pack_id: p.entries for p in packs})
+        return result, counter["new"]
+
+    def _record(self, meta, save_path, reason, job_id, wanted, reused, scan, new_bytes) -> Snapshot:
+        scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
+        file_rows, chunk_rows = [], []
+        for entry in wanted:
+            if entry.index in reused:
+                row, chunks = reused[entry.index]
+                file_rows.append({k: row[k] for k in ("file_index", "path", "size", "mtime_ns", "inode", "device",
+                                                       "sha256")})
+                chunk_rows += [(c["file_index"], c["piece"], c["offset"], c["length"], c["chunk_id"], c["xxh3"])
+                               for c in chunks]
+            else:
+                fs = scanned[entry.index]
+                file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
+                                  "mtime_ns": fs.stat.mtime_ns, "inode": fs.stat.inode, "device": fs.stat.device,
+                                  "sha256": fs.sha256})
+                chunk_rows += [(entry.index, s.piece, s.offset, s.length, s.root.hex(), s.xxh3) for s in fs.segments]
+        per_file: dict[int, list] = {}
+        for c in chunk_rows:
+            per_file.setdefault(c[0], []).append(list(c[1:]))
+        created = self.clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        tree = {
+            "version": VERSION, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
+            "job_id": job_id, "save_path": str(save_path), "nonce": secrets.token_hex(8),
+            "files": [dict(f, chunks=per_file.get(f["file_index"], [])) for f in file_rows],
+        }
+        body = json.dumps(tree, separators=(",", ":")).encode()
+        sid = hashlib.sha256(body).hexdigest()
+        tree_name = f"snapshots/{sid}.json"
+        torrent_name = f"torrents/{meta.id}.torrent"
+        if self.backend.local_path(torrent_name) is None or not self.backend.local_path(torrent_name).exists():
+            self.backend.put_bytes(torrent_name, meta.raw)
+        self.backend.put_bytes(tree_name, body)
+        if scan is not None and len(scan.files) == len(meta.real_files):
+            # A full pass over a good payload is also the catalog's baseline: one read, both records.
+            self.catalog.record_scan(scan, reason=f"snapshot:{reason}", save_path=str(save_path))
+        elif self.catalog.get_torrent(meta.id) is None:
+            self.catalog.upsert_torrent(meta, save_path=str(save_path))
+        row = {"id": sid, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
+               "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": new_bytes,
+               "files": len(file_rows), "save_path": str(save_path), "tree": tree_name}
+        records.add_snapshot(self.catalog, row, file_rows, chunk_rows)
+        log.info("%s: snapshot %s (%d bytes, %d new)", meta.name, sid[:12], row["bytes"], new_bytes)
+        return Snapshot.from_row(row)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def snapshots(self, torrent_id: str | None = None) -> list[Snapshot]:
+        """Oldest first."""
+        return [Snapshot.from_row(r) for r in records.list_snapshots(self.catalog, torrent_id)]
+
+    def latest(self, torrent_id: str) -> Snapshot | None:
+        snaps = self.snapshots(torrent_id)
+        return snaps[-1] if snaps else None
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        """A snapshot by id or unique id prefix."""
+        ids = records.resolve_snapshot(self.catalog, snapshot_id) if snapshot_id else []
+        if not ids:
+            raise NotFound(f"no snapshot matches {snapshot_id!r}")
+        if len(ids) > 1:
+            raise BadInput(snapshot_id, f"matches {len(ids)} snapshots; give more digits")
+        return Snapshot.from_row(records.get_snapshot(self.catalog, ids[0]))
+
+    def torrent_meta(self, snapshot: Snapshot) -> TorrentMeta:
+        """The snapshotted torrent, from the copy kept in the store."""
+        name = f"torrents/{snapshot.torrent_id}.torrent"
+        return load_torrent(self.backend.get_bytes(name), source=f"{self.backend.where}/{name}")
+
+    def chunk_map(self, snapshot_id: str) -> dict[tuple[int, int], tuple[int, int, str]]:
+        """(file_index, piece) -> (offset in file, length, chunk id)."""
+        return {(c["file_index"], c["piece"]): (c["offset"], c["length"], c["chunk_id"])
+                for c in records.snapshot_chunks(self.catalog, snapshot_id)}
+
+    def read_chunk(self, chunk_id: str) -> bytes:
+        """The chunk's bytes, verified against its id. Raises StoreCorrupt naming chunk and pack."""
+        entry = self.index.get(chunk_id)
+        if entry is None:
+            self.index.reload()
+            entry = self.index.get(chunk_id)
+        if entry is None:
+            raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} is not in the index")
+        try:
+            data = self.backend.read_range(pack_name(entry.pack), entry.offset, entry.length)
+        except StoreCorrupt as exc:
+            raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} in pack {entry.pack}: {exc.args[-1]}") from exc
+        if chunk_root(data, entry.width).hex() != chunk_id:
+            raise StoreCorrupt(self.backend.where,
+                               f"chunk {chunk_id} in pack {entry.pack} does not match its id (corrupt data)")
+        return data
+
+    def select_files(self, snapshot_id: str, files) -> list:
+        rows = records.snapshot_files(self.catalog, snapshot_id)
+        if not files:
+            return rows
+        out = []
+        for want in files:
+            if isinstance(want, int):
+                hits = [r for r in rows if r["file_index"] == want]
+            else:
+                want = str(want).strip("/")
+                hits = [r for r in rows if r["path"] == want or r["path"].split("/", 1)[-1] == want
+                        or r["path"].startswith(want + "/") or r["path"].split("/", 1)[-1].startswith(want + "/")]
+            if not hits:
+                raise NotFound(f"snapshot {snapshot_id[:12]} has no file {want!r}")
+            out += [r for r in hits if r not in out]
+        return sorted(out, key=lambda r: r["file_index"])
+
+    # -- restore and heal ------------------------------------------------------------------
+
+    def restore(self, snapshot_id: str, dest_dir, files=None) -> RestoreResult:
+        """Write the snapshot's files under dest_dir, laid out as the torrent does. Each file is
+        written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed."""
+        began = time.monotonic()
+        snap = self.get(snapshot_id)
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        rows = self.select_files(snap.id, files)
+        chunks = self.chunk_map(snap.id)
+        written, total, cloned = [], 0, 0
+        for row in rows:
+            entry = FileEntry(row["file_index"], row["path"], row["size"], 0, False, None)
+            path = resolve_payload_path(dest_dir, entry)
+            segs = sorted((piece, *v) for (fi, piece), v in chunks.items() if fi == row["file_index"])
+            cloned += self._restore_file(path, row, segs)
+            written.append(row["path"])
+            total += row["size"]
+        return RestoreResult(snap.id, dest_dir, written, total, time.monotonic() - began, cloned)
+
+    def _restore_file(self, path: Path, row, segs) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.seedward-restore")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        digest = hashlib.sha256()
+        cloned = 0
+        try:
+            for _piece, offset, length, cid in segs:
+                data = self.read_chunk(cid)
+                digest.update(data)
+                if self.reflinks and self._clone_chunk(cid, fd, offset, length):
+                    cloned += length
+                else:
+                    _pwrite_all(fd, data, offset)
+            os.ftruncate(fd, row["size"])
+            if row["sha256"] and digest.hexdigest() != row["sha256"]:
+                raise StoreCorrupt(self.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return cloned
+
+    def _clone_chunk(self, cid: str, dst_fd: int, dst_offset: int, length: int) -> bool:
+        entry = self.index.get(cid)
+        src = self.backend.local_path(pack_name(entry.pack))
+        if src is None:
+            return False
+        return reflink.clone_range(src, entry.offset, dst_fd, dst_offset, length)
+
+    def heal(self, snapshot_id: str, save_path, bad_segments) -> HealResult:
+        """Write back only the given (file_index, piece) segments from the snapshot, in place
+        (pwrite, fsync). Every chunk is verified before it is written; a missing file is
+        created and a file longer than the torrent says is cut to size."""
+        began = time.monotonic()
+        snap = self.get(snapshot_id)
+        save_path = Path(save_path)
+        chunks = self.chunk_map(snap.id)
+        rows = {r["file_index"]: r for r in records.snapshot_files(self.catalog, snap.id)}
+        wanted = sorted(set((int(f), int(p)) for f, p in bad_segments))
+        for key in wanted:
+            if key not in chunks:
+                raise NotFound(f"snapshot {snap.id[:12]} has no segment for file {key[0]} piece {key[1]}")
+        by_file: dict[int, list] = {}
+        for fi, piece in wanted:
+            by_file.setdefault(fi, []).append(piece)
+        total, names = 0, []
+        for fi, pieces in by_file.items():
+            row = rows[fi]
+            entry = FileEntry(fi, row["path"], row["size"], 0, False, None)
+            path = resolve_payload_path(save_path, entry)
+            total += self._heal_file(path, row, [(p, *chunks[(fi, p)]) for p in pieces])
+            names.append(row["path"])
+        return HealResult(snap.id, wanted, total, names, time.monotonic() - began)
+
+    def _heal_file(self, path: Path, row, segs) -> int:
+        batches, cur, size = [], [], 0
+        for seg in segs:
+            if cur and size + seg[2] > HEAL_BATCH_BYTES:
+                batches.append(cur)
+                cur, size = [], 0
+            cur.append(seg)
+            size += seg[2]
+        if cur:
+            batches.append(cur)
+        written = 0
+        fd = None
+        try:
+            for batch in batches:
+                verified = [(offset, self.read_chunk(cid)) for _p, offset, _l, cid in batch]
+                if fd is None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                for offset, data in verified:
+                    _pwrite_all(fd, data, offset)
+                    written += len(data)
+            if fd is not None:
+                if os.fstat(fd).st_size > row["size"]:
+                    os.ftruncate(fd, row["size"])
+                os.fsync(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return written
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def forget(self, keep_last: int = 0, keep_hourly: int = 0, keep_daily: int = 0, keep_weekly: int = 0,
+               keep_monthly: int = 0, keep_yearly: int = 0, *, dry_run: bool = False,
+               torrent_id: str | None = None, prune: bool = False) -> ForgetResult:
+        """Remove snapshot records per restic's policy (see policy.py), per torrent. Chunks stay
+        until `prune`."""
+        policy = KeepPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+        if policy.empty():
+            raise BadInput("forget", "no policy given (--keep-last/--keep-daily/...); refusing to remove everything")
+        groups: dict[str, list] = {}
+        for snap in self.snapshots(torrent_id):
+            groups.setdefault(snap.torrent_id, []).append((snap.id, datetime.fromisoformat(snap.created_at)))
+        decisions = {tid: apply_policy(snaps, policy) for tid, snaps in groups.items()}
+        removed = [sid for d in decisions.values() for sid in d.remove]
+        if not dry_run and removed:
+            with self.backend.lock(self.lock_timeout):
+                # Catalog rows first: a crash then leaves orphan trees, which prune removes.
+                records.delete_snapshots(self.catalog, removed)
+                for sid in removed:
+                    self.backend.delete(f"snapshots/{sid}.json")
+            if prune:
+                self.prune()
+        return ForgetResult(decisions, removed, dry_run)
+
+    def prune(self, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneResult:
+        """Delete chunks no snapshot uses: whole packs when all their chunks are unused, repacking
+        packs with more than `max_unused` of their bytes unused. Also removes leftovers of crashed
+        writes (staged packs, packs no index names, trees without a catalog record)."""
+        out = PruneResult(dry_run=dry_run)
+        with self.backend.lock(self.lock_timeout):
+            self.index.reload()
+            used = records.referenced_chunks(self.catalog)
+            known = {r["id"] for r in records.list_snapshots(self.catalog)}
+            for name in self.backend.list("snapshots"):
+                if Path(name).stem not in known:
+                    out.trees_deleted += 1
+                    if not dry_run:
+                        self.backend.delete(name)
+            by_pack = self.index.packs()
+            keep_entries: dict[str, list] = {}
+            drop, repack = [], []
+            for pack_id, entries in by_pack.items():
+                live = [(cid, e) for cid, e in entries if cid in used]
+                dead = sum(e.length for cid, e in entries if cid not in used)
+                total = sum(e.length for _cid, e in entries)
+                if not live:
+                    drop.append(pack_id)
+                elif dead and dead > max_unused * total:
+                    repack.append((pack_id, live))
+                else:
+                    keep_entries[pack_id] = [[cid, e.offset, e.length, e.width] for cid, e in entries]
+                out.chunks_removed += len(entries) - len(live)
+                if dead and (not live or dead > max_unused * total):
+                    out.bytes_freed += dead
+            orphans = [n for n in self.backend.list("data") if Path(n).name not in by_pack]
+            out.packs_deleted = len(drop) + len(orphans)
+            out.packs_repacked = len(repack)
+            if dry_run:
+                return out
+            if repack:
+                writer = PackWriter(self.backend, self.pack_size)
+                try:
+                    for _pack_id, live in repack:
+                        for cid, e in live:
+                            data = self.read_chunk(cid)
+                            with writer.lock:
+                                writer.append(cid, e.width, data)
+                    for p in writer.finish():
+                        keep_entries[p.pack_id] = p.entries
+                except BaseException:
+                    writer.abort()
+                    raise
+            old_files = list(self.index.files)
+            if drop or repack:
+                # The new full index is durable before anything it no longer names is deleted.
+                self.index.write(keep_entries)
+                for name in old_files:
+                    self.backend.delete(name)
+            for pack_id in drop + [p for p, _ in repack]:
+                self.backend.delete(pack_name(pack_id))
+            for name in orphans:
+                self.backend.delete(name)
+            for staged in self.backend.staging().iterdir():
+                staged.unlink(missing_ok=True)
+            self.index.reload()
+        return out
+
+    def check(self, read_data: bool = True) -> CheckResult:
+        """Verify the store: every pack the index names exists and its trailer agrees, every chunk
+        a snapshot uses is indexed, and (read_data) every chunk's bytes match its id."""
+        out = CheckResult()
+        self.index.reload()
+        by_pack = self.index.packs()
+        present = {Path(n).name: n for n in self.backend.list("data")}
+        out.unreferenced_packs = sorted(set(present) - set(by_pack))
+        for pack_id, entries in sorted(by_pack.items()):
+            out.packs += 1
+            if pack_id not in present:
+                out.errors.append(f"pack {pack_id} is missing ({len(entries)} chunks, e.g. {entries[0][0]})")
+                continue
+            try:
+                trailer = {c[0]: c[1:] for c in read_trailer(self.backend, present[pack_id],
+                                                             self.backend.size(present[pack_id]))}
+            except StoreCorrupt as exc:
+                out.errors.append(str(exc))
+                trailer = None
+            for cid, e in entries:
+                out.chunks += 1
+                if trailer is not None and trailer.get(cid) != [e.offset, e.length, e.width]:
+                    out.errors.append(f"chunk {cid}: pack {pack_id} does not hold it where the index says")
+                    continue
+                if read_data:
+                    try:
+                        self.read_chunk(cid)
+                        out.bytes_read += e.length
+                    except StoreCorrupt as exc:
+                        out.errors.append(str(exc))
+        for snap in records.list_snapshots(self.catalog):
+            missing = [c["chunk_id"] for c in records.snapshot_chunks(self.catalog, snap["id"])
+                       if c["chunk_id"] not in self.index]
+            if missing:
+                out.errors.append(f"snapshot {snap['id'][:12]} uses {len(missing)} chunks the store lacks"
+                                  f" (e.g. {missing[0]})")
+        return out
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
