@@ -61,6 +61,8 @@ class ServiceSettings:
     jobs: int = 2  # concurrent hashing jobs
     read_rate_mb: float = 0.0  # 0: unlimited
     debounce_seconds: float = 0.3
+    sweep_minutes: float = 10.0  # how often file renames inside torrents are looked for
+    removal_grace_seconds: float = 30.0  # after a reconnect, before absent torrents count as removed
 
 
 @dataclass
