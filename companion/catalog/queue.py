@@ -49,6 +49,13 @@ def finish(cat, job_id: int, error: str | None = None) -> None:
         )
 
 
+def requeue(cat, job_id: int) -> None:
+    """Put one running job back in the queue (it was interrupted, not failed)."""
+    with cat.tx() as db:
+        db.execute("UPDATE queue SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'running'",
+                   (now_iso(), job_id))
+
+
 def requeue_running(cat) -> int:
     """At start: jobs a crashed service left running go back to the queue."""
     with cat.tx() as db:

@@ -1,0 +1,31 @@
+"""`seedward serve`: the long-running service (foreground; logs on stderr; stops on SIGTERM/SIGINT)."""
+
+import logging
+
+from ..errors import EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the service: protect every torrent qBittorrent completes")
+    p.add_argument("--jobs", type=int, metavar="N", help="concurrent hashing jobs (config: [service] jobs)")
+    p.add_argument("--read-rate-mb", type=float, metavar="MB", help="read-rate cap in MB/s, 0 for none")
+    p.set_defaults(func=run)
+
+
+def run(args, ctx) -> int:
+    from ..service import Service
+
+    settings = ctx.settings
+    if args.jobs is not None:
+        settings.service.jobs = max(1, args.jobs)
+    if args.read_rate_mb is not None:
+        settings.service.read_rate_mb = max(0.0, args.read_rate_mb)
+    # The service says what it does: info level at least, more with -v.
+    root = logging.getLogger()
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("qbittorrentapi").setLevel(logging.WARNING)
+    logging.getLogger("git").setLevel(logging.WARNING)
+    Service(ctx.home, settings, catalog=ctx.catalog, manifests=ctx.manifests).run_forever()
+    return EXIT_OK

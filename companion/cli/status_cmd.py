@@ -1,0 +1,45 @@
+"""`seedward status [--json]`: every torrent's protection; live data when the service runs."""
+
+from ..control import request
+from ..errors import EXIT_OK, ServiceNotRunning
+from ..service.status import offline_status
+from .context import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="protection of every torrent, and the service's state")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def status_data(ctx) -> dict:
+    try:
+        return request(ctx.home, "status")
+    except ServiceNotRunning:
+        return offline_status(ctx.home, ctx.catalog)
+
+
+def run(args, ctx) -> int:
+    data = status_data(ctx)
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    svc = data["service"]
+    if svc["running"]:
+        q = svc["qbittorrent"]
+        line = f"service: running (pid {svc['pid']}), qBittorrent {q['version'] or '?'} at {q['url']}: {q['state']}"
+        if q.get("error") and q["state"] != "connected":
+            line += f" ({q['error']})"
+        print(line)
+    else:
+        print("service: not running (catalog only; start it with `seedward serve`)")
+    print(f"queue: {svc['queue']['queued']} queued, {svc['queue']['running']} running")
+    counts: dict[str, int] = {}
+    for t in data["torrents"]:
+        counts[t["protection"]] = counts.get(t["protection"], 0) + 1
+    if counts:
+        print("torrents: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    for t in data["torrents"]:
+        verified = (t["last_verified"] or "never")[:19]
+        print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {t['name']}")
+    return EXIT_OK

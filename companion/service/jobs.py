@@ -1,0 +1,110 @@
+"""The job workers: take jobs from the catalog's persistent queue and run the registered function.
+
+Hashing runs here, never on the sync loop. A job whose function raises an Error is marked
+failed with that message; a cancelled job (service stopping) goes back to the queue; a job
+that hits an unreachable qBittorrent goes back to the queue after a pause.
+"""
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from ..catalog import queue as jobqueue
+from ..errors import Error
+from ..qbt import QbtLoginFailed, QbtUnreachable
+from ..scan import Cancelled
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 5.0  # enqueue wakes the workers; this only covers jobs queued by another process
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str
+    torrent_id: str | None
+    payload: dict
+    attempts: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class JobRunner:
+    def __init__(self, service, workers: int):
+        self.service = service
+        self.workers = max(1, workers)
+        self.kinds: dict[str, object] = {}
+        self.running: dict[int, Job] = {}
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._torrent_locks: dict[str, threading.Lock] = {}
+
+    def register(self, kind: str, fn) -> None:
+        self.kinds[kind] = fn
+        self.wake.set()
+
+    def start(self) -> None:
+        for n in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"job-{n}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        with self._lock:
+            for job in self.running.values():
+                job.cancel.set()
+        self.wake.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _torrent_lock(self, torrent_id: str | None) -> threading.Lock:
+        with self._lock:
+            return self._torrent_locks.setdefault(torrent_id or "", threading.Lock())
+
+    def _work(self) -> None:
+        cat = self.service.catalog
+        while not self.stopping.is_set():
+            row = cat.claim(tuple(self.kinds)) if self.kinds else None
+            if row is None:
+                self.wake.wait(IDLE_POLL_SECONDS)
+                self.wake.clear()
+                continue
+            job = Job(row["id"], row["kind"], row["torrent_id"], json.loads(row["payload"] or "{}"), row["attempts"])
+            with self._lock:
+                self.running[job.id] = job
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self.running.pop(job.id, None)
+
+    def _run(self, job: Job) -> None:
+        cat, service = self.service.catalog, self.service
+        fn = self.kinds[job.kind]
+        try:
+            with self._torrent_lock(job.torrent_id):
+                if self.stopping.is_set():
+                    raise Cancelled(job.kind)
+                fn(service, job)
+        except Cancelled:
+            jobqueue.requeue(cat, job.id)
+            log.info("job %d (%s) interrupted; it stays queued", job.id, job.kind)
+        except (QbtUnreachable, QbtLoginFailed) as exc:
+            jobqueue.requeue(cat, job.id)
+            log.warning("job %d (%s) waits for qBittorrent: %s", job.id, job.kind, exc)
+            self.stopping.wait(min(30.0, 2.0 * job.attempts))
+        except Error as exc:
+            cat.finish(job.id, error=str(exc))
+            service.emit("job_failed", job.torrent_id, f"{job.kind} failed: {exc}", level="error", job=job.id,
+                         kind=job.kind)
+        except Exception as exc:  # a broken job function must not kill its worker
+            log.exception("job %d (%s) crashed", job.id, job.kind)
+            cat.finish(job.id, error=f"internal error: {type(exc).__name__}: {exc}")
+            service.emit("job_failed", job.torrent_id, f"{job.kind} crashed: {type(exc).__name__}", level="error",
+                         job=job.id, kind=job.kind)
+        else:
+            cat.finish(job.id)

@@ -1,0 +1,149 @@
+"""The "protect" job: bring one qBittorrent torrent's protection up to date.
+
+Idempotent, so a replayed job (crash, hook + sync for the same torrent) does no second hash:
+a cataloged payload whose files are unchanged by stat (size, mtime, inode, device) is only
+followed to its new paths; anything else is fully verified against the torrent's own hashes.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from ..catalog import locations
+from ..errors import BadInput
+from ..locate import located_meta
+from ..manifests import atomic_write, torrent_manifest, torrent_relpath
+from ..protect import catalog_torrent
+from ..qbt import is_complete
+from ..scan import FileStat
+from ..torrent import load_torrent
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "protected", "damaged", "healing", "baseline_bad", "excluded")
+TAG_PREFIX = "seedward:"
+HAS_BASELINE = ("protected", "damaged", "healing")
+
+
+def state_tag(state: str) -> str:
+    """qBittorrent's tag for a protection state: seedward:protected, seedward:baseline-bad, ..."""
+    return TAG_PREFIX + state.replace("_", "-")
+
+
+def split_tags(tags) -> list[str]:
+    if isinstance(tags, str):
+        return [t.strip() for t in tags.split(",") if t.strip()]
+    return list(tags or ())
+
+
+def set_state_tag(qbt, torrent_id: str, state: str, current: list[str]) -> None:
+    """Make qBittorrent's seedward:<state> tag mirror the protection state."""
+    stale = [state_tag(s) for s in STATES if s != state and state_tag(s) in current]
+    if stale:
+        qbt.remove_tags(torrent_id, stale)
+    if state_tag(state) not in current:
+        qbt.add_tags(torrent_id, [state_tag(state)])
+
+
+def kept_torrent(service, torrent_id: str):
+    """The torrent's metadata: the kept .torrent, else exported from qBittorrent and kept."""
+    path = service.home.torrents / f"{torrent_id}.torrent"
+    if path.exists():
+        return load_torrent(path), path
+    raw = service.qbt.export(torrent_id)
+    meta = load_torrent(raw, source=f"qBittorrent's export of {torrent_id}")
+    if meta.id != torrent_id:
+        raise BadInput(torrent_id, f"qBittorrent exported a different torrent ({meta.id})")
+    atomic_write(path, raw)
+    return meta, path
+
+
+def unchanged_files(catalog, meta, save_path: Path, torrent_id: str) -> dict | None:
+    """{file index: (path, FileStat)} when every cataloged file is there unchanged, else None."""
+    rows = {r["file_index"]: r for r in catalog.get_files(torrent_id)}
+    out = {}
+    for entry in meta.real_files:
+        row = rows.get(entry.index)
+        if row is None:
+            return None
+        try:
+            st = FileStat.of(os.stat(save_path / entry.path))
+        except OSError:
+            return None
+        if (st.size, st.mtime_ns, st.inode, st.device) != (row["size"], row["mtime_ns"], row["inode"], row["device"]):
+            return None
+        out[entry.index] = (entry.path, st)
+    return out
+
+
+def protect_torrent(service, job) -> None:
+    h = job.torrent_id
+    qbt, cat = service.qbt, service.catalog
+    reason = job.payload.get("reason", "added")
+    t = qbt.torrent(h)
+    if t is None:
+        log.info("%s: gone from qBittorrent before protection", h)
+        return
+    if not is_complete(t):
+        log.debug("%s: not complete yet (%s); protected when it completes", h, t.get("state"))
+        return
+    tags = split_tags(t.get("tags", ""))
+    category = t.get("category") or ""
+    policy = service.settings.protection.policy_for(category, tags)
+    meta, torrent_file = kept_torrent(service, h)
+    save_path = Path(t["save_path"])
+    fields = {"category": category, "tags": ",".join(x for x in tags if not x.startswith(TAG_PREFIX)),
+              "policy": policy.level, "qbt_state": t.get("state", "")}
+    row = cat.get_torrent(h)
+
+    if policy.level == "exclude":
+        if row is None or row["protection"] != "excluded":
+            cat.upsert_torrent(meta, save_path=str(save_path), torrent_file=str(torrent_file),
+                               protection="excluded", **fields)
+            service.emit("excluded", h, f"{meta.name}: excluded by policy", policy=policy.level)
+        set_state_tag(qbt, h, "excluded", tags)
+        return
+
+    located = located_meta(meta, qbt.files(h))
+    if row is not None and row["protection"] == "excluded":
+        cat.set_protection(h, "pending")  # a new baseline, not a drift against an old one
+        row = cat.get_torrent(h)
+    if row is not None and row["protection"] in HAS_BASELINE and not job.payload.get("force"):
+        same = unchanged_files(cat, located, save_path, h)
+        if same is not None:
+            follow(service, located, row, save_path, same, fields, reason)
+            set_state_tag(qbt, h, row["protection"], tags)
+            return
+        if row["protection"] != "protected":
+            log.info("%s: %s; left to drift and heal", h, row["protection"])
+            return
+
+    result = catalog_torrent(cat, service.manifests, located, save_path, reason=reason, scanner=service.scanner,
+                             torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel, **fields)
+    state = cat.get_torrent(h)["protection"]
+    set_state_tag(qbt, h, state, tags)
+    if result.ok:
+        service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged", record=False,
+                     reason=reason, bytes=result.bytes_read)
+        if policy.level == "snapshot" and "snapshot" in service.job_kinds:
+            service.enqueue("snapshot", h, reason=reason)
+    else:
+        service.emit(state, h, f"{meta.name}: payload does not match its torrent ({len(result.bad_pieces)} bad "
+                     "pieces); not kept as a baseline", level="error", record=False,
+                     bad_pieces=result.bad_pieces[:100])
+
+
+def follow(service, located, row, save_path: Path, same: dict, fields: dict, reason: str) -> None:
+    """The payload is unchanged: follow renames and moves, refresh qBittorrent's fields."""
+    cat, h = service.catalog, located.id
+    old_paths = {f["file_index"]: f["path"] for f in cat.get_files(h)}
+    moved = str(save_path) != (row["save_path"] or "") or any(old_paths.get(i) != p for i, (p, _st) in same.items())
+    locations.set_qbt_fields(cat, h, **fields)
+    if moved:
+        locations.relocate(cat, h, str(save_path), same)
+    # Rewriting the manifest is a no-op when nothing changed; after a crash it completes the record.
+    service.manifests.write(torrent_relpath(h), torrent_manifest(located, cat.get_files(h)),
+                            f"{located.name}: files at {save_path} ({reason})\n\ntorrent {h}")
+    if moved:
+        service.emit("relocated", h, f"{located.name}: followed to {save_path} without re-hashing",
+                     save_path=str(save_path), reason=reason)

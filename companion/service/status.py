@@ -1,0 +1,74 @@
+"""The `seedward status --json` object: the catalog, plus live qBittorrent data when the service runs."""
+
+from ..catalog.queue import pending_jobs
+
+
+def torrent_entry(row, live: dict | None, jobs: dict) -> dict:
+    return {
+        "id": row["id"],
+        "info_hash_v1": row["info_hash_v1"],
+        "info_hash_v2": row["info_hash_v2"],
+        "name": row["name"],
+        "size": row["payload_size"],
+        "qbt_state": (live or {}).get("state") or row["qbt_state"] or None,
+        "protection": row["protection"],
+        "last_verified": row["last_verified"],
+        "save_path": (live or {}).get("save_path") or row["save_path"],
+        "category": row["category"],
+        "kind": row["kind"],
+        "policy": row["policy"] or None,
+        "removed_at": row["removed_at"],
+        "jobs": jobs.get(row["id"], []),
+    }
+
+
+def live_entry(h: str, t: dict, jobs: dict) -> dict:
+    """A torrent qBittorrent has that the catalog does not know yet."""
+    return {
+        "id": h,
+        "info_hash_v1": t.get("infohash_v1") or None,
+        "info_hash_v2": t.get("infohash_v2") or None,
+        "name": t.get("name", ""),
+        "size": t.get("size", 0),
+        "qbt_state": t.get("state"),
+        "protection": "pending",
+        "last_verified": None,
+        "save_path": t.get("save_path"),
+        "category": t.get("category", ""),
+        "kind": None,
+        "policy": None,
+        "removed_at": None,
+        "jobs": jobs.get(h, []),
+        "progress": t.get("progress"),
+    }
+
+
+def torrents(catalog, live: dict | None = None) -> list[dict]:
+    jobs: dict[str, list] = {}
+    for j in pending_jobs(catalog):
+        if j["torrent_id"]:
+            jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
+    out = []
+    known = set()
+    for row in catalog.list_torrents(include_removed=True):
+        known.add(row["id"])
+        out.append(torrent_entry(row, (live or {}).get(row["id"]), jobs))
+    for h, t in sorted((live or {}).items(), key=lambda kv: kv[1].get("name", "")):
+        if h not in known:
+            out.append(live_entry(h, t, jobs))
+    return out
+
+
+def queue_counts(catalog) -> dict:
+    rows = catalog.query("SELECT state, COUNT(*) AS n FROM queue WHERE state IN ('queued', 'running') GROUP BY state")
+    counts = {"queued": 0, "running": 0}
+    counts.update({r["state"]: r["n"] for r in rows})
+    return counts
+
+
+def offline_status(home, catalog) -> dict:
+    """Status without a running service: what the catalog knows."""
+    return {
+        "service": {"running": False, "home": str(home.root), "queue": queue_counts(catalog)},
+        "torrents": torrents(catalog),
+    }

@@ -1,0 +1,156 @@
+"""The sync loop: follows qBittorrent's `sync/maindata` (incremental, by rid) on its own thread.
+
+It only decides and enqueues; hashing happens in the job workers. Unreachable qBittorrent:
+bounded exponential backoff, then a full resync (rid 0). Refused login: one try per
+`login_retry_seconds`, so qBittorrent never bans us. Torrents missing after a reconnect are
+marked removed only after a grace period (qBittorrent loads its torrents after its WebUI is up).
+"""
+
+import logging
+import os
+import threading
+import time
+
+from ..qbt import BUSY_STATES, QbtError, QbtLoginFailed, QbtUnreachable, is_complete
+from .backoff import Backoff
+from .protect_job import HAS_BASELINE, split_tags
+
+log = logging.getLogger(__name__)
+
+
+def _norm(path) -> str:
+    return os.path.normpath(str(path)) if path else ""
+
+
+class SyncLoop:
+    def __init__(self, service):
+        self.service = service
+        qs = service.settings.qbittorrent
+        self.poll_seconds = qs.poll_seconds
+        self.backoff = Backoff(1.0, qs.backoff_max_seconds)
+        self.grace = service.settings.service.removal_grace_seconds
+        self.sweep_seconds = service.settings.service.sweep_minutes * 60
+        self.live: dict[str, dict] = {}
+        self.rid = 0
+        self.connected = False
+        self.state = "connecting"
+        self.error: str | None = None
+        self.syncs = 0
+        self.audit_at: float | None = None
+        self.next_sweep = time.monotonic() + self.sweep_seconds
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.sweep_now = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sync", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, dict]:
+        with self._lock:
+            return {h: dict(t) for h, t in self.live.items()}
+
+    def run(self) -> None:
+        stopping = self.service.stopping
+        while not stopping.is_set():
+            try:
+                self.step()
+                wait = self.poll_seconds
+            except QbtLoginFailed as exc:
+                self._down("login_failed", exc)
+                wait = max(1.0, self.service.qbt.login_wait)
+            except (QbtUnreachable, QbtError) as exc:
+                self._down("unreachable", exc)
+                wait = self.backoff.next()
+            except Exception as exc:  # a bug here must not spin or kill the loop
+                log.exception("sync loop error")
+                self._down("error", exc)
+                wait = self.backoff.next()
+            stopping.wait(wait)
+
+    def _down(self, state: str, exc: Exception) -> None:
+        was = self.state
+        self.connected = False
+        self.state, self.error = state, str(exc)
+        if was != state:
+            self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning")
+
+    def step(self) -> None:
+        s = self.service
+        if not self.connected:
+            version = s.qbt.connect()
+            self.connected, self.rid, self.error = True, 0, None
+            self.backoff.reset()
+            self.state = "connected"
+            self.audit_at = time.monotonic() + self.grace
+            s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {s.qbt.url}", version=version)
+        data = s.qbt.sync(self.rid)
+        self.apply(data)
+        self.rid = data["rid"]
+        self.syncs += 1
+        s.drain_spool()
+        now = time.monotonic()
+        if self.audit_at is not None and now >= self.audit_at:
+            self.audit_removed()
+            self.audit_at = None
+        if self.sweep_now.is_set() or now >= self.next_sweep:
+            self.sweep_now.clear()
+            self.next_sweep = now + self.sweep_seconds
+            s.start_sweep()
+
+    def apply(self, data: dict) -> None:
+        changes = data["torrents"]
+        with self._lock:
+            if data["full_update"]:
+                old = self.live
+                self.live = {h: dict(t) for h, t in changes.items()}
+                prev = {h: old.get(h, {}) for h in changes}
+            else:
+                prev = {h: dict(self.live.get(h, {})) for h in changes}
+                for h, fields in changes.items():
+                    self.live.setdefault(h, {}).update(fields)
+            removed = list(data["torrents_removed"])
+            for h in removed:
+                self.live.pop(h, None)
+            current = {h: dict(self.live[h]) for h in changes if h in self.live}
+        for h in removed:
+            self.service.torrent_removed(h)
+        for h, t in current.items():
+            self.consider(h, t, prev.get(h, {}), set(changes[h]), data["full_update"])
+
+    def consider(self, h: str, t: dict, prev: dict, keys: set, full: bool) -> None:
+        """Queue a protect job when a complete torrent is new, moved, renamed or re-policied."""
+        if not is_complete(t):
+            return
+        s = self.service
+        row = s.catalog.get_torrent(h)
+        reason = None
+        if row is None or row["protection"] == "pending":
+            reason = "added"
+        elif row["removed_at"]:
+            reason = "re-added"
+        elif row["protection"] in HAS_BASELINE + ("excluded",) and _norm(t.get("save_path")) != _norm(row["save_path"]):
+            reason = "moved"
+        elif not full and keys & {"content_path", "name"} and prev:
+            reason = "renamed"
+        elif keys & {"category", "tags"} and self._policy_level(t) != row["policy"]:
+            reason = "policy"
+        elif row["protection"] == "baseline_bad" and prev.get("state") in BUSY_STATES:
+            reason = "rechecked"  # qBittorrent re-checked it: the user may have fixed the payload
+        if reason:
+            s.enqueue("protect", h, reason=reason)
+
+    def _policy_level(self, t: dict) -> str:
+        tags = [x for x in split_tags(t.get("tags", "")) if not x.startswith("seedward:")]
+        return self.service.settings.protection.policy_for(t.get("category") or "", tags).level
+
+    def audit_removed(self) -> None:
+        """After a (re)connect: torrents cataloged from qBittorrent but no longer in it are removed."""
+        live = self.snapshot()
+        for row in self.service.catalog.list_torrents(include_removed=False):
+            if row["id"] not in live and row["qbt_state"]:
+                self.service.torrent_removed(row["id"])
