@@ -1,0 +1,278 @@
+"""Drift detection: watch protected payloads, quick-verify what changed, hand drift to the responder.
+
+Threads: watchdog's (producers: they only enqueue), the monitor's own (maps events to payload
+files, stops a torrent at once when a protected file's stat changes, debounces), and one
+verify worker (quick verify, classify, respond), so a long heal never delays a stop.
+"""
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..catalog import drift as rows
+from ..errors import Error
+from ..heal import FileDamage
+from ..scan import FileStat, quick_scan
+from ..torrent import load_torrent
+from .classify import FALSE_ALARM, Baseline, Observed, classify
+from .debounce import Debouncer
+from .watch import PayloadWatch, RawEvent
+
+log = logging.getLogger(__name__)
+
+WATCHED_STATES = ("protected", "damaged")
+
+
+def same_stat(row, st: os.stat_result | None) -> bool:
+    """The file looks as the catalog remembers it (size, mtime, inode, device)."""
+    if st is None or row["inode"] is None:
+        return False
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == (row["size"], row["mtime_ns"], row["inode"], row["device"])
+
+
+def _stat(path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot stat %s: %s", path, exc.strerror)
+        return None
+
+
+class DriftMonitor:
+    """start() / stop(). `responder` is a drift.respond.Responder."""
+
+    def __init__(self, catalog, responder, *, debounce: float = 0.3, refresh_seconds: float = 2.0,
+                 lease_check=None, rate: float = 0.0):
+        self.catalog = catalog
+        self.responder = responder
+        self.events: queue.Queue = queue.Queue()
+        self.watch = PayloadWatch(self.events)
+        self.debouncer = Debouncer(debounce)
+        self.refresh_seconds = refresh_seconds
+        self.lease_check = lease_check if lease_check is not None else _lease_check()
+        self.rate = rate
+        self.metas: dict[str, object] = {}
+        self.save_paths: dict[str, str] = {}
+        self.suspects: dict[str, dict[int, float]] = {}  # torrent -> {file_index: first event time}
+        self.busy: set[str] = set()
+        self.intended: set[str] = set()
+        self.lock = threading.Lock()
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="drift-verify")
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+        self.outcomes: list = []  # the responder's outcomes, newest last (bounded)
+        self.idle = threading.Event()
+        self.last_refresh = 0.0
+
+    # lifecycle
+
+    def start(self, reconcile: bool = True) -> None:
+        self.watch.start()
+        self.refresh()
+        self.thread = threading.Thread(target=self._loop, name="drift-monitor", daemon=True)
+        self.thread.start()
+        if reconcile:
+            from ..reconcile import reconcile as run_reconcile
+
+            run_reconcile(self)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.events.put(None)
+        if self.thread is not None:
+            self.thread.join(10)
+        self.watch.stop()
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+    # tracking
+
+    def refresh(self) -> None:
+        """Follow the catalog: watch the files of torrents in a watched state, stop watching others."""
+        self.last_refresh = time.monotonic()
+        want = {}
+        for row in self.catalog.list_torrents(include_removed=False):
+            if row["protection"] in WATCHED_STATES and row["torrent_file"] and row["save_path"]:
+                want[row["id"]] = row
+        tracked = self.watch.tracked()
+        for tid in set(tracked) - set(want):
+            self.watch.untrack(tid)
+            self.metas.pop(tid, None)
+        for tid, row in want.items():
+            if tid in tracked and self.save_paths.get(tid) == row["save_path"]:
+                continue
+            try:
+                self._track(tid, row)
+            except Error as exc:
+                log.warning("%s: cannot watch: %s", tid[:12], exc)
+
+    def _track(self, tid: str, row) -> None:
+        meta = self.meta(tid, row)
+        files = self.catalog.get_files(tid)
+        paths = {f["file_index"]: str(Path(row["save_path"]) / f["path"]) for f in files}
+        linked = {f["file_index"] for f in files if (f["nlink"] or 1) > 1}
+        self.watch.track(tid, paths, linked)
+        self.save_paths[tid] = row["save_path"]
+        for index in linked:
+            log.warning("%s: %s has %d hard links: an edit through another link changes the seed",
+                        meta.name, paths[index], next(f["nlink"] for f in files if f["file_index"] == index))
+
+    def meta(self, tid: str, row=None):
+        meta = self.metas.get(tid)
+        if meta is None:
+            row = row or self.catalog.get_torrent(tid)
+            meta = load_torrent(row["torrent_file"])
+            self.metas[tid] = meta
+        return meta
+
+    # the event loop
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            deadline = self.debouncer.next_deadline()
+            now = time.monotonic()
+            timeout = self.refresh_seconds if deadline is None else max(0.0, deadline - now)
+            timeout = min(timeout, max(0.0, self.last_refresh + self.refresh_seconds - now))
+            try:
+                event = self.events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            try:
+                if event is not None:
+                    self._on_event(event)
+                    while True:  # drain what is already queued before acting
+                        try:
+                            more = self.events.get_nowait()
+                        except queue.Empty:
+                            break
+                        if more is not None:
+                            self._on_event(more)
+                for tid in self.debouncer.due(time.monotonic()):
+                    self._submit_check(tid)
+                if time.monotonic() - self.last_refresh >= self.refresh_seconds:
+                    self.refresh()
+            except Exception:  # a bad event must not end drift detection
+                log.exception("drift monitor: error while handling events")
+
+    def _on_event(self, event: RawEvent) -> None:
+        for tid, index in self.watch.lookup(event.path):
+            self.suspect(tid, index, event.at, path=event.path)
+
+    def suspect(self, tid: str, index: int, at: float, *, path: str | None = None, force: bool = False) -> None:
+        """A protected file may have changed: stop the torrent at once if its stat differs from the
+        catalog's, then verify once it has been quiet for the debounce time."""
+        with self.lock:
+            if tid in self.busy:
+                return
+        row = self.catalog.one("SELECT * FROM files WHERE torrent_id = ? AND file_index = ?", (tid, index))
+        if row is None:
+            return
+        file_path = path or os.path.join(self.save_paths.get(tid, ""), row["path"])
+        if not force and same_stat(row, _stat(file_path)):
+            return
+        with self.lock:
+            first = tid not in self.suspects
+            self.suspects.setdefault(tid, {}).setdefault(index, at)
+        lease = self.lease_check(self.catalog, file_path) if self.lease_check else None
+        if lease is not None:
+            self.intended.add(tid)
+        elif first:
+            self.responder.quarantine_now(tid)
+        self.debouncer.touch(tid, time.monotonic())
+
+    def _submit_check(self, tid: str) -> None:
+        with self.lock:
+            if tid in self.busy:  # a heal is running: look again once it is done
+                self.debouncer.touch(tid, time.monotonic())
+                return
+            files = self.suspects.pop(tid, {})
+            if not files:
+                return
+            self.busy.add(tid)
+            self.idle.clear()
+        self.worker.submit(self._check, tid, files)
+
+    def _check(self, tid: str, files: dict[int, float]) -> None:
+        try:
+            self.check_files(tid, set(files), detected_at=min(files.values()), reason="drift")
+        except Exception as exc:
+            log.exception("%s: drift check failed", tid[:12])
+            self.catalog.add_event(tid, "drift_error", f"drift check failed: {exc}", level="error")
+        finally:
+            with self.lock:
+                self.busy.discard(tid)
+                if not self.busy and not self.suspects:
+                    self.idle.set()
+
+    def check_files(self, tid: str, indices: set[int] | None, *, detected_at: float | None = None,
+                    reason: str = "drift", rate: float | None = None):
+        """Quick-verify these files of one torrent, classify, respond. Returns the Outcome (or None
+        when every file still matches)."""
+        row = self.catalog.get_torrent(tid)
+        meta = self.meta(tid, row)
+        save_path = Path(row["save_path"])
+        baseline = rows.baseline_hashes(self.catalog, tid)
+        result = quick_scan(meta, save_path, baseline, files=indices, rate=self.rate if rate is None else rate)
+        records = {f["file_index"]: f for f in self.catalog.get_files(tid)}
+        entries = {e.index: e for e in meta.real_files}
+        damages = []
+        checks = {}
+        for qf in result.files:
+            rec = records[qf.file_index]
+            st = qf.stat
+            drift = classify(
+                Baseline(rec["size"], rec["inode"], rec["device"]),
+                Observed(qf.status, tuple(qf.bad_segments), st.size if st else None, st.inode if st else None,
+                         st.device if st else None, st.nlink if st else 1),
+            )
+            checks[qf.file_index] = drift.kind == FALSE_ALARM
+            if drift.kind == FALSE_ALARM:
+                if st is not None:
+                    rows.update_file_stat(self.catalog, tid, qf.file_index, st)
+                if st is not None and st.nlink > 1 and (rec["nlink"] or 1) <= 1:
+                    self.watch.set_hardlinked(tid, qf.file_index, True)
+                    self.catalog.add_event(tid, "hardlinked", f"{meta.name}: {entries[qf.file_index].path} now has "
+                                           f"{st.nlink} hard links: an edit through another link changes the seed",
+                                           level="warning", path=entries[qf.file_index].path)
+                continue
+            damages.append(FileDamage(entries[qf.file_index], qf.path, drift))
+        rows.record_checks(self.catalog, tid, checks, kind="quick", reason=reason)
+        if tid in self.intended:
+            self.intended.discard(tid)
+            if damages:
+                self.catalog.add_event(tid, "intended", f"{meta.name}: write under a valid lease to "
+                                       f"{', '.join(d.entry.path for d in damages)}; not healed", level="info")
+                return None
+        if not damages:
+            self.responder.release(tid)
+            if reason == "drift":
+                self.catalog.add_event(tid, "false_alarm", f"{meta.name}: files changed on disk but every piece "
+                                       "still matches", level="info")
+            return None
+        outcome = self.responder.respond(meta, save_path, damages, detected_at=detected_at, reason=reason)
+        self.outcomes = (self.outcomes + [outcome])[-100:]
+        return outcome
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """For tests and the benchmark: nothing queued, debounced or being checked."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                quiet = not self.busy and not self.suspects
+            if quiet and self.events.empty() and self.debouncer.next_deadline() is None:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _lease_check():
+    try:
+        from ..lease import valid_lease_for
+    except ImportError:
+        return None
+    return valid_lease_for

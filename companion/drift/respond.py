@@ -1,0 +1,298 @@
+"""The response to drift, per protection policy: alert, quarantine, or heal (from a snapshot, or
+from the swarm when the torrent is catalog-only). qBittorrent's side of it lives here."""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalog import drift as rows
+from ..errors import Error, StoreCorrupt
+from ..heal import FileDamage, HealError, bad_pieces, heal_files, quarantine, quarantine_folder
+from ..scan import FileStat
+
+log = logging.getLogger(__name__)
+
+STATE_TAGS = ("pending", "protected", "damaged", "healing", "baseline_bad", "excluded")
+ERROR_STATES = {"error", "missingFiles"}
+
+
+def state_tag(state: str) -> str:
+    return f"seedward:{state}"
+
+
+@dataclass
+class Outcome:
+    torrent_id: str
+    response: str
+    outcome: str  # healed | damaged | alerted | failed | false_alarm
+    source: str = ""
+    snapshot_id: str | None = None
+    pieces: list[int] = field(default_factory=list)
+    bytes_written: int = 0
+    quarantine: str | None = None
+    recheck: bool = False
+    error: str | None = None
+    timings: dict = field(default_factory=dict)
+
+
+class Responder:
+    """Acts on classified drift. qbt: companion.qbt.Qbt (or None: alert only); read_chunk: the
+    store's verified chunk reader (or None: catalog-only); emit(kind, torrent_id, message, level,
+    **detail) records an event (the service's bus, or the catalog's events table)."""
+
+    def __init__(self, catalog, settings, quarantine_root: Path, *, qbt=None, read_chunk=None, emit=None,
+                 recheck_timeout: float = 600.0, swarm_stall: float = 120.0, swarm_timeout: float = 3600.0):
+        self.catalog = catalog
+        self.settings = settings
+        self.quarantine_root = Path(quarantine_root)
+        self.qbt = qbt
+        self.read_chunk = read_chunk
+        self.emit = emit or self._catalog_event
+        self.recheck_timeout = recheck_timeout
+        self.swarm_stall = swarm_stall
+        self.swarm_timeout = swarm_timeout
+        self.stopped: dict[str, float] = {}  # torrent -> monotonic time we stopped it
+        self.resume: set[str] = set()  # torrents we stopped that were running
+        self.lock = threading.Lock()
+
+    def _catalog_event(self, kind, torrent_id, message, level="info", **detail):
+        self.catalog.add_event(torrent_id, kind, message, level=level, **detail)
+
+    def policy(self, torrent_id: str):
+        row = self.catalog.get_torrent(torrent_id)
+        tags = [t.strip() for t in (row["tags"] or "").split(",") if t.strip()] if row else []
+        return self.settings.protection.policy_for(row["category"] if row else "", tags)
+
+    def set_state(self, torrent_id: str, state: str) -> None:
+        self.catalog.set_protection(torrent_id, state)
+        if self.qbt is None:
+            return
+        try:
+            self.qbt.remove_tags(torrent_id, [state_tag(s) for s in STATE_TAGS if s != state])
+            self.qbt.add_tags(torrent_id, [state_tag(state)])
+        except Error as exc:
+            log.warning("%s: cannot set qBittorrent tags: %s", torrent_id[:12], exc)
+
+    def quarantine_now(self, torrent_id: str) -> bool:
+        """Stop the torrent in qBittorrent at once when the policy quarantines or heals.
+        Returns True when it is stopped (by us now, or already)."""
+        if self.policy(torrent_id).response not in ("quarantine", "heal") or self.qbt is None:
+            return False
+        with self.lock:
+            if torrent_id in self.stopped:
+                return True
+            try:
+                info = self.qbt.torrent(torrent_id)
+                running = info is not None and not info["state"].startswith("stopped")
+                self.qbt.stop(torrent_id)
+            except Error as exc:
+                log.error("%s: cannot stop the torrent in qBittorrent: %s", torrent_id[:12], exc)
+                return False
+            self.stopped[torrent_id] = time.monotonic()
+            if running:
+                self.resume.add(torrent_id)
+        return True
+
+    def release(self, torrent_id: str) -> None:
+        """A false alarm: seed again if we stopped it."""
+        with self.lock:
+            self.stopped.pop(torrent_id, None)
+            again = torrent_id in self.resume
+            self.resume.discard(torrent_id)
+        if again and self.qbt is not None:
+            self.qbt.start(torrent_id)
+
+    def respond(self, meta, save_path: Path, damages: list[FileDamage], *, detected_at: float | None = None,
+                reason: str = "drift") -> Outcome:
+        """Alert, quarantine or heal, per the torrent's policy. Never raises for a failed heal:
+        the torrent then stays stopped and `damaged`, and the outcome says why."""
+        tid = meta.id
+        began = time.monotonic()
+        detected_at = detected_at or began
+        policy = self.policy(tid)
+        drift = {d.entry.path: {"kind": d.drift.kind, "pieces": d.drift.pieces, "hardlinked": d.drift.hardlinked,
+                                "detail": d.drift.detail} for d in damages}
+        heal_id = rows.start_heal(self.catalog, tid, policy.response, drift)
+        out = Outcome(tid, policy.response, "damaged", pieces=sorted({p for d in damages for p in d.drift.pieces}))
+        kinds = ", ".join(f"{d.entry.path}: {d.drift.kind}" for d in damages)
+        self.emit("drift", tid, f"{meta.name}: drift found ({kinds})", "warning", files=drift, reason=reason)
+        for d in damages:
+            if d.drift.hardlinked:
+                self.emit("hardlinked", tid, f"{meta.name}: {d.entry.path} has other hard links; an edit through "
+                          "any of them changes the seeded file", "warning", path=d.entry.path)
+        try:
+            if policy.response == "alert" or self.qbt is None:
+                self.set_state(tid, "damaged")
+                out.outcome = "alerted"
+            elif policy.response == "quarantine":
+                self.quarantine_now(tid)
+                self.set_state(tid, "damaged")
+                out.timings["stop"] = self._stop_latency(tid, detected_at)
+                self.emit("quarantined", tid, f"{meta.name}: stopped in qBittorrent, pieces {out.pieces[:20]} damaged",
+                          "warning")
+            else:
+                self.quarantine_now(tid)
+                out.timings["stop"] = self._stop_latency(tid, detected_at)
+                self.set_state(tid, "healing")
+                snapshot = self._snapshot_for(meta, policy, damages)
+                if snapshot is not None:
+                    self._heal_from_store(meta, save_path, damages, snapshot, policy, out)
+                else:
+                    self._heal_from_swarm(meta, save_path, damages, out)
+        except (HealError, StoreCorrupt) as exc:
+            out.outcome, out.error = "failed", str(exc)
+            self.set_state(tid, "damaged")
+            self.emit("heal_failed", tid, f"{meta.name}: heal refused: {exc}; the torrent stays stopped", "error")
+        except Error as exc:
+            out.outcome, out.error = "failed", str(exc)
+            self.set_state(tid, "damaged")
+            self.emit("heal_failed", tid, f"{meta.name}: heal failed: {exc}", "error")
+        out.timings["total"] = round(time.monotonic() - detected_at, 4)
+        out.timings["respond"] = round(time.monotonic() - began, 4)
+        rows.finish_heal(self.catalog, heal_id, outcome=out.outcome, source=out.source, pieces=out.pieces,
+                         bytes_written=out.bytes_written, quarantine=out.quarantine, recheck=out.recheck,
+                         error=out.error, timings=out.timings, snapshot_id=out.snapshot_id)
+        return out
+
+    def _stop_latency(self, tid: str, detected_at: float) -> float | None:
+        at = self.stopped.get(tid)
+        return round(max(0.0, at - detected_at), 4) if at else None
+
+    def _snapshot_for(self, meta, policy, damages):
+        """The latest snapshot that can heal these files, or None (catalog-only: the swarm heals)."""
+        if self.read_chunk is None or policy.level != "snapshot":
+            return None
+        if policy.snapshot_max_bytes and meta.payload_size > policy.snapshot_max_bytes:
+            return None
+        from ..catalog import snapshots
+
+        found = snapshots.list_snapshots(self.catalog, meta.id)
+        if not found:
+            return None
+        snap = found[-1]
+        chunks = {(r["file_index"], r["piece"]): r["chunk_id"] for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
+        for d in damages:
+            for seg in d.segments(meta):
+                if (d.entry.index, seg.piece) not in chunks:
+                    return None
+        return snap["id"], chunks
+
+    def _heal_from_store(self, meta, save_path, damages, snapshot, policy, out: Outcome) -> None:
+        tid = meta.id
+        snapshot_id, chunks = snapshot
+        out.source = "snapshot"
+        out.snapshot_id = snapshot_id
+        t = time.monotonic()
+        kept, written = heal_files(meta, save_path, damages, chunks, self.read_chunk, self.quarantine_root)
+        out.timings["write_verify"] = round(time.monotonic() - t, 4)
+        out.quarantine = str(kept.folder)
+        out.bytes_written = written.bytes_written
+        out.pieces = written.pieces
+        self._remember(meta, damages, reason="heal")
+        info = self._info(tid)
+        out.recheck = (any(d.drift.needs_recheck for d in damages) or getattr(policy, "recheck", False)
+                       or (info is not None and info["state"] in ERROR_STATES))
+        if out.recheck:
+            t = time.monotonic()
+            self._recheck(tid)
+            out.timings["recheck"] = round(time.monotonic() - t, 4)
+        self._resume(tid)
+        out.outcome = "healed"
+        self.set_state(tid, "protected")
+        self.emit("healed", tid, f"{meta.name}: healed {len(out.pieces)} pieces ({out.bytes_written} bytes) from "
+                  f"snapshot {snapshot_id[:12]}; drifted bytes kept in {kept.folder}", "info",
+                  pieces=out.pieces[:100], timings=out.timings, quarantine=str(kept.folder), recheck=out.recheck)
+
+    def _heal_from_swarm(self, meta, save_path, damages, out: Outcome) -> None:
+        """No snapshot: keep the drifted copy, let qBittorrent find the bad pieces and download them."""
+        tid = meta.id
+        out.source = "swarm"
+        kept = quarantine(meta, damages, quarantine_folder(self.quarantine_root, tid), keep_whole=True)
+        out.quarantine = str(kept.folder)
+        out.recheck = True
+        t = time.monotonic()
+        self._recheck(tid, want_complete=False)
+        self._resume(tid, force=True)
+        self.emit("healing", tid, f"{meta.name}: no snapshot; asking the swarm for pieces {out.pieces[:20]}", "info")
+        done = self._wait_swarm(meta)
+        out.timings["swarm"] = round(time.monotonic() - t, 4)
+        if done:
+            left = bad_pieces(meta, save_path, out.pieces)
+            if left:
+                raise HealError(meta.name, f"pieces {left[:10]} still bad after the swarm's copy")
+            self._remember(meta, damages, reason="heal")
+            out.outcome = "healed"
+            self.set_state(tid, "protected")
+            self.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {kept.folder}", "info",
+                      timings=out.timings)
+        else:
+            out.outcome = "alerted"
+            self.set_state(tid, "damaged")
+            self.emit("alert", tid, f"{meta.name}: no peer has pieces {out.pieces[:20]}; the torrent is incomplete "
+                      f"until they return (drifted copy in {kept.folder})", "error")
+
+    def _remember(self, meta, damages, *, reason: str) -> None:
+        """The files match their baseline again: record their new stat and the check."""
+        import os
+
+        for d in damages:
+            try:
+                rows.update_file_stat(self.catalog, meta.id, d.entry.index, FileStat.of(os.stat(d.path)))
+            except FileNotFoundError:
+                pass
+        rows.record_checks(self.catalog, meta.id, {d.entry.index: True for d in damages}, kind="full", reason=reason)
+
+    def _info(self, tid: str) -> dict | None:
+        try:
+            return self.qbt.torrent(tid)
+        except Error:
+            return None
+
+    def _recheck(self, tid: str, want_complete: bool = True) -> dict:
+        """Ask qBittorrent for a full recheck and wait until it is done (at 100% when want_complete)."""
+        self.qbt.recheck(tid)
+        began = time.monotonic()
+        seen_checking = False
+        while True:
+            info = self.qbt.torrent(tid)
+            if info is None:
+                raise HealError(tid, "the torrent left qBittorrent during the recheck")
+            checking = info["state"].startswith("checking") or info["state"] in ("queuedForChecking", "moving")
+            seen_checking = seen_checking or checking
+            settled = not checking and (seen_checking or time.monotonic() - began > 1.0)
+            if settled and (not want_complete or info["progress"] >= 1):
+                return info
+            if settled and info["progress"] < 1 and want_complete:
+                raise HealError(tid, f"qBittorrent's recheck found the payload at {info['progress']:.1%}")
+            if time.monotonic() - began > self.recheck_timeout:
+                raise HealError(tid, f"qBittorrent's recheck did not finish in {self.recheck_timeout:.0f}s")
+            time.sleep(0.05)
+
+    def _resume(self, tid: str, force: bool = False) -> None:
+        with self.lock:
+            again = force or tid in self.resume
+            self.resume.discard(tid)
+            self.stopped.pop(tid, None)
+        if again:
+            self.qbt.start(tid)
+
+    def _wait_swarm(self, meta) -> bool:
+        began = last_progress_at = time.monotonic()
+        last = -1.0
+        while time.monotonic() - began < self.swarm_timeout:
+            info = self.qbt.torrent(meta.id)
+            if info is None:
+                return False
+            progress = info["progress"]
+            if progress >= 1:
+                return True
+            if progress > last:
+                last, last_progress_at = progress, time.monotonic()
+                self.emit("heal_progress", meta.id, f"{meta.name}: {progress:.1%} from the swarm", "info",
+                          progress=progress)
+            if time.monotonic() - last_progress_at > self.swarm_stall:
+                return False
+            time.sleep(0.5)
+        return False

@@ -1,0 +1,225 @@
+"""Watchdog observers over protected payloads.
+
+One inotify watch per directory (watchdog), shared by every torrent with files in it. A
+hard-linked payload file also gets an inotify watch on its inode (inotify_simple; watchdog
+watches a file through its folder): a directory's watch sees a write only when it goes through
+that directory's link, and a tagger editing the library copy writes through the other one.
+Producers only enqueue events; the monitor decides.
+"""
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import inotify_simple
+from watchdog.events import (
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.inotify import InotifyObserver
+
+log = logging.getLogger(__name__)
+
+# Content changes only: attribute changes and opens (qBittorrent reading to seed) are not drift.
+CONTENT_EVENTS = (FileModifiedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
+                  DirDeletedEvent, DirMovedEvent)
+LINK_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    kind: str  # watchdog's event_type: modified, closed, created, deleted, moved
+    path: str
+    at: float  # time.monotonic() when enqueued
+
+
+class _Enqueue(FileSystemEventHandler):
+    def __init__(self, out: queue.Queue):
+        self.out = out
+
+    def on_any_event(self, event) -> None:
+        if not isinstance(event, CONTENT_EVENTS):
+            return
+        now = time.monotonic()
+        self.out.put(RawEvent(event.event_type, os.fsdecode(event.src_path), now))
+        if event.dest_path:
+            self.out.put(RawEvent(event.event_type, os.fsdecode(event.dest_path), now))
+
+
+class InodeWatch:
+    """inotify watches on files' inodes (writes through any of their links), read on one thread."""
+
+    def __init__(self, out: queue.Queue):
+        self.out = out
+        self.inotify = inotify_simple.INotify()
+        self.paths: dict[int, str] = {}
+        self.wds: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def add(self, path: str) -> int:
+        wd = self.inotify.add_watch(path, LINK_MASK)
+        with self.lock:
+            self.paths[wd], self.wds[path] = path, wd
+        return wd
+
+    def remove(self, path: str) -> None:
+        with self.lock:
+            wd = self.wds.pop(path, None)
+            if wd is None:
+                return
+            self.paths.pop(wd, None)
+        try:
+            self.inotify.rm_watch(wd)
+        except OSError:
+            pass  # the inode is gone: the kernel dropped the watch already
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="drift-inodes", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        self.inotify.close()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                events = self.inotify.read(timeout=200)
+            except OSError:
+                return
+            now = time.monotonic()
+            for ev in events:
+                with self.lock:
+                    path = self.paths.get(ev.wd)
+                if path is not None and ev.mask & LINK_MASK:
+                    self.out.put(RawEvent("modified", path, now))
+
+
+def canonical(path) -> str:
+    """The path as events name it: the directory resolved, the file name kept."""
+    path = os.fspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+class PayloadWatch:
+    """Tracks payload files by path; `lookup(path)` maps an event path back to (torrent, file)."""
+
+    def __init__(self, events: queue.Queue | None = None):
+        self.events = events if events is not None else queue.Queue()
+        self.observer = InotifyObserver()
+        self.handler = _Enqueue(self.events)
+        self.links = InodeWatch(self.events)
+        self.lock = threading.Lock()
+        self.files: dict[str, set[tuple[str, int]]] = {}
+        self.by_torrent: dict[str, dict[int, str]] = {}
+        self.dir_watches: dict[str, object] = {}
+        self.dir_users: dict[str, int] = {}
+        self.link_watches: dict[str, object] = {}
+        self.started = False
+
+    def start(self) -> None:
+        self.observer.start()
+        self.links.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.observer.stop()
+            self.observer.join(10)
+            self.links.stop()
+            self.started = False
+
+    def track(self, torrent_id: str, paths: dict[int, str], hardlinked: set[int] = frozenset()) -> None:
+        """Watch these payload files (file_index -> path) of one torrent; replaces its previous set."""
+        self.untrack(torrent_id)
+        with self.lock:
+            canon = {i: canonical(p) for i, p in paths.items()}
+            self.by_torrent[torrent_id] = canon
+            for index, path in canon.items():
+                self.files.setdefault(path, set()).add((torrent_id, index))
+                folder = os.path.dirname(path)
+                self.dir_users[folder] = self.dir_users.get(folder, 0) + 1
+                if folder not in self.dir_watches:
+                    self._schedule_dir(folder)
+                if index in hardlinked and path not in self.link_watches:
+                    self._schedule_link(path)
+
+    def untrack(self, torrent_id: str) -> None:
+        with self.lock:
+            canon = self.by_torrent.pop(torrent_id, None) or {}
+            for index, path in canon.items():
+                users = self.files.get(path, set())
+                users.discard((torrent_id, index))
+                if not users:
+                    self.files.pop(path, None)
+                    if self.link_watches.pop(path, None) is not None:
+                        self.links.remove(path)
+                folder = os.path.dirname(path)
+                self.dir_users[folder] -= 1
+                if self.dir_users[folder] <= 0:
+                    del self.dir_users[folder]
+                    watch = self.dir_watches.pop(folder, None)
+                    if watch is not None:
+                        self.observer.unschedule(watch)
+
+    def _schedule_dir(self, folder: str) -> None:
+        try:
+            self.dir_watches[folder] = self.observer.schedule(self.handler, folder, recursive=False)
+        except OSError as exc:
+            # The folder is gone or unreadable: reconciliation and scrub still see the files.
+            self.dir_watches[folder] = None
+            log.warning("cannot watch %s: %s", folder, exc.strerror or exc)
+
+    def _schedule_link(self, path: str) -> None:
+        try:
+            self.link_watches[path] = self.links.add(path)
+        except OSError as exc:
+            log.warning("cannot watch hard-linked file %s: %s", path, exc.strerror or exc)
+
+    def set_hardlinked(self, torrent_id: str, index: int, linked: bool) -> None:
+        with self.lock:
+            path = self.by_torrent.get(torrent_id, {}).get(index)
+            if path is None:
+                return
+            if linked and path not in self.link_watches:
+                self._schedule_link(path)
+            elif not linked and path in self.link_watches:
+                self.link_watches.pop(path)
+                self.links.remove(path)
+
+    def lookup(self, path: str) -> set[tuple[str, int]]:
+        """(torrent_id, file_index) pairs an event path concerns; a deleted or moved folder concerns
+        every tracked file under it."""
+        with self.lock:
+            hit = self.files.get(path)
+            if hit:
+                return set(hit)
+            prefix = path.rstrip(os.sep) + os.sep
+            out: set[tuple[str, int]] = set()
+            if path in self.dir_users or any(f.startswith(prefix) for f in self.dir_users):
+                for fpath, users in self.files.items():
+                    if fpath.startswith(prefix):
+                        out |= users
+            return out
+
+    def tracked(self) -> dict[str, dict[int, str]]:
+        with self.lock:
+            return {t: dict(p) for t, p in self.by_torrent.items()}
+
+    def watch_count(self) -> tuple[int, int]:
+        """(directory watches, hard-link watches)."""
+        with self.lock:
+            return (sum(1 for w in self.dir_watches.values() if w is not None), len(self.link_watches))
