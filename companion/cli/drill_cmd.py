@@ -2,7 +2,6 @@
 
 import random
 import sys
-from pathlib import Path
 
 from ..errors import EXIT_DAMAGE, EXIT_ERROR, EXIT_OK, BadInput
 from .context import print_json
@@ -22,8 +21,7 @@ def register(sub) -> None:
 def open_store(ctx):
     from ..store import Store
 
-    path = Path(ctx.settings.store.path).expanduser() if ctx.settings.store.path else ctx.home.store
-    return Store.open(path, ctx.catalog)
+    return Store.for_home(ctx.home, ctx.settings, ctx.catalog)
 
 
 def targets(args, ctx) -> list[str]:

@@ -36,13 +36,13 @@ class Restored:
 
 def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
     try:
-        store.restore(snapshot_id, dest)
+        done = store.restore(snapshot_id, dest)
     except StoreCorrupt as exc:
         log.warning("restore of snapshot %s hit a corrupt store (%s); salvaging chunk by chunk", snapshot_id[:12], exc)
         restored = salvage(store, cat, snapshot_id, meta, dest)
         restored.reason = str(exc)
         return restored
-    return Restored(bytes=meta.payload_size)
+    return Restored(bytes=done.bytes)
 
 
 def salvage(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
@@ -53,7 +53,12 @@ def salvage(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
     by_file: dict[int, list] = {}
     for row in snapshot_chunks(cat, snapshot_id):
         by_file.setdefault(row["file_index"], []).append(row)
+    from ..catalog.snapshots import snapshot_files
+
+    indices = {r["file_index"] for r in snapshot_files(cat, snapshot_id)}
     for entry in meta.real_files:
+        if entry.index not in indices:
+            continue
         path = dest / entry.path
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import ltsession
 from ..catalog import drills as rows
 from ..errors import Error, NotFound, StoreCorrupt
+from ..piece_plan import files_of_piece
 from ..torrent import load_torrent
 from .restore import restore_snapshot
 from .scratch import Scratch, check_not_seeding_path, check_space, scratch_root, this_process
@@ -115,18 +116,27 @@ def torrent_bytes(home, row) -> bytes:
     for candidate in (row["torrent_file"], home.torrents / f"{row['id']}.torrent"):
         if candidate and Path(candidate).is_file():
             return Path(candidate).read_bytes()
-    raise DrillError(row["id"][:12], f"its .torrent is not kept in the state home ({home.torrents})")
+    raise DrillError(row["id"][:12], f"its .torrent is kept neither in the store nor in {home.torrents}")
 
 
-def expected_files(cat, meta, torrent_id: str) -> list[Expected]:
-    """The catalog's SHA-256 of each real file; only hashes of a verified baseline are trusted."""
+def expected_files(cat, meta, torrent_id: str, indices: set[int]) -> list[Expected]:
+    """The catalog's SHA-256 of each snapshotted file; only hashes of a verified baseline are trusted."""
     catalog = {r["file_index"]: r for r in cat.get_files(torrent_id)}
     out = []
     for entry in meta.real_files:
+        if entry.index not in indices:
+            continue
         row = catalog.get(entry.index)
         sha = row["sha256"] if row is not None and row["status"] == "ok" else None
         out.append(Expected(entry.path, entry.size, sha))
     return out
+
+
+def covered_pieces(meta, indices: set[int]) -> set[int]:
+    """Pieces made only of snapshotted files (and pad files): the ones a drill can prove."""
+    if {e.index for e in meta.real_files} <= indices:
+        return set(range(meta.num_pieces))
+    return {p for p in range(meta.num_pieces) if all(f.index in indices for f in files_of_piece(meta, p))}
 
 
 def default_session(**extra):
@@ -156,7 +166,7 @@ class Drill:
         except (Error, OSError, RuntimeError) as exc:
             # RuntimeError: what libtorrent's bindings raise
             result.error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
-            log.warning("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
+            log.info("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
         except BaseException as exc:
             result.error = f"interrupted ({type(exc).__name__})"
             self._record(result)
@@ -171,13 +181,13 @@ class Drill:
             raise NotFound(f"no torrent {result.torrent_id} in the catalog")
         snap = find_snapshot(self.store, result.torrent_id, wanted)
         result.snapshot = snap.id
-        meta = load_torrent(torrent_bytes(self.home, row), source=f"{row['id'][:12]}.torrent")
+        meta = self._meta(snap, row)
         result.rpo_seconds = rpo_seconds(_parse_time(snap.created_at),
                                          [r["mtime_ns"] for r in self.cat.get_files(result.torrent_id)])
         cfg = self.settings.drill
         root = scratch_root(self.home, self.settings)
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         check_not_seeding_path(root, row["save_path"], {Path(f.path).parts[0] for f in meta.real_files})
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         needed = meta.payload_size * (2 if swarm else 1)
         check_space(root, needed, int(getattr(cfg, "scratch_max_mb", 0) or 0) * 2**20)
         rate = float(getattr(cfg, "read_rate_mb", 0.0) or 0.0) * 1e6
@@ -191,17 +201,22 @@ class Drill:
             if restored.corrupt:
                 result.error = f"store corrupt: {restored.describe()}"
 
-            verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id), rate,
-                                    workers=os.cpu_count() or 2)
+            indices = self._snapshot_files(snap.id)
+            verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id, indices),
+                                    rate, workers=os.cpu_count() or 2)
             result.verify_seconds = verified.seconds
             result.bad_files = sorted(set(verified.bad_files) | set(restored.corrupt_files(meta)))
 
             ses = self.session_factory()
             handle, check = ltsession.check_payload(ses, meta.raw, scratch.payload, timeout)
             result.recheck_seconds = check.seconds
-            result.bad_pieces = sorted(set(check.bad_pieces) | set(restored.corrupt_pieces()))
+            covered = covered_pieces(meta, indices)
+            result.bad_pieces = sorted((set(check.bad_pieces) | set(restored.corrupt_pieces())) & covered)
             try:
-                if swarm and check.ok and not result.bad_files:
+                if swarm and len(covered) < meta.num_pieces:
+                    raise DrillError(result.torrent_id[:12], "--swarm needs a snapshot of every file;"
+                                     f" snapshot {snap.id[:12]} holds {len(indices)} of {len(meta.real_files)}")
+                if swarm and not result.damaged:
                     proof = ltsession.swarm_proof(ses, handle, meta.raw, scratch.swarm, timeout,
                                                   downloader=self.session_factory())
                     result.swarm_seconds = proof.seconds
@@ -210,6 +225,19 @@ class Drill:
                                          f" at pieces {proof.check.bad_pieces[:20]}")
             finally:
                 ses.remove_torrent(handle)
+
+    def _meta(self, snap, row):
+        """The drilled torrent: the store's copy, else the one kept in the state home."""
+        try:
+            return self.store.torrent_meta(snap)
+        except (StoreCorrupt, AttributeError) as exc:
+            log.info("snapshot %s: no torrent in the store (%s); using the state home's", snap.id[:12], exc)
+        return load_torrent(torrent_bytes(self.home, row), source=f"{row['id'][:12]}.torrent")
+
+    def _snapshot_files(self, snapshot_id: str) -> set[int]:
+        from ..catalog.snapshots import snapshot_files
+
+        return {r["file_index"] for r in snapshot_files(self.cat, snapshot_id)}
 
     def _record(self, result: DrillResult) -> None:
         rows.finish_drill(
