@@ -91,6 +91,9 @@ class JobSettings:
     sandbox: str = "auto"  # auto | bwrap | none
     parity_copies: int = 3
     companion_category: str = "seedward-companion"
+    workdir: str = ""  # empty: <home>/jobs (job outputs, sidecars, companion payloads)
+    network: bool = True  # may a job's command reach the network (model downloads)?
+    embedded_listen: str = "0.0.0.0:6891"  # the embedded seeder's libtorrent listen_interfaces
 
 
 @dataclass

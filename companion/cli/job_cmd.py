@@ -1,0 +1,97 @@
+"""`seedward job run|show`: an AI job as a transaction over a torrent's payload."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput
+from ..job import DONE, INTERRUPTED, JobRunner, JobSpec, default_operator, parse_params, show, stdout_for
+from .context import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("job", help="run an AI job on a torrent's payload (read-only), show a job")
+    verbs = p.add_subparsers(dest="job_verb", metavar="VERB", required=True)
+    run_p = verbs.add_parser("run", help="preflight snapshot, sandboxed run, outputs with provenance",
+                             usage="seedward job run --torrent ID --model NAME --model-version V [options] -- COMMAND [ARGS...]")
+    run_p.add_argument("--torrent", required=True, metavar="ID", help="the original (any unique prefix of its id)")
+    run_p.add_argument("--files", nargs="+", default=[], metavar="GLOB",
+                       help="only these files of the torrent (globs; default: all)")
+    run_p.add_argument("--model", required=True, metavar="NAME")
+    run_p.add_argument("--model-version", required=True, metavar="V")
+    run_p.add_argument("--model-digest", metavar="D", help="model file hash or container digest")
+    prompt = run_p.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", metavar="TEXT")
+    prompt.add_argument("--prompt-file", metavar="F")
+    run_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    run_p.add_argument("--operator", metavar="NAME", help=f"who runs it (default: the user, here {default_operator()})")
+    run_p.add_argument("--json", action="store_true")
+    run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    run_p.set_defaults(func=run)
+    show_p = verbs.add_parser("show", help="a job: state, provenance, outputs, companions")
+    show_p.add_argument("job", metavar="JOB", help="any unique prefix of a job id")
+    show_p.add_argument("--json", action="store_true")
+    show_p.set_defaults(func=run_show)
+
+
+def open_store(ctx):
+    """The snapshot store, or None where this build has none (preflight is then a recorded full scan)."""
+    try:
+        from ..store import Store
+    except ImportError:
+        return None
+    path = Path(ctx.settings.store.path).expanduser() if ctx.settings.store.path else ctx.home.store
+    return Store.open(path, ctx.catalog)
+
+
+def run(args, ctx) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    prompt = args.prompt
+    if args.prompt_file:
+        try:
+            prompt = Path(args.prompt_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(args.prompt_file, f"cannot read the prompt file: {getattr(exc, 'strerror', None) or exc}") from exc
+    spec = JobSpec(torrent=args.torrent, command=command, model_name=args.model, model_version=args.model_version,
+                   model_digest=args.model_digest, prompt=prompt, params=parse_params(args.param),
+                   operator=args.operator or "", files=args.files)
+    ctx.home.ensure()
+    runner = JobRunner(catalog=ctx.catalog, manifests=ctx.manifests, settings=ctx.settings, home=ctx.home,
+                       store=open_store(ctx), command_output=stdout_for(args.json))
+    outcome = runner.run(spec)
+    if args.json:
+        print_json(outcome.to_json())
+    else:
+        print(f"job {outcome.id}: {outcome.state}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        for o in outcome.outputs:
+            print(f"  {o['sha256']}  {o['path']}")
+    if outcome.state != DONE and outcome.reason:
+        print(f"seedward: job {outcome.id} {outcome.state}: {outcome.reason}", file=sys.stderr)
+    if outcome.state == INTERRUPTED:
+        return 130
+    # failed, tainted or refused: a check failed (exit 1); the state says which
+    return EXIT_OK if outcome.state == DONE else EXIT_DAMAGE
+
+
+def run_show(args, ctx) -> int:
+    data = show(ctx.catalog, args.job)
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    print(f"job {data['id']}  [{data['state']}]" + ("  TAINTED" if data["tainted"] else ""))
+    print(f"  torrent     {data['torrent_id']}")
+    print(f"  model       {data['model_name']} {data['model_version']}" + (f" ({data['model_digest']})" if data['model_digest'] else ""))
+    print(f"  operator    {data['operator']}")
+    print(f"  command     {' '.join(data['command'])}")
+    print(f"  sandbox     {data['sandbox'] or '-'}   exit code {data['exit_code'] if data['exit_code'] is not None else '-'}")
+    print(f"  time        {data['started_at'] or '-'} .. {data['ended_at'] or '-'}")
+    print(f"  preflight   {data['preflight_snapshot'] or '(verified full scan, no store snapshot)'}")
+    if data["error"]:
+        print(f"  why         {data['error']}")
+    for o in data["outputs"]:
+        print(f"  {o['sha256']}  {o['size']:>12,}  {o['path']}")
+    for c in data["companions"]:
+        print(f"  companion   {c['id']} ({c['kind']}, seeded by {c['seeded_by']})")
+    return EXIT_OK

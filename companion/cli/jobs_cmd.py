@@ -1,0 +1,29 @@
+"""`seedward jobs`: every AI job, newest first."""
+
+from ..catalog import jobs as rows
+from ..errors import EXIT_OK
+from .context import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("jobs", help="list AI jobs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args, ctx) -> int:
+    jobs = rows.list_jobs(ctx.catalog)
+    counts = dict(ctx.catalog.query("SELECT job_id, COUNT(*) FROM job_outputs GROUP BY job_id"))
+    out = [{"id": j["id"], "state": j["state"], "torrent_id": j["torrent_id"], "model": j["model_name"],
+            "model_version": j["model_version"], "operator": j["operator"], "created_at": j["created_at"],
+            "ended_at": j["ended_at"], "exit_code": j["exit_code"], "tainted": bool(j["tainted"]),
+            "outputs": counts.get(j["id"], 0)} for j in jobs]
+    if args.json:
+        print_json({"jobs": out})
+        return EXIT_OK
+    if not out:
+        print("no jobs")
+    for j in out:
+        print(f"{j['id']}  {j['state']:11}  {j['created_at'][:19]}  {j['torrent_id'][:12]}  "
+              f"{j['model']} {j['model_version']}  {j['outputs']} outputs")
+    return EXIT_OK

@@ -1,0 +1,60 @@
+"""`seedward lease acquire|release|list`: time-limited write rights for agents outside `job run`."""
+
+import sys
+
+from .. import lease
+from ..errors import EXIT_OK, BadInput
+from ..job import default_operator
+from .context import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lease", help="let an agent write a protected path for a while (not drift, no heal)")
+    verbs = p.add_subparsers(dest="lease_verb", metavar="VERB", required=True)
+    acq = verbs.add_parser("acquire", help="grant a lease; prints its token once")
+    acq.add_argument("path", metavar="PATH", help="a file or folder (a folder covers everything below it)")
+    acq.add_argument("--ttl", required=True, type=float, metavar="SECONDS")
+    acq.add_argument("--operator", metavar="NAME")
+    acq.add_argument("--json", action="store_true")
+    acq.set_defaults(func=run_acquire)
+    rel = verbs.add_parser("release", help="end a lease")
+    rel.add_argument("token", metavar="TOKEN", help="the token `acquire` printed, or - to read it from stdin")
+    rel.add_argument("--json", action="store_true")
+    rel.set_defaults(func=run_release)
+    ls = verbs.add_parser("list", help="valid leases (with --all: released and expired ones too)")
+    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run_list)
+
+
+def run_acquire(args, ctx) -> int:
+    token, granted = lease.acquire(ctx.catalog, args.path, args.ttl, args.operator or default_operator())
+    if args.json:
+        print_json({"token": token, **granted.to_json()})
+    else:
+        print(token)
+        print(f"lease {granted.id} on {granted.path} for {granted.operator}, until {granted.expires_at}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def run_release(args, ctx) -> int:
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    if not token:
+        raise BadInput("lease release", "empty token")
+    ended = lease.release(ctx.catalog, token)
+    if args.json:
+        print_json(ended.to_json())
+    else:
+        print(f"lease {ended.id} on {ended.path} released")
+    return EXIT_OK
+
+
+def run_list(args, ctx) -> int:
+    found = lease.leases(ctx.catalog, include_closed=args.all)
+    if args.json:
+        print_json({"leases": [x.to_json() for x in found]})
+        return EXIT_OK
+    for x in found:
+        print(f"{x.id}  {x.operator:12}  until {x.expires_at[:19]}  {'released ' if x.released_at else ''}{x.path}")
+    return EXIT_OK

@@ -1,0 +1,349 @@
+"""AI jobs as transactions: preflight snapshot, staged run, verify the originals, collect outputs
+with provenance, store them, commit the sidecars.
+
+A job never leaves the originals changed: the command sees them read-only (bubblewrap) or a
+private copy (fallback), and after every run, failed or interrupted ones too, the originals are
+verified against the preflight baseline and healed from the preflight snapshot if touched.
+
+Job folder (`[jobs] workdir`, default <home>/jobs): <job id>/<companion name>/output/ is the
+command's only writable folder, <job id>/<companion name>/provenance/<output>.provenance.json the
+sidecars; the <companion name> folder is what `seedward publish` makes a torrent of.
+"""
+
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import provenance, sandbox
+from .catalog import jobs as rows
+from .catalog.db_time import now_iso
+from .errors import BadInput, Error, NotFound
+from .manifests import atomic_write
+from .scan import Scanner, quick_scan
+from .torrent import load_torrent
+
+log = logging.getLogger(__name__)
+
+DONE, FAILED, TAINTED, INTERRUPTED, REFUSED = "done", "failed", "tainted", "interrupted", "refused"
+FINAL_STATES = (DONE, FAILED, TAINTED, INTERRUPTED, REFUSED)
+
+
+class JobError(Error):
+    """job {}: {}"""
+
+
+@dataclass
+class JobSpec:
+    torrent: str  # any unique prefix of the original's id
+    command: list[str]
+    model_name: str
+    model_version: str
+    model_digest: str | None = None
+    prompt: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    operator: str = ""
+    files: list[str] = field(default_factory=list)  # globs over the torrent's file paths; empty: all
+
+
+@dataclass
+class JobOutcome:
+    id: str
+    state: str
+    outputs: list[dict]  # {"path": absolute path, "sha256"}
+    reason: str | None = None
+    exit_code: int | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "state": self.state, "outputs": self.outputs}
+
+
+def jobs_root(home, settings) -> Path:
+    return Path(settings.jobs.workdir).expanduser() if settings.jobs.workdir else home.root / "jobs"
+
+
+def companion_name(original_name: str, job_id: str) -> str:
+    return f"{original_name}.seedward-{job_id[:8]}"
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput("--param", f"{item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def default_operator() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, ImportError):
+        return str(os.getuid())
+
+
+def select_files(meta, globs: list[str]):
+    """The torrent's files matching any glob (over the path as the torrent lays it out, or relative to
+    the torrent's folder). No glob: every file."""
+    files = [f for f in meta.real_files if f.size > 0]
+    if not globs:
+        return files
+    prefix = meta.name + "/"
+
+    def matches(path: str) -> bool:
+        rel = path[len(prefix):] if path.startswith(prefix) else path
+        return any(fnmatch.fnmatchcase(path, g) or fnmatch.fnmatchcase(rel, g) for g in globs)
+
+    chosen = [f for f in files if matches(f.path)]
+    if not chosen:
+        raise BadInput("--files", f"{' '.join(globs)}: no file of {meta.name} matches")
+    return chosen
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class JobRunner:
+    """Runs one job against the catalog, the manifests repo and (when there is one) the snapshot store."""
+
+    def __init__(self, *, catalog, manifests, settings, home, store=None, command_output=None):
+        self.catalog = catalog
+        self.manifests = manifests
+        self.settings = settings
+        self.home = home
+        self.store = store
+        self.command_output = command_output  # where the command's stdout goes (None: inherit)
+        self._baseline: dict[str, dict[int, dict[int, str]]] = {}  # job id -> the preflight's xxh3
+
+    def run(self, spec: JobSpec) -> JobOutcome:
+        if not spec.command:
+            raise BadInput("job run", "no command given (put it after `--`)")
+        if not spec.model_name.strip() or not spec.model_version.strip():
+            raise BadInput("job run", "--model and --model-version must not be empty")
+        torrent_id = self.catalog.resolve_id(spec.torrent)
+        torrent = self.catalog.get_torrent(torrent_id)
+        if not torrent["torrent_file"] or not torrent["save_path"]:
+            raise JobError(torrent_id[:12], "the catalog has no .torrent or save path for it")
+        meta = load_torrent(torrent["torrent_file"])
+        scope = select_files(meta, spec.files)
+        save_path = Path(torrent["save_path"])
+        mode, warning = sandbox.choose_mode(self.settings.jobs.sandbox)
+        # Without bwrap the command could write anywhere: every file of the torrent is exposed then.
+        exposed = scope if mode == "bwrap" else [f for f in meta.real_files if f.size > 0]
+
+        job_id = secrets.token_hex(8)
+        workdir = jobs_root(self.home, self.settings) / job_id
+        content = workdir / companion_name(meta.name, job_id)
+        output = content / "output"
+        output.mkdir(parents=True)
+        os.chmod(workdir, 0o700)
+        rows.add_job(self.catalog, job_id, torrent_id, command=list(spec.command), scope=[f.path for f in scope],
+                     model_name=spec.model_name, model_version=spec.model_version, model_digest=spec.model_digest,
+                     prompt=spec.prompt, params=spec.params, operator=spec.operator or default_operator(),
+                     workdir=str(workdir))
+        self.catalog.add_event(torrent_id, "job_started", f"{meta.name}: job {job_id} ({spec.model_name} "
+                               f"{spec.model_version}) on {len(scope)} files", job=job_id)
+        verified = False  # once the originals were checked after the run
+        try:
+            refusal = self.preflight(job_id, torrent, meta, save_path, exposed)
+            if refusal:
+                return self._end(job_id, torrent_id, REFUSED, refusal)
+            rows.update_job(self.catalog, job_id, state="running", sandbox=mode, started_at=now_iso())
+            staging = sandbox.Staging(
+                inputs=tuple((save_path / f.path, f.path) for f in scope), output=output,
+                readonly=(save_path,), hidden=(self.home.root,), scratch=workdir / "scratch",
+                network=self.settings.jobs.network)
+            job_env = {"SEEDWARD_INPUT": sandbox.INSIDE_INPUT, "SEEDWARD_OUTPUT": sandbox.INSIDE_OUTPUT,
+                       "SEEDWARD_JOB_ID": job_id, "SEEDWARD_MODEL": spec.model_name,
+                       "SEEDWARD_MODEL_VERSION": spec.model_version, "SEEDWARD_PROMPT": spec.prompt or "",
+                       "SEEDWARD_PARAMS": json.dumps(spec.params, sort_keys=True)}
+            result = sandbox.run_staged(staging, spec.command, mode, job_env=job_env, warning=warning,
+                                        stdout=self.command_output)
+            rows.update_job(self.catalog, job_id, exit_code=result.exit_code, ended_at=now_iso(), state="collecting")
+            verified = True
+            tainted = self.verify_originals(job_id, meta, save_path, exposed)
+            if tainted:
+                return self._end(job_id, torrent_id, TAINTED, tainted, exit_code=result.exit_code)
+            if result.interrupted:
+                return self._end(job_id, torrent_id, INTERRUPTED, "interrupted while the command ran",
+                                 exit_code=result.exit_code)
+            if result.exit_code != 0:
+                return self._end(job_id, torrent_id, FAILED, f"the command exited with {result.exit_code}",
+                                 exit_code=result.exit_code)
+            outputs = self.collect(job_id, torrent, meta, scope, content)
+            return self._end(job_id, torrent_id, DONE, None, exit_code=0, outputs=outputs)
+        except KeyboardInterrupt:
+            taint = None if verified else self.verify_originals(job_id, meta, save_path, exposed)
+            return self._end(job_id, torrent_id, TAINTED if taint else INTERRUPTED, taint or "interrupted")
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+            taint = None if verified else self.verify_originals(job_id, meta, save_path, exposed)
+            self._end(job_id, torrent_id, TAINTED if taint else FAILED, taint or reason)
+            raise
+
+    def _end(self, job_id, torrent_id, state, reason, exit_code=None, outputs=()) -> JobOutcome:
+        fields = {"state": state, "error": reason}
+        if rows.get_job(self.catalog, job_id)["ended_at"] is None:
+            fields["ended_at"] = now_iso()
+        rows.update_job(self.catalog, job_id, **fields)
+        level = "info" if state == DONE else ("error" if state == TAINTED else "warning")
+        self.catalog.add_event(torrent_id, f"job_{state}", f"job {job_id}: {state}" + (f" ({reason})" if reason else ""),
+                               level=level, job=job_id)
+        return JobOutcome(job_id, state, list(outputs), reason, exit_code)
+
+    def preflight(self, job_id, torrent, meta, save_path, exposed) -> str | None:
+        """A fresh, verified record of the exposed files. Returns why the job is refused, or None.
+
+        Verifies against the torrent's own hashes (not only our baseline), then snapshots them into
+        the store (when there is one). Their xxh3 per segment become the post-run baseline."""
+        state = torrent["protection"]
+        if state == "baseline_bad":
+            return "the payload never matched its torrent (baseline_bad)"
+        if state in ("damaged", "healing"):
+            return f"the payload has drifted ({state}); heal it first"
+        if state in ("removed", "excluded"):
+            return f"the torrent is {state}"
+        indices = {f.index for f in exposed}
+        if len(indices) == len(meta.real_files) or state == "pending":
+            from .protect import catalog_torrent
+
+            result = catalog_torrent(self.catalog, self.manifests, meta, save_path, reason=f"job {job_id} preflight")
+        else:
+            # Only the files in scope: recorded as the job's preflight, the catalog's baseline stays whole.
+            result = Scanner().full_scan(meta, save_path, only_files=indices)
+            if not result.ok:
+                self.catalog.set_protection(meta.id, "damaged")
+                self.catalog.add_event(meta.id, "drift", f"{meta.name}: job {job_id} preflight found "
+                                       f"{len(result.bad_pieces)} bad pieces", level="error",
+                                       bad_pieces=result.bad_pieces[:100])
+        if not result.ok:
+            return f"the payload does not match its torrent ({len(result.bad_pieces)} bad pieces)"
+        self._baseline[job_id] = {f.entry.index: {s.piece: s.xxh3 for s in f.segments} for f in result.files}
+        snapshot_id = None
+        if self.store is not None:
+            from .store import SnapshotRefused
+
+            try:
+                snapshot_id = self.store.snapshot(meta, save_path, "preflight", job_id=job_id, files=sorted(indices)).id
+            except SnapshotRefused as exc:
+                return str(exc)
+        rows.update_job(self.catalog, job_id, preflight_snapshot=snapshot_id)
+        return None
+
+    def verify_originals(self, job_id, meta, save_path, exposed) -> str | None:
+        """Quick verify of the exposed files against the preflight; heal what changed from the
+        preflight snapshot. Returns the taint reason, or None when nothing changed."""
+        baseline = self._baseline.get(job_id)
+        if baseline is None:  # the preflight never finished: nothing was exposed
+            return None
+        check = quick_scan(meta, save_path, baseline, files=set(baseline))
+        if check.ok:
+            return None
+        changed = [f for f in check.files if f.status != "ok"]
+        names = ", ".join(Path(f.path).name for f in changed[:5])
+        log.error("job %s changed the originals (%s): healing", job_id, names)
+        rows.update_job(self.catalog, job_id, tainted=1)
+        self.catalog.add_event(meta.id, "job_tainted", f"job {job_id} changed {len(changed)} original files: {names}",
+                               level="error", job=job_id, pieces=check.bad_pieces[:100])
+        snapshot_id = rows.get_job(self.catalog, job_id)["preflight_snapshot"]
+        what = f"the command changed {len(changed)} original files ({names})"
+        if self.store is None or snapshot_id is None:
+            self.catalog.set_protection(meta.id, "damaged")
+            return f"{what}; NOT healed: no snapshot store, the torrent is marked damaged"
+        self.store.heal(snapshot_id, save_path, [(f.file_index, p) for f in changed for p, _o, _l in f.bad_segments])
+        again = quick_scan(meta, save_path, baseline, files={f.file_index for f in changed})
+        if not again.ok:
+            self.catalog.set_protection(meta.id, "damaged")
+            return f"{what}; the heal did not restore them, the torrent is marked damaged"
+        self.catalog.add_event(meta.id, "healed", f"{meta.name}: job {job_id}'s changes undone from preflight "
+                               f"snapshot {snapshot_id[:12]}", job=job_id)
+        return f"{what}; healed from the preflight snapshot"
+
+    def collect(self, job_id, torrent, meta, scope, content: Path) -> list[dict]:
+        """Hash the outputs, write one sidecar each, store and commit them."""
+        output = content / "output"
+        files, skipped = sandbox.regular_files(output)
+        for name in skipped:
+            log.warning("job %s: %s is not a regular file: left out", job_id, name)
+        with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+            digests = list(pool.map(sha256_file, files))
+        originals = {r["path"]: r for r in self.catalog.get_files(meta.id)}
+        origin_docs = [{"path": f.path, "size": f.size, "sha256": originals[f.path]["sha256"]} for f in scope]
+        job = rows.get_job(self.catalog, job_id)
+        out_rows, documents, outcome = [], {}, []
+        for path, digest in zip(files, digests):
+            rel = path.relative_to(output).as_posix()
+            os.chmod(path, 0o444)  # published bytes: keep them from casual edits
+            doc = provenance.sidecar(job=job, torrent=torrent, originals=origin_docs,
+                                     output={"path": rel, "size": path.stat().st_size, "sha256": digest})
+            data = provenance.encode(doc)
+            sidecar_rel = f"provenance/{rel}.provenance.json"
+            atomic_write(content / sidecar_rel, data, 0o444)
+            out_rows.append({"path": rel, "size": doc["output"]["size"], "sha256": digest, "sidecar": sidecar_rel,
+                             "sidecar_sha256": hashlib.sha256(data).hexdigest()})
+            documents[f"jobs/{job_id}/{sidecar_rel}"] = doc
+            outcome.append({"path": str(path), "sha256": digest})
+        rows.set_outputs(self.catalog, job_id, out_rows)
+        documents[f"jobs/{job_id}/job.json"] = job_document(rows.get_job(self.catalog, job_id), out_rows, DONE)
+        message = (f"job {job_id}: {len(out_rows)} outputs from {torrent['name']}\n\n"
+                   f"job {job_id}\ntorrent {torrent['id']}\nmodel {job['model_name']} {job['model_version']}")
+        sha = self.manifests.write_many(documents, message)
+        if sha:
+            self.manifests.repo.create_tag(f"job-{job_id}", ref=sha, message=f"seedward job {job_id}")
+            rows.update_job(self.catalog, job_id, manifest_commit=sha)
+        if self.store is not None and out_rows:
+            rows.update_job(self.catalog, job_id, output_snapshot=self.store_outputs(job_id, torrent, content))
+        return outcome
+
+    def store_outputs(self, job_id, torrent, content: Path) -> str | None:
+        """Outputs and sidecars into the snapshot store (the store keeps payloads as torrents lay them out)."""
+        from .publish import build
+
+        raw = build(content, original=torrent, job_id=job_id)
+        meta = load_torrent(raw)
+        # The store knows auto | preflight | manual; the job id says which job made them.
+        snap = self.store.snapshot(meta, content.parent, "manual", job_id=job_id)
+        return snap.id
+
+
+def job_document(job, outputs: list[dict], state: str | None = None) -> dict:
+    """The job as committed to the manifests repo and shown by `job show --json`."""
+    data = {k: job[k] for k in job.keys() if k not in ("command", "scope", "params")}
+    data["command"] = json.loads(job["command"])
+    data["scope"] = json.loads(job["scope"])
+    data["params"] = json.loads(job["params"])
+    data["tainted"] = bool(job["tainted"])
+    if state:
+        data["state"] = state
+    data["outputs"] = [dict(o) for o in outputs]
+    return data
+
+
+def show(catalog, job_id_prefix: str) -> dict:
+    try:
+        job_id = rows.resolve_job(catalog, job_id_prefix)
+    except ValueError as exc:
+        raise BadInput(job_id_prefix, f"ambiguous job id: {exc}") from None
+    if job_id is None:
+        raise NotFound(f"no job matches {job_id_prefix!r}")
+    job = rows.get_job(catalog, job_id)
+    outputs = [dict(o) for o in rows.get_outputs(catalog, job_id)]
+    doc = job_document(job, outputs)
+    doc["companions"] = [dict(c) for c in rows.list_companions(catalog, job_id=job_id)]
+    return doc
+
+
+def stdout_for(json_mode: bool):
+    """With --json our stdout carries one object: the command's output goes to stderr then."""
+    return sys.stderr if json_mode else None

@@ -1,0 +1,232 @@
+"""Run a job's command with read-only inputs and one writable output folder.
+
+With bubblewrap (`bwrap`): a private mount namespace where the whole filesystem is bound
+read-only, the inputs appear read-only under SEEDWARD_INPUT, the output folder (and a private
+TMPDIR) are the only writable places, the state home is hidden, and every capability is dropped
+(so even root cannot remount anything writable). Without bwrap, or where it cannot create namespaces, the fallback
+is a private read-only copy of the inputs (a real copy, never a hard link, so writing to it
+cannot reach the originals); the caller verifies the originals afterwards either way.
+"""
+
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput, Error
+
+log = logging.getLogger(__name__)
+
+INSIDE_ROOT = "/seedward"  # inside the sandbox, on its own (read-only) tmpfs root
+INSIDE_INPUT = f"{INSIDE_ROOT}/input"
+INSIDE_OUTPUT = f"{INSIDE_ROOT}/output"
+INSIDE_TMP = f"{INSIDE_ROOT}/tmp"  # TMPDIR: the host's /tmp is read-only in there
+SECRET_ENV = ("QBITTORRENTAPI_PASSWORD", "QBITTORRENTAPI_USERNAME", "SEEDWARD_HOME")
+
+
+class SandboxUnavailable(Error):
+    """bubblewrap sandbox unavailable: {}"""
+
+
+class CommandNotFound(BadInput):
+    """{}: {}"""
+
+
+@dataclass(frozen=True)
+class Staging:
+    """What the command sees: inputs (host path -> path relative to the input folder), one output folder,
+    and host paths that must stay unwritable (the seeding paths) or hidden (the state home)."""
+
+    inputs: tuple[tuple[Path, str], ...]
+    output: Path
+    readonly: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()
+    scratch: Path | None = None  # the fallback's copy of the inputs goes here
+    network: bool = True
+
+
+@dataclass
+class SandboxResult:
+    exit_code: int
+    mode: str  # bwrap | copy
+    interrupted: bool = False
+    warning: str | None = None
+
+
+def probe_bwrap() -> str | None:
+    """None when bwrap can build our sandbox here, else why not (one line)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "bwrap is not installed (Debian package bubblewrap)"
+    try:
+        proc = subprocess.run([*root_argv(exe, network=True), "--dir", INSIDE_OUTPUT, "--remount-ro", "/", "--", "true"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap failed to start: {exc}"
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return f"bwrap cannot create namespaces here: {lines[-1] if lines else proc.returncode}"
+    return None
+
+
+def root_argv(exe: str, *, network: bool) -> list[str]:
+    """A fresh root (a tmpfs, read-only in the end) holding the host's top-level folders bound
+    read-only, so we can make /seedward/... mount points without touching the host."""
+    argv = [exe, "--tmpfs", "/", "--dev", "/dev", "--proc", "/proc",
+            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if network:
+        argv.append("--share-net")
+    for name in sorted(os.listdir("/")):
+        host = f"/{name}"
+        if name in ("dev", "proc", "seedward") or name.startswith("."):
+            continue
+        if os.path.islink(host):
+            argv += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            argv += ["--ro-bind", host, host]
+    return argv
+
+
+def choose_mode(setting: str) -> tuple[str, str | None]:
+    """(mode, warning) for the `[jobs] sandbox` setting: auto | bwrap | none."""
+    if setting not in ("auto", "bwrap", "none"):
+        raise BadInput("[jobs] sandbox", f"{setting!r} is not auto, bwrap or none")
+    if setting == "none":
+        return "copy", "sandbox disabled by configuration ([jobs] sandbox = \"none\")"
+    why = probe_bwrap()
+    if why is None:
+        return "bwrap", None
+    if setting == "bwrap":
+        raise SandboxUnavailable(why)
+    return "copy", why
+
+
+def bwrap_argv(staging: Staging, command: list[str], job_env: dict[str, str]) -> list[str]:
+    argv = root_argv(shutil.which("bwrap") or "bwrap", network=staging.network)
+    for hidden in staging.hidden:
+        if hidden.is_dir():
+            argv += ["--tmpfs", str(hidden)]
+    # Already read-only through their top-level folder; bound again in case they live under a hidden one.
+    for path in staging.readonly:
+        if path.is_dir() and not any(path.is_relative_to(h) for h in staging.hidden):
+            argv += ["--ro-bind", str(path), str(path)]
+    for host, rel in staging.inputs:
+        argv += ["--ro-bind", str(host), f"{INSIDE_INPUT}/{rel}"]
+    argv += ["--dir", INSIDE_INPUT, "--tmpfs", INSIDE_TMP, "--bind", str(staging.output), INSIDE_OUTPUT,
+             "--remount-ro", "/", "--chdir", INSIDE_OUTPUT, "--setenv", "TMPDIR", INSIDE_TMP]
+    for key, value in job_env.items():
+        argv += ["--setenv", key, value]
+    for key in SECRET_ENV:
+        argv += ["--unsetenv", key]
+    return argv + ["--", *command]
+
+
+def copy_inputs(staging: Staging) -> Path:
+    """The fallback: a private copy of the inputs, made read-only. Returns the input folder."""
+    if staging.scratch is None:
+        raise ValueError("the copy fallback needs a scratch folder")
+    root = staging.scratch / "input"
+    if root.exists():
+        make_writable(root)
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for host, rel in staging.inputs:
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(host, dest)  # a copy (copy_file_range / reflink where the filesystem can), never a link
+        os.chmod(dest, 0o444)
+    for dirpath, _dirs, _files in os.walk(root):
+        os.chmod(dirpath, 0o555)
+    return root
+
+
+def make_writable(root: Path) -> None:
+    for dirpath, dirs, _files in os.walk(root):
+        os.chmod(dirpath, 0o755)
+
+
+def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict[str, str],
+               warning: str | None = None, stdout=None, stderr=None) -> SandboxResult:
+    """Run the command staged; Ctrl-C / SIGTERM end it and come back as interrupted."""
+    if not command:
+        raise BadInput("job", "no command given (put it after `--`)")
+    staging.output.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    if mode == "bwrap":
+        argv = bwrap_argv(staging, command, job_env)
+        cwd = None
+    else:
+        log.warning("running WITHOUT a sandbox (%s): the command gets a private read-only copy of its inputs, "
+                    "the seeding paths are NOT protected from it while it runs; the originals are verified "
+                    "afterwards and healed if touched", warning or "no bwrap")
+        input_dir = copy_inputs(staging)
+        env.update(job_env, SEEDWARD_INPUT=str(input_dir), SEEDWARD_OUTPUT=str(staging.output))
+        argv, cwd = list(command), staging.output
+        exe = shutil.which(argv[0], path=env.get("PATH"))
+        if exe is None and not Path(argv[0]).exists():
+            raise CommandNotFound(argv[0], "command not found")
+    interrupted = False
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+    except OSError as exc:
+        raise CommandNotFound(argv[0], exc.strerror or str(exc)) from exc
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        _end(proc)
+        code = proc.returncode if proc.returncode is not None else -signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if mode == "copy" and staging.scratch is not None and (staging.scratch / "input").exists():
+            make_writable(staging.scratch / "input")
+            shutil.rmtree(staging.scratch / "input", ignore_errors=True)
+    return SandboxResult(code, mode, interrupted, warning)
+
+
+def _raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Stop the command's whole process group: TERM, then KILL after a grace period."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def regular_files(root: Path) -> tuple[list[Path], list[str]]:
+    """Regular files under root (sorted) and the paths skipped (symlinks, devices, fifos)."""
+    files, skipped = [], []
+    for dirpath, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                files.append(path)
+            else:
+                skipped.append(str(path.relative_to(root)))
+        for name in list(dirs):
+            if (Path(dirpath) / name).is_symlink():
+                skipped.append(str((Path(dirpath) / name).relative_to(root)))
+    return files, skipped
