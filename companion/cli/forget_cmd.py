@@ -1,4 +1,4 @@
-"""`seedward forget --keep-last/--keep-daily/... N [--dry-run]`: drop snapshots by restic's policy."""
+"""`seedward forget --keep-last/--keep-daily/... N [--dry-run]` (restic's policy) or `--snapshot S`."""
 
 from ..errors import EXIT_OK
 from .context import print_json
@@ -12,6 +12,7 @@ def register(sub) -> None:
         p.add_argument(f"--keep-{rule}", type=int, default=0, metavar="N",
                        help=f"keep the {'N newest' if rule == 'last' else f'newest snapshot of each of the last N {rule} periods'}"
                             " (-1: unlimited)")
+    p.add_argument("--snapshot", action="append", metavar="S", help="remove exactly this snapshot (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     p.add_argument("--prune", action="store_true", help="prune the store afterwards")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -22,7 +23,7 @@ def run(args, ctx) -> int:
     tid = ctx.catalog.resolve_id(args.id) if args.id else None
     result = open_store(ctx).forget(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly,
                                     args.keep_monthly, args.keep_yearly, dry_run=args.dry_run, torrent_id=tid,
-                                    prune=args.prune)
+                                    snapshot_ids=args.snapshot, prune=args.prune)
     if args.json:
         print_json(result.to_json())
         return EXIT_OK

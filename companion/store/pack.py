@@ -94,6 +94,13 @@ class PackWriter:
             self.abort()
             return list(self.published)
 
+    def discard(self) -> None:
+        """Drop everything this writer wrote, published packs too (no index names them yet)."""
+        self.abort()
+        for pack in self.published:
+            self.backend.delete(pack_name(pack.pack_id))
+        self.published.clear()
+
     def abort(self) -> None:
         """Drop staged, unpublished packs (published ones stay until prune: nothing names them)."""
         for pack in list(self.staged):

@@ -3,9 +3,9 @@
 Snapshots are walked newest first. --keep-last N keeps the N newest. --keep-daily N keeps,
 for the N most recent days that have snapshots, the newest snapshot of each day; hourly,
 weekly (ISO week), monthly and yearly work the same way. A snapshot kept by any rule is kept.
-When a rule still has counts left at the oldest snapshot, that one is kept too (restic >= 0.15:
-the longest history the counts allow). A negative count means unlimited. With no rule at all
-nothing is removed.
+A negative count means unlimited. With no rule at all nothing is removed. These are the
+semantics of restic 0.14 (Debian 12's; the tests compare with it); later restic also keeps
+the oldest snapshot while a rule has counts left.
 """
 
 from dataclasses import dataclass, field
@@ -57,14 +57,13 @@ def apply_policy(snapshots: list[tuple[str, datetime]], policy: KeepPolicy) -> D
         return decision
     left = {r: getattr(policy, r) for r in RULES}
     last_bucket: dict[str, object] = {}
-    for nr, (sid, created) in enumerate(ordered):
-        oldest = nr == len(ordered) - 1
+    for sid, created in ordered:
         reasons = []
         for rule in RULES:
             if left[rule] == 0:
                 continue
             bucket = _bucket(rule, created, sid)
-            if rule in last_bucket and last_bucket[rule] == bucket and not oldest:
+            if rule in last_bucket and last_bucket[rule] == bucket:
                 continue
             last_bucket[rule] = bucket
             reasons.append(rule)

@@ -266,7 +266,7 @@ class Store:
                                       " no snapshot stored")
             packs = writer.finish()
         except BaseException:
-            writer.abort()
+            writer.discard()
             raise
         self.index.write({p.pack_id: p.entries for p in packs})
         return result, counter["new"]
@@ -496,16 +496,28 @@ class Store:
 
     def forget(self, keep_last: int = 0, keep_hourly: int = 0, keep_daily: int = 0, keep_weekly: int = 0,
                keep_monthly: int = 0, keep_yearly: int = 0, *, dry_run: bool = False,
-               torrent_id: str | None = None, prune: bool = False) -> ForgetResult:
-        """Remove snapshot records per restic's policy (see policy.py), per torrent. Chunks stay
-        until `prune`."""
+               torrent_id: str | None = None, snapshot_ids: list[str] | None = None,
+               prune: bool = False) -> ForgetResult:
+        """Remove snapshot records per restic's policy (see policy.py), per torrent, or exactly the
+        given snapshots (ids or unique prefixes). Chunks stay until `prune`. All snapshots of one
+        torrent hold the same bytes (each was verified against the torrent), so data is freed only
+        when a torrent's last snapshot goes."""
         policy = KeepPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
-        if policy.empty():
-            raise BadInput("forget", "no policy given (--keep-last/--keep-daily/...); refusing to remove everything")
-        groups: dict[str, list] = {}
-        for snap in self.snapshots(torrent_id):
-            groups.setdefault(snap.torrent_id, []).append((snap.id, datetime.fromisoformat(snap.created_at)))
-        decisions = {tid: apply_policy(snaps, policy) for tid, snaps in groups.items()}
+        if snapshot_ids:
+            if not policy.empty():
+                raise BadInput("forget", "give snapshot ids or a policy, not both")
+            snaps = [self.get(sid) for sid in snapshot_ids]
+            decisions: dict[str, Decision] = {}
+            for snap in snaps:
+                decisions.setdefault(snap.torrent_id, Decision()).remove.append(snap.id)
+        else:
+            if policy.empty():
+                raise BadInput("forget", "no policy given (--keep-last/--keep-daily/...); refusing to remove"
+                               " everything")
+            groups: dict[str, list] = {}
+            for snap in self.snapshots(torrent_id):
+                groups.setdefault(snap.torrent_id, []).append((snap.id, datetime.fromisoformat(snap.created_at)))
+            decisions = {tid: apply_policy(snaps, policy) for tid, snaps in groups.items()}
         removed = [sid for d in decisions.values() for sid in d.remove]
         if not dry_run and removed:
             with self.backend.lock(self.lock_timeout):
@@ -513,8 +525,8 @@ class Store:
                 records.delete_snapshots(self.catalog, removed)
                 for sid in removed:
                     self.backend.delete(f"snapshots/{sid}.json")
-            if prune:
-                self.prune()
+        if prune and not dry_run:
+            self.prune()
         return ForgetResult(decisions, removed, dry_run)
 
     def prune(self, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneResult:

@@ -1,0 +1,35 @@
+"""The service's "snapshot" job kind: `register(service)` plugs it in."""
+
+import logging
+from pathlib import Path
+
+from ..errors import NotFound
+from ..torrent import load_torrent
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def register(service) -> None:
+    service.register_job("snapshot", snapshot_job)
+
+
+def service_store(service) -> Store:
+    """One Store per service (its index is cached in memory)."""
+    store = getattr(service, "_store", None)
+    if store is None:
+        store = Store.for_home(service.home, service.settings, service.catalog, scanner=service.scanner)
+        service._store = store
+    return store
+
+
+def snapshot_job(service, job) -> None:
+    """Payload: reason (auto | preflight | manual, default auto), files (file indices, optional)."""
+    row = service.catalog.get_torrent(job.torrent_id)
+    if row is None or not row["torrent_file"] or not row["save_path"]:
+        raise NotFound(f"snapshot job {job.id}: torrent {job.torrent_id} is not cataloged with a .torrent and save path")
+    meta = load_torrent(row["torrent_file"])
+    snap = service_store(service).snapshot(meta, Path(row["save_path"]), job.payload.get("reason", "auto"),
+                                           job_id=job.id, files=job.payload.get("files"))
+    service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes)",
+                 snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes)
