@@ -95,9 +95,15 @@ class SwarmResult:
         return self.check.ok
 
 
-def _wait_checked(ses: lt.session, handle, save_path: Path, deadline: float, timeout: float) -> None:
-    """Block until libtorrent's checked alert for handle; its errors and the deadline raise."""
+class Interrupted(Error):
+    """libtorrent session for {}: {}"""
+
+
+def _wait_checked(ses: lt.session, handle, save_path: Path, deadline: float, timeout: float, cancel=None) -> None:
+    """Block until libtorrent's checked alert for handle; its errors, the deadline and cancel raise."""
     while True:
+        if cancel is not None and cancel.is_set():
+            raise Interrupted(save_path, "cancelled")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RecheckTimeout(save_path, f"libtorrent did not finish checking within {timeout:g}s")
@@ -119,7 +125,7 @@ def piece_results(handle, num_pieces: int) -> list[bool]:
     return pieces
 
 
-def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout: float):
+def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout: float, cancel=None):
     """Add the torrent stopped-when-ready, wait for the checked alert, read every piece.
 
     Returns (handle, CheckResult); the torrent stays in `ses` (paused) so the caller may seed
@@ -130,7 +136,7 @@ def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout:
     num_pieces = atp.ti.num_pieces()
     handle = ses.add_torrent(atp)
     try:
-        _wait_checked(ses, handle, save_path, started + timeout, timeout)
+        _wait_checked(ses, handle, save_path, started + timeout, timeout, cancel)
         pieces = piece_results(handle, num_pieces)
     except BaseException:
         ses.remove_torrent(handle)
@@ -140,7 +146,7 @@ def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout:
 
 
 def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path, timeout: float,
-                downloader: lt.session | None = None) -> SwarmResult:
+                downloader: lt.session | None = None, cancel=None) -> SwarmResult:
     """Seed a checked payload from `seeder` to a second isolated session over loopback.
 
     The downloader starts from an empty `dest`, connects only to the seeder, must receive
@@ -159,6 +165,8 @@ def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path,
             status = handle.status()
             if status.is_seeding:
                 break
+            if cancel is not None and cancel.is_set():
+                raise Interrupted(dest, "cancelled")
             if time.monotonic() > deadline:
                 raise SwarmError(dest, f"download stalled at {status.progress:.0%} after {timeout:g}s "
                                  f"({status.num_peers} peers)")
@@ -174,6 +182,6 @@ def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path,
         ses.remove_torrent(handle)
         seed_handle.pause()
     # A fresh add of the finished download makes libtorrent read it all back from disk.
-    check_handle, check = check_payload(ses, torrent_raw, dest, max(deadline - time.monotonic(), 1.0))
+    check_handle, check = check_payload(ses, torrent_raw, dest, max(deadline - time.monotonic(), 1.0), cancel)
     ses.remove_torrent(check_handle)
     return SwarmResult(seconds, received, check)

@@ -110,7 +110,7 @@ def last_drill_per_torrent(cat) -> list[sqlite3.Row]:
 def drill_candidates(cat) -> list[sqlite3.Row]:
     """Torrents with a snapshot, least recently drilled first (never drilled first of all)."""
     return cat.query(
-        """SELECT t.id AS torrent_id, MAX(d.started_at) AS last_drill
+        """SELECT t.id AS torrent_id, t.payload_size, MAX(d.started_at) AS last_drill
            FROM torrents t
            JOIN snapshots s ON s.torrent_id = t.id
            LEFT JOIN drills d ON d.torrent_id = t.id
@@ -142,3 +142,26 @@ def suspect_snapshots(cat, torrent_id: str | None = None) -> list[sqlite3.Row]:
 
 def is_suspect(cat, snapshot_id: str) -> bool:
     return cat.one("SELECT 1 FROM suspect_snapshots WHERE snapshot_id = ?", (snapshot_id,)) is not None
+
+
+migration(
+    502,
+    """
+-- when the service last queued its scheduled drills (one row)
+CREATE TABLE drill_schedule (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_run TEXT NOT NULL
+);
+""",
+)
+
+
+def last_scheduled_run(cat) -> str | None:
+    row = cat.one("SELECT last_run FROM drill_schedule WHERE id = 1")
+    return row["last_run"] if row else None
+
+
+def set_scheduled_run(cat, at: str) -> None:
+    with cat.tx() as db:
+        db.execute("INSERT INTO drill_schedule VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET last_run = excluded.last_run",
+                   (at,))

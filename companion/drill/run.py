@@ -148,28 +148,37 @@ class Drill:
     """Drills snapshots of one store. Settings are `Settings.drill`; `session_factory` makes the
     isolated libtorrent sessions (tests pass one whose check never starts)."""
 
-    def __init__(self, catalog, store, home, settings, session_factory=default_session):
+    def __init__(self, catalog, store, home, settings, session_factory=default_session, emit=None):
         self.cat = catalog
         self.store = store
         self.home = home
         self.settings = settings
         self.session_factory = session_factory
+        # the service passes its bus (events reach subscribers too); alone, events go to the catalog
+        self.emit = emit or (lambda kind, tid, message, level="info", **data:
+                             catalog.add_event(tid, kind, message, level=level, **data))
 
     def run(self, torrent_id: str, snapshot: str | None = None, swarm: bool = False,
-            reason: str = "manual") -> DrillResult:
+            reason: str = "manual", cancel=None) -> DrillResult:
         """Drill one torrent's snapshot. Never raises for the drill's own failures: they are in
-        the result, recorded in the catalog, and raised as an alert event."""
+        the result, recorded in the catalog, and raised as an alert event. A set `cancel` event
+        stops it (recorded as failed) and raises Interrupted."""
         result = DrillResult(secrets.token_hex(8), torrent_id)
         rows.start_drill(self.cat, result.drill_id, torrent_id, snapshot or "", reason, swarm, this_process())
+        self.cancel = cancel
         try:
             self._run(result, snapshot, swarm)
+        except ltsession.Interrupted as exc:
+            result.error = f"interrupted: {exc}"
+            self._record(result, interrupted=True)
+            raise
         except (Error, OSError, RuntimeError) as exc:
             # RuntimeError: what libtorrent's bindings raise
             result.error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
             log.info("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
         except BaseException as exc:
             result.error = f"interrupted ({type(exc).__name__})"
-            self._record(result)
+            self._record(result, interrupted=True)
             raise
         result.ok = result.error is None and not result.damaged
         self._record(result)
@@ -194,6 +203,7 @@ class Drill:
         timeout = cfg.timeout_seconds
 
         with Scratch(root, result.drill_id) as scratch:
+            self._check_cancel(result)
             t = time.monotonic()
             restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload)
             result.restore_seconds = time.monotonic() - t
@@ -201,14 +211,16 @@ class Drill:
             if restored.corrupt:
                 result.error = f"store corrupt: {restored.describe()}"
 
+            self._check_cancel(result)
             indices = self._snapshot_files(snap.id)
             verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id, indices),
                                     rate, workers=os.cpu_count() or 2)
             result.verify_seconds = verified.seconds
             result.bad_files = sorted(set(verified.bad_files) | set(restored.corrupt_files(meta)))
 
+            self._check_cancel(result)
             ses = self.session_factory()
-            handle, check = ltsession.check_payload(ses, meta.raw, scratch.payload, timeout)
+            handle, check = ltsession.check_payload(ses, meta.raw, scratch.payload, timeout, self.cancel)
             result.recheck_seconds = check.seconds
             covered = covered_pieces(meta, indices)
             result.bad_pieces = sorted((set(check.bad_pieces) | set(restored.corrupt_pieces())) & covered)
@@ -218,13 +230,17 @@ class Drill:
                                      f" snapshot {snap.id[:12]} holds {len(indices)} of {len(meta.real_files)}")
                 if swarm and not result.damaged:
                     proof = ltsession.swarm_proof(ses, handle, meta.raw, scratch.swarm, timeout,
-                                                  downloader=self.session_factory())
+                                                  downloader=self.session_factory(), cancel=self.cancel)
                     result.swarm_seconds = proof.seconds
                     if not proof.ok:
                         raise DrillError(result.torrent_id[:12], "the second session's download failed its recheck"
                                          f" at pieces {proof.check.bad_pieces[:20]}")
             finally:
                 ses.remove_torrent(handle)
+
+    def _check_cancel(self, result: DrillResult) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise ltsession.Interrupted(result.torrent_id[:12], "cancelled")
 
     def _meta(self, snap, row):
         """The drilled torrent: the store's copy, else the one kept in the state home."""
@@ -239,7 +255,7 @@ class Drill:
 
         return {r["file_index"] for r in snapshot_files(self.cat, snapshot_id)}
 
-    def _record(self, result: DrillResult) -> None:
+    def _record(self, result: DrillResult, interrupted: bool = False) -> None:
         rows.finish_drill(
             self.cat, result.drill_id, ok=result.ok, snapshot_id=result.snapshot, bad_pieces=result.bad_pieces,
             bad_files=result.bad_files, restore_seconds=result.restore_seconds,
@@ -250,19 +266,23 @@ class Drill:
         if result.ok:
             if result.snapshot:
                 rows.clear_suspect(self.cat, result.snapshot)
-            self.cat.add_event(result.torrent_id, "drill_passed",
-                               f"drill of snapshot {result.snapshot[:12]} passed (RTO {result.rto_seconds:.1f}s)",
-                               drill=result.drill_id, snapshot=result.snapshot, rto_seconds=result.rto_seconds)
+            self.emit("drill_passed", result.torrent_id,
+                      f"drill of snapshot {result.snapshot[:12]} passed (RTO {result.rto_seconds:.1f}s)",
+                      drill=result.drill_id, snapshot=result.snapshot, rto_seconds=result.rto_seconds)
+            return
+        if interrupted:
+            self.emit("drill_interrupted", result.torrent_id, f"drill of {result.torrent_id[:12]}: {result.error}",
+                      level="warning", drill=result.drill_id, snapshot=result.snapshot)
             return
         if result.damaged and result.snapshot:
             rows.mark_suspect(self.cat, result.snapshot, result.torrent_id, result.drill_id,
                               f"{len(result.bad_files)} bad files, {len(result.bad_pieces)} bad pieces")
         what = (f"{len(result.bad_files)} bad files, {len(result.bad_pieces)} bad pieces" if result.damaged
                 else result.error)
-        self.cat.add_event(result.torrent_id, "drill_failed",
-                           f"drill of snapshot {result.snapshot[:12] or '-'} failed: {what}", level="error",
-                           drill=result.drill_id, snapshot=result.snapshot, bad_files=result.bad_files,
-                           bad_pieces=result.bad_pieces[:100], error=result.error)
+        self.emit("drill_failed", result.torrent_id,
+                  f"drill of snapshot {result.snapshot[:12] or '-'} failed: {what}", level="error",
+                  drill=result.drill_id, snapshot=result.snapshot, bad_files=result.bad_files,
+                  bad_pieces=result.bad_pieces[:100], error=result.error)
 
 
 __all__ = ["Drill", "DrillResult", "DrillError", "SnapshotMissing", "StoreCorrupt"]

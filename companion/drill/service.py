@@ -1,0 +1,111 @@
+"""Drills in the service: the "drill" job kind and the schedule (installed by `seedward serve`).
+
+Every `[drill] interval_hours` the schedule queues `per_run` drills, least recently drilled
+first, skipping torrents whose restore would not fit `scratch_max_mb`. Drills run one at a
+time (bounded scratch space), their SHA-256 pass capped at `read_rate_mb`. At start, scratch
+left by a crashed drill is removed and its drill recorded as failed.
+"""
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from ..catalog import drills as rows
+from ..ltsession import Interrupted
+from ..scan import Cancelled
+from .run import Drill
+from .schedule import due, pick
+from .scratch import cleanup_scratch
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 60.0
+_one_at_a_time = threading.Lock()
+
+
+def register(service) -> None:
+    service.register_job("drill", drill_job)
+    service.add_component(DrillSchedule(service))
+    if hasattr(service, "register_op"):
+        service.register_op("drills", lambda message: {"drills": _last_drills(service.catalog)})
+
+
+def _last_drills(catalog) -> list[dict]:
+    from . import last_drills
+
+    return last_drills(catalog)
+
+
+def _store(service):
+    try:
+        from ..store.job import service_store
+    except ImportError:
+        from ..store import Store
+
+        return Store.for_home(service.home, service.settings, service.catalog)
+    return service_store(service)
+
+
+def drill_job(service, job) -> None:
+    """Payload: reason (schedule | action | ...), snapshot (id prefix, optional), swarm (bool)."""
+    cfg = service.settings.drill
+    with _one_at_a_time:
+        drill = Drill(service.catalog, _store(service), service.home, service.settings,
+                      emit=lambda kind, tid, message, level="info", **data:
+                      service.emit(kind, tid, message, level=level, **data))
+        try:
+            drill.run(job.torrent_id, snapshot=job.payload.get("snapshot"),
+                      swarm=bool(job.payload.get("swarm", getattr(cfg, "swarm", False))),
+                      reason=job.payload.get("reason", "action"), cancel=job.cancel)
+        except Interrupted as exc:
+            raise Cancelled(job.torrent_id[:12]) from exc  # the service is stopping: the job stays queued
+
+
+class DrillSchedule:
+    """A service component: a thread that queues scheduled drills when they are due."""
+
+    def __init__(self, service, clock=lambda: datetime.now(timezone.utc)):
+        self.service = service
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        removed = cleanup_scratch(self.service.home, self.service.settings, self.service.catalog)
+        if removed:
+            log.info("removed %d scratch folders of interrupted drills", len(removed))
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._loop, name="drill-schedule", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(10)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("drill schedule failed; retrying in %.0fs", CHECK_SECONDS)
+            self.stopping.wait(CHECK_SECONDS)
+
+    def tick(self) -> list[int]:
+        """Queue the scheduled drills if they are due. Returns the queued job ids."""
+        cat, cfg = self.service.catalog, self.service.settings.drill
+        last = rows.last_scheduled_run(cat)
+        now = self.clock()
+        if not due(datetime.fromisoformat(last) if last else None, now, cfg.interval_hours):
+            return []
+        candidates = [dict(r) for r in rows.drill_candidates(cat)]
+        swarm = getattr(cfg, "swarm", False)
+        picked, skipped = pick(candidates, max(0, cfg.per_run), getattr(cfg, "scratch_max_mb", 0) * 2**20, swarm)
+        for torrent_id in skipped:
+            log.info("scheduled drills skip %s: its restore needs more than scratch_max_mb", torrent_id[:12])
+        jobs = [j for j in (self.service.enqueue("drill", t, reason="schedule", swarm=swarm) for t in picked)
+                if j is not None]
+        rows.set_scheduled_run(cat, now.isoformat(timespec="milliseconds"))
+        if jobs:
+            log.info("queued %d scheduled drills", len(jobs))
+        return jobs
