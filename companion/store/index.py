@@ -30,15 +30,15 @@ class Index:
         self.lock = threading.Lock()
 
     def reload(self) -> None:
-        """Read index files not seen yet (another process may have written some)."""
+        """Read index files not seen yet (another process may have written some). Readers see
+        the old or the new mapping, never a half-built one."""
         names = self.backend.list("index")
         with self.lock:
-            gone = set(self.files) - set(names)
-            if gone:  # prune replaced files: start over
-                self.entries.clear()
-                self.files.clear()
+            fresh = bool(set(self.files) - set(names))  # prune replaced files: start over
+            entries = {} if fresh else dict(self.entries)
+            files = {} if fresh else dict(self.files)
             for name in names:
-                if name in self.files:
+                if name in files:
                     continue
                 try:
                     doc = json.loads(self.backend.get_bytes(name))
@@ -47,8 +47,9 @@ class Index:
                     raise StoreCorrupt(self.backend.where, f"index file {name} is unreadable") from exc
                 for pack_id, chunks in packs.items():
                     for cid, offset, length, width in chunks:
-                        self.entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
-                self.files[name] = set(packs)
+                        entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
+                files[name] = set(packs)
+            self.entries, self.files = entries, files
 
     def get(self, chunk_id: str) -> IndexEntry | None:
         return self.entries.get(chunk_id)
@@ -69,8 +70,10 @@ class Index:
         name = f"index/{secrets.token_hex(32)}.json"
         self.backend.put_bytes(name, json.dumps({"version": 1, "packs": packs}, separators=(",", ":")).encode())
         with self.lock:
+            entries = dict(self.entries)
             for pack_id, chunks in packs.items():
                 for cid, offset, length, width in chunks:
-                    self.entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
-            self.files[name] = set(packs)
+                    entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
+            self.entries = entries
+            self.files = {**self.files, name: set(packs)}
         return name

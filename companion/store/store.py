@@ -355,7 +355,11 @@ class Store:
         try:
             data = self.backend.read_range(pack_name(entry.pack), entry.offset, entry.length)
         except StoreCorrupt as exc:
-            raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} in pack {entry.pack}: {exc.args[-1]}") from exc
+            self.index.reload()  # another Store may have repacked it meanwhile (prune)
+            moved = self.index.get(chunk_id)
+            if moved is None or moved == entry:
+                raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} in pack {entry.pack}: {exc.args[-1]}") from exc
+            return self.read_chunk(chunk_id)
         if chunk_root(data, entry.width).hex() != chunk_id:
             raise StoreCorrupt(self.backend.where,
                                f"chunk {chunk_id} in pack {entry.pack} does not match its id (corrupt data)")
