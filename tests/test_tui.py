@@ -1,0 +1,284 @@
+"""The TUI against a control socket speaking the protocol (Pilot): navigation, live updates, actions, states."""
+
+import asyncio
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from companion.home import Home
+from tests.helpers import seedward
+from tests.tui_fake_service import NOW, FakeService, h, sample_status
+from tui.alerts import AlertsScreen
+from tui.confirm import ConfirmScreen
+from tui.dashboard import DashboardScreen
+from tui.detail import DetailScreen
+from tui.help import HelpScreen
+from tui.jobs import JobsScreen
+from tui.model import piece_cells
+
+DEBIAN, BACH, NOTLD = h(0xD4E5F6), h(0xA1B2C3), h(0x0F0F0F)
+
+
+@pytest.fixture
+def home():
+    # Unix socket paths must stay short (108 bytes): pytest's tmp_path can be too long.
+    root = Path(tempfile.mkdtemp(prefix="sw-tui-", dir="/tmp"))
+    yield Home(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fake(home):
+    service = FakeService(home.socket).start()
+    yield service
+    service.stop()
+
+
+def aio(test):
+    """Run an async test in its own event loop (no asyncio plugin needed)."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    return run
+
+
+def make_app(home, **kw):
+    from tui.app import SeedwardApp
+
+    return SeedwardApp(home, clock=lambda: NOW, retry_seconds=0.2, debounce_seconds=0.05, **kw)
+
+
+async def until(pilot, predicate, what="condition", tries=400):
+    """Bounded poll inside the app's loop (no timing assertion)."""
+    for _ in range(tries):
+        if predicate():
+            return
+        await pilot.pause(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+def table(app) -> DataTable:
+    return app.screen.query_one(DataTable)
+
+
+def text(app, selector) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def cell(app, row_key, column) -> str:
+    value = table(app).get_cell(row_key, column)
+    return Text.from_markup(value).plain if isinstance(value, str) else str(value)
+
+
+def row_keys(app) -> list[str]:
+    t = table(app)
+    return [t.coordinate_to_cell_key((i, 0)).row_key.value for i in range(t.row_count)]
+
+
+@aio
+async def test_dashboard_shows_every_torrent_and_totals(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 30)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6, "six rows")
+        assert cell(app, DEBIAN, "protection") == "✖ damaged"
+        assert cell(app, NOTLD, "protection") == "⟳ healing"
+        assert cell(app, BACH, "swarm") == "12/3"
+        assert cell(app, BACH, "drill") == "pass 41.3s 2d"
+        assert cell(app, NOTLD, "companions") == "1 no parity"
+        assert cell(app, h(0x123456), "snapshot") == "-"  # absent field from a later feature
+        totals = text(app, "#totals")
+        assert "6 torrents" in totals and "2 protected" in totals and "1 damaged" in totals
+        assert "1 healing" in totals and "2 unprotected" in totals and "dedup 1.86x" in totals
+        assert "qBittorrent connected" in text(app, "#health")
+        assert "last scrub 5h" in text(app, "#health")
+        assert row_keys(app)[:2] == [DEBIAN, NOTLD]  # what needs attention first
+
+
+@aio
+async def test_filter_search_sort(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 30)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        await pilot.press("f")  # attention
+        await until(pilot, lambda: table(app).row_count == 3, "attention filter")
+        assert set(row_keys(app)) == {DEBIAN, NOTLD, h(0xBADBAD)}
+        await pilot.press("f")  # protected
+        await until(pilot, lambda: set(row_keys(app)) == {BACH, h(0xC0FFEE)}, "protected filter")
+        for _ in range(len(("damaged", "healing", "unprotected", "removed", "all"))):
+            await pilot.press("f")
+        await until(pilot, lambda: table(app).row_count == 6, "back to all")
+        await pilot.press("slash", *"goldberg", "enter")
+        await until(pilot, lambda: row_keys(app) == [BACH], "search by name")
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *DEBIAN[:6], "enter")  # an id prefix
+        await until(pilot, lambda: row_keys(app) == [DEBIAN], "search by hash prefix")
+        await pilot.press("escape")
+        await until(pilot, lambda: table(app).row_count == 6, "search cleared")
+        await pilot.press("s")  # sort by name
+        await until(pilot, lambda: row_keys(app)[0] == BACH, "sorted by name")
+        assert "sort: name" in text(app, "#view")
+        await pilot.press("s")  # by size, biggest first
+        await until(pilot, lambda: row_keys(app)[0] == h(0xC0FFEE), "sorted by size")
+
+
+@aio
+async def test_live_update_changes_only_that_row(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 30)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        before = row_keys(app)
+        fake.set_protection(BACH, "damaged")
+        fake.push({"event": "drift", "id": 9, "torrent_id": BACH, "level": "warning", "at": NOW.isoformat(),
+                   "message": "drift found"})
+        await until(pilot, lambda: cell(app, BACH, "protection") == "✖ damaged", "pushed change shown")
+        await until(pilot, lambda: "2 damaged" in text(app, "#totals"), "totals follow")
+        assert row_keys(app) == before  # updated in place: no re-sort under the user's cursor
+        assert cell(app, DEBIAN, "protection") == "✖ damaged"
+
+
+@aio
+async def test_ten_thousand_torrents(home):
+    service = FakeService(home.socket, status=sample_status(extra=10_000)).start()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(150, 30)) as pilot:
+            await until(pilot, lambda: table(app).row_count == 10_006, "10,006 rows", tries=2000)
+            assert "10006 torrents" in text(app, "#totals")
+            await pilot.press("slash", *"recording 09999", "enter")
+            await until(pilot, lambda: row_keys(app) == [h(0x10000000 + 9999)], "search among 10,006",
+                        tries=2000)
+            await pilot.press("escape")
+            await until(pilot, lambda: table(app).row_count == 10_006, "all back", tries=2000)
+            service.set_protection(h(0x10000000 + 5000), "healing")
+            service.push({"event": "healing", "id": 10, "torrent_id": h(0x10000000 + 5000), "level": "info"})
+            await until(pilot, lambda: cell(app, h(0x10000000 + 5000), "protection") == "⟳ healing",
+                        "one row of 10,006 updated", tries=2000)
+            await pilot.press("f", "f", "f", "f")  # healing
+            await until(pilot, lambda: set(row_keys(app)) == {NOTLD, h(0x10000000 + 5000)}, "healing filter",
+                        tries=2000)
+    finally:
+        service.stop()
+
+
+@aio
+async def test_service_not_running_then_starts(home):
+    app = make_app(home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: "seedward serve" in text(app, "#empty"), "how to start the service")
+        assert "service not running" in text(app, "#health")
+        assert not table(app).display
+        service = FakeService(home.socket).start()
+        try:
+            await until(pilot, lambda: table(app).row_count == 6, "reconnected by itself")
+            assert table(app).display and not app.screen.query_one("#empty").display
+        finally:
+            service.stop()
+
+
+@aio
+async def test_qbittorrent_unreachable_and_no_torrents(home):
+    status = sample_status()
+    status["torrents"] = []
+    status["service"]["qbittorrent"] = {"url": "http://127.0.0.1:8080", "state": "unreachable",
+                                        "error": "connection refused"}
+    service = FakeService(home.socket, status=status).start()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(140, 30)) as pilot:
+            await until(pilot, lambda: "No torrents yet" in text(app, "#empty"), "no-torrents state")
+            health = text(app, "#health")
+            assert "qBittorrent unreachable at http://127.0.0.1:8080: connection refused" in health
+    finally:
+        service.stop()
+
+
+@aio
+async def test_detail_piece_map_and_verify_action(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        await pilot.press("enter")  # the cursor is on the damaged torrent
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), "detail opened")
+        assert app.screen.torrent_id == DEBIAN
+        await until(pilot, lambda: "X damaged 2" in text(app, "#legend"), "piece map legend")
+        assert "200 pieces" in text(app, "#legend") and "░ unverified 8" in text(app, "#legend")
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation asked")
+        await pilot.press("n")  # declined: nothing sent
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen))
+        await pilot.pause(0.1)
+        assert fake.actions == []
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: "verify: queued" in text(app, "#progress-text")
+                    and "job 101" in text(app, "#progress-text"), "job queued")
+        assert fake.actions == [{"op": "action", "action": "verify", "id": DEBIAN}]
+        fake.set_job(101, "running")
+        fake.push({"event": "hook", "id": 11, "torrent_id": DEBIAN, "level": "info", "message": "verifying"})
+        await until(pilot, lambda: "running (job 101)" in text(app, "#progress-text"), "job running")
+        fake.set_job(101, None)
+        fake.set_protection(DEBIAN, "protected")
+        fake.push({"event": "protected", "id": 12, "torrent_id": DEBIAN, "level": "info",
+                   "message": "verified against its torrent"})
+        await until(pilot, lambda: "done (job 101); now protected" in text(app, "#progress-text"), "job done")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert cell(app, DEBIAN, "protection") == "✔ protected"
+
+
+@aio
+async def test_alerts_jobs_help(home):
+    jobs = [{"id": 7, "kind": "heal", "torrent_id": DEBIAN, "state": "running", "attempts": 1,
+             "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "error": None}]
+    service = FakeService(home.socket, jobs=jobs).start()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(150, 30)) as pilot:
+            await until(pilot, lambda: table(app).row_count == 6)
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, AlertsScreen) and table(app).row_count == 4,
+                        "four alerts (the info event is not one)")
+            kinds = [str(table(app).get_row_at(i)[2]) for i in range(4)]
+            assert kinds == ["heal", "drift", "baseline_bad", "drill_failed"]  # newest first
+            await pilot.press("down", "enter")  # the drift alert opens its torrent
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen), "alert opened its torrent")
+            assert app.screen.torrent_id == DEBIAN
+            await pilot.press("escape", "escape", "j")
+            await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+            queue = app.screen.query_one("#queue", DataTable)
+            await until(pilot, lambda: queue.row_count == 1 and str(queue.get_row_at(0)[1]) == "heal", "queue")
+            assert str(queue.get_row_at(0)[2]) == "Debian 12.7 amd64 DVD"
+            await pilot.press("escape", "question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+    finally:
+        service.stop()
+
+
+def test_piece_cells_show_the_worst_piece_of_each_cell():
+    assert piece_cells("oooooooodoooooooh", 4) == "oodh"
+    cells = piece_cells("o" * 99 + "d", 10)
+    assert cells == "o" * 9 + "d"  # one damaged piece among a hundred stays visible
+    assert piece_cells("od", 6) == "oooddd"  # few pieces stretch over the bar
+    assert piece_cells("ohu", 3) == "ohu"
+
+
+def test_cli_without_a_terminal_prints_the_table(home, fake):
+    out = seedward("tui", home=home.root)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("service: running")
+    assert "6 torrents: 2 protected, 1 damaged, 1 healing, 2 unprotected" in lines[1]
+    assert any(line.startswith("Debian 12.7 amd64 DVD") and "✖ damaged" in line for line in lines)
+
+
+def test_cli_without_service_or_catalog_says_how_to_start(home):
+    out = seedward("tui", home=home.root)
+    assert out.returncode == 3
+    assert "seedward serve" in out.stderr and out.stdout == ""

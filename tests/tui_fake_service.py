@@ -1,0 +1,188 @@
+"""A tiny control-socket server for the TUI's Pilot and snapshot tests.
+
+A real Unix socket speaking the documented protocol (one JSON object per line) with realistic data:
+the seam between the TUI and the service. The real service is exercised by the TUI's end-to-end test.
+"""
+
+import hashlib
+import json
+import socketserver
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+NOW = datetime(2026, 11, 22, 20, 0, 0, tzinfo=timezone.utc)
+
+
+def iso(delta: timedelta) -> str:
+    return (NOW - delta).isoformat(timespec="milliseconds")
+
+
+def h(n: int, width: int = 40) -> str:
+    """A realistic info hash, stable for n (sha1 for v1 and torrent ids, sha256 for v2)."""
+    digest = hashlib.sha1 if width == 40 else hashlib.sha256
+    return digest(str(n).encode()).hexdigest()
+
+
+def sample_status(extra: int = 0) -> dict:
+    """Six realistic torrents in every state (plus `extra` plain protected ones)."""
+    torrents = [
+        {"id": h(0xA1B2C3), "info_hash_v1": h(0xA1B2C3), "info_hash_v2": h(0xA1B2C3, 64),
+         "name": "Bach - Goldberg Variations (Gould 1981) [FLAC]", "size": 1_288_490_188, "qbt_state": "stalledUP",
+         "protection": "protected", "last_verified": iso(timedelta(hours=3)), "seeds": 12, "peers": 3,
+         "last_snapshot": {"id": "5e1f", "created_at": iso(timedelta(hours=3))},
+         "last_drill": {"ok": True, "rto_seconds": 41.3, "finished_at": iso(timedelta(days=2))},
+         "drift_alerts": 0, "companions": [{"name": "Goldberg stems", "parity": True}]},
+        {"id": h(0xD4E5F6), "info_hash_v1": h(0xD4E5F6), "info_hash_v2": None,
+         "name": "Debian 12.7 amd64 DVD", "size": 3_994_091_520, "qbt_state": "stoppedUP",
+         "protection": "damaged", "last_verified": iso(timedelta(days=1)), "seeds": 140, "peers": 22,
+         "last_snapshot": {"id": "77aa", "created_at": iso(timedelta(days=1))},
+         "last_drill": {"ok": True, "rto_seconds": 128.0, "finished_at": iso(timedelta(days=6))},
+         "drift_alerts": 2, "companions": []},
+        {"id": h(0x0F0F0F), "info_hash_v1": h(0x0F0F0F), "info_hash_v2": h(0x0F0F0F, 64),
+         "name": "Night of the Living Dead (1968) Remaster", "size": 734_003_200, "qbt_state": "checkingUP",
+         "protection": "healing", "last_verified": iso(timedelta(minutes=12)), "seeds": 4, "peers": 1,
+         "last_snapshot": {"id": "9c01", "created_at": iso(timedelta(days=3))},
+         "last_drill": {"ok": False, "rto_seconds": 33.0, "finished_at": iso(timedelta(days=4))},
+         "drift_alerts": 1, "companions": [{"name": "NotLD AI upscale", "parity": False}]},
+        {"id": h(0x123456), "info_hash_v1": None, "info_hash_v2": h(0x123456, 64),
+         "name": "Creative Commons Sampler v2", "size": 52_428_800, "qbt_state": "uploading",
+         "protection": "pending", "last_verified": None, "seeds": 0, "peers": 5},
+        {"id": h(0xBADBAD), "info_hash_v1": h(0xBADBAD), "info_hash_v2": None,
+         "name": "Internet Archive - Prelinger Reel 17", "size": 2_147_483_648, "qbt_state": "stalledUP",
+         "protection": "baseline_bad", "last_verified": None, "seeds": 2, "peers": 0},
+        {"id": h(0xC0FFEE), "info_hash_v1": h(0xC0FFEE), "info_hash_v2": h(0xC0FFEE, 64),
+         "name": "Blender Open Movie - Sprite Fright", "size": 9_663_676_416, "qbt_state": "stalledUP",
+         "protection": "protected", "last_verified": iso(timedelta(minutes=40)), "seeds": 33, "peers": 9,
+         "last_snapshot": {"id": "aa10", "created_at": iso(timedelta(days=7))}, "drift_alerts": 0},
+    ]
+    for i in range(extra):
+        tid = h(0x10000000 + i)
+        torrents.append({"id": tid, "info_hash_v1": tid, "info_hash_v2": None, "name": f"Field Recording {i:05d}",
+                         "size": 1_000_000 + i, "qbt_state": "stalledUP", "protection": "protected",
+                         "last_verified": iso(timedelta(minutes=i % 600)), "seeds": i % 7, "peers": i % 3})
+    return {
+        "service": {"running": True, "version": "0.1.0",
+                    "qbittorrent": {"url": "http://127.0.0.1:8080", "state": "connected", "error": None,
+                                    "version": "v4.5.2"},
+                    "store": {"bytes": 13_958_643_712, "logical_bytes": 26_000_000_000},
+                    "last_scrub": iso(timedelta(hours=5))},
+        "torrents": torrents,
+    }
+
+
+SAMPLE_EVENTS = [
+    {"id": 1, "at": iso(timedelta(days=4)), "kind": "drill_failed", "level": "error", "torrent_id": h(0x0F0F0F),
+     "message": "drill of snapshot 9c01 failed: piece 17 bad"},
+    {"id": 2, "at": iso(timedelta(days=2)), "kind": "baseline_bad", "level": "error", "torrent_id": h(0xBADBAD),
+     "message": "payload never matched its torrent: 3 bad pieces"},
+    {"id": 3, "at": iso(timedelta(hours=2)), "kind": "protected", "level": "info", "torrent_id": h(0xA1B2C3),
+     "message": "verified and snapshotted"},
+    {"id": 4, "at": iso(timedelta(minutes=30)), "kind": "drift", "level": "warning", "torrent_id": h(0xD4E5F6),
+     "message": "debian-12.7.0-amd64-DVD-1.iso: 2 damaged pieces (in-place write)"},
+    {"id": 5, "at": iso(timedelta(minutes=12)), "kind": "heal", "level": "info", "torrent_id": h(0x0F0F0F),
+     "message": "healing 1 piece from snapshot 9c01"},
+]
+
+
+class FakeService:
+    """Serve `status`, `events`, `subscribe`, `action`, `pieces` (and `ping`) on a real Unix socket."""
+
+    def __init__(self, socket_path: Path, status: dict | None = None, pieces: dict | None = None,
+                 events: list | None = None, jobs: list | None = None):
+        self.socket_path = Path(socket_path)
+        self.status = status if status is not None else sample_status()
+        self.pieces = pieces if pieces is not None else {h(0xD4E5F6): "o" * 40 + "dd" + "o" * 150 + "u" * 8}
+        self.events = list(SAMPLE_EVENTS if events is None else events)
+        self.jobs = jobs
+        self.actions: list[dict] = []
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+        self.subscribers: list = []
+        self.server = None
+
+    def start(self) -> "FakeService":
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                for line in self.rfile:
+                    req = json.loads(line)
+                    op = req.get("op")
+                    with fake.lock:
+                        fake.requests.append(op)
+                    if op == "subscribe":
+                        self.wfile.write(b'{"ok": true}\n')
+                        self.wfile.flush()
+                        with fake.lock:
+                            fake.subscribers.append(self.wfile)
+                        self.rfile.read()  # hold the stream open until the client goes
+                        return
+                    self.wfile.write((json.dumps(fake.answer(req)) + "\n").encode())
+                    self.wfile.flush()
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(self.socket_path), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def answer(self, req: dict) -> dict:
+        op = req.get("op")
+        with self.lock:
+            if op == "ping":
+                return {"ok": True}
+            if op == "status":
+                return {"ok": True, **json.loads(json.dumps(self.status))}
+            if op == "events":
+                since = req.get("since", 0)
+                return {"ok": True, "events": [e for e in self.events if e["id"] > since]}
+            if op == "pieces":
+                if req.get("id") not in self.pieces:
+                    return {"ok": False, "error": f"no torrent {req.get('id')}"}
+                return {"ok": True, "pieces": self.pieces[req["id"]]}
+            if op == "jobs" and self.jobs is not None:
+                return {"ok": True, "jobs": self.jobs}
+            if op == "action":
+                self.actions.append(req)
+                job = 100 + len(self.actions)
+                kind = {"verify": "protect"}.get(req["action"], req["action"])
+                for t in self.status["torrents"]:
+                    if t["id"] == req["id"]:
+                        t.setdefault("jobs", []).append({"id": job, "kind": kind, "state": "queued"})
+                return {"ok": True, "id": req["id"], "job": job}
+            return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def set_protection(self, torrent_id: str, state: str) -> None:
+        with self.lock:
+            for t in self.status["torrents"]:
+                if t["id"] == torrent_id:
+                    t["protection"] = state
+
+    def set_job(self, job: int, state: str | None) -> None:
+        """Move a queued job to `state`; None: the job has finished and leaves the status."""
+        with self.lock:
+            for t in self.status["torrents"]:
+                jobs = t.get("jobs", [])
+                for j in list(jobs):
+                    if j["id"] == job:
+                        if state is None:
+                            jobs.remove(j)
+                        else:
+                            j["state"] = state
+
+    def push(self, event: dict) -> None:
+        """Send one event line to every subscriber."""
+        line = (json.dumps(event) + "\n").encode()
+        with self.lock:
+            for wfile in list(self.subscribers):
+                try:
+                    wfile.write(line)
+                    wfile.flush()
+                except OSError:
+                    self.subscribers.remove(wfile)
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+        self.socket_path.unlink(missing_ok=True)

@@ -1,0 +1,168 @@
+"""`seedward tui`: the Textual app. A client of the service's control socket only; all I/O in workers."""
+
+import asyncio
+import dataclasses
+import logging
+from datetime import datetime, timezone
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+
+from companion.errors import ServiceNotRunning
+from companion.home import Home
+
+from .catalog_view import CatalogView
+from .client import ControlClient, ControlRefused
+from .model import Status, diff, parse_status
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """What one status refresh changed (ids), published to the screens."""
+
+    added: list
+    changed: list
+    removed: list
+    full: bool = False
+    serial: int = 0  # which status request this is; later requests have higher serials
+
+
+class SeedwardApp(App):
+    TITLE = "seedward"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("a", "alerts", "Alerts"),
+        Binding("j", "jobs", "Jobs"),
+        Binding("t", "toggle_theme", "Light/dark"),
+    ]
+
+    def __init__(self, home: Home, *, clock=None, retry_seconds: float = 2.0, poll_seconds: float = 15.0,
+                 debounce_seconds: float = 0.3, theme: str | None = None):
+        super().__init__()
+        self.home = home
+        self.client = ControlClient(home.socket)
+        self.catalog = CatalogView(home.catalog_db)
+        self.now = clock or (lambda: datetime.now(timezone.utc))
+        self.retry_seconds = retry_seconds
+        self.poll_seconds = poll_seconds
+        self.debounce_seconds = debounce_seconds
+        self.status: Status | None = None
+        self.connection = "connecting"  # connecting | up | down
+        self.connection_error = ""
+        self.status_signal: Signal[Change] = Signal(self, "status")
+        self.event_signal: Signal[dict] = Signal(self, "event")
+        self.connection_signal: Signal[str] = Signal(self, "connection")
+        self._refresh_pending = False
+        self._status_lock = asyncio.Lock()
+        self.status_serial = 0
+        if theme:
+            self.theme = theme
+
+    def on_mount(self) -> None:
+        from .dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen())
+        self.follow()
+        self.set_interval(self.poll_seconds, self.request_refresh)
+
+    # -- data: one long-lived worker follows the service; refreshes are coalesced --
+
+    @work(exclusive=True, group="follow")
+    async def follow(self) -> None:
+        while True:
+            sub = None
+            try:
+                sub = await self.client.subscribe()  # first, so no event between status and stream is lost
+                await self.refresh_status()
+                async for event in sub:
+                    self.apply_event(event)
+            except (ServiceNotRunning, ControlRefused) as exc:
+                self.set_connection("down", str(exc))
+            finally:
+                if sub is not None:
+                    sub.close()
+            await asyncio.sleep(self.retry_seconds)
+
+    async def refresh_status(self) -> None:
+        async with self._status_lock:
+            await self._refresh_status()
+
+    async def _refresh_status(self) -> None:
+        self.status_serial += 1
+        serial = self.status_serial
+        raw = await self.client.request("status")
+        new = await asyncio.to_thread(parse_status, raw)
+        old = self.status.torrents if self.status else {}
+        added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
+        first = self.status is None
+        self.status = new
+        self.set_connection("up")
+        self.status_signal.publish(Change(added, changed, removed, full=first, serial=serial))
+
+    def request_refresh(self) -> None:
+        """Coalesce bursts of events into one status request."""
+        if self._refresh_pending or self.connection != "up":
+            return
+        self._refresh_pending = True
+        self.set_timer(self.debounce_seconds, self._refresh_now)
+
+    @work(exclusive=True, group="refresh")
+    async def _refresh_now(self) -> None:
+        self._refresh_pending = False
+        try:
+            await self.refresh_status()
+        except (ServiceNotRunning, ControlRefused) as exc:
+            self.set_connection("down", str(exc))
+
+    def apply_event(self, event: dict) -> None:
+        """Show a state change at once; the coalesced refresh brings the rest."""
+        tid = event.get("torrent_id")
+        state = event.get("protection") or event.get("state")
+        if self.status and tid in self.status.torrents and state in {
+                "pending", "protected", "damaged", "healing", "baseline_bad", "excluded", "removed"}:
+            view = self.status.torrents[tid]
+            if view.protection != state:
+                self.status.torrents[tid] = dataclasses.replace(view, protection=state)
+                self.status_signal.publish(Change([], [tid], [], serial=self.status_serial))
+        self.event_signal.publish(event)
+        self.request_refresh()
+
+    def set_connection(self, state: str, error: str = "") -> None:
+        if (state, error) != (self.connection, self.connection_error):
+            self.connection, self.connection_error = state, error
+            self.connection_signal.publish(state)
+
+    # -- navigation --
+
+    def action_help(self) -> None:
+        from .help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_alerts(self) -> None:
+        from .alerts import AlertsScreen
+
+        if not isinstance(self.screen, AlertsScreen):
+            self.push_screen(AlertsScreen())
+
+    def action_jobs(self) -> None:
+        from .jobs import JobsScreen
+
+        if not isinstance(self.screen, JobsScreen):
+            self.push_screen(JobsScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def open_torrent(self, torrent_id: str) -> None:
+        from .detail import DetailScreen
+
+        self.push_screen(DetailScreen(torrent_id))

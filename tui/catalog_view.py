@@ -1,0 +1,140 @@
+"""Read-only views of the catalog for what the control socket does not carry (per-torrent detail, jobs).
+
+Opened with SQLite's `mode=ro`: the service stays the only writer. Called from thread workers only.
+Tables added by later features (snapshots, drills, companions, jobs) are read when they exist.
+"""
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Detail:
+    files: list[dict] = field(default_factory=list)
+    pieces: str = ""
+    events: list[dict] = field(default_factory=list)
+    snapshots: list[dict] = field(default_factory=list)
+    drills: list[dict] = field(default_factory=list)
+    companions: list[dict] = field(default_factory=list)
+
+
+class CatalogView:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def available(self) -> bool:
+        return self.path.exists()
+
+    def detail(self, torrent_id: str, protection: str = "") -> Detail:
+        if not self.available():
+            return Detail()
+        with self._connect() as db:
+            tables = _tables(db)
+            out = Detail()
+            if "files" in tables:
+                out.files = _rows(db, "SELECT file_index, path, size, status FROM files WHERE torrent_id = ?"
+                                      " ORDER BY file_index", (torrent_id,))
+            out.pieces = _pieces(db, torrent_id, protection) if "pieces" in tables else ""
+            if "events" in tables:
+                out.events = _rows(db, "SELECT id, at, kind, level, message FROM events WHERE torrent_id = ?"
+                                       " ORDER BY id DESC LIMIT 100", (torrent_id,))
+            for name in ("snapshots", "drills"):
+                if name in tables and "torrent_id" in _columns(db, name):
+                    setattr(out, name, _rows(db, f"SELECT * FROM {name} WHERE torrent_id = ?"
+                                                 " ORDER BY rowid DESC LIMIT 50", (torrent_id,)))
+            for row in out.drills:
+                if "ok" not in row:
+                    row["ok"] = None if row.get("state") == "running" else row.get("state") == "passed"
+            if "companions" in tables and "original_id" in _columns(db, "companions"):
+                # a companion's provenance: the AI job (model, version, operator) that made it
+                join = "jobs" in tables and "model_name" in _columns(db, "jobs")
+                out.companions = _rows(db, (
+                    "SELECT c.*, j.model_name AS model, j.model_version, j.operator FROM companions c"
+                    " LEFT JOIN jobs j ON j.id = c.job_id" if join else "SELECT c.* FROM companions c")
+                    + " WHERE c.original_id = ? ORDER BY c.created_at DESC", (torrent_id,))
+                for row in out.companions:
+                    row["parity"] = bool(row.get("parity_at"))
+                    row["provenance"] = {"model": row.get("model"), "model_version": row.get("model_version")}
+            return out
+
+    def offline_status(self) -> dict:
+        """A status object from the catalog alone (the service is not running)."""
+        out = {"service": {"running": False}, "torrents": []}
+        if not self.available():
+            return out
+        with self._connect() as db:
+            if "torrents" not in _tables(db):
+                return out
+            for r in db.execute("SELECT * FROM torrents ORDER BY name, id"):
+                out["torrents"].append({
+                    "id": r["id"], "info_hash_v1": r["info_hash_v1"], "info_hash_v2": r["info_hash_v2"],
+                    "name": r["name"], "size": r["payload_size"], "qbt_state": r["qbt_state"] or None,
+                    "protection": r["protection"], "last_verified": r["last_verified"]})
+        return out
+
+    def pieces(self, torrent_id: str, protection: str = "") -> str:
+        if not self.available():
+            return ""
+        with self._connect() as db:
+            return _pieces(db, torrent_id, protection) if "pieces" in _tables(db) else ""
+
+    def jobs(self) -> tuple[list[dict], list[dict]]:
+        """(AI jobs newest first, the service's work queue newest first)."""
+        if not self.available():
+            return [], []
+        with self._connect() as db:
+            tables = _tables(db)
+            ai = []
+            if "jobs" in tables and "model_name" in _columns(db, "jobs"):
+                outputs = "(SELECT COUNT(*) FROM job_outputs o WHERE o.job_id = j.id)" \
+                    if "job_outputs" in tables else "NULL"
+                companion = "(SELECT c.id FROM companions c WHERE c.job_id = j.id LIMIT 1)" \
+                    if "companions" in tables else "NULL"
+                ai = _rows(db, f"SELECT j.id, j.torrent_id, j.state, j.model_name AS model, j.model_version,"
+                               f" j.operator, j.created_at, j.started_at, j.ended_at AS finished_at,"
+                               f" {outputs} AS outputs, {companion} AS companion"
+                               f" FROM jobs j ORDER BY j.created_at DESC LIMIT 500")
+            queue = _rows(db, "SELECT id, kind, torrent_id, state, attempts, created_at, updated_at, error"
+                              " FROM queue ORDER BY id DESC LIMIT 500") if "queue" in tables else []
+            return ai, queue
+
+
+def _tables(db) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _columns(db, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _rows(db, sql: str, params=()) -> list[dict]:
+    out = []
+    for row in db.execute(sql, params):
+        item = dict(row)
+        for key, value in item.items():
+            if isinstance(value, str) and value[:1] in "[{" and key in ("detail", "provenance", "payload"):
+                try:
+                    item[key] = json.loads(value)
+                except ValueError:
+                    pass
+        out.append(item)
+    return out
+
+
+def _pieces(db, torrent_id: str, protection: str) -> str:
+    row = db.execute("SELECT num_pieces FROM torrents WHERE id = ?", (torrent_id,)).fetchone()
+    if row is None:
+        return ""
+    bad = "h" if protection == "healing" else "d"
+    cells = ["u"] * row["num_pieces"]
+    for piece, ok in db.execute("SELECT piece, ok FROM pieces WHERE torrent_id = ?", (torrent_id,)):
+        if 0 <= piece < len(cells):
+            cells[piece] = "o" if ok else bad
+    return "".join(cells)

@@ -1,0 +1,99 @@
+"""Jobs: AI jobs with their provenance and published companions, and the service's work queue."""
+
+import asyncio
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from companion.errors import ServiceNotRunning
+
+from .cells import palette
+from .client import ControlRefused
+from .model import age
+
+STATE_TONE = {"done": "success", "published": "success", "ok": "success", "failed": "error", "tainted": "error",
+              "running": "warning", "queued": ""}
+
+
+class JobsScreen(Screen):
+    CSS_PATH = "jobs.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("AI jobs  (provenance and companion torrents)", classes="title", id="ai-title")
+        yield DataTable(id="ai", cursor_type="row", zebra_stripes=True)
+        yield Static("Work queue  (verify, snapshot, heal, drill, ...)", classes="title", id="queue-title")
+        yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for table_id, cols in (
+            ("ai", (("Job", 10), ("State", 10), ("Torrent", 26), ("Model", 24), ("Operator", 10), ("When", 6),
+                    ("Outputs", 8), ("Companion", 20))),
+            ("queue", (("Job", 7), ("Kind", 10), ("Torrent", 26), ("State", 8), ("Tries", 5), ("Updated", 8),
+                       ("Error", 40))),
+        ):
+            table = self.query_one(f"#{table_id}", DataTable)
+            for label, width in cols:
+                table.add_column(label, width=width)
+        self.app.event_signal.subscribe(self, lambda _: self.load())
+        self.query_one("#ai", DataTable).focus()
+        self.load()
+
+    @work(exclusive=True, group="jobs")
+    async def load(self) -> None:
+        ai, queue = await asyncio.to_thread(self.app.catalog.jobs)
+        try:  # the service's queued and running jobs are the freshest; the catalog keeps finished ones
+            live = (await self.app.client.request("jobs")).get("jobs", [])
+            by_id = {q["id"]: q for q in queue}
+            by_id.update({q["id"]: q for q in live})
+            queue = sorted(by_id.values(), key=lambda q: q["id"], reverse=True)
+        except (ServiceNotRunning, ControlRefused):
+            pass
+        self.fill(ai, queue)
+
+    def fill(self, ai: list[dict], queue: list[dict]) -> None:
+        now = self.app.now()
+        colors = palette(self.app.get_css_variables())
+        names = self.app.status.torrents if self.app.status else {}
+
+        def torrent(tid):
+            return names[tid].name if tid in names else (tid or "-")[:12]
+
+        def state(s):
+            return Text(s or "-", style=colors[STATE_TONE.get(s, "")])
+
+        table = self.query_one("#ai", DataTable)
+        table.clear()
+        for j in ai:
+            model = " ".join(str(x) for x in (j.get("model"), j.get("model_version")) if x) or "-"
+            companion = j.get("companion") or j.get("published") or "-"
+            if isinstance(companion, dict):
+                companion = companion.get("name") or companion.get("info_hash_v1") or "yes"
+            outputs = j.get("outputs")
+            table.add_row(str(j.get("id", "-"))[:10], state(j.get("state")), torrent(j.get("torrent_id")), model,
+                          j.get("operator") or "-", age(j.get("finished_at") or j.get("started_at")
+                                                        or j.get("created_at"), now),
+                          str(len(outputs) if isinstance(outputs, list) else (outputs or "-")), str(companion)[:20])
+        if not ai:
+            table.add_row(Text("no AI jobs yet (seedward job run ...)", style="dim"), *[""] * 7)
+        table = self.query_one("#queue", DataTable)
+        table.clear()
+        for q in queue:
+            table.add_row(str(q["id"]), q["kind"], torrent(q.get("torrent_id")), state(q["state"]),
+                          str(q.get("attempts", "")), age(q.get("updated_at"), now), q.get("error") or "")
+        if not queue:
+            table.add_row(Text("the queue is empty", style="dim"), *[""] * 6)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        self.load()
