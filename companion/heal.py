@@ -261,7 +261,9 @@ def write_segments(meta: TorrentMeta, save_path: Path, damages: list[FileDamage]
         segs = dmg.segments(meta)
         path = dmg.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if dmg.drift.whole_file:
+        if dmg.drift.hardlinked and not dmg.drift.whole_file:
+            written += _detach_and_write(dmg, segs, fetched)
+        elif dmg.drift.whole_file:
             tmp = path.with_name(f".{path.name}.seedward-heal")
             with open(tmp, "wb") as out:
                 for seg in segs:
@@ -289,6 +291,27 @@ def write_segments(meta: TorrentMeta, save_path: Path, damages: list[FileDamage]
         files.append(dmg.entry.path)
     pieces = sorted({p for _, p in fetched})
     return WriteResult(pieces, written, files)
+
+
+def _detach_and_write(dmg: FileDamage, segs: list[Segment], fetched: dict) -> int:
+    """A hard-linked file edited through another link: give the payload its own inode (a copy with
+    the snapshot's segments written in), so the other link keeps the edit and the seed is whole."""
+    path = dmg.path
+    tmp = path.with_name(f".{path.name}.seedward-heal")
+    shutil.copyfile(path, tmp)  # copy_file_range: a reflink or in-kernel copy where possible
+    written = 0
+    with open(tmp, "r+b") as out:
+        out.truncate(dmg.entry.size)
+        for seg in segs:
+            out.seek(seg.offset)
+            out.write(fetched[(dmg.entry.index, seg.piece)])
+            written += seg.length
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return written
 
 
 def heal_files(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_ids: dict, read_chunk,

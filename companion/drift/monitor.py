@@ -17,7 +17,7 @@ from ..catalog import drift as rows
 from ..errors import Error
 from ..heal import FileDamage
 from ..scan import FileStat, quick_scan
-from ..torrent import load_torrent
+from ..locate import catalog_meta
 from .classify import FALSE_ALARM, Baseline, Observed, classify
 from .debounce import Debouncer
 from .watch import PayloadWatch, RawEvent
@@ -59,6 +59,7 @@ class DriftMonitor:
         self.rate = rate
         self.metas: dict[str, object] = {}
         self.save_paths: dict[str, str] = {}
+        self.versions: dict[str, tuple] = {}
         self.suspects: dict[str, dict[int, float]] = {}  # torrent -> {file_index: first event time}
         self.busy: set[str] = set()
         self.intended: set[str] = set()
@@ -103,9 +104,13 @@ class DriftMonitor:
         for tid in set(tracked) - set(want):
             self.watch.untrack(tid)
             self.metas.pop(tid, None)
+            self.versions.pop(tid, None)
         for tid, row in want.items():
-            if tid in tracked and self.save_paths.get(tid) == row["save_path"]:
+            version = (row["save_path"], row["updated_at"])
+            if tid in tracked and self.versions.get(tid) == version:
                 continue
+            self.versions[tid] = version
+            self.metas.pop(tid, None)
             try:
                 self._track(tid, row)
             except Error as exc:
@@ -123,10 +128,10 @@ class DriftMonitor:
                         meta.name, paths[index], next(f["nlink"] for f in files if f["file_index"] == index))
 
     def meta(self, tid: str, row=None):
+        """The torrent with its files where the catalog has them (qBittorrent's renames applied)."""
         meta = self.metas.get(tid)
         if meta is None:
-            row = row or self.catalog.get_torrent(tid)
-            meta = load_torrent(row["torrent_file"])
+            meta, _ = catalog_meta(self.catalog, tid)
             self.metas[tid] = meta
         return meta
 

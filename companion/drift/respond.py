@@ -14,12 +14,9 @@ from ..scan import FileStat
 
 log = logging.getLogger(__name__)
 
-STATE_TAGS = ("pending", "protected", "damaged", "healing", "baseline_bad", "excluded")
+from ..service.protect_job import STATES as STATE_TAGS, state_tag
+
 ERROR_STATES = {"error", "missingFiles"}
-
-
-def state_tag(state: str) -> str:
-    return f"seedward:{state}"
 
 
 @dataclass
@@ -261,7 +258,9 @@ class Responder:
                 raise HealError(tid, "the torrent left qBittorrent during the recheck")
             checking = info["state"].startswith("checking") or info["state"] in ("queuedForChecking", "moving")
             seen_checking = seen_checking or checking
-            settled = not checking and (seen_checking or time.monotonic() - began > 1.0)
+            # qBittorrent's WebUI refreshes torrent states every ~1.5 s: a check too short to be seen
+            # is over once that much time has passed.
+            settled = not checking and (seen_checking or time.monotonic() - began > 2.5)
             if settled and (not want_complete or info["progress"] >= 1):
                 return info
             if settled and info["progress"] < 1 and want_complete:

@@ -143,37 +143,50 @@ class PayloadWatch:
             self.started = False
 
     def track(self, torrent_id: str, paths: dict[int, str], hardlinked: set[int] = frozenset()) -> None:
-        """Watch these payload files (file_index -> path) of one torrent; replaces its previous set."""
-        self.untrack(torrent_id)
+        """Watch these payload files (file_index -> path) of one torrent; replaces its previous set
+        (shared folder watches stay in place while another file still needs them)."""
         with self.lock:
+            old = self.by_torrent.get(torrent_id, {})
             canon = {i: canonical(p) for i, p in paths.items()}
             self.by_torrent[torrent_id] = canon
             for index, path in canon.items():
-                self.files.setdefault(path, set()).add((torrent_id, index))
-                folder = os.path.dirname(path)
-                self.dir_users[folder] = self.dir_users.get(folder, 0) + 1
-                if folder not in self.dir_watches:
-                    self._schedule_dir(folder)
+                if old.get(index) != path:
+                    self._add(torrent_id, index, path)
                 if index in hardlinked and path not in self.link_watches:
                     self._schedule_link(path)
+                elif index not in hardlinked and path in self.link_watches and len(self.files.get(path, ())) <= 1:
+                    self.link_watches.pop(path)
+                    self.links.remove(path)
+            for index, path in old.items():
+                if canon.get(index) != path:
+                    self._drop(torrent_id, index, path)
 
     def untrack(self, torrent_id: str) -> None:
         with self.lock:
-            canon = self.by_torrent.pop(torrent_id, None) or {}
-            for index, path in canon.items():
-                users = self.files.get(path, set())
-                users.discard((torrent_id, index))
-                if not users:
-                    self.files.pop(path, None)
-                    if self.link_watches.pop(path, None) is not None:
-                        self.links.remove(path)
-                folder = os.path.dirname(path)
-                self.dir_users[folder] -= 1
-                if self.dir_users[folder] <= 0:
-                    del self.dir_users[folder]
-                    watch = self.dir_watches.pop(folder, None)
-                    if watch is not None:
-                        self.observer.unschedule(watch)
+            for index, path in (self.by_torrent.pop(torrent_id, None) or {}).items():
+                self._drop(torrent_id, index, path)
+
+    def _add(self, torrent_id: str, index: int, path: str) -> None:
+        self.files.setdefault(path, set()).add((torrent_id, index))
+        folder = os.path.dirname(path)
+        self.dir_users[folder] = self.dir_users.get(folder, 0) + 1
+        if folder not in self.dir_watches:
+            self._schedule_dir(folder)
+
+    def _drop(self, torrent_id: str, index: int, path: str) -> None:
+        users = self.files.get(path, set())
+        users.discard((torrent_id, index))
+        if not users:
+            self.files.pop(path, None)
+            if self.link_watches.pop(path, None) is not None:
+                self.links.remove(path)
+        folder = os.path.dirname(path)
+        self.dir_users[folder] = self.dir_users.get(folder, 1) - 1
+        if self.dir_users[folder] <= 0:
+            del self.dir_users[folder]
+            watch = self.dir_watches.pop(folder, None)
+            if watch is not None:
+                self.observer.unschedule(watch)
 
     def _schedule_dir(self, folder: str) -> None:
         try:
