@@ -16,3 +16,25 @@ def qbt(tmp_path_factory):
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def make_service(qbt, tmp_path):
+    """start(**settings overrides) -> a running in-process Service on the test qbittorrent-nox
+    (home under tmp_path/"home"); stopped at teardown, and qBittorrent emptied."""
+    from companion.home import Home
+    from companion.service import Service
+    from tests.qbt import service_settings
+
+    started = []
+
+    def start(home=None, settings=None, **overrides):
+        settings = settings or service_settings(qbt, **overrides)
+        service = Service(Home(home or tmp_path / "home"), settings).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+    qbt.remove_all()

@@ -14,6 +14,7 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     from ..service import Service
+    from ..service.features import install_features
 
     settings = ctx.settings
     if args.jobs is not None:
@@ -27,5 +28,8 @@ def run(args, ctx) -> int:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("qbittorrentapi").setLevel(logging.WARNING)
     logging.getLogger("git").setLevel(logging.WARNING)
-    Service(ctx.home, settings, catalog=ctx.catalog, manifests=ctx.manifests).run_forever()
+    service = Service(ctx.home, settings, catalog=ctx.catalog, manifests=ctx.manifests)
+    installed = install_features(service)
+    logging.getLogger(__name__).info("features: %s", ", ".join(installed) or "none")
+    service.run_forever()
     return EXIT_OK

@@ -9,6 +9,7 @@ For features:
   service.on(kind, fn)             fn(event: dict) for each event of that kind ("*": all)
   service.emit(kind, torrent_id, message, level="info", **data)
                                    stored in the catalog's events, pushed to subscribers
+  service.register_op(name, fn)   fn(message: dict) -> dict answers control-socket op `name`
   service.add_component(obj)       obj.start() when the service starts, obj.stop() in reverse
                                    order when it stops (a component added later starts at once)
 Events the service emits: qbt_connected, qbt_unreachable, qbt_login_failed, hook, protected,
@@ -76,6 +77,7 @@ class Service:
         self.sweep = LocationSweep(self)
         self.control = ControlServer(self.home.socket, self.dispatch, self.bus.subscribe, self.bus.unsubscribe)
         self.components: list = []
+        self.ops: dict = {}
         self.started_at: str | None = None
         self._started = False
         self._lock_fd: int | None = None
@@ -103,6 +105,9 @@ class Service:
 
     def emit(self, kind: str, torrent_id: str | None = None, message: str = "", **kwargs) -> dict:
         return self.bus.emit(kind, torrent_id, message, **kwargs)
+
+    def register_op(self, name: str, fn) -> None:
+        self.ops[name] = fn
 
     def add_component(self, obj) -> None:
         self.components.append(obj)
@@ -262,6 +267,8 @@ class Service:
             return {"jobs": [dict(r) for r in self.catalog.pending_jobs()]}
         if op == "action":
             return self.action(str(message.get("action", "")), str(message.get("id", "")))
+        if op in self.ops:
+            return self.ops[op](message)
         raise ControlError(f"unknown op {op!r}")
 
     def action(self, action: str, prefix: str) -> dict:
