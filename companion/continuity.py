@@ -62,9 +62,11 @@ def parity(original: Swarm, companion: Swarm, copies_needed: int, *, original_na
     return Parity(reached, companion.completed, copies_needed, offer)
 
 
-def observe(catalog, qbt, copies_needed: int) -> list[dict]:
+def observe(catalog, qbt, copies_needed: int, emit=None) -> list[dict]:
     """Poll qBittorrent for every original with companions; record both swarms, mark parity the first
-    time it is reached (with an event carrying the offer). Returns one report per companion."""
+    time it is reached (with a `parity` event carrying the offer). Returns one report per companion.
+    emit(kind, torrent_id, message, **detail): the service's bus; default: the catalog's events."""
+    emit = emit or (lambda kind, tid, message, **detail: catalog.add_event(tid, kind, message, **detail))
     reports = []
     for comp in rows.list_companions(catalog):
         original = catalog.get_torrent(comp["original_id"])
@@ -73,7 +75,7 @@ def observe(catalog, qbt, copies_needed: int) -> list[dict]:
         comp_swarm = _swarm(catalog, qbt, comp["id"])
         verdict = parity(orig_swarm, comp_swarm, copies_needed, original_name=name, original_id=comp["original_id"])
         if verdict.reached and rows.mark_parity(catalog, comp["id"]):
-            catalog.add_event(comp["original_id"], "parity", verdict.offer, companion=comp["id"], job=comp["job_id"])
+            emit("parity", comp["original_id"], verdict.offer, companion=comp["id"], job=comp["job_id"])
             log.warning("%s", verdict.offer)
         reports.append(report(comp, orig_swarm, comp_swarm, verdict))
     return reports

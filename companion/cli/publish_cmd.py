@@ -84,7 +84,13 @@ def run(args, ctx) -> int:
         print(f"  seeded by {args.seed_with}; the original {original['id'][:12]} keeps seeding, untouched")
     sys.stdout.flush()
     if args.seed_with == "embedded":
-        seed_until_interrupted(companion, settings.embedded_listen)
+        from ..control import ControlError, request
+        from ..errors import ServiceNotRunning
+
+        try:  # the service's embedded seeder takes it over
+            request(ctx.home, "seed_companion", id=meta.id)
+        except (ServiceNotRunning, ControlError):
+            seed_until_interrupted(companion, settings.embedded_listen)
     return EXIT_OK
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import libtorrent as lt
 
-from .errors import BadInput, Error
-from .torrent import TorrentMeta, load_torrent
+from ..errors import BadInput, Error
+from ..torrent import TorrentMeta, load_torrent
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class EmbeddedSeeder:
     service can own one as a component). Without arguments it listens on loopback only."""
 
     def __init__(self, **session_settings):
-        from .ltsession import isolated_session
+        from ..ltsession import isolated_session
 
         self._settings = session_settings
         self._factory = isolated_session
@@ -161,7 +161,7 @@ class EmbeddedSeeder:
 
     def seed(self, raw: bytes, save_path: Path) -> lt.torrent_handle:
         """Seed a torrent whose payload is complete under save_path (checked by libtorrent as it seeds)."""
-        from .ltsession import add_params
+        from ..ltsession import add_params
 
         self.start()
         meta = load_torrent(raw)
