@@ -13,7 +13,7 @@ import pytest
 from companion.catalog import drift as drift_rows
 from companion.catalog import snapshots as snap_rows
 from companion.config import Settings
-from companion.drift.component import install
+from companion.drift.service import install
 from companion.heal import bad_pieces
 from companion.home import Home
 from companion.ltsession import add_params, isolated_session

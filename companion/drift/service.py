@@ -78,3 +78,8 @@ def install(service, **kwargs) -> DriftComponent:
     component = DriftComponent(service, **kwargs)
     service.add_component(component)
     return component
+
+
+def register(service) -> None:
+    """`seedward serve` plugs features in by module (companion.service.features)."""
+    install(service)

@@ -1,0 +1,91 @@
+"""`seedward verify ID|--all [--full] [--json]`: quick (xxh3 per piece-aligned segment against the
+catalog) or full (the torrent's own SHA-1 / SHA-256 hashes). Reports; healing is `seedward restore`
+or the service's drift response."""
+
+import sys
+import time
+
+from ..catalog import drift as rows
+from ..drift.classify import Baseline, Observed, classify
+from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput
+from ..locate import catalog_meta
+from ..scan import OK, Scanner, quick_scan
+from .context import print_json
+
+BASELINE_STATES = ("protected", "damaged", "healing")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("verify", help="verify cataloged payloads (quick xxh3, or --full against the torrent)")
+    p.add_argument("id", nargs="?", metavar="ID", help="any unique prefix of an info hash")
+    p.add_argument("--all", action="store_true", help="every torrent with a baseline")
+    p.add_argument("--full", action="store_true", help="the torrent's own hashes (reads every byte)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def verify_quick(catalog, tid: str, rate: float = 0.0) -> dict:
+    meta, save_path = catalog_meta(catalog, tid)
+    began = time.monotonic()
+    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), rate=rate)
+    records = {f["file_index"]: f for f in catalog.get_files(tid)}
+    entries = {e.index: e for e in meta.real_files}
+    files, checks = [], {}
+    for qf in result.files:
+        rec, st = records.get(qf.file_index), qf.stat
+        if rec is None:
+            raise BadInput(tid, f"file {entries[qf.file_index].path} is not in the catalog; catalog it again")
+        drift = classify(Baseline(rec["size"], rec["inode"], rec["device"]),
+                         Observed(qf.status, tuple(qf.bad_segments), st.size if st else None,
+                                  st.inode if st else None, st.device if st else None, st.nlink if st else 1))
+        checks[qf.file_index] = drift.kind == "false_alarm"
+        files.append({"path": entries[qf.file_index].path, "kind": "ok" if checks[qf.file_index] else drift.kind,
+                      "pieces": drift.pieces, "hardlinked": drift.hardlinked})
+    rows.record_checks(catalog, tid, checks, kind="quick", reason="verify")
+    return {"id": tid, "name": meta.name, "mode": "quick", "ok": all(checks.values()),
+            "bad_pieces": result.bad_pieces, "bytes_read": result.bytes_read,
+            "seconds": round(time.monotonic() - began, 3), "files": files}
+
+
+def verify_full(catalog, tid: str, rate: float = 0.0) -> dict:
+    meta, save_path = catalog_meta(catalog, tid)
+    result = Scanner().full_scan(meta, save_path, rate=rate)
+    rows.record_checks(catalog, tid, {f.entry.index: f.status == OK for f in result.files}, kind="full",
+                       reason="verify")
+    bad = set(result.bad_pieces)
+    files = [{"path": f.entry.path, "kind": f.status,
+              "pieces": sorted(p for p in meta.file_pieces(f.entry) if p in bad)} for f in result.files]
+    return {"id": tid, "name": meta.name, "mode": "full", "ok": result.ok, "bad_pieces": result.bad_pieces,
+            "bytes_read": result.bytes_read, "seconds": round(result.seconds, 3), "files": files}
+
+
+def run(args, ctx) -> int:
+    if bool(args.id) == bool(args.all):
+        raise BadInput("verify", "give one torrent ID or --all")
+    cat = ctx.catalog
+    if args.all:
+        ids = [r["id"] for r in cat.list_torrents(include_removed=False) if r["protection"] in BASELINE_STATES]
+    else:
+        tid = cat.resolve_id(args.id)
+        if cat.get_torrent(tid)["protection"] not in BASELINE_STATES:
+            raise BadInput(args.id, f"torrent {tid[:12]} has no verified baseline "
+                           f"({cat.get_torrent(tid)['protection']}); run `seedward catalog add` first")
+        ids = [tid]
+    rate = ctx.settings.service.read_rate_mb * 1e6
+    verify = verify_full if args.full else verify_quick
+    reports = [verify(cat, tid, rate) for tid in ids]
+    ok = all(r["ok"] for r in reports)
+    if args.json:
+        print_json({"ok": ok, "torrents": reports})
+    else:
+        for r in reports:
+            mb = r["bytes_read"] / 1e6
+            verdict = "intact" if r["ok"] else "DRIFTED" if r["mode"] == "quick" else "DAMAGED"
+            print(f"{r['name']} ({r['id'][:12]}, {r['mode']}): {verdict} [{mb:.1f} MB in {r['seconds']:.2f}s]")
+            for f in r["files"]:
+                if f["kind"] != "ok":
+                    link = ", hard-linked" if f.get("hardlinked") else ""
+                    print(f"  {f['kind']:13} {f['path']}  pieces {f['pieces'][:20]}{link}")
+        if not ok:
+            print("heal in place with `seedward restore ID` (or let the service heal it)", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_DAMAGE
