@@ -255,3 +255,29 @@ def test_rpo_is_the_change_the_snapshot_misses():
     assert rpo_seconds(1000.0, [1500 * 10**9, None]) == 500.0
     assert rpo_seconds(1000.0, [None]) is None
     assert rpo_seconds(None, [1]) is None
+
+
+def test_scratch_disk_full_is_refused_before_writing(tmp_path, monkeypatch):
+    env = Env(tmp_path, "v1")
+    import companion.drill.scratch as scratch_mod
+
+    real = scratch_mod.shutil.disk_usage
+    monkeypatch.setattr(scratch_mod.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    result = env.drill()
+    assert not result.ok and "only 1,000 free" in result.error
+    assert env.scratch_left() == [] and env.untouched()
+    assert drill_rows.get_drill(env.cat, result.drill_id)["state"] == "failed"
+    assert not drill_rows.is_suspect(env.cat, env.snap.id)
+
+
+def test_cli_target_selection(tmp_path):
+    env = Env(tmp_path, "v2")
+    proc = seedward("drill", "--sample", "5", "--json", home=env.home.root)
+    assert proc.returncode == 0, proc.stderr
+    assert [d["id"] for d in json.loads(proc.stdout)["drills"]] == [env.meta.id]
+    proc = seedward("drill", "--all", env.meta.id[:6], home=env.home.root)
+    assert proc.returncode == 2 and "not several" in proc.stderr
+    proc = seedward("drill", "--sample", "0", home=env.home.root)
+    assert proc.returncode == 2 and "--sample" in proc.stderr
+    text = seedward("drill", "--snapshot", env.snap.id[:8], home=env.home.root)
+    assert text.returncode == 0 and text.stdout.startswith(f"PASS {env.meta.id[:12]} snapshot {env.snap.id[:12]}")

@@ -5,6 +5,7 @@ change (the newest file mtime the catalog saw) is than the snapshot: 0 when the 
 already holds it. The seeding folders are never opened: only the store and the scratch.
 """
 
+import errno
 import logging
 import os
 import secrets
@@ -19,7 +20,7 @@ from ..errors import Error, NotFound, StoreCorrupt
 from ..piece_plan import files_of_piece
 from ..torrent import load_torrent
 from .restore import restore_snapshot
-from .scratch import Scratch, check_not_seeding_path, check_space, scratch_root, this_process
+from .scratch import Scratch, ScratchFull, check_not_seeding_path, check_space, scratch_root, this_process
 from .verify import Expected, verify_files
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,17 @@ def covered_pieces(meta, indices: set[int]) -> set[int]:
     return {p for p in range(meta.num_pieces) if all(f.index in indices for f in files_of_piece(meta, p))}
 
 
+def describe(exc: BaseException, scratch: Path) -> str:
+    """One line for the record: our errors as they are, the disk filling up as ScratchFull."""
+    if isinstance(exc, Error):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return str(ScratchFull(scratch, f"no space left while the drill wrote {exc.filename or 'its files'}"))
+    if isinstance(exc, OSError):
+        return f"{exc.filename or scratch}: {exc.strerror or exc}"
+    return f"libtorrent: {exc}"
+
+
 def default_session(**extra):
     """A drill's isolated libtorrent session: loopback only, hashing on every core."""
     return ltsession.isolated_session(hashing_threads=os.cpu_count() or 2, **extra)
@@ -174,7 +186,7 @@ class Drill:
             raise
         except (Error, OSError, RuntimeError) as exc:
             # RuntimeError: what libtorrent's bindings raise
-            result.error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+            result.error = describe(exc, scratch_root(self.home, self.settings))
             log.info("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
         except BaseException as exc:
             result.error = f"interrupted ({type(exc).__name__})"
