@@ -84,6 +84,9 @@ class DrillSettings:
     per_run: int = 2
     scratch: str = ""  # empty: <home>/scratch
     timeout_seconds: float = 600.0
+    scratch_max_mb: int = 0  # 0: only the free space bounds a drill's scratch
+    read_rate_mb: float = 0.0  # SHA-256 pass read rate for scheduled drills; 0: unlimited
+    swarm: bool = False  # scheduled drills also prove the restore can seed a second session
 
 
 @dataclass
