@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import logging
+import time
 from datetime import datetime, timezone
 
 from textual import work
@@ -18,6 +19,14 @@ from .client import ControlClient, ControlRefused
 from .model import Status, diff, parse_status
 
 log = logging.getLogger(__name__)
+
+# What an event says about its torrent's protection, shown at once (the next status confirms it).
+EVENT_STATE = {"drift": "damaged", "quarantined": "damaged", "heal_failed": "damaged", "healing": "healing",
+               "healed": "protected", "protected": "protected", "baseline_bad": "baseline_bad",
+               "removed": "removed"}
+# After drift, poll the status quickly for a while: heals move through states without an event each.
+INCIDENT_SECONDS = 30.0
+INCIDENT_POLL_SECONDS = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +71,7 @@ class SeedwardApp(App):
         self._refresh_pending = False
         self._status_lock = asyncio.Lock()
         self.status_serial = 0
+        self._incident_until = 0.0
         if theme:
             self.theme = theme
 
@@ -71,6 +81,11 @@ class SeedwardApp(App):
         self.push_screen(DashboardScreen())
         self.follow()
         self.set_interval(self.poll_seconds, self.request_refresh)
+        self.set_interval(INCIDENT_POLL_SECONDS, self._incident_poll)
+
+    def _incident_poll(self) -> None:
+        if time.monotonic() < self._incident_until:
+            self.request_refresh()
 
     # -- data: one long-lived worker follows the service; refreshes are coalesced --
 
@@ -83,7 +98,9 @@ class SeedwardApp(App):
                 await self.refresh_status()
                 async for event in sub:
                     self.apply_event(event)
-            except (ServiceNotRunning, ControlRefused) as exc:
+            except ServiceNotRunning:
+                self.set_connection("down")  # the screens say how to start it
+            except ControlRefused as exc:
                 self.set_connection("down", str(exc))
             finally:
                 if sub is not None:
@@ -118,13 +135,18 @@ class SeedwardApp(App):
         self._refresh_pending = False
         try:
             await self.refresh_status()
-        except (ServiceNotRunning, ControlRefused) as exc:
+        except ServiceNotRunning:
+            self.set_connection("down")
+        except ControlRefused as exc:
             self.set_connection("down", str(exc))
 
     def apply_event(self, event: dict) -> None:
         """Show a state change at once; the coalesced refresh brings the rest."""
         tid = event.get("torrent_id")
-        state = event.get("protection") or event.get("state")
+        kind = event.get("event")
+        state = event.get("protection") or EVENT_STATE.get(kind)
+        if kind in ("drift", "quarantined", "healing", "heal_progress"):
+            self._incident_until = time.monotonic() + INCIDENT_SECONDS
         if self.status and tid in self.status.torrents and state in {
                 "pending", "protected", "damaged", "healing", "baseline_bad", "excluded", "removed"}:
             view = self.status.torrents[tid]

@@ -137,4 +137,17 @@ def _pieces(db, torrent_id: str, protection: str) -> str:
     for piece, ok in db.execute("SELECT piece, ok FROM pieces WHERE torrent_id = ?", (torrent_id,)):
         if 0 <= piece < len(cells):
             cells[piece] = "o" if ok else bad
+    # drift found since the last full verify: the latest response says which pieces, and where it stands
+    if "heals" in _tables(db):
+        heal = db.execute("SELECT pieces, outcome FROM heals WHERE torrent_id = ? ORDER BY id DESC LIMIT 1",
+                          (torrent_id,)).fetchone()
+        if heal is not None and heal["outcome"] != "healed":
+            mark = "h" if heal["outcome"] == "running" and protection == "healing" else "d"
+            try:
+                pieces = json.loads(heal["pieces"] or "[]")
+            except ValueError:
+                pieces = []
+            for piece in pieces:
+                if isinstance(piece, int) and 0 <= piece < len(cells):
+                    cells[piece] = mark
     return "".join(cells)

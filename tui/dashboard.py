@@ -16,7 +16,6 @@ from .torrent_table import TorrentTable
 
 NOT_RUNNING = ("The seedward service is not running.\n\n"
                "Start it with:  seedward serve\n"
-               "(or: systemctl --user start seedward)\n\n"
                "This screen reconnects by itself.")
 NO_TORRENTS = ("No torrents yet.\n\n"
                "Add torrents in qBittorrent: seedward protects each one as soon as it is complete.")
@@ -155,7 +154,7 @@ class DashboardScreen(Screen):
         table = self.query_one(DataTable)
         if app.connection == "down":
             health.update(Text.assemble(("● service not running", self._color("error")),
-                                        f"  {app.connection_error}"))
+                                        f"  {app.connection_error or 'start it with `seedward serve`'}"))
             message = NOT_RUNNING
         elif app.connection == "connecting" or app.status is None:
             health.update("○ connecting to the seedward service…")
