@@ -210,8 +210,8 @@ class Drill:
         check_not_seeding_path(root, row["save_path"], {Path(f.path).parts[0] for f in meta.real_files})
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         needed = meta.payload_size * (2 if swarm else 1)
-        check_space(root, needed, int(getattr(cfg, "scratch_max_mb", 0) or 0) * 2**20)
-        rate = float(getattr(cfg, "read_rate_mb", 0.0) or 0.0) * 1e6
+        check_space(root, needed, cfg.scratch_max_mb * 2**20)
+        rate = cfg.read_rate_mb * 1e6
         timeout = cfg.timeout_seconds
 
         with Scratch(root, result.drill_id) as scratch:

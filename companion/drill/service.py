@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from ..catalog import drills as rows
 from ..ltsession import Interrupted
 from ..scan import Cancelled
+from ..store.job import service_store
 from .run import Drill
 from .schedule import due, pick
 from .scratch import cleanup_scratch
@@ -36,26 +37,16 @@ def _last_drills(catalog) -> list[dict]:
     return last_drills(catalog)
 
 
-def _store(service):
-    try:
-        from ..store.job import service_store
-    except ImportError:
-        from ..store import Store
-
-        return Store.for_home(service.home, service.settings, service.catalog)
-    return service_store(service)
-
-
 def drill_job(service, job) -> None:
     """Payload: reason (schedule | action | ...), snapshot (id prefix, optional), swarm (bool)."""
     cfg = service.settings.drill
     with _one_at_a_time:
-        drill = Drill(service.catalog, _store(service), service.home, service.settings,
+        drill = Drill(service.catalog, service_store(service), service.home, service.settings,
                       emit=lambda kind, tid, message, level="info", **data:
                       service.emit(kind, tid, message, level=level, **data))
         try:
             drill.run(job.torrent_id, snapshot=job.payload.get("snapshot"),
-                      swarm=bool(job.payload.get("swarm", getattr(cfg, "swarm", False))),
+                      swarm=bool(job.payload.get("swarm", cfg.swarm)),
                       reason=job.payload.get("reason", "action"), cancel=job.cancel)
         except Interrupted as exc:
             raise Cancelled(job.torrent_id[:12]) from exc  # the service is stopping: the job stays queued
@@ -99,8 +90,8 @@ class DrillSchedule:
         if not due(datetime.fromisoformat(last) if last else None, now, cfg.interval_hours):
             return []
         candidates = [dict(r) for r in rows.drill_candidates(cat)]
-        swarm = getattr(cfg, "swarm", False)
-        picked, skipped = pick(candidates, max(0, cfg.per_run), getattr(cfg, "scratch_max_mb", 0) * 2**20, swarm)
+        swarm = cfg.swarm
+        picked, skipped = pick(candidates, max(0, cfg.per_run), cfg.scratch_max_mb * 2**20, swarm)
         for torrent_id in skipped:
             log.info("scheduled drills skip %s: its restore needs more than scratch_max_mb", torrent_id[:12])
         jobs = [j for j in (self.service.enqueue("drill", t, reason="schedule", swarm=swarm) for t in picked)
