@@ -87,3 +87,30 @@ def leases(catalog, *, include_closed: bool = False) -> list[Lease]:
     if include_closed:
         return [_lease(r) for r in rows.list_leases(catalog)]
     return [_lease(r) for r in rows.open_leases(catalog, now_iso())]
+
+
+def record_intended(catalog, manifests, meta, save_path, lease: Lease, store=None) -> str:
+    """After a write under `lease`: make the new content the catalog's baseline, so no later check
+    (once the lease has ended) heals it back, and snapshot it when the payload still matches its
+    torrent. Returns the torrent's protection state afterwards.
+
+    An in-place edit of a payload file no longer matches the torrent's piece hashes: the torrent
+    is then `baseline_bad` (qBittorrent cannot seed those pieces), which keeps drift from healing the
+    intended change; the store only keeps payloads that match their torrent, so no snapshot then.
+    """
+    from .manifests import torrent_manifest, torrent_relpath
+    from .scan import Scanner
+
+    result = Scanner().full_scan(meta, save_path)
+    state = "protected" if result.ok else "baseline_bad"
+    catalog.record_scan(result, reason=f"lease {lease.id}", save_path=str(save_path), protection=state,
+                        keep_baseline=True)
+    manifests.write(torrent_relpath(meta.id), torrent_manifest(meta, result.files),
+                    f"{meta.name}: intended write under lease {lease.id} by {lease.operator}\n\ntorrent {meta.id}")
+    snapshot = None
+    if store is not None and result.ok:
+        snapshot = store.snapshot(meta, save_path, "manual").id
+    catalog.add_event(meta.id, "intended", f"{meta.name}: write under lease {lease.id} by {lease.operator} "
+                      f"re-cataloged ({state})", lease=lease.id, operator=lease.operator, snapshot=snapshot,
+                      bad_pieces=result.bad_pieces[:100])
+    return state
