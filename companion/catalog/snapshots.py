@@ -49,14 +49,16 @@ CREATE INDEX snapshot_chunks_chunk ON snapshot_chunks(chunk_id);
 """,
 )
 
+migration(402, "ALTER TABLE snapshots ADD COLUMN cloned_bytes INTEGER NOT NULL DEFAULT 0;")
+
 
 def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None:
     """Record one snapshot in one transaction. chunks: (file_index, piece, offset, length, chunk_id, xxh3)."""
     with cat.tx() as db:
         db.execute(
             "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_id, bytes, new_bytes, files,"
-            " save_path, tree) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_id, :bytes, :new_bytes,"
-            " :files, :save_path, :tree)",
+            " save_path, tree, cloned_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_id, :bytes,"
+            " :new_bytes, :files, :save_path, :tree, :cloned_bytes)",
             row,
         )
         db.executemany(

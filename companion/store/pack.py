@@ -10,12 +10,13 @@ import os
 import secrets
 import struct
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreCorrupt
 from .backend import Backend
-from .reflink import ALIGN
+from .reflink import ALIGN, clone_fd
 
 MAGIC = b"SWPACK01"
 FOOTER = 8 + len(MAGIC)
@@ -32,13 +33,16 @@ class StagedPack:
     fd: int
     size: int = 0
     entries: list = field(default_factory=list)  # [chunk_id, offset, length, width]
+    writing: int = 0  # chunks reserved but not yet written
+    full: bool = False  # takes no more chunks
 
 
 class PackWriter:
     """Appends chunks to staged packs; thread-safe (the scan's sink runs on worker threads).
 
-    `publish_full` packs reaching the target size are published at once (fsync, rename):
-    a published pack is harmless until an index names it.
+    Space is reserved under `lock` and the bytes are written outside it, so workers write
+    in parallel. A full pack is published (trailer, fsync, rename) on a background thread
+    while the scan goes on; a published pack is harmless until an index names it.
     """
 
     def __init__(self, backend: Backend, target_size: int):
@@ -48,6 +52,8 @@ class PackWriter:
         self.current: StagedPack | None = None
         self.published: list[StagedPack] = []
         self.staged: list[StagedPack] = []
+        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pack-publish")
+        self.publishing: list = []
 
     def _open(self) -> StagedPack:
         pack_id = secrets.token_hex(32)
@@ -57,21 +63,40 @@ class PackWriter:
         self.staged.append(pack)
         return pack
 
-    def append(self, chunk_id: str, width: int, data) -> tuple[str, int]:
-        """Write one chunk; returns (pack id, offset). Caller holds `lock`."""
+    def reserve(self, chunk_id: str, width: int, length: int) -> tuple[StagedPack, int]:
+        """Room for one chunk; the caller holds `lock`, then calls `write` without it."""
         if self.current is None:
             self.current = self._open()
         pack = self.current
         offset = -(-pack.size // ALIGN) * ALIGN  # block-aligned chunks can be cloned (reflinks)
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(pack.fd, view[done:], offset + done)
-        pack.size = offset + len(view)
-        pack.entries.append([chunk_id, offset, len(view), width])
+        pack.size = offset + length
+        pack.entries.append([chunk_id, offset, length, width])
+        pack.writing += 1
         if pack.size >= self.target:
-            self._publish(pack)
+            pack.full = True
             self.current = None
+        return pack, offset
+
+    def write(self, pack: StagedPack, offset: int, data, clone_from: tuple[int, int] | None = None) -> bool:
+        """Write the reserved chunk: cloned from (fd, offset) when given and possible, else
+        its bytes. Returns True when cloned."""
+        cloned = clone_from is not None and clone_fd(clone_from[0], clone_from[1], pack.fd, offset, len(data))
+        if not cloned:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(pack.fd, view[done:], offset + done)
+        with self.lock:
+            pack.writing -= 1
+            if pack.full and pack.writing == 0:
+                self.publishing.append(self.publisher.submit(self._publish, pack))
+        return cloned
+
+    def append(self, chunk_id: str, width: int, data) -> tuple[str, int]:
+        """reserve + write, for a single writer."""
+        with self.lock:
+            pack, offset = self.reserve(chunk_id, width, len(data))
+        self.write(pack, offset, data)
         return pack.pack_id, offset
 
     def _publish(self, pack: StagedPack) -> None:
@@ -82,20 +107,41 @@ class PackWriter:
         os.close(pack.fd)
         pack.fd = -1
         self.backend.put_file(pack_name(pack.pack_id), pack.path)
-        self.staged.remove(pack)
-        self.published.append(pack)
+        with self.lock:
+            self.staged.remove(pack)
+            self.published.append(pack)
+
+    def _wait(self) -> None:
+        """Wait for every publish; raise the first error."""
+        error = None
+        for fut in self.publishing:
+            try:
+                fut.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after all have ended
+                error = error or exc
+        self.publishing.clear()
+        if error is not None:
+            raise error
 
     def finish(self) -> list[StagedPack]:
         """Publish the last pack; returns every pack this writer published."""
         with self.lock:
-            if self.current is not None and self.current.entries:
-                self._publish(self.current)
+            last = self.current if self.current is not None and self.current.entries else None
             self.current = None
-            self.abort()
-            return list(self.published)
+        if last is not None:
+            self.publishing.append(self.publisher.submit(self._publish, last))
+        self._wait()
+        self.publisher.shutdown()
+        self.abort()
+        return list(self.published)
 
     def discard(self) -> None:
         """Drop everything this writer wrote, published packs too (no index names them yet)."""
+        try:
+            self._wait()
+        except BaseException:  # noqa: BLE001 - cleaning up after a failure already raised
+            pass
+        self.publisher.shutdown()
         self.abort()
         for pack in self.published:
             self.backend.delete(pack_name(pack.pack_id))

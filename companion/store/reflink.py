@@ -1,10 +1,12 @@
 """Copy-on-write clones (FICLONERANGE) where the filesystem has them (btrfs, XFS), else no-op.
 
-Used by restore: a chunk already read and verified from a pack is cloned into the restored
-file instead of written again, so a restore on the store's filesystem costs no extra space
-and no write bandwidth. Offsets must be block-aligned (packs align chunks to ALIGN); a
-failure (ext4, tmpfs, different filesystems, unaligned range) is remembered per device pair
-and the caller falls back to a byte copy.
+Snapshot: a new chunk whose bytes sit block-aligned in the payload file is cloned from it into
+the pack instead of written, so a snapshot on the payload's filesystem costs almost no space
+or write bandwidth (the bytes were already read and hashed by the scan; the store checks
+afterwards that the file did not change meanwhile). Restore: a chunk read and verified from a
+pack is cloned into the restored file. Offsets and length must be block-aligned (packs align
+chunks to ALIGN); when a clone fails (ext4, tmpfs, two filesystems, a range the kernel refuses)
+the caller writes the bytes instead, and a device pair that cannot clone is not tried again.
 """
 
 import errno
@@ -17,32 +19,36 @@ ALIGN = 4096
 FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range)
 _unsupported: set[tuple[int, int]] = set()
 _lock = threading.Lock()
-_FALLBACK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EBADF}
+_NEVER = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS}
+_FALLBACK = _NEVER | {errno.EINVAL, errno.EPERM, errno.EBADF, errno.ENOSPC}
+
+
+def clone_fd(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, length: int) -> bool:
+    """Clone `length` bytes between open files; True when done, False when the caller must copy."""
+    if src_offset % ALIGN or dst_offset % ALIGN or length % ALIGN or length == 0:
+        return False
+    key = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+    if key in _unsupported:
+        return False
+    try:
+        fcntl.ioctl(dst_fd, FICLONERANGE, struct.pack("qQQQ", src_fd, src_offset, length, dst_offset))
+        return True
+    except OSError as exc:
+        if exc.errno in _NEVER:
+            with _lock:
+                _unsupported.add(key)
+        if exc.errno in _FALLBACK:
+            return False
+        raise
 
 
 def clone_range(src_path, src_offset: int, dst_fd: int, dst_offset: int, length: int) -> bool:
-    """Clone `length` bytes; True when done, False when the caller must copy bytes."""
-    if src_offset % ALIGN or dst_offset % ALIGN or length % ALIGN:
-        return False
-    dst_dev = os.fstat(dst_fd).st_dev
     try:
         src_fd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        key = (os.fstat(src_fd).st_dev, dst_dev)
-        if key in _unsupported:
-            return False
-        try:
-            fcntl.ioctl(dst_fd, FICLONERANGE, struct.pack("qQQQ", src_fd, src_offset, length, dst_offset))
-            return True
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.ENOSYS):
-                with _lock:
-                    _unsupported.add(key)
-            if exc.errno in _FALLBACK:
-                return False
-            raise
+        return clone_fd(src_fd, src_offset, dst_fd, dst_offset, length)
     finally:
         os.close(src_fd)
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -55,11 +56,12 @@ class Snapshot:
     name: str = ""
     files: int = 0
     save_path: str | None = None
+    cloned_bytes: int = 0  # of new_bytes, cloned from the payload (reflinks) rather than written
 
     @classmethod
     def from_row(cls, row) -> "Snapshot":
         return cls(row["id"], row["torrent_id"], row["created_at"], row["reason"], row["job_id"], row["bytes"],
-                   row["new_bytes"], row["name"], row["files"], row["save_path"])
+                   row["new_bytes"], row["name"], row["files"], row["save_path"], row["cloned_bytes"])
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -207,10 +209,10 @@ class Store:
                     reused[entry.index] = prev
                 else:
                     changed.append(entry)
-            scan, new_bytes = None, 0
+            scan, new_bytes, cloned = None, 0, 0
             if changed:
-                scan, new_bytes = self._scan_and_store(meta, save_path, changed)
-            return self._record(meta, save_path, reason, job_id, wanted, reused, scan, new_bytes)
+                scan, new_bytes, cloned = self._scan_and_store(meta, save_path, changed)
+            return self._record(meta, save_path, reason, job_id, wanted, reused, scan, new_bytes, cloned)
 
     def _previous_files(self, torrent_id: str) -> dict[int, tuple]:
         """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
@@ -241,6 +243,7 @@ class Store:
         single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
         added: dict[str, list] = {}
         counter = {"new": 0}
+        sources = CloneSources(save_path, {e.index: e for e in entries}) if self.reflinks else None
 
         def sink(file_index, seg, data):
             cid = seg.root.hex()
@@ -252,9 +255,12 @@ class Store:
                     if shape != (seg.length, width):
                         raise ChunkCollision(cid, "same id as a stored chunk of another shape; not stored")
                     return
-                pack_id, offset = writer.append(cid, width, data)
-                added[cid] = [pack_id, offset, seg.length, width]
+                pack, offset = writer.reserve(cid, width, seg.length)
+                added[cid] = [pack.pack_id, offset, seg.length, width]
                 counter["new"] += seg.length
+            source = sources.fd(file_index) if sources else None
+            if writer.write(pack, offset, data, (source, seg.offset) if source is not None else None):
+                sources.used(file_index, seg.length)
 
         try:
             result = self.scanner.full_scan(meta, save_path, chunk_roots=True, sink=sink,
@@ -264,14 +270,22 @@ class Store:
                 raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
                                       f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
                                       " no snapshot stored")
+            if sources:
+                changed = sources.changed()
+                if changed:
+                    raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
+                                          " no snapshot stored (try again)")
             packs = writer.finish()
         except BaseException:
             writer.discard()
             raise
+        finally:
+            if sources:
+                sources.close()
         self.index.write({p.pack_id: p.entries for p in packs})
-        return result, counter["new"]
+        return result, counter["new"], (sources.cloned if sources else 0)
 
-    def _record(self, meta, save_path, reason, job_id, wanted, reused, scan, new_bytes) -> Snapshot:
+    def _record(self, meta, save_path, reason, job_id, wanted, reused, scan, new_bytes, cloned) -> Snapshot:
         scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
         file_rows, chunk_rows = [], []
         for entry in wanted:
@@ -310,7 +324,7 @@ class Store:
             self.catalog.upsert_torrent(meta, save_path=str(save_path))
         row = {"id": sid, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
                "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": new_bytes,
-               "files": len(file_rows), "save_path": str(save_path), "tree": tree_name}
+               "files": len(file_rows), "save_path": str(save_path), "tree": tree_name, "cloned_bytes": cloned}
         records.add_snapshot(self.catalog, row, file_rows, chunk_rows)
         log.info("%s: snapshot %s (%d bytes, %d new)", meta.name, sid[:12], row["bytes"], new_bytes)
         return Snapshot.from_row(row)
@@ -573,13 +587,11 @@ class Store:
                 try:
                     for _pack_id, live in repack:
                         for cid, e in live:
-                            data = self.read_chunk(cid)
-                            with writer.lock:
-                                writer.append(cid, e.width, data)
+                            writer.append(cid, e.width, self.read_chunk(cid))
                     for p in writer.finish():
                         keep_entries[p.pack_id] = p.entries
                 except BaseException:
-                    writer.abort()
+                    writer.discard()
                     raise
             old_files = list(self.index.files)
             if drop or repack:
@@ -633,6 +645,60 @@ class Store:
                 out.errors.append(f"snapshot {snap['id'][:12]} uses {len(missing)} chunks the store lacks"
                                   f" (e.g. {missing[0]})")
         return out
+
+
+class CloneSources:
+    """Payload files opened for cloning chunks into packs (reflinks). A clone copies what the
+    file holds now, not the bytes the scan hashed, so each file's identity and ctime are taken
+    before the scan and compared after it: any write in between refuses the snapshot."""
+
+    def __init__(self, save_path: Path, entries: dict[int, FileEntry]):
+        self.paths = {i: resolve_payload_path(save_path, e) for i, e in entries.items()}
+        self.before = {i: self._identity(p) for i, p in self.paths.items()}
+        self.fds: dict[int, int | None] = {}
+        self.bytes: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _identity(path: Path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def fd(self, file_index: int) -> int | None:
+        with self.lock:
+            if file_index not in self.fds:
+                try:
+                    fd = os.open(self.paths[file_index], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    fd = None
+                if fd is not None and self.before.get(file_index) != self._identity(self.paths[file_index]):
+                    os.close(fd)
+                    fd = None
+                self.fds[file_index] = fd
+            return self.fds[file_index]
+
+    def used(self, file_index: int, length: int) -> None:
+        with self.lock:
+            self.bytes[file_index] = self.bytes.get(file_index, 0) + length
+
+    @property
+    def cloned(self) -> int:
+        return sum(self.bytes.values())
+
+    def changed(self) -> str | None:
+        for i in self.bytes:
+            if self._identity(self.paths[i]) != self.before[i]:
+                return str(self.paths[i])
+        return None
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            if fd is not None:
+                os.close(fd)
+        self.fds.clear()
 
 
 def _pwrite_all(fd: int, data, offset: int) -> None:

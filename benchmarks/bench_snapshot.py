@@ -1,0 +1,212 @@
+"""Benchmark the snapshot store: first snapshot vs `cp -r`, restic and borg; unchanged re-snapshot
+vs borg's unchanged create; heal of one damaged piece vs restoring the whole file.
+
+    python benchmarks/bench_snapshot.py --size 2G [--piece 4M] [--kind hybrid] [--dir /tmp] [--no-write]
+
+Generates a payload of --size bytes in 8 files of random bytes and a libtorrent torrent of it, reads
+it once into the page cache, then times (wall clock, one run each, in this order): `cp -r` (and
+`cp -r` + `sync` of the copies, since the store fsyncs its packs), the store's first snapshot
+(Store.snapshot in process: one read pass that verifies against the torrent and writes packs),
+`restic backup` and `borg create` (Debian packages; restic encrypts, borg runs with `-e none` and
+its default lz4), the unchanged re-snapshot and borg's unchanged create, then the heal of one
+damaged piece (Store.heal) vs Store.restore of that whole file. Stores, repositories and copies
+all live next to the payload (same filesystem). Writes the `snapshot` section of
+benchmarks/RESULTS.md unless --no-write.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import libtorrent as lt  # noqa: E402
+
+from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from companion.catalog import Catalog  # noqa: E402
+from companion.piece_plan import file_segments  # noqa: E402
+from companion.store import Store  # noqa: E402
+from companion.store import reflink  # noqa: E402
+from companion.torrent import load_torrent  # noqa: E402
+
+UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+KINDS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in UNITS:
+        return int(float(text[:-1]) * UNITS[text[-1]])
+    return int(text)
+
+
+def make_payload(root: Path, size: int, files: int = 8) -> Path:
+    content = root / "payload"
+    content.mkdir(parents=True)
+    per, left, i = -(-size // files), size, 0
+    while left > 0:
+        n = min(per, left)
+        with open(content / f"part {i:02d}.bin", "wb") as fh:
+            done = 0
+            while done < n:
+                step = min(16 * 2**20, n - done)
+                fh.write(os.urandom(step))
+                done += step
+        left -= n
+        i += 1
+    return content
+
+
+def timed(fn):
+    t = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - t, value
+
+
+def run(cmd, env=None) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="2G", help="payload size (e.g. 64M, 2G); default 2G")
+    ap.add_argument("--piece", default="4M", help="piece size; default 4M")
+    ap.add_argument("--kind", default="hybrid", choices=sorted(KINDS), help="torrent kind; default hybrid")
+    ap.add_argument("--dir", default=None, help="where to work (default: a temp dir)")
+    ap.add_argument("--no-write", action="store_true", help="print the section, leave RESULTS.md alone")
+    args = ap.parse_args()
+    size, piece = parse_size(args.size), parse_size(args.piece)
+    for tool in ("restic", "borg"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install -y restic borgbackup")
+
+    work = Path(tempfile.mkdtemp(prefix="seedward-bench-snapshot-", dir=args.dir))
+    figures: dict[str, float] = {}
+    rows = []
+
+    def row(what, seconds, note=""):
+        figures[what] = seconds
+        rows.append([what, f"{seconds:.2f}", f"{size / seconds / 1e9:.2f}" if seconds else "-", note])
+        print(f"{what:44} {seconds:8.3f} s", file=sys.stderr)
+
+    try:
+        content = make_payload(work, size)
+        ct = lt.create_torrent(lt.list_files(str(content)), piece, KINDS[args.kind])
+        lt.set_piece_hashes(ct, str(work))
+        (work / "p.torrent").write_bytes(lt.bencode(ct.generate()))
+        meta = load_torrent(work / "p.torrent")
+        files = sorted(str(p) for p in content.iterdir())
+        subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # page cache
+        subprocess.run(["sync"], check=True)
+        clones = reflink.supported(work, work)
+
+        row("`cp -r`", run(["cp", "-r", str(content), str(work / "copy")]), "page cache; no fsync")
+        shutil.rmtree(work / "copy")
+        subprocess.run(["sync"], check=True)
+        secs = run(["sh", "-c", f'cp -r "{content}" "{work}/copy2" && sync "{work}/copy2"/*'])
+        row("`cp -r` + `sync` of the copies", secs, "durable like the store's packs")
+        shutil.rmtree(work / "copy2")
+        subprocess.run(["sync"], check=True)
+
+        cat = Catalog(work / "catalog.sqlite")
+        store = Store.open(work / "store", cat)
+        secs, snap = timed(lambda: store.snapshot(meta, work, "manual"))
+        assert snap.new_bytes == meta.payload_size
+        row(f"first snapshot (Store.snapshot, {args.kind})", secs,
+            "one read pass: verify vs torrent + chunk ids + packs, fsynced")
+        subprocess.run(["sync"], check=True)
+
+        env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(work / "restic"),
+                   RESTIC_CACHE_DIR=str(work / "restic-cache"), BORG_REPO=str(work / "borg"),
+                   BORG_BASE_DIR=str(work / "borg-home"), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes")
+        subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+        row("`restic backup` (first)", run(["restic", "-q", "backup", str(content)], env), "restic 0.14, AES")
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["borg", "init", "-e", "none"], env=env, check=True, capture_output=True)
+        row("`borg create` (first)", run(["borg", "create", "::first", str(content)], env),
+            "borg 1.2, -e none, lz4")
+        subprocess.run(["sync"], check=True)
+
+        secs, again = timed(lambda: store.snapshot(meta, work, "auto"))
+        assert again.new_bytes == 0
+        row("unchanged re-snapshot (Store.snapshot)", secs, "stat calls + one catalog record")
+        row("`borg create` (unchanged)", run(["borg", "create", "::second", str(content)], env), "files cache")
+        row("`restic backup` (unchanged)", run(["restic", "-q", "backup", str(content)], env), "for reference")
+
+        entry = max(meta.real_files, key=lambda e: e.size)
+        segs = file_segments(meta, entry)
+        seg = segs[len(segs) // 2]
+        target = work / entry.path
+        with open(target, "r+b") as fh:
+            fh.seek(seg.offset + 1000)
+            fh.write(b"\xff\x00\xff")
+        secs, healed = timed(lambda: store.heal(snap.id, work, [(entry.index, seg.piece)]))
+        assert healed.bytes == seg.length
+        row("heal one damaged piece (Store.heal)", secs, f"{seg.length // 2**20} MiB written back in place, fsynced")
+        secs, restored = timed(lambda: store.restore(snap.id, work / "restored", files=[entry.index]))
+        row(f"restore the whole file (Store.restore, {entry.size / 2**20:.0f} MiB)", secs,
+            "verified, fsynced" + (", reflinks" if restored.cloned_bytes else ", byte copies"))
+        assert (work / "restored" / entry.path).read_bytes() == target.read_bytes()
+        check_secs, report = timed(lambda: store.check())
+        assert report.ok, report.errors
+        row("`check()` of the store (reads every chunk)", check_secs, "for reference")
+        cat.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    first = figures[f"first snapshot (Store.snapshot, {args.kind})"]
+    cp, cp_sync = figures["`cp -r`"], figures["`cp -r` + `sync` of the copies"]
+    restic, borg = figures["`restic backup` (first)"], figures["`borg create` (first)"]
+    again, borg2 = figures["unchanged re-snapshot (Store.snapshot)"], figures["`borg create` (unchanged)"]
+    heal = figures["heal one damaged piece (Store.heal)"]
+    whole = [v for k, v in figures.items() if k.startswith("restore the whole file")][0]
+
+    def verdict(ok):
+        return "met" if ok else "NOT met"
+
+    verdicts = [
+        f"- first snapshot {first:.2f} s vs `cp -r` {cp:.2f} s = {first / cp:.2f}x, vs `cp -r` + `sync` "
+        f"{cp_sync:.2f} s = {first / cp_sync:.2f}x: {verdict(first <= 1.1 * cp)} against plain `cp -r`, "
+        f"{verdict(first <= 1.1 * cp_sync)} against `cp -r` + `sync` (target: within 1.1x of cp).",
+        f"- first snapshot vs restic {restic:.2f} s ({restic / first:.1f}x faster) and borg {borg:.2f} s "
+        f"({borg / first:.1f}x faster): {verdict(first < restic and first < borg)} (target: faster than both).",
+        f"- unchanged re-snapshot {again:.3f} s vs borg's unchanged create {borg2:.2f} s ({borg2 / again:.0f}x): "
+        f"{verdict(again < borg2)} (target: faster).",
+        f"- heal of one piece {heal * 1000:.1f} ms vs whole-file restore {whole:.2f} s ({whole / heal:.0f}x): "
+        f"{verdict(whole / heal >= 20)} (target: >= 20x).",
+    ]
+    body = "\n".join([
+        "## snapshot: the store vs `cp -r`, restic and borg; heal vs whole-file restore",
+        "",
+        f"{stamp()}; {machine()}. The machine was shared with other work (other engineers' tests on the same "
+        "2 cores) while this ran, so figures are noisy; one run each.",
+        f"Payload {size / 2**30:.2f} GiB in 8 files of random bytes, {args.kind} torrent with {piece // 2**20} MiB "
+        "pieces (libtorrent). Everything reads from the page cache (the payload was read once before) and writes "
+        "to the same ext4 filesystem; `sync` between steps. The store runs in process (the API the service and "
+        f"CLI use), default 64 MiB packs. Reflinks on this filesystem: {'yes' if clones else 'no (byte copies)'}.",
+        "",
+        table(["run", "seconds", "GB/s", "note"], rows),
+        "",
+        *verdicts,
+        "",
+        f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_snapshot.py --size {args.size} "
+        f"--piece {args.piece} --kind {args.kind}`.",
+    ])
+    print(json.dumps({k: round(v, 4) for k, v in figures.items()}), file=sys.stderr)
+    if args.no_write:
+        print(body)
+    else:
+        write_section("snapshot", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
