@@ -107,7 +107,7 @@ def test_snapshot_job_kind(tmp_path):
     register(service)
 
     class Job:
-        id, torrent_id, payload = 7, tid, {"reason": "auto"}
+        id, torrent_id, payload = 7, tid, {"reason": "hook"}  # as the protect job queues it
 
     service.jobs["snapshot"](service, Job)
     snap = Store.for_home(Home(home), Settings(), cat).latest(tid)

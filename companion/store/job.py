@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import NotFound
 from ..torrent import load_torrent
-from .store import Store
+from .store import REASONS, Store
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +24,14 @@ def service_store(service) -> Store:
 
 
 def snapshot_job(service, job) -> None:
-    """Payload: reason (auto | preflight | manual, default auto), files (file indices, optional)."""
+    """Payload: reason (auto | preflight | manual; anything else, such as the protect job's
+    "hook" or "sync", is recorded as auto), files (file indices, optional)."""
     row = service.catalog.get_torrent(job.torrent_id)
     if row is None or not row["torrent_file"] or not row["save_path"]:
         raise NotFound(f"snapshot job {job.id}: torrent {job.torrent_id} is not cataloged with a .torrent and save path")
     meta = load_torrent(row["torrent_file"])
-    snap = service_store(service).snapshot(meta, Path(row["save_path"]), job.payload.get("reason", "auto"),
+    reason = job.payload.get("reason", "auto")
+    snap = service_store(service).snapshot(meta, Path(row["save_path"]), reason if reason in REASONS else "auto",
                                            job_id=job.id, files=job.payload.get("files"))
     service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes)",
                  snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes)
