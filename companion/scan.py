@@ -2,9 +2,10 @@
 
 Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per
 16 KiB block merkled per piece and per file, xxh3 per piece-aligned segment, and the
-SHA-256 of each whole file. Buffers come from a fixed pool, so memory stays bounded; the
-file SHA-256 runs on its own thread while segment work runs on a pool (hashlib and
-xxhash release the GIL on large buffers, so both cores work).
+SHA-256 of each whole file. Buffers come from a fixed pool, so memory stays bounded. The
+reading thread does the in-order hashing (file SHA-256, pieces spanning files) and xxh3;
+helper threads do the 16 KiB leaves; SHA-1 of whole pieces goes to whichever side is less
+busy (hashlib and xxhash release the GIL on large buffers, so both cores work).
 """
 
 import hashlib
@@ -15,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import xxhash
@@ -24,8 +26,9 @@ from .merkle import file_root, merkle_root
 from .piece_plan import Segment, file_segments
 from .torrent import BLOCK, FileEntry, TorrentMeta
 
-BUFFER_BYTES = 8 * 1024 * 1024
-POOL_BUFFERS = 6
+BUFFER_BYTES = 4 * 1024 * 1024
+POOL_BUFFERS = 3
+WORKERS = max(2, os.cpu_count() or 2)
 
 OK, DAMAGED, MISSING, SIZE_MISMATCH = "ok", "damaged", "missing", "size_mismatch"
 SKIP = object()  # a shared piece left out of a partial scan
@@ -179,17 +182,21 @@ class RateLimiter:
         self.rate = rate
         self.start = time.monotonic()
         self.total = 0
+        self.lock = threading.Lock()
 
     def spend(self, n: int) -> None:
         if self.rate <= 0:
             return
-        self.total += n
-        ahead = self.total / self.rate - (time.monotonic() - self.start)
+        with self.lock:
+            self.total += n
+            ahead = self.total / self.rate - (time.monotonic() - self.start)
         if ahead > 0:
             time.sleep(ahead)
 
 
 class BufferPool:
+    """A fixed set of buffers: what bounds a scan's memory, whatever the payload size."""
+
     def __init__(self, size: int, count: int):
         self.size = size
         self.free: queue.Queue = queue.Queue()
@@ -203,52 +210,229 @@ class BufferPool:
         self.free.put(buf)
 
 
-class _Shared:
-    """A buffer used by several tasks; back to the pool when the last one is done."""
-
-    def __init__(self, pool: BufferPool, buf: bytearray, users: int):
-        self.pool, self.buf, self.users = pool, buf, users
-        self.lock = threading.Lock()
-
-    def done(self, _future=None) -> None:
-        with self.lock:
-            self.users -= 1
-            last = self.users == 0
-        if last:
-            self.pool.put(self.buf)
+def _fadvise_sequential(fd: int) -> None:
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except (AttributeError, OSError):
+        pass  # advice only
 
 
-def _hash_segments(
-    batch: list[Segment], view: memoryview, start: int, got: int, want_sha1: bool, want_root: bool, bpp: int,
-    single: bool, sink=None,
-) -> list[SegmentHash]:
-    out = []
-    sha256 = hashlib.sha256
-    for seg in batch:
+@lru_cache(maxsize=4)
+def _zeros(n: int) -> memoryview:
+    return memoryview(bytes(n))
+
+
+def _block_hashes(pairs: list, view: memoryview, start: int, want_root: bool, sha1_here: bool, bpp: int,
+                  single: bool, file_index: int, sink) -> float:
+    """The helper's part of one read: per-segment 16 KiB SHA-256 leaves and merkle root,
+    SHA-1 of whole pieces (when the reader left it), and the sink. Fills the SegmentHashes;
+    returns the CPU seconds it took (the reader balances the SHA-1 work with it)."""
+    began = time.thread_time()
+    sha256, sha1 = hashlib.sha256, hashlib.sha1
+    for seg, h in pairs:
         lo = seg.offset - start
-        if lo + seg.length > got:
-            out.append(SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece))
-            continue
         data = view[lo : lo + seg.length]
-        h = SegmentHash(seg.piece, seg.offset, seg.length, xxhash.xxh3_64_hexdigest(data), whole_piece=seg.whole_piece)
         if want_root:
             leaves = [sha256(data[i : i + BLOCK]).digest() for i in range(0, seg.length, BLOCK)]
             h.root = merkle_root(leaves) if single else merkle_root(leaves, bpp)
-        if want_sha1 and seg.whole_piece:
-            h.sha1 = hashlib.sha1(data).digest()
+        if sha1_here and seg.whole_piece:
+            h.sha1 = sha1(data).digest()
         if sink is not None:
-            sink(seg.file_index, h, data)
-        out.append(h)
-    return out
+            sink(file_index, h, data)
+    return time.thread_time() - began
+
+
+class _Run:
+    """One full scan. The caller's thread reads each file in order and does the hashing that
+    must see bytes in order (file SHA-256, SHA-1 of pieces spanning files) plus xxh3; helper
+    threads do the many small calls (16 KiB SHA-256 leaves) and the SHA-1 of whole pieces.
+    Splitting by kind of call, not by buffer, keeps the GIL out of the way: the reader makes
+    a few large calls per buffer, the helper hundreds of small ones. The SHA-1 of whole pieces
+    goes to whichever side has spent less CPU so far, so both cores stay equally busy."""
+
+    def __init__(self, scanner: "Scanner", meta: TorrentMeta, want_sha1: bool, want_root: bool, bpp: int,
+                 limiter: RateLimiter, cancel, progress, sink, total: int):
+        self.meta, self.want_sha1, self.want_root, self.bpp = meta, want_sha1, want_root, bpp
+        self.limiter, self.cancel, self.progress, self.sink, self.total = limiter, cancel, progress, sink, total
+        size = max(scanner.buffer_bytes, meta.piece_length)
+        self.helpers = max(1, scanner.workers - 1)
+        self.pool = BufferPool(size, max(2, scanner.buffers))
+        self.backlog = 0  # reads handed to helpers and not done yet
+        self.helper_cpu = 0.0  # CPU seconds the helpers spent, per helper
+        self.helper_jobs = 0
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.assembler: dict[int, object] = {}  # piece -> running SHA-1 of a piece spanning files
+        self.done_bytes = 0
+        self.bytes_read = 0
+
+    def scan(self, save_path: Path, only_files: set[int] | None) -> list[FileScan]:
+        results: list[FileScan] = []
+        self.reader_began = time.thread_time()
+        with ThreadPoolExecutor(self.helpers, thread_name_prefix="scan") as ex:
+            try:
+                for entry in self.meta.files:
+                    self.check(save_path)
+                    if entry.pad:
+                        if self.want_sha1:
+                            self.feed_pad(entry)
+                        continue
+                    path = resolve_payload_path(save_path, entry)
+                    segments = file_segments(self.meta, entry)
+                    if only_files is not None and entry.index not in only_files:
+                        self.mark(segments, SKIP)
+                        continue
+                    fs = FileScan(entry, path)
+                    results.append(fs)
+                    fd, st = open_payload_file(path)
+                    if fd is None:
+                        fs.status = MISSING
+                        fs.segments = [SegmentHash(s.piece, s.offset, s.length, None, whole_piece=s.whole_piece)
+                                       for s in segments]
+                        self.mark(segments, None)
+                        continue
+                    fs.stat = st
+                    try:
+                        _fadvise_sequential(fd)
+                        self.scan_file(ex, fs, fd, st, segments)
+                    finally:
+                        os.close(fd)  # helpers never touch the fd, only buffers already read
+                    self.done_bytes += entry.size
+                    if self.progress:
+                        self.progress(self.done_bytes, self.total)
+            except BaseException:
+                self.fail(None)
+                raise
+        if self.error is not None:
+            raise self.error
+        return results
+
+    def check(self, where) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(where)
+
+    def fail(self, exc: BaseException | None) -> None:
+        with self.lock:
+            if self.error is None and exc is not None:
+                self.error = exc
+
+    def scan_file(self, ex, fs: FileScan, fd: int, st: FileStat, segments: list[Segment]) -> None:
+        entry, path, pool = fs.entry, fs.path, self.pool
+        file_hash = hashlib.sha256()
+        readable = min(st.size, entry.size)
+        single = len(segments) == 1
+        xxh3 = xxhash.xxh3_64_hexdigest
+        for batch in batches(segments, pool.size):
+            self.check(path)
+            start = batch[0].offset
+            length = batch[-1].offset + batch[-1].length - start
+            buf = pool.get()  # blocks while every buffer is with the helpers: memory stays bounded
+            view = memoryview(buf)[:length]
+            try:
+                got = read_at(fd, view, start, path) if start < readable else 0
+            except BaseException:
+                pool.put(buf)
+                raise
+            got = min(got, max(0, readable - start))
+            self.bytes_read += got
+            self.limiter.spend(got)
+            if got:
+                file_hash.update(view[:got])
+            sha1_here = self.want_sha1 and self.reader_is_ahead()
+            pairs = []
+            for seg in batch:
+                lo = seg.offset - start
+                complete = lo + seg.length <= got
+                h = SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece)
+                fs.segments.append(h)
+                if self.want_sha1 and not seg.whole_piece:
+                    self.feed_piece(seg.piece, view[:got], lo, seg.length)
+                if not complete:
+                    continue
+                data = view[lo : lo + seg.length]
+                h.xxh3 = xxh3(data)
+                if sha1_here and seg.whole_piece:
+                    h.sha1 = hashlib.sha1(data).digest()
+                pairs.append((seg, h))
+            helper_sha1 = self.want_sha1 and not sha1_here
+            if pairs and (self.want_root or self.sink is not None or helper_sha1):
+                with self.lock:
+                    self.backlog += 1
+                fut = ex.submit(_block_hashes, pairs, view, start, self.want_root, helper_sha1, self.bpp, single,
+                                entry.index, self.sink)
+                fut.add_done_callback(lambda f, b=buf: self.helper_done(f, b))
+            else:
+                pool.put(buf)
+        # Bytes past the torrent's size (an extended file) count for the file's SHA-256 only.
+        pos = entry.size
+        while pos < st.size:
+            buf = pool.get()
+            try:
+                got = read_at(fd, memoryview(buf), pos, path)
+                if got == 0:
+                    break
+                self.bytes_read += got
+                self.limiter.spend(got)
+                file_hash.update(memoryview(buf)[:got])
+                pos += got
+            finally:
+                pool.put(buf)
+        fs.sha256 = file_hash.hexdigest()
+
+    def reader_is_ahead(self) -> bool:
+        """Has this thread spent less CPU than each helper, counting the helpers' queued work?"""
+        with self.lock:
+            pending = self.backlog * self.helper_cpu / self.helper_jobs if self.helper_jobs else 0.0
+            helper = (self.helper_cpu + pending) / self.helpers
+        return time.thread_time() - self.reader_began < helper
+
+    def helper_done(self, fut, buf: bytearray) -> None:
+        exc = fut.exception()
+        with self.lock:
+            self.backlog -= 1
+            if exc is None:
+                self.helper_cpu += fut.result()
+                self.helper_jobs += 1
+        if exc is not None:
+            self.fail(exc)
+        self.pool.put(buf)
+
+    def feed_piece(self, piece: int, data: memoryview, lo: int, length: int) -> None:
+        """Add a file's part of a piece that spans files (in torrent order) to its SHA-1."""
+        h = self.assembler.setdefault(piece, hashlib.sha1())
+        if h is None or h is SKIP:
+            return
+        if lo + length <= len(data):
+            h.update(data[lo : lo + length])
+        else:
+            self.assembler[piece] = None  # the file ended before this piece did
+
+    def feed_pad(self, entry: FileEntry) -> None:
+        """BEP 47 pad files count as zeros in v1 piece hashes."""
+        zeros = _zeros(self.pool.size)
+        for seg in file_segments(self.meta, entry):
+            h = self.assembler.setdefault(seg.piece, hashlib.sha1())
+            if h is None or h is SKIP:
+                continue
+            for at in range(0, seg.length, len(zeros)):
+                h.update(zeros[: min(len(zeros), seg.length - at)])
+
+    def mark(self, segments: list[Segment], value) -> None:
+        """Pieces of a skipped (SKIP) or missing (None) file; SKIP wins."""
+        for seg in segments:
+            if value is SKIP or self.assembler.get(seg.piece) is not SKIP:
+                self.assembler[seg.piece] = value
 
 
 class Scanner:
-    """Runs full scans; one instance may serve many scans (it owns the thread pools)."""
+    """Runs full scans (settings only: each scan starts its own helper threads)."""
 
     def __init__(self, workers: int | None = None, buffer_bytes: int = BUFFER_BYTES, buffers: int = POOL_BUFFERS):
-        self.workers = workers or max(2, os.cpu_count() or 2)
+        self.workers = workers or WORKERS  # the reading thread plus workers - 1 helpers (one at least)
         self.buffer_bytes = buffer_bytes
-        self.buffers = buffers
+        self.buffers = buffers  # buffers of max(buffer_bytes, piece length): the scan's memory
 
     def full_scan(
         self,
@@ -267,30 +451,19 @@ class Scanner:
         chunk_roots: compute the SHA-256 merkle root of every segment even for v1-only
         torrents (the snapshot store's chunk ids). only_files: scan just these file indices
         (pieces they share with other files are then reported from these files alone).
-        sink(file_index, SegmentHash, data): called on a worker thread for every complete
+        sink(file_index, SegmentHash, data): called on a helper thread for every complete
         segment while its bytes are in memory (the store writes chunks here: one read pass).
+        progress(done_bytes, total_bytes): called on the caller's thread after each file.
         """
         save_path = check_save_path(save_path)
         began = time.monotonic()
-        want_sha1 = meta.has_v1
-        want_root = meta.has_v2 or chunk_roots
         bpp = max(1, meta.piece_length // BLOCK)
-        size = max(self.buffer_bytes, meta.piece_length)
-        pool = BufferPool(size, self.buffers)
-        limiter = RateLimiter(rate)
-        assembler: dict[int, "hashlib._Hash | None"] = {}
+        total = sum(f.size for f in meta.files if not f.pad and (only_files is None or f.index in only_files))
+        run = _Run(self, meta, meta.has_v1, meta.has_v2 or chunk_roots or sink is not None, bpp,
+                   RateLimiter(rate), cancel, progress, sink, total)
+        results = run.scan(save_path, only_files)
         piece_sha1: dict[int, bytes | None] = {}
-        results: list[FileScan] = []
-        pending = []  # (FileScan, [futures], sha_future)
-        total = sum(f.size for f in meta.files if not f.pad)
-        try:
-            self._run(meta, save_path, results, pending, assembler, pool, limiter, cancel, progress,
-                      only_files, want_sha1, want_root or sink is not None, bpp, total, sink)
-        finally:
-            for item in pending:
-                os.close(item[3])
-        bytes_read = sum(item[4] for item in pending)
-        for piece, h in assembler.items():
+        for piece, h in run.assembler.items():
             if h is not SKIP:
                 piece_sha1[piece] = h.digest() if h is not None else None
         for fs in results:
@@ -299,113 +472,22 @@ class Scanner:
                     piece_sha1[seg.piece] = seg.sha1
                 elif seg.xxh3 is None:
                     piece_sha1[seg.piece] = None
-        for piece in [p for p, h in assembler.items() if h is SKIP]:
+        for piece in [p for p, h in run.assembler.items() if h is SKIP]:
             piece_sha1.pop(piece, None)
         bad = _compare(meta, results, piece_sha1, bpp)
-        return ScanResult(meta, save_path, results, sorted(bad), bytes_read, time.monotonic() - began)
+        return ScanResult(meta, save_path, results, sorted(bad), run.bytes_read, time.monotonic() - began)
 
-    def _run(self, meta, save_path, results, pending, assembler, pool, limiter, cancel, progress,
-             only_files, want_sha1, want_root, bpp, total, sink):
-        done_bytes = 0
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="seg") as seg_pool, ThreadPoolExecutor(
-            1, thread_name_prefix="sha256"
-        ) as file_pool:
-            for entry in meta.files:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(save_path)
-                if entry.pad:
-                    self._feed_pad(meta, entry, assembler)
-                    continue
-                path = resolve_payload_path(save_path, entry)
-                if only_files is not None and entry.index not in only_files:
-                    for seg in file_segments(meta, entry):
-                        assembler[seg.piece] = SKIP
-                    continue
-                fs = FileScan(entry, path)
-                results.append(fs)
-                fd, st = open_payload_file(path)
-                if fd is None:
-                    fs.status = MISSING
-                    for seg in file_segments(meta, entry):
-                        fs.segments.append(SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece))
-                        if assembler.get(seg.piece) is not SKIP:
-                            assembler[seg.piece] = None
-                    continue
-                fs.stat = st
-                pending.append([fs, [], None, fd, 0])
-                futures, sha_future = self._scan_file(
-                    meta, entry, fd, path, st, pool, seg_pool, file_pool, assembler,
-                    want_sha1, want_root, bpp, limiter, cancel, sink,
-                )
-                pending[-1][1:3] = futures, sha_future
-                done_bytes += entry.size
-                if progress:
-                    progress(done_bytes, total)
-            for item in pending:
-                fs, futures, sha_future = item[0], item[1], item[2]
-                for fut in futures:
-                    fs.segments.extend(fut.result())
-                fs.sha256, item[4] = sha_future.result()
 
-    def _feed_pad(self, meta, entry, assembler):
-        for seg in file_segments(meta, entry):
-            h = assembler.setdefault(seg.piece, hashlib.sha1())
-            if h is not None and h is not SKIP:
-                h.update(bytes(seg.length))
+class _Stop(Exception):
+    """The reader stops because a worker failed (the worker's error is raised instead)."""
 
-    def _scan_file(self, meta, entry, fd, path, st, pool, seg_pool, file_pool, assembler,
-                   want_sha1, want_root, bpp, limiter, cancel, sink):
-        segments = file_segments(meta, entry)
-        single = len(segments) == 1
-        file_hash = hashlib.sha256()
-        futures = []
-        sha_futures = []
-        readable = min(st.size, entry.size)
-        pos = 0
-        for batch in batches(segments, pool.size):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(path)
-            start = batch[0].offset
-            length = batch[-1].offset + batch[-1].length - start
-            buf = pool.get()
-            view = memoryview(buf)[:length]
-            got = read_at(fd, view, start, path) if start < readable else 0
-            got = min(got, max(0, readable - start))
-            limiter.spend(got)
-            for seg in batch:
-                if not seg.whole_piece and want_sha1:
-                    lo = seg.offset - start
-                    h = assembler.setdefault(seg.piece, hashlib.sha1())
-                    if h is not None and h is not SKIP:
-                        if lo + seg.length <= got:
-                            h.update(view[lo : lo + seg.length])
-                        else:
-                            assembler[seg.piece] = None
-            shared = _Shared(pool, buf, 2)
-            fut = seg_pool.submit(_hash_segments, batch, view, start, got, want_sha1, want_root, bpp, single, sink)
-            fut.add_done_callback(shared.done)
-            futures.append(fut)
-            sfut = file_pool.submit(file_hash.update, view[:got])
-            sfut.add_done_callback(shared.done)
-            sha_futures.append(sfut)
-            pos = start + got
-        # Bytes past the torrent's size (an extended file) count for the file's SHA-256 only.
-        while pos < st.size:
-            buf = pool.get()
-            view = memoryview(buf)
-            got = read_at(fd, view, pos, path)
-            if got == 0:
-                break
-            limiter.spend(got)
-            shared = _Shared(pool, buf, 1)
-            sfut = file_pool.submit(file_hash.update, view[:got])
-            sfut.add_done_callback(shared.done)
-            pos += got
 
-        def finish():
-            return file_hash.hexdigest(), pos
-
-        return futures, file_pool.submit(finish)
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _compare(meta: TorrentMeta, results: list[FileScan], piece_sha1: dict, bpp: int) -> set[int]:
@@ -508,6 +590,60 @@ class QuickResult:
         return sorted({p for f in self.files for p, _, _ in f.bad_segments})
 
 
+
+
+class _QuickRun:
+    """Quick verify: workers read and xxh3 their own units; no ordered work at all."""
+
+    def __init__(self, meta: TorrentMeta, size: int, threads: int, limiter: RateLimiter, cancel):
+        self.meta, self.size, self.limiter, self.cancel = meta, size, limiter, cancel
+        self.threads = threads
+        self.queue: queue.Queue = queue.Queue(maxsize=threads * 2)
+        self.failed = threading.Event()
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.open: dict[int, list] = {}  # file index -> [fd, units left]
+        self.bytes_read = 0
+
+    def work(self) -> None:
+        view = memoryview(bytearray(self.size))
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None or self.failed.is_set():
+                    return
+                index, path, batch, start, length, readable, digests = item
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled(path)
+                fd = self.open[index][0]
+                data = view[:length]
+                got = read_at(fd, data, start, path) if start < readable else 0
+                got = min(got, max(0, readable - start))
+                self.limiter.spend(got)
+                digests.extend(_xxh3_batch(batch, data, start, got))
+                with self.lock:
+                    self.bytes_read += got
+                    state = self.open[index]
+                    state[1] -= 1
+                    if state[1] == 0:
+                        os.close(state[0])
+                        state[0] = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+            self.failed.set()
+
+    def put(self, item) -> None:
+        while not self.failed.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+
 def _xxh3_batch(batch: list[Segment], view: memoryview, start: int, got: int) -> list[str | None]:
     out = []
     for seg in batch:
@@ -523,14 +659,16 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
     """Quick verify: xxh3 of piece-aligned segments against the catalog's baseline.
 
     baseline: file_index -> {piece: xxh3 hex}. files / pieces narrow what is read.
+    Each worker reads and hashes its own buffer (both cores read, nothing is copied twice).
     """
     began = time.monotonic()
     save_path = check_save_path(save_path)
-    pool = BufferPool(max(buffer_bytes, meta.piece_length), POOL_BUFFERS)
-    limiter = RateLimiter(rate)
-    out: list[QuickFile] = []
-    total = 0
-    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2), thread_name_prefix="xxh3") as ex:
+    run = _QuickRun(meta, max(buffer_bytes, meta.piece_length), workers or WORKERS, RateLimiter(rate), cancel)
+    plan = []  # (entry, path, stat, [(batch, digests)])
+    threads = [threading.Thread(target=run.work, name=f"quick-{i}", daemon=True) for i in range(run.threads)]
+    for t in threads:
+        t.start()
+    try:
         for entry in meta.real_files:
             if files is not None and entry.index not in files:
                 continue
@@ -540,32 +678,49 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
             segs = [s for s in file_segments(meta, entry) if pieces is None or s.piece in pieces]
             fd, st = open_payload_file(path)
             if fd is None:
-                out.append(QuickFile(entry.index, path, MISSING, [(s.piece, s.offset, s.length) for s in segs], None))
+                plan.append((entry, path, None, [(segs, [None] * len(segs))]))
                 continue
-            try:
-                readable = min(st.size, entry.size)
-                jobs = []
-                for batch in batches(segs, pool.size):
-                    start = batch[0].offset
-                    length = batch[-1].offset + batch[-1].length - start
-                    buf = pool.get()
-                    view = memoryview(buf)[:length]
-                    got = read_at(fd, view, start, path) if start < readable else 0
-                    got = min(got, max(0, readable - start))
-                    total += got
-                    limiter.spend(got)
-                    shared = _Shared(pool, buf, 1)
-                    fut = ex.submit(_xxh3_batch, batch, view, start, got)
-                    fut.add_done_callback(shared.done)
-                    jobs.append((batch, fut))
-                bad = []
-                want = baseline.get(entry.index, {})
-                for batch, fut in jobs:
-                    for seg, digest in zip(batch, fut.result()):
-                        if digest is None or digest != want.get(seg.piece):
-                            bad.append((seg.piece, seg.offset, seg.length))
-            finally:
+            _fadvise_sequential(fd)
+            jobs = [(batch, []) for batch in batches(segs, run.size)]
+            plan.append((entry, path, st, jobs))
+            if not jobs:
                 os.close(fd)
+                continue
+            with run.lock:
+                run.open[entry.index] = [fd, len(jobs)]
+            readable = min(st.size, entry.size)
+            for batch, digests in jobs:
+                start = batch[0].offset
+                length = batch[-1].offset + batch[-1].length - start
+                run.put((entry.index, path, batch, start, length, readable, digests))
+    except _Stop:
+        pass
+    except BaseException as exc:
+        with run.lock:
+            if run.error is None:
+                run.error = exc
+        run.failed.set()
+    finally:
+        if run.failed.is_set():
+            _drain(run.queue)
+        for _ in threads:
+            run.queue.put(None)
+        for t in threads:
+            t.join()
+        for state in run.open.values():
+            if state[0] is not None:
+                os.close(state[0])
+    if run.error is not None:
+        raise run.error
+    out: list[QuickFile] = []
+    for entry, path, st, jobs in plan:
+        want = baseline.get(entry.index, {})
+        bad = [(seg.piece, seg.offset, seg.length)
+               for batch, digests in jobs for seg, digest in zip(batch, digests)
+               if digest is None or digest != want.get(seg.piece)]
+        if st is None:
+            status = MISSING
+        else:
             status = SIZE_MISMATCH if st.size != entry.size else (DAMAGED if bad else OK)
-            out.append(QuickFile(entry.index, path, status, bad, st))
-    return QuickResult(out, total, time.monotonic() - began)
+        out.append(QuickFile(entry.index, path, status, bad, st))
+    return QuickResult(out, run.bytes_read, time.monotonic() - began)
