@@ -1,7 +1,7 @@
 """Benchmark the snapshot store: first snapshot vs `cp -r`, restic and borg; unchanged re-snapshot
 vs borg's unchanged create; heal of one damaged piece vs restoring the whole file.
 
-    python benchmarks/bench_snapshot.py --size 2G [--piece 4M] [--kind hybrid] [--dir /tmp] [--no-write]
+    python benchmarks/bench_snapshot.py --size 2G [--piece 4M] [--kind hybrid] [--xfs] [--dir /tmp] [--no-write]
 
 Generates a payload of --size bytes in 8 files of random bytes and a libtorrent torrent of it, reads
 it once into the page cache, then times (wall clock, one run each, in this order): `cp -r` (and
@@ -10,7 +10,8 @@ it once into the page cache, then times (wall clock, one run each, in this order
 `restic backup` and `borg create` (Debian packages; restic encrypts, borg runs with `-e none` and
 its default lz4), the unchanged re-snapshot and borg's unchanged create, then the heal of one
 damaged piece (Store.heal) vs Store.restore of that whole file. Stores, repositories and copies
-all live next to the payload (same filesystem). Writes the `snapshot` section of
+all live next to the payload (same filesystem). With --xfs (root, xfsprogs) the first snapshot is
+also timed on a loop-mounted XFS image, where chunks are cloned (reflinks). Writes the `snapshot` section of
 benchmarks/RESULTS.md unless --no-write.
 """
 
@@ -75,6 +76,33 @@ def run(cmd, env=None) -> float:
     return time.perf_counter() - t
 
 
+def xfs_row(work: Path, content: Path, meta, size: int, row) -> None:
+    """First snapshot with reflinks: payload and store on a loop-mounted XFS (needs root, xfsprogs)."""
+    image, mnt = work / "xfs.img", work / "xfs"
+    with open(image, "wb") as fh:
+        fh.truncate(max(size + size // 2 + 2**30, 400 * 2**20))
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True, capture_output=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True)
+    try:
+        subprocess.run(["cp", "-r", str(content), str(mnt / "payload")], check=True)
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["sh", "-c", f'cat "{mnt}"/payload/* > /dev/null'], check=True)
+        free = os.statvfs(mnt)
+        before = (free.f_blocks - free.f_bfree) * free.f_frsize
+        cat = Catalog(work / "xfs-catalog.sqlite")
+        store = Store.open(mnt / "store", cat)
+        secs, snap = timed(lambda: store.snapshot(meta, mnt, "manual"))
+        subprocess.run(["sync"], check=True)
+        free = os.statvfs(mnt)
+        grown = (free.f_blocks - free.f_bfree) * free.f_frsize - before
+        row("first snapshot on XFS with reflinks", secs,
+            f"{snap.cloned_bytes / size:.0%} cloned; the store took {grown / 2**20:.0f} MiB of disk")
+        cat.close()
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="2G", help="payload size (e.g. 64M, 2G); default 2G")
@@ -82,6 +110,7 @@ def main() -> int:
     ap.add_argument("--kind", default="hybrid", choices=sorted(KINDS), help="torrent kind; default hybrid")
     ap.add_argument("--dir", default=None, help="where to work (default: a temp dir)")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave RESULTS.md alone")
+    ap.add_argument("--xfs", action="store_true", help="also snapshot on a loop-mounted XFS with reflinks (root)")
     args = ap.parse_args()
     size, piece = parse_size(args.size), parse_size(args.piece)
     for tool in ("restic", "borg"):
@@ -92,9 +121,10 @@ def main() -> int:
     figures: dict[str, float] = {}
     rows = []
 
-    def row(what, seconds, note=""):
+    def row(what, seconds, note="", rate=True):
         figures[what] = seconds
-        rows.append([what, f"{seconds:.2f}", f"{size / seconds / 1e9:.2f}" if seconds else "-", note])
+        rows.append([what, f"{seconds:.3f}" if seconds < 1 else f"{seconds:.2f}",
+                     f"{size / seconds / 1e9:.2f}" if rate and seconds else "-", note])
         print(f"{what:44} {seconds:8.3f} s", file=sys.stderr)
 
     try:
@@ -137,9 +167,11 @@ def main() -> int:
 
         secs, again = timed(lambda: store.snapshot(meta, work, "auto"))
         assert again.new_bytes == 0
-        row("unchanged re-snapshot (Store.snapshot)", secs, "stat calls + one catalog record")
-        row("`borg create` (unchanged)", run(["borg", "create", "::second", str(content)], env), "files cache")
-        row("`restic backup` (unchanged)", run(["restic", "-q", "backup", str(content)], env), "for reference")
+        row("unchanged re-snapshot (Store.snapshot)", secs, "stat calls + one catalog record", rate=False)
+        row("`borg create` (unchanged)", run(["borg", "create", "::second", str(content)], env), "files cache",
+            rate=False)
+        row("`restic backup` (unchanged)", run(["restic", "-q", "backup", str(content)], env), "for reference",
+            rate=False)
 
         entry = max(meta.real_files, key=lambda e: e.size)
         segs = file_segments(meta, entry)
@@ -150,15 +182,18 @@ def main() -> int:
             fh.write(b"\xff\x00\xff")
         secs, healed = timed(lambda: store.heal(snap.id, work, [(entry.index, seg.piece)]))
         assert healed.bytes == seg.length
-        row("heal one damaged piece (Store.heal)", secs, f"{seg.length // 2**20} MiB written back in place, fsynced")
+        row("heal one damaged piece (Store.heal)", secs, f"{seg.length // 2**20} MiB read, verified, written back"
+            " in place, fsynced", rate=False)
         secs, restored = timed(lambda: store.restore(snap.id, work / "restored", files=[entry.index]))
         row(f"restore the whole file (Store.restore, {entry.size / 2**20:.0f} MiB)", secs,
-            "verified, fsynced" + (", reflinks" if restored.cloned_bytes else ", byte copies"))
+            "verified, fsynced" + (", reflinks" if restored.cloned_bytes else ", byte copies"), rate=False)
         assert (work / "restored" / entry.path).read_bytes() == target.read_bytes()
         check_secs, report = timed(lambda: store.check())
         assert report.ok, report.errors
         row("`check()` of the store (reads every chunk)", check_secs, "for reference")
         cat.close()
+        if args.xfs:
+            xfs_row(work, content, meta, size, row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -198,7 +233,7 @@ def main() -> int:
         *verdicts,
         "",
         f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_snapshot.py --size {args.size} "
-        f"--piece {args.piece} --kind {args.kind}`.",
+        f"--piece {args.piece} --kind {args.kind}{' --xfs' if args.xfs else ''}`.",
     ])
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}), file=sys.stderr)
     if args.no_write:
