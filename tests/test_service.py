@@ -214,3 +214,50 @@ def test_wrong_password_is_reported_without_a_login_storm(qbt, make_service, tmp
     assert qbt.client.app_version()  # the address is not banned
     out = seedward("status", home=service.home.root, check=True).stdout
     assert "login_failed" in out and "wrong username or password" in out
+
+
+def test_unreachable_qbittorrent_backs_off_and_job_failures_are_recorded(tmp_path):
+    from companion.errors import BadInput
+    from companion.home import Home
+    from companion.qbtprocess import free_port
+    from companion.service import Service
+
+    class Gone:
+        url, username, password = f"http://127.0.0.1:{free_port()}", "nobody", "x"
+
+    service = Service(Home(tmp_path / "home"), service_settings(Gone)).start()
+    try:
+        wait_until(lambda: service.sync.state == "unreachable", 30, what="the unreachable state")
+        assert service.sync.backoff.failures >= 1
+
+        def refuse(svc, job):
+            raise BadInput("payload", "refused on purpose")
+
+        def crash(svc, job):
+            raise RuntimeError("boom")
+
+        done = []
+        service.register_job("refuse", refuse)
+        service.register_job("crash", crash)
+        service.register_job("fine", lambda svc, job: done.append(job.payload["n"]))
+        a = service.enqueue("refuse", None)
+        b = service.enqueue("crash", None)
+        c = service.enqueue("fine", None, n=3)
+        wait_until(lambda: done == [3] and not service.catalog.pending_jobs(), 30, what="the jobs")
+        rows = {r["id"]: r for r in service.catalog.query("SELECT * FROM queue")}
+        assert rows[a]["state"] == "failed" and rows[a]["error"] == "payload: refused on purpose"
+        assert rows[b]["state"] == "failed" and "internal error: RuntimeError" in rows[b]["error"]
+        assert rows[c]["state"] == "done"
+        failed = [e for e in service.catalog.events() if e["kind"] == "job_failed"]
+        assert len(failed) == 2 and all(e["level"] == "error" for e in failed)
+        status = request(service.home, "status")["service"]
+        assert status["qbittorrent"]["state"] == "unreachable" and status["queue"] == {"queued": 0, "running": 0}
+    finally:
+        service.stop()
+
+
+def test_demo_starts_qbittorrent_and_protects_every_sample(tmp_path):
+    out = seedward("demo", "--workdir", tmp_path, home=tmp_path / "unused-home")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "every torrent verified" in out.stdout
+    assert out.stdout.count("seedward:protected") == 3

@@ -78,6 +78,8 @@ class JobRunner:
                 self.running[job.id] = job
             try:
                 self._run(job)
+            except Exception:  # even recording the outcome failed: keep the worker alive
+                log.exception("job %d (%s): outcome not recorded", job.id, job.kind)
             finally:
                 with self._lock:
                     self.running.pop(job.id, None)
@@ -100,11 +102,11 @@ class JobRunner:
         except Error as exc:
             cat.finish(job.id, error=str(exc))
             service.emit("job_failed", job.torrent_id, f"{job.kind} failed: {exc}", level="error", job=job.id,
-                         kind=job.kind)
+                         job_kind=job.kind)
         except Exception as exc:  # a broken job function must not kill its worker
             log.exception("job %d (%s) crashed", job.id, job.kind)
             cat.finish(job.id, error=f"internal error: {type(exc).__name__}: {exc}")
             service.emit("job_failed", job.torrent_id, f"{job.kind} crashed: {type(exc).__name__}", level="error",
-                         job=job.id, kind=job.kind)
+                         job=job.id, job_kind=job.kind)
         else:
             cat.finish(job.id)

@@ -126,7 +126,7 @@ def protect_torrent(service, job) -> None:
         service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged", record=False,
                      reason=reason, bytes=result.bytes_read)
         if policy.level == "snapshot" and "snapshot" in service.job_kinds:
-            service.enqueue("snapshot", h, reason=reason)
+            service.enqueue("snapshot", h, reason="auto")
     else:
         service.emit(state, h, f"{meta.name}: payload does not match its torrent ({len(result.bad_pieces)} bad "
                      "pieces); not kept as a baseline", level="error", record=False,
