@@ -101,8 +101,15 @@ class JobSettings:
 
 @dataclass
 class ArchiveSettings:
-    remote: str = ""
+    remote: str = ""  # rclone destination: name:path (a remote in rclone's config) or a local path
+    rclone_config: str = ""  # empty: rclone's own default (or $RCLONE_CONFIG)
     volume_mb: int = 512
+    volume_kb: int = 0  # overrides volume_mb when set (small volumes for tests)
+    par2_single_max: int = 20  # volumes: up to this many, one PAR2 recovery set
+    par2_group_max: int = 60  # up to this many, disjoint groups of par2_group_size
+    par2_group_size: int = 20
+    par2_window: int = 40  # beyond: sliding windows of par2_window volumes every par2_slide
+    par2_slide: int = 20
     keep_daily_days: int = 30
     keep_weekly_weeks: int = 12
     keep_monthly_days: int = 365

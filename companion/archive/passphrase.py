@@ -1,0 +1,50 @@
+"""The archive passphrase: --passphrase-file, SEEDWARD_ARCHIVE_PASSPHRASE, or the system keyring.
+
+Never argv, never logs, never error messages.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from ..errors import BadInput
+from .errors import NoPassphrase
+
+log = logging.getLogger(__name__)
+
+ENV = "SEEDWARD_ARCHIVE_PASSPHRASE"
+KEYRING_SERVICE = "seedward-archive"
+KEYRING_USER = "archive"
+
+
+def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) -> str:
+    env = os.environ if env is None else env
+    if passphrase_file:
+        path = Path(passphrase_file).expanduser()
+        try:
+            text = path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise BadInput(path, f"cannot read passphrase file: {exc.strerror}") from exc
+        if not text:
+            raise BadInput(path, "the passphrase file is empty")
+        return text
+    if env.get(ENV):
+        return env[ENV]
+    secret = _from_keyring()
+    if secret:
+        return secret
+    raise NoPassphrase(KEYRING_SERVICE, KEYRING_USER)
+
+
+def _from_keyring() -> str | None:
+    try:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            return keyring.get_password(KEYRING_SERVICE, KEYRING_USER)
+        except KeyringError as exc:
+            log.debug("system keyring unavailable: %s", type(exc).__name__)
+    except Exception as exc:  # a broken keyring backend must not stop the other two sources
+        log.debug("system keyring unavailable: %s", type(exc).__name__)
+    return None
