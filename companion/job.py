@@ -127,6 +127,7 @@ class JobRunner:
         self._baseline: dict[str, dict[int, dict[int, str]]] = {}  # job id -> the preflight's xxh3
 
     def run(self, spec: JobSpec) -> JobOutcome:
+        recover_stale(self.catalog, self.store)
         if not spec.command:
             raise BadInput("job run", "no command given (put it after `--`)")
         if not spec.model_name.strip() or not spec.model_version.strip():
@@ -151,7 +152,7 @@ class JobRunner:
         rows.add_job(self.catalog, job_id, torrent_id, command=list(spec.command), scope=[f.path for f in scope],
                      model_name=spec.model_name, model_version=spec.model_version, model_digest=spec.model_digest,
                      prompt=spec.prompt, params=spec.params, operator=spec.operator or default_operator(),
-                     workdir=str(workdir))
+                     workdir=str(workdir), pid=os.getpid())
         self.catalog.add_event(torrent_id, "job_started", f"{meta.name}: job {job_id} ({spec.model_name} "
                                f"{spec.model_version}) on {len(scope)} files", job=job_id)
         verified = False  # once the originals were checked after the run
@@ -315,6 +316,64 @@ class JobRunner:
         # The store knows auto | preflight | manual; the job id says which job made them.
         snap = self.store.snapshot(meta, content.parent, "manual", job_id=job_id)
         return snap.id
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(catalog, store=None) -> list[str]:
+    """Jobs whose seedward process died (kill -9, power loss) without recording an end: verify the
+    originals they exposed against the catalog's baseline, heal from the preflight snapshot what
+    changed, and record them `interrupted` (or `tainted`). Returns the ids recovered."""
+    recovered = []
+    for job in rows.open_jobs(catalog):
+        if _alive(job["pid"]):
+            continue
+        torrent = catalog.get_torrent(job["torrent_id"])
+        state, reason = INTERRUPTED, "seedward stopped while the job ran (recovered later)"
+        if torrent is not None and torrent["torrent_file"] and job["state"] != "preflight":
+            meta = load_torrent(torrent["torrent_file"])
+            scope = set(json.loads(job["scope"]))
+            exposed = [f for f in meta.real_files if f.size > 0 and (job["sandbox"] == "copy" or f.path in scope)]
+            taint = _check_and_heal(catalog, store, job, meta, Path(torrent["save_path"]), exposed)
+            if taint:
+                state, reason = TAINTED, taint
+        rows.update_job(catalog, job["id"], state=state, error=reason, ended_at=job["ended_at"] or now_iso())
+        catalog.add_event(job["torrent_id"], f"job_{state}", f"job {job['id']}: {state} ({reason})",
+                          level="warning", job=job["id"])
+        recovered.append(job["id"])
+    return recovered
+
+
+def _check_and_heal(catalog, store, job, meta, save_path, exposed) -> str | None:
+    baseline: dict[int, dict[int, str]] = {}
+    wanted = {f.index for f in exposed}
+    for seg in catalog.get_segments(meta.id):
+        if seg["file_index"] in wanted:
+            baseline.setdefault(seg["file_index"], {})[seg["piece"]] = seg["xxh3"]
+    check = quick_scan(meta, save_path, baseline, files=set(baseline))
+    if check.ok:
+        return None
+    changed = [f for f in check.files if f.status != "ok"]
+    rows.update_job(catalog, job["id"], tainted=1)
+    what = f"the originals changed while the job ran ({len(changed)} files)"
+    if store is None or not job["preflight_snapshot"]:
+        catalog.set_protection(meta.id, "damaged")
+        return f"{what}; NOT healed: no preflight snapshot, the torrent is marked damaged"
+    store.heal(job["preflight_snapshot"], save_path, [(f.file_index, p) for f in changed for p, _o, _l in f.bad_segments])
+    if not quick_scan(meta, save_path, baseline, files={f.file_index for f in changed}).ok:
+        catalog.set_protection(meta.id, "damaged")
+        return f"{what}; the heal did not restore them, the torrent is marked damaged"
+    return f"{what}; healed from the preflight snapshot"
 
 
 def job_document(job, outputs: list[dict], state: str | None = None) -> dict:

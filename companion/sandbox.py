@@ -171,7 +171,8 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
             raise CommandNotFound(argv[0], "command not found")
     interrupted = False
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
+                                preexec_fn=_die_with_parent if mode == "copy" else None)
     except OSError as exc:
         raise CommandNotFound(argv[0], exc.strerror or str(exc)) from exc
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
@@ -188,6 +189,14 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
             make_writable(staging.scratch / "input")
             shutil.rmtree(staging.scratch / "input", ignore_errors=True)
     return SandboxResult(code, mode, interrupted, warning)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when seedward dies (bwrap's --die-with-parent, for the fallback)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _raise_interrupt(_signum, _frame):

@@ -207,3 +207,29 @@ def test_bad_input_is_one_line_exit_2(cataloged):
                     "--", "true", home=c["home"])
     assert proc.returncode == 2 and "KEY=VALUE" in proc.stderr
     assert json.loads(seedward("jobs", "--json", home=c["home"]).stdout)["jobs"] == []
+
+
+def test_killed_seedward_is_recovered_and_the_originals_healed(cataloged):
+    c = cataloged
+    write_config(c["home"], '[jobs]\nsandbox = "none"\n')  # the fallback: the command could reach the seed
+    target = c["seed"] / "show" / "ep2.bin"
+    vandal = (f"import os, time, pathlib; open({str(target)!r}, 'r+b').write(b'HALF-DONE'); "
+              "pathlib.Path(os.environ['SEEDWARD_OUTPUT'], 'started').touch(); time.sleep(120)")
+    env = dict(os.environ, SEEDWARD_HOME=str(c["home"]))
+    exe = Path(sys.executable).parent / "seedward"
+    proc = subprocess.Popen([str(exe), "job", "run", "--torrent", c["id"], "--model", "m", "--model-version", "1",
+                             "--", sys.executable, "-c", vandal], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: list((c["home"] / "jobs").glob("*/*/output/started")), 60, 0.1, "the command to start")
+        proc.kill()  # kill -9: no chance to record anything
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not originals_intact(c)
+    jobs = json.loads(seedward("jobs", "--json", home=c["home"]).stdout)["jobs"]
+    assert jobs[0]["state"] == "tainted" and jobs[0]["tainted"]
+    assert originals_intact(c)  # healed from the preflight snapshot
+    show = json.loads(seedward("job", "show", jobs[0]["id"], "--json", home=c["home"]).stdout)
+    assert "recovered" in show["error"] or "healed from the preflight snapshot" in show["error"]

@@ -85,21 +85,28 @@ CREATE TABLE swarms (
 """,
 )
 
+migration(
+    602,
+    """
+ALTER TABLE jobs ADD COLUMN pid INTEGER;  -- the seedward process running it (stale-job recovery)
+""",
+)
+
 JOB_COLUMNS = ("state", "sandbox", "preflight_snapshot", "output_snapshot", "exit_code", "tainted", "error",
                "manifest_commit", "started_at", "ended_at", "scope")
 
 
 def add_job(cat, job_id: str, torrent_id: str, *, command: list[str], scope: list[str], model_name: str,
             model_version: str, model_digest: str | None, prompt: str | None, params: dict, operator: str,
-            workdir: str, state: str = "preflight") -> None:
+            workdir: str, state: str = "preflight", pid: int | None = None) -> None:
     now = now_iso()
     with cat.tx() as db:
         db.execute(
             """INSERT INTO jobs (id, torrent_id, state, command, scope, model_name, model_version, model_digest,
-                   prompt, params, operator, workdir, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   prompt, params, operator, workdir, created_at, updated_at, pid)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (job_id, torrent_id, state, json.dumps(command), json.dumps(scope), model_name, model_version,
-             model_digest, prompt, json.dumps(params, sort_keys=True), operator, workdir, now, now),
+             model_digest, prompt, json.dumps(params, sort_keys=True), operator, workdir, now, now, pid),
         )
 
 
@@ -124,6 +131,10 @@ def resolve_job(cat, prefix: str) -> str | None:
     if len(rows) > 1:
         raise ValueError(", ".join(r["id"] for r in rows[:5]))
     return rows[0]["id"] if rows else None
+
+
+def open_jobs(cat) -> list[sqlite3.Row]:
+    return cat.query("SELECT * FROM jobs WHERE state IN ('preflight', 'running', 'collecting') ORDER BY created_at")
 
 
 def list_jobs(cat, limit: int = 200) -> list[sqlite3.Row]:

@@ -76,6 +76,11 @@ def run(args, ctx) -> int:
 
 
 def run_show(args, ctx) -> int:
+    from ..catalog.jobs import open_jobs
+    from ..job import recover_stale
+
+    if open_jobs(ctx.catalog):
+        recover_stale(ctx.catalog, open_store(ctx))
     data = show(ctx.catalog, args.job)
     if args.json:
         print_json(data)
