@@ -527,7 +527,6 @@ def _compare(meta: TorrentMeta, results: list[FileScan], piece_sha1: dict, bpp: 
 
 
 def _set_statuses(meta: TorrentMeta, results: list[FileScan], bad: set[int], scanned: set[int]) -> None:
-    by_index = {fs.entry.index: fs for fs in results}
     for fs in results:
         if fs.status == MISSING:
             fs.sha256 = None
@@ -543,27 +542,20 @@ def _set_statuses(meta: TorrentMeta, results: list[FileScan], bad: set[int], sca
             if seg.piece in bad and seg.whole_piece:
                 fs.status = DAMAGED
                 break
-    for piece in sorted(bad):
-        sharing = [by_index[s.file_index] for s in _segments_of(meta, piece) if s.file_index in by_index]
-        if len(sharing) < 2 and all(s.whole_piece for s in _segments_of(meta, piece)):
+    sharing: dict[int, list[FileScan]] = {}  # bad piece -> scanned files with bytes in it
+    partial: set[int] = set()  # bad pieces that no single segment fills
+    for fs in results:
+        for seg in fs.segments:
+            if seg.piece in bad:
+                sharing.setdefault(seg.piece, []).append(fs)
+                if not seg.whole_piece:
+                    partial.add(seg.piece)
+    for piece in sorted(partial):
+        files = sharing[piece]
+        if any(f.status != OK for f in files):
             continue
-        if any(f.status != OK for f in sharing):
-            continue
-        for f in sharing:
+        for f in files:
             f.status = DAMAGED
-
-
-def _segments_of(meta: TorrentMeta, piece: int) -> list[Segment]:
-    from .piece_plan import piece_plan
-
-    out = []
-    pl = meta.piece_length
-    for entry, off, length in piece_plan(meta, piece):
-        if entry.pad:
-            continue
-        whole = length == meta.piece_size(piece)
-        out.append(Segment(entry.index, piece, off, length, whole))
-    return out
 
 
 @dataclass
