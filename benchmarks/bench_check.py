@@ -1,0 +1,180 @@
+"""Benchmark `seedward check` against libtorrent's own recheck, sha1sum/sha256sum, and the quick rescan.
+
+    python benchmarks/bench_check.py --size 2G [--piece 4M] [--repeat 2] [--dir /tmp] [--no-write]
+
+Generates a multi-file payload of --size bytes, a v1 and a hybrid torrent of it (libtorrent), then
+in one run and from the page cache: the real `seedward check` command (v1, hybrid), libtorrent's
+recheck in an isolated session (v1, hybrid), sha1sum and sha256sum over the same files, and the
+xxh3-only quick rescan (companion.scan.quick_scan). Best of --repeat runs. Writes the `check`
+section of benchmarks/RESULTS.md unless --no-write.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import libtorrent as lt  # noqa: E402
+
+from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from companion import ltsession  # noqa: E402
+from companion.scan import Scanner, quick_scan  # noqa: E402
+from companion.torrent import load_torrent  # noqa: E402
+
+UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in UNITS:
+        return int(float(text[:-1]) * UNITS[text[-1]])
+    return int(text)
+
+
+def make_payload(root: Path, size: int, files: int = 8) -> Path:
+    """`files` files of random bytes (the last one shorter), written 16 MiB at a time."""
+    content = root / "payload"
+    content.mkdir(parents=True, exist_ok=True)
+    per = -(-size // files)
+    left = size
+    block = 16 * 2**20
+    i = 0
+    while left > 0:
+        n = min(per, left)
+        with open(content / f"part {i:02d}.bin", "wb") as fh:
+            done = 0
+            while done < n:
+                step = min(block, n - done)
+                fh.write(os.urandom(step))
+                done += step
+        left -= n
+        i += 1
+    return content
+
+
+def make_torrent(content: Path, piece: int, kind: str, out: Path) -> Path:
+    flags = {"v1": lt.create_torrent.v1_only, "hybrid": 0}[kind]
+    ct = lt.create_torrent(lt.list_files(str(content)), piece, flags)
+    lt.set_piece_hashes(ct, str(content.parent))
+    out.write_bytes(lt.bencode(ct.generate()))
+    return out
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    times, value = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), value
+
+
+def seedward_check(torrent: Path, save: Path) -> tuple[float, int]:
+    """Run the real command; returns (seconds, peak RSS in KiB of that process)."""
+    exe = shutil.which("seedward") or str(Path(sys.executable).parent / "seedward")
+    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter();"
+               "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE); dt = time.perf_counter() - t;"
+               "print(p.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, exe, "check", str(torrent), str(save), "--json"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    if out[0] != "0":
+        raise SystemExit(f"seedward check failed with exit {out[0]}")
+    return float(out[1]), int(out[2])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="2G", help="payload size (e.g. 256M, 2G); default 2G")
+    ap.add_argument("--piece", default="4M", help="piece size; default 4M")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per measurement (best is kept)")
+    ap.add_argument("--dir", default=None, help="where to write the payload (default: a temp dir)")
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    args = ap.parse_args()
+    size, piece = parse_size(args.size), parse_size(args.piece)
+
+    work = Path(tempfile.mkdtemp(prefix="seedward-bench-check-", dir=args.dir))
+    try:
+        t0 = time.perf_counter()
+        content = make_payload(work, size)
+        torrents = {k: make_torrent(content, piece, k, work / f"{k}.torrent") for k in ("v1", "hybrid")}
+        files = sorted(str(p) for p in content.iterdir())
+        print(f"payload {size / 2**30:.2f} GiB in {len(files)} files, torrents made in {time.perf_counter() - t0:.0f}s",
+              file=sys.stderr)
+        subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # into the page cache
+
+        rows, figures = [], {}
+
+        def row(what, seconds, computes, note=""):
+            figures[what] = seconds
+            rows.append([what, f"{seconds:.2f}", f"{size / seconds / 1e9:.2f}", computes, note])
+            print(f"{what:38} {seconds:7.2f} s  {size / seconds / 1e9:5.2f} GB/s", file=sys.stderr)
+
+        for kind in ("v1", "hybrid"):
+            raw = torrents[kind].read_bytes()
+            ses = ltsession.isolated_session()
+            secs, bad = best(lambda: ltsession.recheck(raw, work, timeout=3600, session=ses), args.repeat)
+            assert bad == [], f"libtorrent found bad pieces in the {kind} payload"
+            del ses
+            what = "SHA-1 per piece" if kind == "v1" else "SHA-1 per piece + SHA-256 per 16 KiB block, merkle"
+            row(f"libtorrent recheck ({kind})", secs, what, "isolated session, default settings")
+
+            runs = [seedward_check(torrents[kind], work) for _ in range(args.repeat)]
+            secs, rss = min(r[0] for r in runs), max(r[1] for r in runs)
+            what = ("SHA-1 per piece" if kind == "v1" else "SHA-1 per piece + SHA-256 blocks, merkle") + \
+                ", xxh3 per segment, SHA-256 per file"
+            row(f"`seedward check` ({kind})", secs, what, f"whole command; peak RSS {rss / 1024:.0f} MiB")
+
+        for tool in ("sha1sum", "sha256sum"):
+            secs, _ = best(lambda: subprocess.run([tool, *files], check=True, stdout=subprocess.DEVNULL), args.repeat)
+            row(tool, secs, f"{tool[:-3].upper().replace('SHA', 'SHA-')} per file", "one process, one core")
+
+        meta = load_torrent(torrents["hybrid"])
+        full = Scanner().full_scan(meta, work)
+        baseline = {f.entry.index: {s.piece: s.xxh3 for s in f.segments} for f in full.files}
+        secs, quick = best(lambda: quick_scan(meta, work, baseline), max(3, args.repeat))
+        assert quick.ok
+        row("quick rescan (`quick_scan`, hybrid)", secs, "xxh3 per piece-aligned segment", "page cache")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lt_h, sw_h = figures["libtorrent recheck (hybrid)"], figures["`seedward check` (hybrid)"]
+    quick_gbs = size / figures["quick rescan (`quick_scan`, hybrid)"] / 1e9
+    verdicts = [
+        f"- hybrid: `seedward check` {sw_h:.2f} s vs libtorrent recheck {lt_h:.2f} s: "
+        f"{'met' if sw_h <= lt_h else 'NOT met'} (target: no slower).",
+        f"- quick rescan: {quick_gbs:.2f} GB/s: {'met' if quick_gbs >= 3 else 'NOT met'} (target: >= 3 GB/s).",
+    ]
+    body = "\n".join([
+        "## check: `seedward check` vs libtorrent recheck, coreutils, quick rescan",
+        "",
+        f"{stamp()}; {machine()}. The machine was shared with other work (other engineers' tests and builds "
+        "on the same 2 cores) while this ran, so figures are noisy; each is the best of "
+        f"{args.repeat} runs (quick rescan: {max(3, args.repeat)}).",
+        f"Payload {size / 2**30:.2f} GiB in 8 files of random bytes, piece size {piece // 2**20} MiB, torrents made "
+        "by libtorrent; every run reads from the page cache (the files were read once before). "
+        "GB/s = payload bytes / wall-clock seconds.",
+        "",
+        table(["run", "seconds", "GB/s", "computes", "note"], rows),
+        "",
+        *verdicts,
+        "",
+        f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_check.py --size {args.size} "
+        f"--piece {args.piece} --repeat {args.repeat}`.",
+    ])
+    print(json.dumps({k: round(v, 3) for k, v in figures.items()}), file=sys.stderr)
+    if args.no_write:
+        print(body)
+    else:
+        write_section("check", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
