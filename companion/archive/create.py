@@ -92,15 +92,15 @@ def _metadata(doc: dict) -> dict[str, str]:
 
 
 def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: Remote | None, passphrase: str,
-               dry_run: bool = False, now: datetime | None = None) -> CreateResult:
+               dry_run: bool = False, now: datetime | None = None, check_remote: bool = True) -> CreateResult:
     if tier not in TIERS:
         raise ArchiveError(tier, f"unknown tier (one of {', '.join(TIERS)})")
     cfg = settings.archive
     now = now or datetime.now(timezone.utc)
     policy = RetentionPolicy.from_settings(cfg)
     resumed = []
-    if remote is not None and not dry_run:
-        remote.check()
+    if remote is not None and not dry_run and check_remote:
+        remote.check()  # a remote that is down fails here, before anything is built
         resumed = upload_pending(catalog, remote)
 
     earlier = records.list_sets(catalog)

@@ -57,7 +57,8 @@ def choose_layout(n_volumes: int, st: StrategySettings = StrategySettings()) -> 
         groups = [tuple(range(a, min(a + st.group_size, n_volumes))) for a in starts]
         if len(groups) > 1 and len(groups[-1]) < st.group_size // 2:
             # a short tail group would get very few recovery blocks: fold it into the previous one
-            groups[-2] = groups[-2] + groups.pop()
+            tail = groups.pop()
+            groups[-1] = groups[-1] + tail
         return Par2Layout("groups", tuple(groups))
     window, slide = min(st.window, n_volumes), max(1, min(st.slide, st.window))
     starts = list(range(0, max(1, n_volumes - window + 1), slide))
