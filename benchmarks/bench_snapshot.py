@@ -4,11 +4,11 @@ vs borg's unchanged create; heal of one damaged piece vs restoring the whole fil
     python benchmarks/bench_snapshot.py --size 2G [--piece 4M] [--kind hybrid] [--xfs] [--dir /tmp] [--no-write]
 
 Generates a payload of --size bytes in 8 files of random bytes and a libtorrent torrent of it, reads
-it once into the page cache, then times (wall clock, one run each, in this order): `cp -r` (and
+it once into the page cache, then times (wall clock, best of --repeat runs, in this order): `cp -r` (and
 `cp -r` + `sync` of the copies, since the store fsyncs its packs), the store's first snapshot
 (Store.snapshot in process: one read pass that verifies against the torrent and writes packs),
 `restic backup` and `borg create` (Debian packages; restic encrypts, borg runs with `-e none` and
-its default lz4), the unchanged re-snapshot and borg's unchanged create, then the heal of one
+its default lz4; each first run into a fresh repository), the unchanged re-snapshot and borg's unchanged create, then the heal of one
 damaged piece (Store.heal) vs Store.restore of that whole file. Stores, repositories and copies
 all live next to the payload (same filesystem). With --xfs (root, xfsprogs) the first snapshot is
 also timed on a loop-mounted XFS image, where chunks are cloned (reflinks). Writes the `snapshot` section of
@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--kind", default="hybrid", choices=sorted(KINDS), help="torrent kind; default hybrid")
     ap.add_argument("--dir", default=None, help="where to work (default: a temp dir)")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave RESULTS.md alone")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per measurement (the best is kept); default 2")
     ap.add_argument("--xfs", action="store_true", help="also snapshot on a loop-mounted XFS with reflinks (root)")
     args = ap.parse_args()
     size, piece = parse_size(args.size), parse_size(args.piece)
@@ -138,55 +139,96 @@ def main() -> int:
         subprocess.run(["sync"], check=True)
         clones = reflink.supported(work, work)
 
-        row("`cp -r`", run(["cp", "-r", str(content), str(work / "copy")]), "page cache; no fsync")
-        shutil.rmtree(work / "copy")
-        subprocess.run(["sync"], check=True)
-        secs = run(["sh", "-c", f'cp -r "{content}" "{work}/copy2" && sync "{work}/copy2"/*'])
-        row("`cp -r` + `sync` of the copies", secs, "durable like the store's packs")
-        shutil.rmtree(work / "copy2")
-        subprocess.run(["sync"], check=True)
+        R = max(1, args.repeat)
 
-        cat = Catalog(work / "catalog.sqlite")
-        store = Store.open(work / "store", cat)
-        secs, snap = timed(lambda: store.snapshot(meta, work, "manual"))
-        assert snap.new_bytes == meta.payload_size
-        row(f"first snapshot (Store.snapshot, {args.kind})", secs,
+        def fresh(path: Path) -> Path:
+            shutil.rmtree(path, ignore_errors=True)
+            subprocess.run(["sync"], check=True)
+            return path
+
+        def cp_plain(i):
+            return run(["cp", "-r", str(content), str(fresh(work / "copy"))])
+
+        def cp_sync(i):
+            dest = fresh(work / "copy")
+            return run(["sh", "-c", f'cp -r "{content}" "{dest}" && sync "{dest}"/*'])
+
+        row("`cp -r`", min(cp_plain(i) for i in range(R)), "page cache; no fsync")
+        row("`cp -r` + `sync` of the copies", min(cp_sync(i) for i in range(R)), "durable like the store's packs")
+        fresh(work / "copy")
+
+        stores = []
+
+        def first_snapshot(i):
+            root = fresh(work / f"store{i}")
+            cat = Catalog(work / f"catalog{i}.sqlite")
+            store = Store.open(root, cat)
+            secs, snap = timed(lambda: store.snapshot(meta, work, "manual"))
+            assert snap.new_bytes == meta.payload_size
+            stores.append((store, cat, snap))
+            return secs
+
+        row(f"first snapshot (Store.snapshot, {args.kind})", min(first_snapshot(i) for i in range(R)),
             "one read pass: verify vs torrent + chunk ids + packs, fsynced")
-        subprocess.run(["sync"], check=True)
+        for other, cat, _snap in stores[:-1]:
+            cat.close()
+            fresh(other.backend.root)
+        store, cat, snap = stores[-1]
 
-        env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(work / "restic"),
-                   RESTIC_CACHE_DIR=str(work / "restic-cache"), BORG_REPO=str(work / "borg"),
+        env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_CACHE_DIR=str(work / "restic-cache"),
                    BORG_BASE_DIR=str(work / "borg-home"), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes")
-        subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
-        row("`restic backup` (first)", run(["restic", "-q", "backup", str(content)], env), "restic 0.14, AES")
-        subprocess.run(["sync"], check=True)
-        subprocess.run(["borg", "init", "-e", "none"], env=env, check=True, capture_output=True)
-        row("`borg create` (first)", run(["borg", "create", "::first", str(content)], env),
-            "borg 1.2, -e none, lz4")
-        subprocess.run(["sync"], check=True)
 
-        secs, again = timed(lambda: store.snapshot(meta, work, "auto"))
-        assert again.new_bytes == 0
-        row("unchanged re-snapshot (Store.snapshot)", secs, "stat calls + one catalog record", rate=False)
-        row("`borg create` (unchanged)", run(["borg", "create", "::second", str(content)], env), "files cache",
-            rate=False)
-        row("`restic backup` (unchanged)", run(["restic", "-q", "backup", str(content)], env), "for reference",
-            rate=False)
+        def restic_first(i):
+            env["RESTIC_REPOSITORY"] = str(fresh(work / "restic"))
+            subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+            return run(["restic", "-q", "backup", str(content)], env)
+
+        def borg_first(i):
+            env["BORG_REPO"] = str(fresh(work / "borg"))
+            subprocess.run(["borg", "init", "-e", "none"], env=env, check=True, capture_output=True)
+            return run(["borg", "create", "::first", str(content)], env)
+
+        row("`restic backup` (first)", min(restic_first(i) for i in range(R)), "restic 0.14, AES")
+        row("`borg create` (first)", min(borg_first(i) for i in range(R)), "borg 1.2, -e none, lz4")
+
+        def again(i):
+            secs, snap2 = timed(lambda: store.snapshot(meta, work, "auto"))
+            assert snap2.new_bytes == 0
+            return secs
+
+        row("unchanged re-snapshot (Store.snapshot)", min(again(i) for i in range(R)),
+            "stat calls + one catalog record", rate=False)
+        row("`borg create` (unchanged)", min(run(["borg", "create", f"::again{i}", str(content)], env)
+                                             for i in range(R)), "files cache", rate=False)
+        row("`restic backup` (unchanged)", min(run(["restic", "-q", "backup", str(content)], env) for _ in range(R)),
+            "for reference", rate=False)
 
         entry = max(meta.real_files, key=lambda e: e.size)
         segs = file_segments(meta, entry)
-        seg = segs[len(segs) // 2]
         target = work / entry.path
-        with open(target, "r+b") as fh:
-            fh.seek(seg.offset + 1000)
-            fh.write(b"\xff\x00\xff")
-        secs, healed = timed(lambda: store.heal(snap.id, work, [(entry.index, seg.piece)]))
-        assert healed.bytes == seg.length
-        row("heal one damaged piece (Store.heal)", secs, f"{seg.length // 2**20} MiB read, verified, written back"
-            " in place, fsynced", rate=False)
-        secs, restored = timed(lambda: store.restore(snap.id, work / "restored", files=[entry.index]))
-        row(f"restore the whole file (Store.restore, {entry.size / 2**20:.0f} MiB)", secs,
-            "verified, fsynced" + (", reflinks" if restored.cloned_bytes else ", byte copies"), rate=False)
+
+        def heal(i):
+            seg = segs[len(segs) // 2 + i]
+            with open(target, "r+b") as fh:
+                fh.seek(seg.offset + 1000)
+                fh.write(b"\xff\x00\xff")
+            secs, healed = timed(lambda: store.heal(snap.id, work, [(entry.index, seg.piece)]))
+            assert healed.bytes == seg.length
+            return secs
+
+        row("heal one damaged piece (Store.heal)", min(heal(i) for i in range(R)),
+            f"{segs[0].length // 2**20} MiB read, verified, written back in place, fsynced", rate=False)
+        cloned = []
+
+        def restore_whole(i):
+            dest = fresh(work / "restored")
+            secs, restored = timed(lambda: store.restore(snap.id, dest, files=[entry.index]))
+            cloned.append(restored.cloned_bytes)
+            return secs
+
+        row(f"restore the whole file (Store.restore, {entry.size / 2**20:.0f} MiB)",
+            min(restore_whole(i) for i in range(R)),
+            "verified, fsynced" + (", reflinks" if any(cloned) else ", byte copies"), rate=False)
         assert (work / "restored" / entry.path).read_bytes() == target.read_bytes()
         check_secs, report = timed(lambda: store.check())
         assert report.ok, report.errors
@@ -222,7 +264,7 @@ def main() -> int:
         "## snapshot: the store vs `cp -r`, restic and borg; heal vs whole-file restore",
         "",
         f"{stamp()}; {machine()}. The machine was shared with other work (other engineers' tests on the same "
-        "2 cores) while this ran, so figures are noisy; one run each.",
+        f"2 cores) while this ran, so figures are noisy; each is the best of {args.repeat} runs.",
         f"Payload {size / 2**30:.2f} GiB in 8 files of random bytes, {args.kind} torrent with {piece // 2**20} MiB "
         "pieces (libtorrent). Everything reads from the page cache (the payload was read once before) and writes "
         "to the same ext4 filesystem; `sync` between steps. The store runs in process (the API the service and "
@@ -233,7 +275,7 @@ def main() -> int:
         *verdicts,
         "",
         f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_snapshot.py --size {args.size} "
-        f"--piece {args.piece} --kind {args.kind}{' --xfs' if args.xfs else ''}`.",
+        f"--piece {args.piece} --kind {args.kind} --repeat {args.repeat}{' --xfs' if args.xfs else ''}`.",
     ])
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}), file=sys.stderr)
     if args.no_write:
