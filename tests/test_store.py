@@ -218,3 +218,13 @@ def test_snapshot_records(env):
     assert segs and all(s["chunk_id"] for s in segs)
     assert {(s["file_index"], s["piece"]): s["chunk_id"] for s in segs} == \
         {k: v[2] for k, v in store.chunk_map(a.id).items()}
+
+
+def test_unusable_store_path_is_a_clear_error(tmp_path):
+    from companion.errors import ConfigError
+
+    (tmp_path / "file").write_text("not a folder")
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    with pytest.raises(ConfigError, match="cannot use it as the store"):
+        Store.open(tmp_path / "file" / "store", cat)
+    cat.close()

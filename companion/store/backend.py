@@ -32,6 +32,9 @@ class Backend:
     def size(self, name: str) -> int:
         raise NotImplementedError
 
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
     def put_bytes(self, name: str, data: bytes) -> None:
         """Store a small file atomically (it is complete or absent after a crash)."""
         raise NotImplementedError
@@ -72,6 +75,9 @@ class LocalBackend(Backend):
     def __init__(self, root: Path):
         self.root = Path(root)
         self.where = str(self.root)
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).exists()
 
     def size(self, name: str) -> int:
         try:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..catalog import snapshots as records
-from ..errors import EXIT_DAMAGE, BadInput, NotFound, PayloadError, StoreCorrupt
+from ..errors import EXIT_DAMAGE, BadInput, ConfigError, NotFound, PayloadError, StoreCorrupt
 from ..scan import OK, Scanner, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta, load_torrent
 from .backend import Backend, LocalBackend
@@ -159,7 +159,10 @@ class Store:
         """Open (creating it when absent) the store in folder `path`."""
         backend = LocalBackend(Path(path))
         store = cls(backend, catalog, **kwargs)
-        store._init_layout()
+        try:
+            store._init_layout()
+        except OSError as exc:
+            raise ConfigError(path, f"cannot use it as the store: {exc.strerror or exc}") from exc
         store.index.reload()
         return store
 
@@ -169,14 +172,12 @@ class Store:
         return cls.open(path, catalog, pack_size=settings.store.pack_size_mb * 1024 * 1024, **kwargs)
 
     def _init_layout(self) -> None:
-        try:
-            doc = json.loads(self.backend.get_bytes("config.json"))
-        except StoreCorrupt:
-            if getattr(self.backend, "root", None) is not None and (self.backend.root / "config.json").exists():
-                raise
+        if not self.backend.exists("config.json"):
             doc = {"version": VERSION, "chunks": "piece-aligned segments, id = SHA-256 merkle root of 16 KiB blocks",
                    "created_at": self.clock().isoformat()}
             self.backend.put_bytes("config.json", json.dumps(doc, indent=2).encode())
+        try:
+            doc = json.loads(self.backend.get_bytes("config.json"))
         except ValueError as exc:
             raise StoreCorrupt(self.backend.where, "config.json is unreadable") from exc
         if doc.get("version") != VERSION:
@@ -314,7 +315,7 @@ class Store:
         sid = hashlib.sha256(body).hexdigest()
         tree_name = f"snapshots/{sid}.json"
         torrent_name = f"torrents/{meta.id}.torrent"
-        if self.backend.local_path(torrent_name) is None or not self.backend.local_path(torrent_name).exists():
+        if not self.backend.exists(torrent_name):
             self.backend.put_bytes(torrent_name, meta.raw)
         self.backend.put_bytes(tree_name, body)
         if scan is not None and len(scan.files) == len(meta.real_files):
