@@ -8,10 +8,11 @@ from .snapshot_cmd import open_store
 def register(sub) -> None:
     p = sub.add_parser("forget", help="remove snapshots per a retention policy (restic's semantics)")
     p.add_argument("id", nargs="?", metavar="ID", help="only this torrent's snapshots")
-    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+    periods = {"hourly": "hours", "daily": "days", "weekly": "ISO weeks", "monthly": "months", "yearly": "years"}
+    p.add_argument("--keep-last", type=int, default=0, metavar="N", help="keep the N newest (-1: all)")
+    for rule, period in periods.items():
         p.add_argument(f"--keep-{rule}", type=int, default=0, metavar="N",
-                       help=f"keep the {'N newest' if rule == 'last' else f'newest snapshot of each of the last N {rule} periods'}"
-                            " (-1: unlimited)")
+                       help=f"keep the newest snapshot of each of the last N {period} that have one (-1: all)")
     p.add_argument("--snapshot", action="append", metavar="S", help="remove exactly this snapshot (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     p.add_argument("--prune", action="store_true", help="prune the store afterwards")
