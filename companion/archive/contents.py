@@ -1,4 +1,4 @@
-"""What goes into a set, and staging it from the store (a consistent point in time, never live files).
+"""What goes into a set, read from the store (a consistent point in time, never live files).
 
 Full sets (weekly, monthly, yearly) hold every torrent's latest snapshot and all manifests; a daily
 holds what changed since the previous set of any tier: torrents whose manifest changed in the
@@ -15,6 +15,8 @@ from pathlib import Path
 import git
 
 from ..catalog.archives import backup_catalog
+from ..catalog.snapshots import snapshot_files
+from ..errors import StoreCorrupt, UnsafePath
 from ..manifests import atomic_write
 from .errors import ArchiveError
 from .sevenzip import Entry, is_compressible
@@ -80,20 +82,18 @@ class Staged:
 
 
 def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path) -> Staged:
-    """Restore the selected snapshots under staging/payload/<torrent id>/ and add manifests, catalog, torrents."""
+    """The members of a set. Payload files stream from the store's verified chunks straight into the
+    archive (no staging copy); manifests, the catalog backup and .torrent files are staged as files."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    skipped, origin = [], {}
+    skipped, payload = [], []
     for tid in sel.torrents:
         snap = store.latest(tid) if store is not None else None
         if snap is None:
             skipped.append({"torrent_id": tid, "reason": "no snapshot in the store"})
             continue
-        dest = staging / "payload" / tid
-        dest.mkdir(parents=True)
-        store.restore(snap.id, dest)
-        origin[tid] = str(snap.id)
+        payload += _snapshot_entries(store, catalog, tid, snap.id)
         torrent_file = home.torrents / f"{tid}.torrent"
         if torrent_file.is_file():
             (staging / "torrents").mkdir(exist_ok=True)
@@ -108,15 +108,45 @@ def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path) -
             atomic_write(staging / "manifests" / path, blob.data_stream.read(), 0o600)
     backup_catalog(catalog, staging / "catalog" / "catalog.sqlite")
 
-    entries, members, total = [], [], 0
+    entries, members = [], []
+    for e, tid, sid in payload:
+        entries.append(e)
+        members.append({"path": e.arcname, "size": e.size, "torrent_id": tid, "snapshot_id": sid})
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         rel = path.relative_to(staging).as_posix()
         size = path.stat().st_size
-        total += size
         entries.append(Entry(path, rel, size, is_compressible(path)))
-        parts = rel.split("/")
-        tid = parts[1] if parts[0] == "payload" else None
-        members.append({"path": rel, "size": size, "torrent_id": tid, "snapshot_id": origin.get(tid)})
+        members.append({"path": rel, "size": size, "torrent_id": None, "snapshot_id": None})
     if not entries:
         raise ArchiveError(staging, "nothing to archive")
-    return Staged(entries, members, skipped, total)
+    return Staged(entries, members, skipped, sum(e.size for e in entries))
+
+
+def _snapshot_entries(store, catalog, tid: str, snapshot_id: str) -> list[tuple[Entry, str, str]]:
+    chunks = store.chunk_map(snapshot_id)
+    out = []
+    for row in snapshot_files(catalog, snapshot_id):
+        rel = Path(row["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise UnsafePath(row["path"], f"in snapshot {snapshot_id[:12]}")
+        segs = sorted((piece, off, length, cid) for (fi, piece), (off, length, cid) in chunks.items()
+                      if fi == row["file_index"])
+        head = store.read_chunk(segs[0][3])[:256 * 1024] if segs else b""
+        entry = Entry(None, f"payload/{tid}/{rel.as_posix()}", row["size"], is_compressible(rel, head),
+                      blocks=_chunk_reader(store, segs, row["path"]), expect_sha256=row["sha256"])
+        out.append((entry, tid, str(snapshot_id)))
+    return out
+
+
+def _chunk_reader(store, segs, path: str):
+    def blocks():
+        pos = 0
+        for _piece, offset, length, cid in segs:
+            if offset != pos:
+                raise StoreCorrupt(path, f"snapshot chunk map has a gap at offset {pos}")
+            data = store.read_chunk(cid)  # verified against its id by the store
+            if len(data) != length:
+                raise StoreCorrupt(path, f"chunk {cid[:12]} holds {len(data)} bytes, expected {length}")
+            pos += length
+            yield data
+    return blocks

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -59,6 +60,7 @@ class CreateResult:
     resumed: list
     error: str = ""
     dry_run: bool = False
+    seconds: dict | None = None  # wall-clock seconds per phase
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -118,8 +120,10 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         return CreateResult(set_id, actual, tier, promoted, sel.full, False, remote.dest if remote else "",
                             sum(s.files for s in snaps.values() if s), sum(s.bytes for s in snaps.values() if s),
                             0, 0, {}, {}, skipped, [], dry_run=True)
+    clock = _Phases()
     try:
         staged = stage(sel, catalog, manifests.repo, store, home, staging)
+        clock.lap("stage")
         volume_size = cfg.volume_mb * 1024 * 1024 if not cfg.volume_kb else cfg.volume_kb * 1024
         doc = {
             "format": FORMAT, "set_id": set_id, "tier": actual, "requested": tier, "promoted": promoted,
@@ -133,11 +137,13 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
 
         volumes = write_archive(entries, outbox, set_id, volume_size, passphrase,
                                 trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
+        clock.lap("7z")
         shutil.rmtree(staging, ignore_errors=True)
         archive_bytes = sum((outbox / v).stat().st_size for v in volumes)
         cls = size_class(actual, archive_bytes)
         strategy = par2.StrategySettings.from_settings(cfg)
         sets = par2.create(outbox, set_id, volumes, volume_size, cls.redundancy, strategy)
+        clock.lap("par2")
         guarantee = par2.guarantee(sets.layout, len(volumes), sets.blocks_per_volume, cls.redundancy, sets.block_size)
         par2_files = sorted(p.name for p in outbox.iterdir() if p.suffix == ".par2")
         doc["volumes"] = [{"name": v, "size": (outbox / v).stat().st_size, "sha256": sha256_file(outbox / v)}
@@ -153,6 +159,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         doc["protection"] = guarantee.to_json()
         total = archive_bytes + sum(f["size"] for f in doc["par2"]["files"])
         atomic_write(outbox / SET_MANIFEST, (json.dumps(public_manifest(doc), indent=2, sort_keys=True) + "\n").encode())
+        clock.lap("hash")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(outbox, ignore_errors=True)
@@ -167,7 +174,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     })
     result = CreateResult(set_id, actual, tier, promoted, sel.full, False, dest, len(staged.members), staged.bytes,
                           total, len(volumes), {k: doc["par2"][k] for k in ("strategy", "size_class", "redundancy")},
-                          doc["protection"], staged.skipped, resumed)
+                          doc["protection"], staged.skipped, resumed, seconds=clock.laps)
     if remote is None:
         result.error = "no remote configured: the set waits in the outbox"
         return result
@@ -177,10 +184,22 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         records.update_set(catalog, set_id, error=str(exc))
         result.error = f"{exc}; the set is kept at {outbox} and the next `archive create` uploads it"
         return result
+    clock.lap("upload")
     records.update_set(catalog, set_id, state="uploaded", local_path=None, error=None)
     shutil.rmtree(outbox, ignore_errors=True)
     result.uploaded = True
     return result
+
+
+class _Phases:
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
 
 
 def _inner_doc(doc: dict, entries: list[Entry]) -> bytes:

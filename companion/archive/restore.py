@@ -4,6 +4,7 @@ unpack, and check every member's SHA-256 against the set manifest and the catalo
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class RestoreResult:
     checked_against_catalog: int = 0
     torrents: list[str] = field(default_factory=list)
     drill: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)  # wall-clock seconds per phase
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -122,11 +124,14 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
     shutil.rmtree(folder, ignore_errors=True)
     partial = to.parent / f".{to.name}.seedward-partial"
     shutil.rmtree(partial, ignore_errors=True)
+    t = time.perf_counter()
     try:
         remote.download_set(found.tier, found.set_id, folder)
         doc = json.loads((folder / SET_MANIFEST).read_text())
         result = RestoreResult(found.set_id, doc["tier"], str(to))
+        t = _lap(result, "download", t)
         damaged, left = repair_volumes(folder, doc)
+        t = _lap(result, "check+repair", t)
         result.damaged_volumes = damaged
         if left:
             raise ArchiveDamaged(found.set_id, f"{len(left)} of {len(doc['volumes'])} volumes could not be repaired "
@@ -135,8 +140,10 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
                                  f"{doc['protection']['burst_volumes']} in a row")
         result.repaired_volumes = damaged
         unpack(folder, doc, passphrase, partial)
+        t = _lap(result, "7z", t)
         inner = json.loads((partial / INNER_NAME).read_text())
         result.checked_against_catalog = verify_members(partial, doc, inner, catalog)
+        t = _lap(result, "verify", t)
         (partial / INNER_NAME).rename(partial / "set.json")
         result.files = len(inner["members"])
         result.bytes = sum(m["size"] for m in inner["members"])
@@ -150,6 +157,12 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
     if drill:
         result.drill = drill_restored(to, result.torrents, drill_timeout)
     return result
+
+
+def _lap(result: RestoreResult, name: str, since: float) -> float:
+    now = time.perf_counter()
+    result.seconds[name] = round(now - since, 3)
+    return now
 
 
 def drill_restored(to: Path, torrent_ids: list[str], timeout: float) -> list[dict]:

@@ -14,12 +14,14 @@ import queue
 import struct
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import py7zr
 import py7zr.compressor
 
+from .errors import ArchiveError
 from .volumes import VolumeFile
 
 # 7z derives the AES key with 2^19 SHA-256 rounds, and py7zr does it again for every block and for the
@@ -46,19 +48,25 @@ MEDIA = {
 
 @dataclass
 class Entry:
-    source: Path
+    """One member: read from `source`, or from `blocks()` (an iterator of bytes, e.g. store chunks)."""
+
+    source: Path | None
     arcname: str
     size: int
     compress: bool
     sha256: str = ""
+    blocks: Callable[[], Iterator[bytes]] | None = None
+    expect_sha256: str | None = None  # checked once the member is read: a mismatch aborts the set
 
 
-def is_compressible(path: Path, sample: int = 256 * 1024) -> bool:
+def is_compressible(path: Path, head: bytes | None = None, sample: int = 256 * 1024) -> bool:
     """Known media formats are stored; anything else is compressed if a sample shrinks by 10 %+."""
     if path.suffix.lower() in MEDIA:
         return False
-    with open(path, "rb") as fh:
-        head = fh.read(sample)
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(sample)
+    head = head[:sample]
     if len(head) < 512:
         return True
     return len(zlib.compress(head, 1)) < 0.9 * len(head)
@@ -67,9 +75,10 @@ def is_compressible(path: Path, sample: int = 256 * 1024) -> bool:
 class _HashingReader(io.BufferedIOBase):
     """Reads a file once on a helper thread, hashing as it goes, so SHA-256 and AES use both cores."""
 
-    def __init__(self, path: Path, size: int):
+    def __init__(self, entry: Entry):
         super().__init__()
-        self.size = size
+        self.entry = entry
+        self.size = entry.size
         self.sha = hashlib.sha256()
         self._q: queue.Queue = queue.Queue(maxsize=8)
         self._buf = b""
@@ -77,15 +86,14 @@ class _HashingReader(io.BufferedIOBase):
         self._seen = 0
         self._eof = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._pump, args=(path,), daemon=True)
+        self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
-    def _pump(self, path: Path) -> None:
+    def _pump(self) -> None:
         try:
-            with open(path, "rb") as fh:
-                while block := fh.read(READ_BLOCK):
-                    self.sha.update(block)
-                    self._q.put(block)
+            for block in self.entry.blocks() if self.entry.blocks else _file_blocks(self.entry.source):
+                self.sha.update(block)
+                self._q.put(block)
         except BaseException as exc:  # handed to the reading thread
             self._error = exc
         self._q.put(None)
@@ -134,8 +142,17 @@ class _HashingReader(io.BufferedIOBase):
         if self._error:
             raise self._error
         if self._pos != self.size:
-            raise OSError(f"read {self._pos} bytes, expected {self.size} (the file changed while archiving)")
-        return self.sha.hexdigest()
+            raise ArchiveError(self.entry.arcname, f"read {self._pos} bytes, expected {self.size} (it changed while archiving)")
+        digest = self.sha.hexdigest()
+        if self.entry.expect_sha256 and digest != self.entry.expect_sha256:
+            raise ArchiveError(self.entry.arcname, "does not match its snapshot's SHA-256")
+        return digest
+
+
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while block := fh.read(READ_BLOCK):
+            yield block
 
 
 def _blocks(entries: list[Entry]) -> list[list[Entry]]:
@@ -153,6 +170,7 @@ def write_archive(entries: list[Entry], folder: Path, base: str, volume_size: in
     """Write the entries as base.7z.001, ... under folder; fills each entry's sha256. `trailer()`, called
     once every entry is hashed, gives a last (name, bytes) member. Returns the volume names."""
     folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / f".{base}.empty"
     vf = VolumeFile(folder, base, volume_size, "w")
     try:
         for i, block in enumerate(_blocks(entries) or [[]]):
@@ -162,10 +180,11 @@ def write_archive(entries: list[Entry], folder: Path, base: str, volume_size: in
                                     header_encryption=True) as z:
                 for e in block:
                     if e.size == 0:
-                        z.write(e.source, e.arcname)  # py7zr marks an empty file only this way
+                        empty.touch()
+                        z.write(empty, e.arcname)  # py7zr marks an empty file only this way
                         e.sha256 = hashlib.sha256(b"").hexdigest()
                         continue
-                    reader = _HashingReader(e.source, e.size)
+                    reader = _HashingReader(e)
                     z.writef(reader, e.arcname)
                     e.sha256 = reader.finish()
         if trailer is not None:
@@ -180,6 +199,7 @@ def write_archive(entries: list[Entry], folder: Path, base: str, volume_size: in
         return vf.names
     finally:
         vf.close()
+        empty.unlink(missing_ok=True)
         _forget_keys()
 
 
