@@ -65,6 +65,10 @@ class Qbt:
         )
         self.version = ""
         self.api_version = ""
+        # qbittorrent-api asks for the Web API version before every versioned endpoint (export,
+        # tags, stop/start): answer from the value read at connect() instead of a request each time.
+        fetch = self._client.app_web_api_version
+        self._client.app_web_api_version = lambda **kw: self.api_version or fetch(**kw)
 
     @classmethod
     def from_settings(cls, settings) -> "Qbt":
@@ -109,6 +113,7 @@ class Qbt:
     def connect(self) -> str:
         """Log in and read the versions. Returns qBittorrent's version ("v4.5.2")."""
         self._call(self._client.auth_log_in)
+        self.api_version = ""
         self.version = str(self._call(self._client.app_version))
         self.api_version = str(self._call(self._client.app_web_api_version))
         self.login_failures = 0

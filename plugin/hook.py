@@ -12,7 +12,6 @@ Stdlib only at import (qBittorrent runs this on every add): no third-party modul
 import json
 import os
 import socket
-import subprocess
 import sys
 
 EVENTS = ("added", "finished")
@@ -43,6 +42,8 @@ def _tell_service(sock_path: str, event: dict) -> bool:
 
 def _chain(program: list[str]) -> None:
     """Start the user's previous program, detached, as qBittorrent would have."""
+    import subprocess  # only when chaining: it costs milliseconds at every call
+
     try:
         subprocess.Popen(program, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)

@@ -261,3 +261,15 @@ def test_demo_starts_qbittorrent_and_protects_every_sample(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "every torrent verified" in out.stdout
     assert out.stdout.count("seedward:protected") == 3
+
+
+def test_contrib_example_config_is_valid():
+    from pathlib import Path
+
+    from companion.config import load_settings
+
+    example = Path(__file__).parent.parent / "contrib" / "config.example.toml"
+    settings = load_settings(example, env={})
+    assert settings.protection.policy_for("linux-isos").level == "catalog"
+    assert settings.protection.policy_for("", ["no-seedward"]).level == "exclude"
+    assert settings.protection.policy_for("").level == "snapshot"
