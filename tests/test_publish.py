@@ -249,6 +249,30 @@ def test_piece_size_choices():
             parse_piece_size(bad)
 
 
+def test_private_flag_and_trackers(world):
+    job = world["job"]
+    content = Path(job["outputs"][0]["path"]).parents[1]
+    original = {"id": world["original"], "name": "film", "info_hash_v1": None, "info_hash_v2": "ef" * 32}
+    raw = build(content, original=original, job_id=job["id"], kind="hybrid", private=True,
+                trackers=["http://127.0.0.1:1/announce", "udp://127.0.0.1:2"])
+    info = lt.torrent_info(raw)
+    assert info.priv() and list(lt.load_torrent_buffer(raw).trackers) == ["http://127.0.0.1:1/announce", "udp://127.0.0.1:2"]
+    assert companion_of(raw)["info_hash_v2"] == "ef" * 32 and "info_hash_v1" not in companion_of(raw)
+
+
+def test_publish_refuses_changed_outputs(world, tmp_path):
+    home = world["home"]
+    proc = seedward("job", "run", "--torrent", world["original"], "--model", "doubler", "--model-version", "1",
+                    "--json", "--", sys.executable, "-c", MAKE, home=home)
+    job = json.loads(proc.stdout)
+    target = Path(job["outputs"][0]["path"])
+    target.chmod(0o644)
+    with open(target, "r+b") as fh:
+        fh.write(b"tampered")
+    proc = seedward("publish", job["id"], "--json", home=home)
+    assert proc.returncode == 2 and "SHA-256 differs" in proc.stderr and proc.stdout == ""
+
+
 def test_publish_refuses_bad_input(world):
     assert seedward("publish", "ffffffffff", home=world["home"]).returncode == 2
     proc = seedward("publish", world["job"]["id"], "--piece-size", "1000", home=world["home"])

@@ -1,13 +1,15 @@
 """`seedward publish JOB`: a companion torrent of a job's outputs and sidecars, seeded beside the original."""
 
+import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..catalog import jobs as rows
 from ..errors import EXIT_OK, BadInput, NotFound
-from ..job import DONE, companion_name
+from ..job import DONE, companion_name, sha256_file
 from ..manifests import atomic_write
 from ..publish import COMPANION_TAG, Companion, EmbeddedSeeder, PublishError, add_to_qbittorrent, build, parse_piece_size
 from ..torrent import load_torrent
@@ -44,10 +46,7 @@ def run(args, ctx) -> int:
         raise PublishError(job_id, "the job made no outputs")
     original = ctx.catalog.get_torrent(job["torrent_id"])
     content = Path(job["workdir"]) / companion_name(original["name"], job_id)
-    for o in outputs:
-        path = content / "output" / o["path"]
-        if not path.is_file() or path.stat().st_size != o["size"]:
-            raise PublishError(path, "output missing or changed since the job collected it")
+    verify_outputs(content, outputs)
     raw = build(content, original=original, job_id=job_id, kind=args.kind,
                 piece_size=parse_piece_size(args.piece_size), trackers=args.tracker, private=args.private)
     meta = load_torrent(raw)
@@ -92,6 +91,18 @@ def run(args, ctx) -> int:
         except (ServiceNotRunning, ControlError):
             seed_until_interrupted(companion, settings.embedded_listen)
     return EXIT_OK
+
+
+def verify_outputs(content: Path, outputs) -> None:
+    """The outputs still are what their sidecars say (SHA-256), or the companion would carry false provenance."""
+    paths = [content / "output" / o["path"] for o in outputs]
+    for path, o in zip(paths, outputs):
+        if not path.is_file() or path.stat().st_size != o["size"]:
+            raise PublishError(path, "output missing or changed since the job collected it")
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+        for path, o, digest in zip(paths, outputs, pool.map(sha256_file, paths)):
+            if digest != o["sha256"]:
+                raise PublishError(path, "output changed since the job collected it (SHA-256 differs from its sidecar)")
 
 
 def seed_until_interrupted(companion: Companion, listen: str) -> None:

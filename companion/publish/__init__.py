@@ -124,9 +124,9 @@ def companion_of(raw: bytes) -> dict | None:
 
 
 def add_to_qbittorrent(qbt, companion: Companion, category: str) -> None:
-    """Add the companion to qBittorrent, complete (we just hashed these read-only files ourselves)."""
+    """Add the companion to qBittorrent, which checks the files itself before it seeds them."""
     qbt.add_torrent(companion.meta.raw, companion.save_path, category=category or None, tags=[COMPANION_TAG],
-                    skip_checking=True, content_layout="Original")
+                    content_layout="Original")
 
 
 class EmbeddedSeeder:
