@@ -18,6 +18,10 @@ from .protect_job import HAS_BASELINE, split_tags
 log = logging.getLogger(__name__)
 
 
+# Fields whose change can matter for protection; the rest are counters.
+RELEVANT = {"state", "progress", "amount_left", "save_path", "content_path", "name", "category", "tags"}
+
+
 def _norm(path) -> str:
     return os.path.normpath(str(path)) if path else ""
 
@@ -124,6 +128,8 @@ class SyncLoop:
 
     def consider(self, h: str, t: dict, prev: dict, keys: set, full: bool) -> None:
         """Queue a protect job when a complete torrent is new, moved, renamed or re-policied."""
+        if not full and not keys & RELEVANT:
+            return  # only counters changed (speeds, ratio, peers): the common case while seeding
         if not is_complete(t):
             return
         s = self.service
