@@ -103,6 +103,7 @@ class JobSettings:
 class ArchiveSettings:
     remote: str = ""  # rclone destination: name:path (a remote in rclone's config) or a local path
     rclone_config: str = ""  # empty: rclone's own default (or $RCLONE_CONFIG)
+    s3_tags: bool = False  # S3 remotes: also tag objects (seedward-tier, ...) for contrib/s3-lifecycle.json
     volume_mb: int = 512
     volume_kb: int = 0  # overrides volume_mb when set (small volumes for tests)
     par2_single_max: int = 20  # volumes: up to this many, one PAR2 recovery set

@@ -24,7 +24,7 @@ from ..manifests import atomic_write
 from . import par2
 from .contents import select, stage
 from .errors import ArchiveError, RemoteError
-from .remote import SET_MANIFEST, Remote
+from .remote import SET_MANIFEST, Remote, set_metadata
 from .retention import SetInfo, tier_on_create
 from .setmanifest import FORMAT, INNER_NAME, public_manifest
 from .sevenzip import Entry, sha256_file, write_archive
@@ -82,15 +82,11 @@ def upload_pending(cat, remote: Remote) -> list[str]:
             log.warning("set %s: outbox folder %s is gone; marking it lost", row["set_id"], local)
             records.update_set(cat, row["set_id"], state="lost", error="outbox folder missing")
             continue
-        remote.upload_set(local, row["tier"], row["set_id"], _metadata(row["manifest"]))
+        remote.upload_set(local, row["tier"], row["set_id"], set_metadata(row["manifest"]))
         records.update_set(cat, row["set_id"], state="uploaded", local_path=None, error=None)
         shutil.rmtree(local, ignore_errors=True)
         done.append(row["set_id"])
     return done
-
-
-def _metadata(doc: dict) -> dict[str, str]:
-    return {"seedward-set": doc["set_id"], "seedward-tier": doc["tier"], "seedward-retain-until": doc["retain_until"]}
 
 
 def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: Remote | None, passphrase: str,
@@ -179,7 +175,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         result.error = "no remote configured: the set waits in the outbox"
         return result
     try:
-        remote.upload_set(outbox, actual, set_id, _metadata(doc))
+        remote.upload_set(outbox, actual, set_id, set_metadata(doc))
     except RemoteError as exc:
         records.update_set(catalog, set_id, error=str(exc))
         result.error = f"{exc}; the set is kept at {outbox} and the next `archive create` uploads it"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 from .errors import RemoteError
 
@@ -41,7 +42,8 @@ class RemoteSet:
 
 
 class Remote:
-    def __init__(self, dest: str, config: str = "", timeout: float = 600.0, retries: int = 3):
+    def __init__(self, dest: str, config: str = "", timeout: float = 600.0, retries: int = 3, s3_tags: bool = False,
+                 volume_size: int = 0):
         if not dest:
             raise RemoteError("(none)", "no remote: give --remote NAME:PATH or set [archive] remote in config.toml")
         self.dest = dest.rstrip("/") if not dest.endswith(":") else dest
@@ -49,6 +51,17 @@ class Remote:
         self.timeout = timeout
         self.retries = retries
         self.exe = rclone_binary()
+        # S3 lifecycle rules filter on object tags, which rclone sets only through an upload header,
+        # and only on single-part uploads: keep every volume below the multipart cutoff.
+        self.s3_tags = s3_tags
+        self.upload_cutoff = min(5 << 30, max(200 << 20, volume_size + (1 << 20)))
+
+    def _tag_args(self, metadata: dict[str, str], reupload: bool = False) -> list[str]:
+        if not self.s3_tags:
+            return []
+        args = ["--header-upload", f"x-amz-tagging: {urlencode(metadata)}", "--s3-upload-cutoff", str(self.upload_cutoff)]
+        # a server-side copy keeps the old tags: a promotion must upload again to retag
+        return args + (["--disable", "copy"] if reupload else [])
 
     def path(self, *parts: str) -> str:
         sep = "" if self.dest.endswith(":") else "/"
@@ -84,9 +97,11 @@ class Remote:
         for key, value in metadata.items():
             meta += ["--metadata-set", f"{key}={value}"]
         target = self.path(tier, set_id)
-        self._run("copy", "--metadata", *meta, "--exclude", SET_MANIFEST, str(local), target, what=f"upload {set_id}")
-        self._run("copyto", "--metadata", *meta, str(local / SET_MANIFEST), self.path(tier, set_id, SET_MANIFEST),
-                  what=f"upload {set_id}/{SET_MANIFEST}")
+        tags = self._tag_args(metadata)
+        self._run("copy", "--metadata", *meta, *tags, "--exclude", SET_MANIFEST, str(local), target,
+                  what=f"upload {set_id}")
+        self._run("copyto", "--metadata", *meta, *tags, str(local / SET_MANIFEST),
+                  self.path(tier, set_id, SET_MANIFEST), what=f"upload {set_id}/{SET_MANIFEST}")
 
     def download_set(self, tier: str, set_id: str, local: Path) -> None:
         local.mkdir(parents=True, exist_ok=True)
@@ -103,7 +118,8 @@ class Remote:
         scratch.mkdir(parents=True, exist_ok=True)
         tmp = scratch / SET_MANIFEST
         tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        self._run("copyto", str(tmp), self.path(tier, set_id, SET_MANIFEST), what=f"write {set_id}/{SET_MANIFEST}")
+        self._run("copyto", *self._tag_args(set_metadata(document)), str(tmp), self.path(tier, set_id, SET_MANIFEST),
+                  what=f"write {set_id}/{SET_MANIFEST}")
         tmp.unlink()
 
     def list_sets(self) -> list[RemoteSet]:
@@ -130,10 +146,17 @@ class Remote:
 
     def move_set(self, old_tier: str, new_tier: str, set_id: str, document: dict, scratch: Path) -> None:
         """Promotion: copy to the new tier (manifest last), then delete the old copy (manifest first)."""
-        self._run("copy", "--exclude", SET_MANIFEST, self.path(old_tier, set_id), self.path(new_tier, set_id),
-                  what=f"promote {set_id}")
+        meta = set_metadata(document)
+        args = ["--metadata"] + [a for k, v in meta.items() for a in ("--metadata-set", f"{k}={v}")]
+        self._run("copy", *args, *self._tag_args(meta, reupload=True), "--exclude", SET_MANIFEST,
+                  self.path(old_tier, set_id), self.path(new_tier, set_id), what=f"promote {set_id}")
         self.write_manifest(new_tier, set_id, document, scratch)
         self.delete_set(old_tier, set_id)
+
+
+def set_metadata(doc: dict) -> dict[str, str]:
+    """Tier and retention as object metadata (and S3 tags): what lifecycle rules read."""
+    return {"seedward-set": doc["set_id"], "seedward-tier": doc["tier"], "seedward-retain-until": doc["retain_until"]}
 
 
 def _last_error(stderr: str) -> str:

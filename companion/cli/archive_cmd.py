@@ -53,7 +53,9 @@ def _remote(args, ctx, required: bool = True) -> Remote | None:
     dest = args.remote or ctx.settings.archive.remote
     if not dest and not required:
         return None
-    return Remote(dest, ctx.settings.archive.rclone_config)
+    cfg = ctx.settings.archive
+    return Remote(dest, cfg.rclone_config, s3_tags=cfg.s3_tags,
+                  volume_size=cfg.volume_kb * 1024 if cfg.volume_kb else cfg.volume_mb << 20)
 
 
 def _store(ctx):
