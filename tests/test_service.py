@@ -1,6 +1,7 @@
 """The service against a real qbittorrent-nox: every complete torrent ends up protected."""
 
 import json
+import os
 import time
 
 import pytest
@@ -217,7 +218,7 @@ def test_wrong_password_is_reported_without_a_login_storm(qbt, make_service, tmp
 
 
 def test_unreachable_qbittorrent_backs_off_and_job_failures_are_recorded(tmp_path):
-    from companion.errors import BadInput
+    from companion.errors import BadInput, Locked
     from companion.home import Home
     from companion.qbtprocess import free_port
     from companion.service import Service
@@ -252,6 +253,10 @@ def test_unreachable_qbittorrent_backs_off_and_job_failures_are_recorded(tmp_pat
         assert len(failed) == 2 and all(e["level"] == "error" for e in failed)
         status = request(service.home, "status")["service"]
         assert status["qbittorrent"]["state"] == "unreachable" and status["queue"] == {"queued": 0, "running": 0}
+        # one service per state home
+        with pytest.raises(Locked, match="running seedward service"):
+            Service(Home(tmp_path / "home"), service_settings(Gone)).start()
+        assert request(service.home, "ping")["pid"] == os.getpid()
     finally:
         service.stop()
 

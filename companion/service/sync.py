@@ -139,7 +139,7 @@ class SyncLoop:
             reason = "added"
         elif row["removed_at"]:
             reason = "re-added"
-        elif row["protection"] in HAS_BASELINE + ("excluded",) and _norm(t.get("save_path")) != _norm(row["save_path"]):
+        elif row["protection"] in HAS_BASELINE + ("excluded", "baseline_bad") and _norm(t.get("save_path")) != _norm(row["save_path"]):
             reason = "moved"
         elif not full and keys & {"content_path", "name"} and prev:
             reason = "renamed"
