@@ -27,6 +27,7 @@ def make_service(qbt, tmp_path):
     from tests.qbt import service_settings
 
     started = []
+    qbt.remove_all()  # leftovers of earlier tests would be protected too
 
     def start(home=None, settings=None, **overrides):
         settings = settings or service_settings(qbt, **overrides)

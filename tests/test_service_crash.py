@@ -49,6 +49,7 @@ def write_config(qbt, home: Home, read_rate_mb: float) -> None:
 
 
 def test_kill_9_mid_hashing_then_restart_protects_every_torrent_exactly_once(qbt, tmp_path):
+    qbt.remove_all()  # leftovers of earlier tests would be protected too
     home = Home(tmp_path / "home")
     write_config(qbt, home, read_rate_mb=0.4)  # slow reads: the kill lands mid-hash
     ids = [seed_sample(qbt, tmp_path / "data", f"big{i}", {"a.bin": 600_000, "b.bin": 300_000}, seed=i)[0]
