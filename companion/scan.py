@@ -26,7 +26,7 @@ from .merkle import file_root, merkle_root
 from .piece_plan import Segment, file_segments
 from .torrent import BLOCK, FileEntry, TorrentMeta
 
-BUFFER_BYTES = 4 * 1024 * 1024
+BUFFER_BYTES = 1024 * 1024  # a read; pieces bigger than this are hashed in slices (cache-sized)
 POOL_BUFFERS = 3
 WORKERS = max(2, os.cpu_count() or 2)
 
@@ -222,23 +222,43 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytes(n))
 
 
-def _block_hashes(pairs: list, view: memoryview, start: int, want_root: bool, sha1_here: bool, bpp: int,
-                  single: bool, file_index: int, sink) -> float:
-    """The helper's part of one read: per-segment 16 KiB SHA-256 leaves and merkle root,
-    SHA-1 of whole pieces (when the reader left it), and the sink. Fills the SegmentHashes;
-    returns the CPU seconds it took (the reader balances the SHA-1 work with it)."""
+class _SegState:
+    """A segment being hashed, possibly over several reads (a piece bigger than a read)."""
+
+    __slots__ = ("seg", "h", "xxh3", "sha1", "sha1_by_reader", "leaves", "broken")
+
+    def __init__(self, seg: Segment, h: SegmentHash, sha1_by_reader: bool | None):
+        self.seg, self.h = seg, h
+        self.xxh3 = xxhash.xxh3_64()
+        self.sha1 = hashlib.sha1() if sha1_by_reader is not None else None
+        self.sha1_by_reader = sha1_by_reader
+        self.leaves: list[bytes] = []
+        self.broken = False  # the file ended inside it
+
+
+def _helper_part(parts: list, view: memoryview, want_root: bool, bpp: int, single: bool, file_index: int,
+                 sink) -> float:
+    """The helper's work on one read: 16 KiB SHA-256 leaves, the SHA-1 of whole pieces the
+    reader left, and, at a segment's end, its merkle root and the sink. Returns the CPU
+    seconds it took (the reader balances the SHA-1 work with it)."""
     began = time.thread_time()
-    sha256, sha1 = hashlib.sha256, hashlib.sha1
-    for seg, h in pairs:
-        lo = seg.offset - start
-        data = view[lo : lo + seg.length]
+    sha256 = hashlib.sha256
+    for state, lo, length, last in parts:
+        if state.broken:
+            continue
+        data = view[lo : lo + length]
         if want_root:
-            leaves = [sha256(data[i : i + BLOCK]).digest() for i in range(0, seg.length, BLOCK)]
-            h.root = merkle_root(leaves) if single else merkle_root(leaves, bpp)
-        if sha1_here and seg.whole_piece:
-            h.sha1 = sha1(data).digest()
-        if sink is not None:
-            sink(file_index, h, data)
+            state.leaves += [sha256(data[i : i + BLOCK]).digest() for i in range(0, length, BLOCK)]
+        if state.sha1 is not None and not state.sha1_by_reader:
+            state.sha1.update(data)
+        if last:
+            h = state.h
+            if want_root:
+                h.root = merkle_root(state.leaves) if single else merkle_root(state.leaves, bpp)
+            if state.sha1 is not None and not state.sha1_by_reader:
+                h.sha1 = state.sha1.digest()
+            if sink is not None:
+                sink(file_index, h, data)
     return time.thread_time() - began
 
 
@@ -254,9 +274,13 @@ class _Run:
                  limiter: RateLimiter, cancel, progress, sink, total: int):
         self.meta, self.want_sha1, self.want_root, self.bpp = meta, want_sha1, want_root, bpp
         self.limiter, self.cancel, self.progress, self.sink, self.total = limiter, cancel, progress, sink, total
-        size = max(scanner.buffer_bytes, meta.piece_length)
+        # A sink needs each segment whole in memory; otherwise reads are cache-sized slices.
+        if sink is not None:
+            self.unit = max(scanner.buffer_bytes, meta.piece_length)
+        else:
+            self.unit = max(BLOCK, scanner.buffer_bytes // BLOCK * BLOCK)
         self.helpers = max(1, scanner.workers - 1)
-        self.pool = BufferPool(size, max(2, scanner.buffers))
+        self.pool = BufferPool(self.unit, max(2, scanner.buffers))
         self.backlog = 0  # reads handed to helpers and not done yet
         self.helper_cpu = 0.0  # CPU seconds the helpers spent, per helper
         self.helper_jobs = 0
@@ -269,7 +293,8 @@ class _Run:
     def scan(self, save_path: Path, only_files: set[int] | None) -> list[FileScan]:
         results: list[FileScan] = []
         self.reader_began = time.thread_time()
-        with ThreadPoolExecutor(self.helpers, thread_name_prefix="scan") as ex:
+        pools = [ThreadPoolExecutor(1, thread_name_prefix="scan") for _ in range(self.helpers)]
+        try:
             try:
                 for entry in self.meta.files:
                     self.check(save_path)
@@ -294,7 +319,7 @@ class _Run:
                     fs.stat = st
                     try:
                         _fadvise_sequential(fd)
-                        self.scan_file(ex, fs, fd, st, segments)
+                        self.scan_file(pools, fs, fd, st, segments)
                     finally:
                         os.close(fd)  # helpers never touch the fd, only buffers already read
                     self.done_bytes += entry.size
@@ -303,6 +328,9 @@ class _Run:
             except BaseException:
                 self.fail(None)
                 raise
+        finally:
+            for ex in pools:
+                ex.shutdown(wait=True)
         if self.error is not None:
             raise self.error
         return results
@@ -318,16 +346,37 @@ class _Run:
             if self.error is None and exc is not None:
                 self.error = exc
 
-    def scan_file(self, ex, fs: FileScan, fd: int, st: FileStat, segments: list[Segment]) -> None:
+    def reads(self, segments: list[Segment]):
+        """Plan a file's reads: (start, length, [(segment, offset in segment, length)]).
+        Segments up to a read's size are batched whole; bigger ones are read in slices of
+        16 KiB multiples, so a read stays in the CPU's cache between the hashes that use it."""
+        unit, batch, size = self.unit, [], 0
+        for seg in segments:
+            if seg.length <= unit:
+                if batch and size + seg.length > unit:
+                    yield batch[0][0].offset, size, batch
+                    batch, size = [], 0
+                batch.append((seg, 0, seg.length))
+                size += seg.length
+                continue
+            if batch:
+                yield batch[0][0].offset, size, batch
+                batch, size = [], 0
+            for lo in range(0, seg.length, unit):
+                n = min(unit, seg.length - lo)
+                yield seg.offset + lo, n, [(seg, lo, n)]
+        if batch:
+            yield batch[0][0].offset, size, batch
+
+    def scan_file(self, pools, fs: FileScan, fd: int, st: FileStat, segments: list[Segment]) -> None:
         entry, path, pool = fs.entry, fs.path, self.pool
         file_hash = hashlib.sha256()
         readable = min(st.size, entry.size)
         single = len(segments) == 1
-        xxh3 = xxhash.xxh3_64_hexdigest
-        for batch in batches(segments, pool.size):
+        state = None
+        for start, length, parts in self.reads(segments):
+            helper_work = self.want_root or self.sink is not None
             self.check(path)
-            start = batch[0].offset
-            length = batch[-1].offset + batch[-1].length - start
             buf = pool.get()  # blocks while every buffer is with the helpers: memory stays bounded
             view = memoryview(buf)[:length]
             try:
@@ -340,28 +389,37 @@ class _Run:
             self.limiter.spend(got)
             if got:
                 file_hash.update(view[:got])
-            sha1_here = self.want_sha1 and self.reader_is_ahead()
-            pairs = []
-            for seg in batch:
-                lo = seg.offset - start
-                complete = lo + seg.length <= got
-                h = SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece)
-                fs.segments.append(h)
+            todo = []
+            for seg, lo, n in parts:
+                if lo == 0:
+                    h = SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece)
+                    fs.segments.append(h)
+                    by_reader = (self.reader_is_ahead() if seg.whole_piece else None) if self.want_sha1 else None
+                    state = _SegState(seg, h, by_reader)
+                at = seg.offset + lo - start  # in this read
+                complete = at + n <= got
                 if self.want_sha1 and not seg.whole_piece:
-                    self.feed_piece(seg.piece, view[:got], lo, seg.length)
+                    self.feed_piece(seg.piece, view[:got], at, n)
                 if not complete:
-                    continue
-                data = view[lo : lo + seg.length]
-                h.xxh3 = xxh3(data)
-                if sha1_here and seg.whole_piece:
-                    h.sha1 = hashlib.sha1(data).digest()
-                pairs.append((seg, h))
-            helper_sha1 = self.want_sha1 and not sha1_here
-            if pairs and (self.want_root or self.sink is not None or helper_sha1):
+                    state.broken = True
+                last = lo + n == seg.length
+                if not state.broken:
+                    data = view[at : at + n]
+                    state.xxh3.update(data)
+                    if state.sha1_by_reader:
+                        state.sha1.update(data)
+                    if last:
+                        state.h.xxh3 = state.xxh3.hexdigest()
+                        if state.sha1_by_reader:
+                            state.h.sha1 = state.sha1.digest()
+                    todo.append((state, at, n, last))
+                    helper_work = helper_work or (state.sha1 is not None and not state.sha1_by_reader)
+            if todo and helper_work:
                 with self.lock:
                     self.backlog += 1
-                fut = ex.submit(_block_hashes, pairs, view, start, self.want_root, helper_sha1, self.bpp, single,
-                                entry.index, self.sink)
+                # Slices of one segment go to one helper, in order (streamed SHA-1 and leaves).
+                ex = pools[parts[0][0].piece % len(pools)]
+                fut = ex.submit(_helper_part, todo, view, self.want_root, self.bpp, single, entry.index, self.sink)
                 fut.add_done_callback(lambda f, b=buf: self.helper_done(f, b))
             else:
                 pool.put(buf)

@@ -246,3 +246,26 @@ def test_memory_stays_bounded(tmp_path):
     tracemalloc.stop()
     assert peak < 3 * MIB
     assert os.path.getsize(built.save / f"{NAME}.mkv") == 6 * MIB
+
+
+@pytest.mark.parametrize("creator", CREATORS)
+@pytest.mark.parametrize("kind,target", [("none", f"{NAME}/one.txt"), ("flip", f"{NAME}/{UNICODE}"),
+                                         ("truncate", f"{NAME}/{UNICODE}"), ("missing", f"{NAME}/CD1/a.flac"),
+                                         ("extend", f"{NAME}/exact.bin")])
+def test_reads_smaller_than_pieces(tmp_path, creator, kind, target, session):
+    """Pieces of 128 KiB read in 16 KiB slices: hashes streamed across reads, pieces spanning files."""
+    built = build(tmp_path, multi_layout(48 * KIB), 128 * KIB, creator)
+    expect = damage(built, kind, target)
+    for sc in (Scanner(buffer_bytes=16 * KIB, buffers=2), Scanner(workers=3, buffer_bytes=48 * KIB, buffers=5)):
+        verify(built, expect, sc, session)
+
+
+def test_sliced_reads_give_the_same_hashes_as_whole_ones(tmp_path):
+    built = build(tmp_path, multi_layout(40 * KIB), 256 * KIB, "hybrid")
+    meta = load_torrent(built.torrent)
+    whole = Scanner(buffer_bytes=1024 * KIB).full_scan(meta, built.save)
+    sliced = Scanner(buffer_bytes=16 * KIB).full_scan(meta, built.save)
+    for a, b in zip(whole.files, sliced.files):
+        assert a.sha256 == b.sha256 and a.v2_root == b.v2_root
+        assert [(s.piece, s.xxh3, s.root, s.sha1) for s in a.segments] == \
+            [(s.piece, s.xxh3, s.root, s.sha1) for s in b.segments]
