@@ -117,15 +117,19 @@ class Guarantee:
 def guarantee(layout: Par2Layout, n_volumes: int, k: int, redundancy: float, block_size: int = 0) -> Guarantee:
     caps = [capacity_volumes(len(v), k, redundancy) for v in layout.sets]
     anywhere = min(caps)
-    burst = 0
-    while burst < n_volumes and all(
-        repairable(layout, caps, set(range(a, a + burst + 1))) for a in range(0, n_volumes - burst)
-    ):
-        burst += 1
+    burst = _longest_run(layout, caps, 0, n_volumes)
     recovery = sum(recovery_blocks(len(v) * k, redundancy) for v in layout.sets)
     blocks = min(recovery_blocks(len(v) * k, redundancy) for v in layout.sets)
     return Guarantee(layout.strategy, n_volumes, len(layout.sets), anywhere, round(100 * anywhere / n_volumes, 1),
                      blocks, block_size, burst, round(100 * recovery / (n_volumes * k), 1))
+
+
+def _longest_run(layout: Par2Layout, caps: list[int], lo: int, hi: int) -> int:
+    """The longest L such that every run of L damaged volumes inside [lo, hi) is repaired."""
+    run = 0
+    while run < hi - lo and all(repairable(layout, caps, set(range(a, a + run + 1))) for a in range(lo, hi - run)):
+        run += 1
+    return run
 
 
 def par2_binary() -> str:

@@ -22,12 +22,12 @@ def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) 
     if passphrase_file:
         path = Path(passphrase_file).expanduser()
         try:
-            text = path.read_text().rstrip("\r\n")
+            lines = path.read_text().splitlines()
         except OSError as exc:
             raise BadInput(path, f"cannot read passphrase file: {exc.strerror}") from exc
-        if not text:
-            raise BadInput(path, "the passphrase file is empty")
-        return text
+        if not lines or not lines[0]:
+            raise BadInput(path, "the passphrase file is empty (the passphrase is its first line)")
+        return lines[0]
     if env.get(ENV):
         return env[ENV]
     secret = _from_keyring()
