@@ -168,6 +168,12 @@ def test_control_socket_ops_and_event_stream(qbt, make_service, tmp_path):
     assert any(e["kind"] == "protected" and e["torrent_id"] == h for e in events)
     assert request(service.home, "events", since=events[-1]["id"])["events"] == []
 
+    service.on_status(lambda st: st["service"].setdefault("extra", "from a feature"))
+    service.on_status(lambda st: 1 / 0)  # a broken extension is skipped
+    status = request(service.home, "status")
+    assert status["service"]["extra"] == "from a feature"
+    assert [t["seeds"] for t in status["torrents"] if t["id"] == h] == [0]
+
     job = request(service.home, "action", action="verify", id=h[:8])
     assert job["id"] == h and job["job"]
     wait_until(lambda: len(runs(service.catalog, h)) == 2 and not service.catalog.pending_jobs(), 30,

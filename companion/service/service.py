@@ -9,6 +9,8 @@ For features:
   service.on(kind, fn)             fn(event: dict) for each event of that kind ("*": all)
   service.emit(kind, torrent_id, message, level="info", **data)
                                    stored in the catalog's events, pushed to subscribers
+  service.on_status(fn)            fn(status: dict) adds a feature's fields to the status object
+                                   (per torrent or under "service"); errors are logged, not fatal
   service.register_op(name, fn)   fn(message: dict) -> dict answers control-socket op `name`
   service.add_component(obj)       obj.start() when the service starts, obj.stop() in reverse
                                    order when it stops (a component added later starts at once)
@@ -78,6 +80,7 @@ class Service:
         self.control = ControlServer(self.home.socket, self.dispatch, self.bus.subscribe, self.bus.unsubscribe)
         self.components: list = []
         self.ops: dict = {}
+        self.status_extras: list = []
         self.started_at: str | None = None
         self._started = False
         self._lock_fd: int | None = None
@@ -105,6 +108,9 @@ class Service:
 
     def emit(self, kind: str, torrent_id: str | None = None, message: str = "", **kwargs) -> dict:
         return self.bus.emit(kind, torrent_id, message, **kwargs)
+
+    def on_status(self, fn) -> None:
+        self.status_extras.append(fn)
 
     def register_op(self, name: str, fn) -> None:
         self.ops[name] = fn
@@ -224,7 +230,7 @@ class Service:
     def status(self) -> dict:
         qbt = self.qbt
         sync = self.sync
-        return {
+        status = {
             "service": {
                 "running": True,
                 "pid": os.getpid(),
@@ -249,6 +255,12 @@ class Service:
             },
             "torrents": status_mod.torrents(self.catalog, sync.snapshot()),
         }
+        for fn in self.status_extras:
+            try:
+                fn(status)
+            except Exception:
+                log.exception("status extension %r failed; skipped", fn)
+        return status
 
     def dispatch(self, message: dict) -> dict:
         op = message["op"]

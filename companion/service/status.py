@@ -19,7 +19,14 @@ def torrent_entry(row, live: dict | None, jobs: dict) -> dict:
         "policy": row["policy"] or None,
         "removed_at": row["removed_at"],
         "jobs": jobs.get(row["id"], []),
+        **_swarm(live),
     }
+
+
+def _swarm(live: dict | None) -> dict:
+    if not live:
+        return {}
+    return {"seeds": live.get("num_seeds"), "peers": live.get("num_leechs"), "progress": live.get("progress")}
 
 
 def live_entry(h: str, t: dict, jobs: dict) -> dict:
@@ -39,7 +46,7 @@ def live_entry(h: str, t: dict, jobs: dict) -> dict:
         "policy": None,
         "removed_at": None,
         "jobs": jobs.get(h, []),
-        "progress": t.get("progress"),
+        **_swarm(t),
     }
 
 
