@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .drift.classify import EXTENDED, MISSING, Drift
-from .errors import Error
+from .errors import Error, StoreCorrupt
 from .manifests import atomic_write
 from .merkle import merkle_root
 from .piece_plan import Segment, file_segments, piece_plan
@@ -240,7 +240,7 @@ def fetch_chunks(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], 
                 raise HealError(meta.name, f"the snapshot has no chunk for {dmg.entry.path} piece {seg.piece}")
             data = read_chunk(cid)
             if len(data) != seg.length or _segment_root(meta, dmg.entry, seg, data).hex() != cid:
-                raise HealError(meta.name, f"chunk {cid} from the store does not match its id; nothing written")
+                raise StoreCorrupt("store", f"chunk {cid} does not match its id; nothing written")
             fetched[key] = data
             owner[key] = cid
     touched = sorted({p for _, p in fetched})

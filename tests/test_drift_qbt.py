@@ -12,7 +12,7 @@ import pytest
 
 from companion.catalog import drift as drift_rows
 from companion.catalog import snapshots as snap_rows
-from companion.config import Settings
+from companion.config import Policy, Settings
 from companion.drift.service import install
 from companion.heal import bad_pieces
 from companion.home import Home
@@ -38,7 +38,11 @@ CASES = {
     "Swap": {"ep.mkv": 70_000},
     "Linked": {"lib.flac": 64_000},
     "Rot": {"r.bin": 50_000},
+    "Alerted": {"a.ogg": 40_000},
+    "Swarm": {"s.flac": 80_000},
+    "Lonely": {"l.flac": 40_000},
 }
+CATEGORY = {"Alerted": "alert-only", "Swarm": "catalog-only", "Lonely": "catalog-only"}
 
 
 def settings_for(qbt) -> Settings:
@@ -46,6 +50,7 @@ def settings_for(qbt) -> Settings:
     s.qbittorrent.url, s.qbittorrent.username, s.qbittorrent.password = qbt.url, qbt.username, qbt.password
     s.qbittorrent.poll_seconds = 0.2
     s.scrub.interval_hours = 0  # scrub runs are triggered by the tests
+    s.protection.categories = {"alert-only": Policy(response="alert"), "catalog-only": Policy(level="catalog")}
     return s
 
 
@@ -90,8 +95,11 @@ def world(qbt, tmp_path_factory):
     root = tmp_path_factory.mktemp("drift")
     w = World(qbt, root)
     (root / "library").mkdir()
+    for category in set(CATEGORY.values()):
+        qbt.client.torrents_create_category(name=category)
     for name, files in CASES.items():
-        tid, torrent = seed_sample(qbt, root / "dl", name, files, seed=len(name) * 7, kind="hybrid")
+        extra = {"category": CATEGORY[name]} if name in CATEGORY else {}
+        tid, torrent = seed_sample(qbt, root / "dl", name, files, seed=len(name) * 7, kind="hybrid", **extra)
         w.ids[name], w.torrents[name] = tid, torrent
     os.link(w.path("Linked", "lib.flac"), root / "library" / "lib.flac")  # the library copy a tagger edits
     shared = root / "shared"
@@ -116,12 +124,13 @@ def world(qbt, tmp_path_factory):
     w.component = install(service)
     w.service = service.start()
     ids = list(w.ids.values())
+    snapshotted = {w.ids[n] for n in w.ids if CATEGORY.get(n) != "catalog-only"}
 
     def ready():
         cat = service.catalog
         states = {r["id"]: r["protection"] for r in cat.list_torrents()}
         snaps = {r["torrent_id"] for r in snap_rows.list_snapshots(cat)}
-        return (all(states.get(i) == "protected" for i in ids) and set(ids) <= snaps
+        return (all(states.get(i) == "protected" for i in ids) and snapshotted <= snaps
                 and not cat.pending_jobs() and set(ids) <= set(w.component.monitor.watch.tracked()))
 
     wait_until(ready, 60, 0.2, "every torrent protected, snapshotted and watched")
@@ -132,7 +141,7 @@ def world(qbt, tmp_path_factory):
 
 def test_one_watch_per_directory_and_hardlinks_flagged(world):
     dirs, links = world.component.monitor.watch.watch_count()
-    # Flip, Retag, Trunc, Gone, Swap, Linked, Rot folders + the shared folder: one watch each.
+    # One watch for each torrent's folder + one for the folder two single-file torrents share.
     assert dirs == len(CASES) + 1
     assert links == 1
     linked = world.service.catalog.get_files(world.ids["Linked"])[0]
@@ -282,6 +291,73 @@ def test_reconcile_and_scrub_find_drift_made_while_unwatched(world):
     assert target.read_bytes() == world.original[target]
     world.assert_seeding_again(tid)
     assert find_suspects(world.service.catalog) == []
+
+
+def test_alert_policy_then_restore_through_the_service(world):
+    """`alert` only records and tags; `seedward restore ID` then heals through the running service
+    (stop, quarantine, write, resume)."""
+    from .helpers import seedward
+
+    tid = world.ids["Alerted"]
+    target = world.path("Alerted", "a.ogg")
+    last = world.last_heal(tid)
+    flip_byte(target, 17_000)
+    world.heal_after(tid, last, outcome="alerted")
+    assert world.service.catalog.get_torrent(tid)["protection"] == "damaged"
+    assert world.qbt.client.torrents_info(torrent_hashes=tid)[0]["state"] in SEEDING  # alert: not stopped
+    r = seedward("restore", tid[:10], "--json", home=world.root / "home")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["via"] == "service" and report["outcome"] == "healed" and report["pieces"] == [1]
+    assert target.read_bytes() == world.original[target]
+    world.assert_seeding_again(tid)
+
+
+def test_catalog_only_torrent_is_healed_by_the_swarm(world, tmp_path):
+    tid = world.ids["Swarm"]
+    target = world.path("Swarm", "s.flac")
+    meta = load_torrent(world.torrents["Swarm"])
+    (tmp_path / "Swarm").mkdir()
+    (tmp_path / "Swarm" / "s.flac").write_bytes(world.original[target])
+    ses = isolated_session()
+    seeder = ses.add_torrent(add_params(meta.raw, tmp_path, seed_mode=True, stop_when_ready=False))
+    last = world.last_heal(tid)
+    with open(target, "r+b") as fh:
+        fh.seek(33_000)
+        fh.write(b"\0" * 2000)
+
+    introduced = [0.0]
+
+    def healed():
+        info = world.qbt.client.torrents_info(torrent_hashes=tid)[0]
+        if (info["state"] in ("stalledDL", "downloading") and not seeder.status().num_peers
+                and time.monotonic() - introduced[0] > 5):
+            # The swarm: one peer with every piece, met once qBittorrent looks for the missing ones.
+            introduced[0] = time.monotonic()
+            seeder.connect_peer(("127.0.0.1", world.qbt.peer_port))
+        rows = [r for r in drift_rows.heals(world.service.catalog, tid) if r["id"] > last and r["finished_at"]]
+        return rows[0] if rows else None
+
+    row = wait_until(healed, 60, 0.3, "the swarm heal")
+    ses.remove_torrent(seeder)
+    assert row["outcome"] == "healed" and row["source"] == "swarm"
+    assert target.read_bytes() == world.original[target]
+    drifted = (Path(row["quarantine"]) / "Swarm" / "s.flac").read_bytes()
+    assert drifted[33_000:35_000] == b"\0" * 2000
+    world.assert_seeding_again(tid)
+
+
+def test_catalog_only_torrent_without_peers_falls_back_to_alert(world):
+    tid = world.ids["Lonely"]
+    target = world.path("Lonely", "l.flac")
+    world.component.responder.swarm_stall = 3.0
+    last = world.last_heal(tid)
+    flip_byte(target, 100)
+    row = world.heal_after(tid, last, outcome="alerted")
+    assert row["source"] == "swarm"
+    assert world.service.catalog.get_torrent(tid)["protection"] == "damaged"
+    assert any(e["kind"] == "alert" for e in world.service.catalog.events(tid, 10))
+    assert (Path(row["quarantine"]) / "Lonely" / "l.flac").exists()
 
 
 def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):

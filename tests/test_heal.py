@@ -120,7 +120,7 @@ def test_a_bad_chunk_is_refused_before_anything_is_written(payload):
     forged = dict(chunks)
     forged[cid] = b"\0" * len(chunks[cid])
 
-    with pytest.raises(HealError, match=cid):
+    with pytest.raises(StoreCorrupt, match=cid):
         heal_files(meta, root / "dl", damages, ids, forged.__getitem__, root / "quarantine")
     assert target.read_bytes() == damaged_bytes
     assert not (root / "quarantine").exists() or not any((root / "quarantine").iterdir())

@@ -2,8 +2,9 @@
 
 With --to: the snapshot's files are written under DIR, laid out as the torrent does. Without:
 in place, only the damaged pieces (found by a quick verify against the snapshot) are written
-back. This offline form does not talk to qBittorrent: stop the torrent first, or let the
-service's heal do it (quarantine, stop, recheck, resume).
+back, with the drifted bytes kept in the quarantine folder and the torrent stopped, rechecked
+when sizes changed, and resumed in qBittorrent (through the service when it runs; see
+companion/drift/restore.py). --dry-run only shows the damage.
 """
 
 from pathlib import Path
@@ -35,6 +36,11 @@ def run(args, ctx) -> int:
         raise NotFound(f"snapshot {snap.id[:12]} belongs to torrent {snap.torrent_id[:12]}, not {tid[:12]}")
     if args.to:
         return _restore_to(args, store, snap)
+    if not args.dry_run:
+        # In place: quarantine, stop, write the damaged pieces, recheck, resume (issue 4, drift).
+        from ..drift.restore import run_restore
+
+        return run_restore(args, ctx, tid, snap.id, store)
     row = ctx.catalog.get_torrent(tid)
     save_path = Path(row["save_path"] or snap.save_path)
     damage, healed = heal_in_place(store, snap.id, save_path, files=args.files, dry_run=args.dry_run)

@@ -3,13 +3,12 @@ catalog) or full (the torrent's own SHA-1 / SHA-256 hashes). Reports; healing is
 or the service's drift response."""
 
 import sys
-import time
 
 from ..catalog import drift as rows
-from ..drift.classify import Baseline, Observed, classify
+from ..drift.detect import detect_drift
 from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput
 from ..locate import catalog_meta
-from ..scan import OK, Scanner, quick_scan
+from ..scan import OK, Scanner
 from .context import print_json
 
 BASELINE_STATES = ("protected", "damaged", "healing")
@@ -25,26 +24,14 @@ def register(sub) -> None:
 
 
 def verify_quick(catalog, tid: str, rate: float = 0.0) -> dict:
-    meta, save_path = catalog_meta(catalog, tid)
-    began = time.monotonic()
-    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), rate=rate)
-    records = {f["file_index"]: f for f in catalog.get_files(tid)}
-    entries = {e.index: e for e in meta.real_files}
-    files, checks = [], {}
-    for qf in result.files:
-        rec, st = records.get(qf.file_index), qf.stat
-        if rec is None:
-            raise BadInput(tid, f"file {entries[qf.file_index].path} is not in the catalog; catalog it again")
-        drift = classify(Baseline(rec["size"], rec["inode"], rec["device"]),
-                         Observed(qf.status, tuple(qf.bad_segments), st.size if st else None,
-                                  st.inode if st else None, st.device if st else None, st.nlink if st else 1))
-        checks[qf.file_index] = drift.kind == "false_alarm"
-        files.append({"path": entries[qf.file_index].path, "kind": "ok" if checks[qf.file_index] else drift.kind,
-                      "pieces": drift.pieces, "hardlinked": drift.hardlinked})
+    found = detect_drift(catalog, tid, rate=rate)
+    entries = {e.index: e for e in found.meta.real_files}
+    checks = {i: d.kind == "false_alarm" for i, d in found.drifts.items()}
     rows.record_checks(catalog, tid, checks, kind="quick", reason="verify")
-    return {"id": tid, "name": meta.name, "mode": "quick", "ok": all(checks.values()),
-            "bad_pieces": result.bad_pieces, "bytes_read": result.bytes_read,
-            "seconds": round(time.monotonic() - began, 3), "files": files}
+    files = [{"path": entries[i].path, "kind": "ok" if checks[i] else d.kind, "pieces": d.pieces,
+              "hardlinked": d.hardlinked} for i, d in found.drifts.items()]
+    return {"id": tid, "name": found.meta.name, "mode": "quick", "ok": found.ok, "bad_pieces": found.result.bad_pieces,
+            "bytes_read": found.result.bytes_read, "seconds": round(found.seconds, 3), "files": files}
 
 
 def verify_full(catalog, tid: str, rate: float = 0.0) -> dict:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 from ..catalog import drift as rows
 from ..errors import Error
-from ..heal import FileDamage
-from ..scan import FileStat, quick_scan
 from ..locate import catalog_meta
-from .classify import FALSE_ALARM, Baseline, Observed, classify
+from .classify import FALSE_ALARM
+from .detect import detect_drift
 from .debounce import Debouncer
 from .watch import PayloadWatch, RawEvent
 
@@ -218,35 +217,25 @@ class DriftMonitor:
                     reason: str = "drift", rate: float | None = None):
         """Quick-verify these files of one torrent, classify, respond. Returns the Outcome (or None
         when every file still matches)."""
-        row = self.catalog.get_torrent(tid)
-        meta = self.meta(tid, row)
-        save_path = Path(row["save_path"])
-        baseline = rows.baseline_hashes(self.catalog, tid)
-        result = quick_scan(meta, save_path, baseline, files=indices, rate=self.rate if rate is None else rate)
-        records = {f["file_index"]: f for f in self.catalog.get_files(tid)}
-        entries = {e.index: e for e in meta.real_files}
-        damages = []
-        checks = {}
-        for qf in result.files:
-            rec = records[qf.file_index]
-            st = qf.stat
-            drift = classify(
-                Baseline(rec["size"], rec["inode"], rec["device"]),
-                Observed(qf.status, tuple(qf.bad_segments), st.size if st else None, st.inode if st else None,
-                         st.device if st else None, st.nlink if st else 1),
-            )
-            checks[qf.file_index] = drift.kind == FALSE_ALARM
-            if drift.kind == FALSE_ALARM:
-                if st is not None:
-                    rows.update_file_stat(self.catalog, tid, qf.file_index, st)
-                if st is not None and st.nlink > 1 and (rec["nlink"] or 1) <= 1:
-                    self.watch.set_hardlinked(tid, qf.file_index, True)
-                    self.catalog.add_event(tid, "hardlinked", f"{meta.name}: {entries[qf.file_index].path} now has "
-                                           f"{st.nlink} hard links: an edit through another link changes the seed",
-                                           level="warning", path=entries[qf.file_index].path)
+        found = detect_drift(self.catalog, tid, indices, meta=self.meta(tid),
+                             rate=self.rate if rate is None else rate)
+        meta = found.meta
+        for qf in found.result.files:
+            drift = found.drifts[qf.file_index]
+            if drift.kind != FALSE_ALARM or qf.stat is None:
                 continue
-            damages.append(FileDamage(entries[qf.file_index], qf.path, drift))
-        rows.record_checks(self.catalog, tid, checks, kind="quick", reason=reason)
+            rec = self.catalog.one("SELECT nlink FROM files WHERE torrent_id = ? AND file_index = ?",
+                                   (tid, qf.file_index))
+            rows.update_file_stat(self.catalog, tid, qf.file_index, qf.stat)
+            if qf.stat.nlink > 1 and rec is not None and (rec["nlink"] or 1) <= 1:
+                path = next(e.path for e in meta.real_files if e.index == qf.file_index)
+                self.watch.set_hardlinked(tid, qf.file_index, True)
+                self.catalog.add_event(tid, "hardlinked", f"{meta.name}: {path} now has {qf.stat.nlink} hard "
+                                       "links: an edit through another link changes the seed", level="warning",
+                                       path=path)
+        rows.record_checks(self.catalog, tid, {i: d.kind == FALSE_ALARM for i, d in found.drifts.items()},
+                           kind="quick", reason=reason)
+        damages = found.damages
         if tid in self.intended:
             self.intended.discard(tid)
             if damages:
@@ -259,7 +248,7 @@ class DriftMonitor:
                 self.catalog.add_event(tid, "false_alarm", f"{meta.name}: files changed on disk but every piece "
                                        "still matches", level="info")
             return None
-        outcome = self.responder.respond(meta, save_path, damages, detected_at=detected_at, reason=reason)
+        outcome = self.responder.respond(meta, found.save_path, damages, detected_at=detected_at, reason=reason)
         self.outcomes = (self.outcomes + [outcome])[-100:]
         return outcome
 

@@ -31,6 +31,7 @@ class Outcome:
     quarantine: str | None = None
     recheck: bool = False
     error: str | None = None
+    exit_code: int = 0
     timings: dict = field(default_factory=dict)
 
 
@@ -102,13 +103,19 @@ class Responder:
             self.qbt.start(torrent_id)
 
     def respond(self, meta, save_path: Path, damages: list[FileDamage], *, detected_at: float | None = None,
-                reason: str = "drift") -> Outcome:
-        """Alert, quarantine or heal, per the torrent's policy. Never raises for a failed heal:
-        the torrent then stays stopped and `damaged`, and the outcome says why."""
+                reason: str = "drift", response: str | None = None, snapshot_id: str | None = None) -> Outcome:
+        """Alert, quarantine or heal, per the torrent's policy (or `response`; `snapshot_id`: heal
+        from this snapshot instead of the latest). Never raises for a failed heal: the torrent then
+        stays stopped and `damaged`, and the outcome says why. Without qBittorrent (qbt None) a heal
+        still writes and verifies; the stop, recheck and resume steps are left out."""
         tid = meta.id
         began = time.monotonic()
         detected_at = detected_at or began
         policy = self.policy(tid)
+        if response:
+            from dataclasses import replace
+
+            policy = replace(policy, response=response)
         drift = {d.entry.path: {"kind": d.drift.kind, "pieces": d.drift.pieces, "hardlinked": d.drift.hardlinked,
                                 "detail": d.drift.detail} for d in damages}
         heal_id = rows.start_heal(self.catalog, tid, policy.response, drift)
@@ -120,7 +127,7 @@ class Responder:
                 self.emit("hardlinked", tid, f"{meta.name}: {d.entry.path} has other hard links; an edit through "
                           "any of them changes the seeded file", "warning", path=d.entry.path)
         try:
-            if policy.response == "alert" or self.qbt is None:
+            if policy.response == "alert" or (self.qbt is None and policy.response == "quarantine"):
                 self.set_state(tid, "damaged")
                 out.outcome = "alerted"
             elif policy.response == "quarantine":
@@ -133,17 +140,20 @@ class Responder:
                 self.quarantine_now(tid)
                 out.timings["stop"] = self._stop_latency(tid, detected_at)
                 self.set_state(tid, "healing")
-                snapshot = self._snapshot_for(meta, policy, damages)
+                snapshot = self._snapshot_for(meta, policy, damages, snapshot_id)
                 if snapshot is not None:
                     self._heal_from_store(meta, save_path, damages, snapshot, policy, out)
+                elif self.qbt is None or snapshot_id:
+                    raise HealError(meta.name, f"snapshot {snapshot_id[:12]} cannot heal these files" if snapshot_id
+                                    else "no snapshot holds these files, and the swarm needs qBittorrent")
                 else:
                     self._heal_from_swarm(meta, save_path, damages, out)
         except (HealError, StoreCorrupt) as exc:
-            out.outcome, out.error = "failed", str(exc)
+            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
             self.set_state(tid, "damaged")
             self.emit("heal_failed", tid, f"{meta.name}: heal refused: {exc}; the torrent stays stopped", "error")
         except Error as exc:
-            out.outcome, out.error = "failed", str(exc)
+            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
             self.set_state(tid, "damaged")
             self.emit("heal_failed", tid, f"{meta.name}: heal failed: {exc}", "error")
         out.timings["total"] = round(time.monotonic() - detected_at, 4)
@@ -157,18 +167,26 @@ class Responder:
         at = self.stopped.get(tid)
         return round(max(0.0, at - detected_at), 4) if at else None
 
-    def _snapshot_for(self, meta, policy, damages):
-        """The latest snapshot that can heal these files, or None (catalog-only: the swarm heals)."""
-        if self.read_chunk is None or policy.level != "snapshot":
-            return None
-        if policy.snapshot_max_bytes and meta.payload_size > policy.snapshot_max_bytes:
-            return None
+    def _snapshot_for(self, meta, policy, damages, snapshot_id: str | None = None):
+        """The latest snapshot (or this one) that can heal these files, or None (catalog-only:
+        the swarm heals)."""
         from ..catalog import snapshots
 
-        found = snapshots.list_snapshots(self.catalog, meta.id)
-        if not found:
+        if self.read_chunk is None:
             return None
-        snap = found[-1]
+        if snapshot_id:
+            snap = snapshots.get_snapshot(self.catalog, snapshot_id)
+            if snap is None or snap["torrent_id"] != meta.id:
+                raise HealError(meta.name, f"snapshot {snapshot_id[:12]} is not a snapshot of this torrent")
+        else:
+            if policy.level != "snapshot":
+                return None
+            if policy.snapshot_max_bytes and meta.payload_size > policy.snapshot_max_bytes:
+                return None
+            found = snapshots.list_snapshots(self.catalog, meta.id)
+            if not found:
+                return None
+            snap = found[-1]
         chunks = {(r["file_index"], r["piece"]): r["chunk_id"] for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
         for d in damages:
             for seg in d.segments(meta):
@@ -188,10 +206,10 @@ class Responder:
         out.bytes_written = written.bytes_written
         out.pieces = written.pieces
         self._remember(meta, damages, reason="heal")
-        info = self._info(tid)
+        info = self._info(tid) if self.qbt is not None else None
         out.recheck = (any(d.drift.needs_recheck for d in damages) or getattr(policy, "recheck", False)
                        or (info is not None and info["state"] in ERROR_STATES))
-        if out.recheck:
+        if out.recheck and self.qbt is not None:
             t = time.monotonic()
             self._recheck(tid)
             out.timings["recheck"] = round(time.monotonic() - t, 4)
@@ -270,6 +288,8 @@ class Responder:
             time.sleep(0.05)
 
     def _resume(self, tid: str, force: bool = False) -> None:
+        if self.qbt is None:
+            return
         with self.lock:
             again = force or tid in self.resume
             self.resume.discard(tid)

@@ -25,6 +25,10 @@ class DriftComponent:
         self.scrub_thread: threading.Thread | None = None
         service.register_job("heal", self._heal_job)
         service.register_job("scrub", self._scrub_job)
+        if hasattr(service, "register_op"):
+            from .restore import restore_op
+
+            service.register_op("restore", restore_op(self.monitor, self.responder))
 
     def _emit(self, kind, torrent_id, message, level="info", **detail):
         self.service.emit(kind, torrent_id, message, level=level, **detail)
