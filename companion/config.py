@@ -39,6 +39,7 @@ class Policy:
     level: str = "snapshot"  # catalog | snapshot | exclude
     response: str = "heal"  # alert | quarantine | heal
     snapshot_max_bytes: int = 0  # 0: no cap
+    recheck: bool = False  # after every heal, wait for qBittorrent's full recheck before resuming
 
 
 @dataclass
