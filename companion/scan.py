@@ -2,10 +2,12 @@
 
 Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per
 16 KiB block merkled per piece and per file, xxh3 per piece-aligned segment, and the
-SHA-256 of each whole file. Buffers come from a fixed pool, so memory stays bounded. The
-reading thread does the in-order hashing (file SHA-256, pieces spanning files) and xxh3;
-helper threads do the 16 KiB leaves; SHA-1 of whole pieces goes to whichever side is less
-busy (hashlib and xxhash release the GIL on large buffers, so both cores work).
+SHA-256 of each whole file. Buffers come from a fixed pool, so memory stays bounded; reads
+are cache-sized (pieces bigger than a read are hashed in slices, hash states carried over),
+so every hash of a byte finds it in the CPU's cache. The reading thread does the in-order
+hashing (file SHA-256, pieces spanning files) and xxh3; helper threads do the 16 KiB leaves;
+SHA-1 of whole pieces goes to whichever side has spent less CPU (hashlib and xxhash release
+the GIL on large buffers, so both cores work).
 """
 
 import hashlib
@@ -489,8 +491,8 @@ class Scanner:
 
     def __init__(self, workers: int | None = None, buffer_bytes: int = BUFFER_BYTES, buffers: int = POOL_BUFFERS):
         self.workers = workers or WORKERS  # the reading thread plus workers - 1 helpers (one at least)
-        self.buffer_bytes = buffer_bytes
-        self.buffers = buffers  # buffers of max(buffer_bytes, piece length): the scan's memory
+        self.buffer_bytes = buffer_bytes  # one read (a whole piece when a sink needs whole segments)
+        self.buffers = buffers  # how many reads may be in memory at once: the scan's memory
 
     def full_scan(
         self,
