@@ -53,6 +53,7 @@ class Responder:
         self.swarm_timeout = swarm_timeout
         self.stopped: dict[str, float] = {}  # torrent -> monotonic time we stopped it
         self.resume: set[str] = set()  # torrents we stopped that were running
+        self.last_stop: dict[str, float] = {}  # torrent -> when the last stop was acknowledged
         self.lock = threading.Lock()
 
     def _catalog_event(self, kind, torrent_id, message, level="info", **detail):
@@ -88,7 +89,7 @@ class Responder:
             except Error as exc:
                 log.error("%s: cannot stop the torrent in qBittorrent: %s", torrent_id[:12], exc)
                 return False
-            self.stopped[torrent_id] = time.monotonic()
+            self.stopped[torrent_id] = self.last_stop[torrent_id] = time.monotonic()
             if running:
                 self.resume.add(torrent_id)
         return True
@@ -207,7 +208,7 @@ class Responder:
         out.pieces = written.pieces
         self._remember(meta, damages, reason="heal")
         info = self._info(tid) if self.qbt is not None else None
-        out.recheck = (any(d.drift.needs_recheck for d in damages) or getattr(policy, "recheck", False)
+        out.recheck = (any(d.drift.needs_recheck for d in damages) or policy.recheck
                        or (info is not None and info["state"] in ERROR_STATES))
         if out.recheck and self.qbt is not None:
             t = time.monotonic()
