@@ -284,3 +284,40 @@ def test_contrib_example_config_is_valid():
     assert settings.protection.policy_for("linux-isos").level == "catalog"
     assert settings.protection.policy_for("", ["no-seedward"]).level == "exclude"
     assert settings.protection.policy_for("").level == "snapshot"
+
+
+def test_qbt_adapter_against_the_real_qbittorrent(qbt, tmp_path):
+    from companion.qbt import Qbt, QbtLoginFailed, QbtNotFound, is_complete
+    from companion.torrent import load_torrent
+
+    qbt.remove_all()
+    adapter = Qbt(qbt.url, qbt.username, qbt.password)
+    assert adapter.connect().startswith("v")
+    content = write_payload(tmp_path / "data" / "ad", {"a.bin": 50_000, "b.bin": 7_000})
+    torrent = make_torrent(content, kind="hybrid")
+    meta = load_torrent(torrent)
+    adapter.add_torrent(meta.raw, tmp_path / "data", tags=["mine"], stopped=True)
+    t = wait_until(lambda: adapter.torrent(meta.id), 30, what="the added torrent")
+    # 4.5 says pausedDL; the adapter says stoppedDL, as 5.x does
+    wait_until(lambda: adapter.torrent(meta.id)["state"].startswith("stopped"), 30, what="a stopped torrent")
+    adapter.start(meta.id)
+    wait_until(lambda: is_complete(adapter.torrent(meta.id)), 30, what="the started torrent")
+    assert t["tags"] == "mine"
+    assert load_torrent(adapter.export(meta.id)).id == meta.id
+    assert [f["name"] for f in adapter.files(meta.id)] == ["ad/a.bin", "ad/b.bin"]
+    adapter.stop(meta.id)
+    wait_until(lambda: adapter.torrent(meta.id)["state"] == "stoppedUP", 30, what="the stopped torrent")
+    adapter.start(meta.id)
+    adapter.recheck(meta.id)
+    wait_until(lambda: is_complete(adapter.torrent(meta.id)), 30, what="the rechecked torrent")
+    with pytest.raises(QbtNotFound):
+        adapter.files("0" * 40)
+    assert adapter.torrent("0" * 40) is None
+
+    wrong = Qbt(qbt.url, qbt.username, "wrong", login_retry_seconds=300)
+    with pytest.raises(QbtLoginFailed, match="wrong username or password"):
+        wrong.connect()
+    with pytest.raises(QbtLoginFailed, match="next try in"):
+        wrong.torrents()  # the gate: no second login attempt
+    assert wrong.login_failures == 1
+    qbt.remove_all()

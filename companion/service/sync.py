@@ -44,7 +44,6 @@ class SyncLoop:
         self.next_sweep = time.monotonic() + self.sweep_seconds
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.sweep_now = threading.Event()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="sync", daemon=True)
@@ -101,8 +100,7 @@ class SyncLoop:
         if self.audit_at is not None and now >= self.audit_at:
             self.audit_removed()
             self.audit_at = None
-        if self.sweep_now.is_set() or now >= self.next_sweep:
-            self.sweep_now.clear()
+        if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_seconds
             s.start_sweep()
 
