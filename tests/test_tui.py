@@ -282,3 +282,25 @@ def test_cli_without_service_or_catalog_says_how_to_start(home):
     out = seedward("tui", home=home.root)
     assert out.returncode == 3
     assert "seedward serve" in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("theme", ["ansi-dark"])
+@aio
+async def test_every_screen_renders_in_16_colors(home, fake, theme):
+    app = make_app(home, theme=theme)
+    async with app.run_test(size=(150, 34)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and "X damaged 2" in text(app, "#legend"))
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape", "escape", "a")
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen) and table(app).row_count == 4)
+        await pilot.press("j")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape", "escape", "escape", "t")  # and the other of light/dark
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.pause(0.2)
+        assert app.screen.query_one(DataTable).row_count == 6

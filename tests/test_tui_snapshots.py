@@ -62,11 +62,13 @@ def make_app(home, theme=None):
 def loaded(rows=6, then=()):
     async def run_before(pilot):
         app = pilot.app
-        for _ in range(400):
+        for _ in range(800):
             tables = app.screen.query(DataTable)
             if tables and tables.first().row_count == rows:
                 break
             await pilot.pause(0.025)
+        else:
+            raise AssertionError(f"the screen never showed {rows} rows")
         for key in then:
             await pilot.press(key)
         await pilot.pause(0.3)
@@ -92,10 +94,12 @@ def test_detail_damaged_torrent(snap_compare, home, fake):
     async def run_before(pilot):
         await loaded()(pilot)
         await pilot.press("enter")  # the damaged torrent sorts first
-        for _ in range(400):
+        for _ in range(800):
             if "X damaged 2" in str(pilot.app.screen.query_one("#legend").render()):
                 break
             await pilot.pause(0.025)
+        else:
+            raise AssertionError("the piece map never loaded")
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(home), terminal_size=SIZE, run_before=run_before)
@@ -112,10 +116,12 @@ def test_alerts(snap_compare, home, fake):
 
 def test_service_not_running(snap_compare, home):
     async def run_before(pilot):
-        for _ in range(200):
+        for _ in range(800):
             if "seedward serve" in str(pilot.app.screen.query_one("#empty").render()):
                 break
             await pilot.pause(0.025)
+        else:
+            raise AssertionError("the not-running state never showed")
 
     assert snap_compare(make_app(home), terminal_size=(100, 24), run_before=run_before)
 

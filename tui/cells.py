@@ -24,6 +24,8 @@ COLUMNS = (
     ("size", "Size", 10),
 )
 
+NAME_WIDTH = COLUMNS[0][2]
+
 PROTECTION_TONE = {"protected": "success", "damaged": "error", "baseline_bad": "error", "healing": "warning",
                    "pending": "", "excluded": "muted", "removed": "muted"}
 
@@ -35,7 +37,7 @@ def row_cells(t: TorrentView, now: datetime) -> tuple[Cell, ...]:
     qbt_tone = "error" if t.qbt_state in ("error", "missingFiles") else (
         "muted" if t.qbt_state.startswith(("paused", "stopped")) else "")
     return (
-        (t.name, ""),
+        (fit(t.name, NAME_WIDTH), ""),
         (PROTECTION_LABEL.get(t.protection, t.protection), PROTECTION_TONE.get(t.protection, "")),
         (t.qbt_state or "-", qbt_tone),
         (swarm_text(t), ""),
@@ -48,18 +50,28 @@ def row_cells(t: TorrentView, now: datetime) -> tuple[Cell, ...]:
     )
 
 
+def fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def plan(torrents: list[TorrentView], filter_name: str, search: str, sort: str, now: datetime):
     """What the dashboard should show: ordered [(id, cells)] and the header totals (pure; runs in a thread)."""
     rows = [(t.id, row_cells(t, now)) for t in visible(torrents, filter_name, search, sort)]
     return rows, totals(torrents)
 
 
+def color(css_variables: dict[str, str], role: str, default: str) -> str:
+    """A theme color as Rich spells it (ANSI themes name colors `ansi_green`; Rich says `green`)."""
+    value = css_variables.get(role) or default
+    return value.removeprefix("ansi_")
+
+
 def palette(css_variables: dict[str, str]) -> dict[str, str]:
     return {
         "": "",
-        "error": f"bold {css_variables.get('error', 'red')}",
-        "success": css_variables.get("success", "green"),
-        "warning": f"bold {css_variables.get('warning', 'yellow')}",
+        "error": f"bold {color(css_variables, 'error', 'red')}",
+        "success": color(css_variables, "success", "green"),
+        "warning": f"bold {color(css_variables, 'warning', 'yellow')}",
         "muted": "dim",
     }
 

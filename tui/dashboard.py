@@ -15,7 +15,7 @@ from .model import FILTERS, SORTS, Totals, age, human_bytes
 from .torrent_table import TorrentTable
 
 NOT_RUNNING = ("The seedward service is not running.\n\n"
-               "Start it with:  seedward serve\n"
+               "Start it with:  seedward serve\n\n"
                "This screen reconnects by itself.")
 NO_TORRENTS = ("No torrents yet.\n\n"
                "Add torrents in qBittorrent: seedward protects each one as soon as it is complete.")

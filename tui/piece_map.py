@@ -4,6 +4,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from .cells import color
 from .model import piece_cells, piece_counts
 
 # Glyphs differ too, so the map reads in 16 colors and without color.
@@ -41,5 +42,5 @@ class PieceMap(Widget):
 
     def _colors(self) -> dict[str, str]:
         v = self.app.get_css_variables()
-        return {"success": v.get("success", "green"), "error": v.get("error", "red"),
-                "warning": v.get("warning", "yellow"), "muted": "dim"}
+        return {"success": color(v, "success", "green"), "error": color(v, "error", "red"),
+                "warning": color(v, "warning", "yellow"), "muted": "dim"}

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from .cells import COLUMNS, row_cells
+from .cells import COLUMNS, fit, row_cells
 from .model import Status, totals, visible
 
 
@@ -24,9 +24,5 @@ def status_table(status: Status, now: datetime) -> str:
     lines.append("  ".join(label.ljust(w) for (_, label, _), w in zip(COLUMNS, widths)).rstrip())
     for t in visible(status.torrents.values(), "all", "", "protection"):
         cells = [text for text, _ in row_cells(t, now)]
-        lines.append("  ".join(_fit(c, w) for c, w in zip(cells, widths)).rstrip())
+        lines.append("  ".join(fit(c, w).ljust(w) for c, w in zip(cells, widths)).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _fit(text: str, width: int) -> str:
-    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
