@@ -123,9 +123,10 @@ def test_changed_file_alone_is_read_again(env, monkeypatch):
         assert sha(tmp / "out" / entry.path) == sha(data / entry.path)
 
 
-def test_payload_that_does_not_match_is_refused(env):
+@pytest.mark.parametrize("kind", ["v1", "hybrid"])
+def test_payload_that_does_not_match_is_refused(env, kind):
     tmp, cat, store = env
-    meta, data = album(tmp)
+    meta, data = album(tmp, kind)
     flip_byte(data / "album" / "01.flac", 70000)
     with pytest.raises(SnapshotRefused, match="does not match its torrent"):
         store.snapshot(meta, data, "manual")
