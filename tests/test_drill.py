@@ -281,3 +281,20 @@ def test_cli_target_selection(tmp_path):
     assert proc.returncode == 2 and "--sample" in proc.stderr
     text = seedward("drill", "--snapshot", env.snap.id[:8], home=env.home.root)
     assert text.returncode == 0 and text.stdout.startswith(f"PASS {env.meta.id[:12]} snapshot {env.snap.id[:12]}")
+
+
+def test_libtorrent_error_fails_the_drill_and_cleans_up(tmp_path):
+    env = Env(tmp_path, "hybrid")
+    c = env.entry("c.txt")
+
+    def breaking_session():
+        # called right before the recheck: the restored file becomes something libtorrent cannot read
+        [restored] = env.scratch.glob(f"drill-*/payload/{c.path}")
+        restored.unlink()
+        restored.mkdir()
+        return default_session()
+
+    result = env.drill(session_factory=breaking_session)
+    assert not result.ok and "c.txt" in result.error and "Is a directory" in result.error
+    assert env.scratch_left() == [] and env.untouched()
+    assert drill_rows.get_drill(env.cat, result.drill_id)["state"] == "failed"

@@ -108,3 +108,14 @@ def test_isolated_session_is_loopback_only(tmp_path):
     # the torrent's own tracker is dropped: an isolated session announces nowhere
     assert [t["url"] for t in handle.trackers()] == []
     assert handle.url_seeds() == []
+
+
+def test_libtorrent_file_error_is_raised_naming_the_file(payloads, tmp_path):
+    root, torrents = payloads
+    save = copy_payload(root, tmp_path)
+    (save / "album" / "c.txt").unlink()
+    (save / "album" / "c.txt").mkdir()  # libtorrent cannot read a directory as the file
+    ses = ltsession.isolated_session()
+    with pytest.raises(ltsession.RecheckError, match="c.txt.*Is a directory"):
+        ltsession.check_payload(ses, torrents["v1"], save, timeout=60)
+    assert ses.get_torrents() == []
