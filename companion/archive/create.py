@@ -124,7 +124,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         doc = {
             "format": FORMAT, "set_id": set_id, "tier": actual, "requested": tier, "promoted": promoted,
             "full": sel.full, "why": sel.why, "base_set": None if sel.full else previous["set_id"],
-            "created": now.isoformat(timespec="seconds"),
+            "created": now.isoformat(),  # full precision: dailies compare snapshot times with it
             "retain_until": policy.retain_until(actual, now).isoformat(timespec="seconds"),
             "manifests_commit": sel.head, "deleted_manifests": sel.deleted_manifests,
             "volume_size": volume_size, "members": staged.members, "skipped": staged.skipped,
