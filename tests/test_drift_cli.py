@@ -34,3 +34,15 @@ def test_verify_quick_and_full(tmp_path):
     assert both.returncode == 2 and "give one torrent ID or --all" in both.stderr
     unknown = seedward("verify", "ffff", home=home)
     assert unknown.returncode == 2 and "ffff" in unknown.stderr
+
+
+def test_demo_damages_a_sample_and_the_service_heals_it(tmp_path):
+    out = seedward("demo", "--workdir", tmp_path, home=tmp_path / "unused-home")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    tail = out.stdout[out.stdout.index("an AI tagger rewrites"):]
+    order = [tail.index(s) for s in ("protection: damaged", "protection: healing", "protection: protected",
+                                     "seeding again")]
+    assert order == sorted(order)
+    assert "healed 1 piece" in tail and "no full recheck" in tail
+    kept = next(p for p in (tmp_path / "seedward-home" / "quarantine").iterdir())
+    assert (kept / "drift.json").exists()

@@ -66,6 +66,7 @@ class Responder:
 
     def set_state(self, torrent_id: str, state: str) -> None:
         self.catalog.set_protection(torrent_id, state)
+        self.emit("state", torrent_id, f"protection: {state}", "info", state=state)
         if self.qbt is None:
             return
         try:
@@ -92,6 +93,8 @@ class Responder:
             self.stopped[torrent_id] = self.last_stop[torrent_id] = time.monotonic()
             if running:
                 self.resume.add(torrent_id)
+        self.emit("stopped", torrent_id, "a protected file changed on disk: stopped in qBittorrent until it is "
+                  "verified", "info")
         return True
 
     def release(self, torrent_id: str) -> None:
@@ -123,6 +126,7 @@ class Responder:
         out = Outcome(tid, policy.response, "damaged", pieces=sorted({p for d in damages for p in d.drift.pieces}))
         kinds = ", ".join(f"{d.entry.path}: {d.drift.kind}" for d in damages)
         self.emit("drift", tid, f"{meta.name}: drift found ({kinds})", "warning", files=drift, reason=reason)
+        self.set_state(tid, "damaged")
         for d in damages:
             if d.drift.hardlinked:
                 self.emit("hardlinked", tid, f"{meta.name}: {d.entry.path} has other hard links; an edit through "

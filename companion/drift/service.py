@@ -85,5 +85,8 @@ def install(service, **kwargs) -> DriftComponent:
 
 
 def register(service) -> None:
-    """`seedward serve` plugs features in by module (companion.service.features)."""
+    """`seedward serve` (and the demo) plug features in by module (companion.service.features)."""
     install(service)
+    from .demo import register_demo_step
+
+    register_demo_step()
