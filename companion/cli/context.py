@@ -5,10 +5,8 @@ import logging
 import sys
 from functools import cached_property
 
-from ..catalog import Catalog
 from ..config import Settings, load_settings
 from ..home import Home, open_home
-from ..manifests import ManifestRepo
 
 
 class Context:
@@ -20,13 +18,18 @@ class Context:
     def settings(self) -> Settings:
         return self._settings or load_settings(self.home.config)
 
+    # Imported on first use: commands that need neither (check) start faster without GitPython.
     @cached_property
-    def catalog(self) -> Catalog:
+    def catalog(self):
+        from ..catalog import Catalog
+
         self.home.ensure()
         return Catalog(self.home.catalog_db)
 
     @cached_property
-    def manifests(self) -> ManifestRepo:
+    def manifests(self):
+        from ..manifests import ManifestRepo
+
         self.home.ensure()
         return ManifestRepo(self.home.manifests)
 
