@@ -253,7 +253,7 @@ def _as_nobody() -> list[str] | None:
         return None
     cmd = [exe, "--reuid=65534", "--regid=65534", "--clear-groups"]
     seedward_exe = shutil.which("seedward") or str(Path(os.sys.executable).parent / "seedward")
-    probe = subprocess.run(cmd + [seedward_exe, "--version"], capture_output=True, cwd="/")
+    probe = subprocess.run(cmd + [seedward_exe, "check", "--help"], capture_output=True, cwd="/")
     return cmd if probe.returncode == 0 else None
 
 
