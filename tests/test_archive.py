@@ -189,6 +189,11 @@ def test_windows_repair_a_run_of_damaged_volumes_across_a_window_boundary(env):
 def test_daily_is_incremental_since_the_previous_set(env):
     run(env, "archive", "create", "--tier", "weekly", "--passphrase-file", env["pass"], check=True)
     _, tid2 = add_torrent(env["tmp"], env["home"], "album", {"a.flac": 200_000}, seed=9)
+    before = sorted(p.name for p in env["remote"].rglob("*"))
+    r = run(env, "archive", "create", "--tier", "daily", "--dry-run", "--json", check=True)
+    dry = json.loads(r.stdout)
+    assert dry["dry_run"] and dry["members"] == 1 and dry["bytes"] == 200_000
+    assert sorted(p.name for p in env["remote"].rglob("*")) == before
     r = run(env, "archive", "create", "--tier", "daily", "--passphrase-file", env["pass"], "--json", check=True)
     out = json.loads(r.stdout)
     assert out["full"] is False and out["tier"] == "daily"
