@@ -137,6 +137,9 @@ def service_demo(root: Path) -> int:
                 code = step(ctx)
                 if code:
                     return code
+            from tui.demo import finale  # the demo ends in the dashboard (issue 7)
+
+            return finale(ctx)
         finally:
             service.stop()
     return 0
