@@ -4,7 +4,6 @@ par2cmdline-turbo repairs, real rclone (a local remote and `rclone serve webdav`
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 from datetime import datetime, timezone
@@ -14,7 +13,6 @@ import pytest
 
 from companion.archive import par2
 from companion.archive.create import create_set
-from companion.archive.errors import ArchiveDamaged, IncompleteSet
 from companion.archive.prune import prune
 from companion.archive.remote import Remote, rclone_binary
 from companion.archive.restore import restore_set

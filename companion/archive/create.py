@@ -195,6 +195,7 @@ class _Phases:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self._t, 3)
+        log.info("archive create: %s done in %.1fs", name, now - self._t)
         self._t = now
 
 

@@ -12,11 +12,11 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ArchiveError
+from .passphrase import child_env
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
             if not hit:
                 continue
             result = subprocess.run([exe, "repair", "-q", "-q", f"-B{folder}", "--", str(folder / name)],
-                                    capture_output=True, text=True)
+                                    capture_output=True, text=True, env=child_env())
             if result.returncode == 0:
                 log.info("par2 %s repaired volumes %s", name, sorted(hit))
                 damaged -= hit
@@ -206,7 +206,7 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
 
 def _run(cmd: list[str], what: str) -> None:
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     except OSError as exc:
         raise ArchiveError(what, exc.strerror) from exc
     if result.returncode != 0:

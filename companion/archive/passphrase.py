@@ -36,6 +36,13 @@ def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) 
     raise NoPassphrase(KEYRING_SERVICE, KEYRING_USER)
 
 
+def child_env(extra: dict | None = None) -> dict:
+    """The environment for rclone and par2: everything but the passphrase."""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env.update(extra or {})
+    return env
+
+
 def _from_keyring() -> str | None:
     try:
         import keyring

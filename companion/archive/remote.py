@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from .errors import RemoteError
+from .passphrase import child_env
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,7 @@ class Remote:
         return self.dest + sep + "/".join(parts)
 
     def _env(self) -> dict:
-        env = dict(os.environ)
-        if self.config:
-            env["RCLONE_CONFIG"] = str(self.config)
-        return env
+        return child_env({"RCLONE_CONFIG": str(self.config)} if self.config else None)
 
     def _run(self, *args: str, what: str) -> str:
         cmd = [self.exe, "--retries", str(self.retries), "--low-level-retries", "3",

@@ -162,6 +162,7 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
 def _lap(result: RestoreResult, name: str, since: float) -> float:
     now = time.perf_counter()
     result.seconds[name] = round(now - since, 3)
+    log.info("archive restore %s: %s done in %.1fs", result.set_id, name, now - since)
     return now
 
 

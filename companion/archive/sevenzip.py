@@ -9,7 +9,6 @@ first, "a" after), which is how py7zr lets one archive mix methods.
 import functools
 import hashlib
 import io
-import os
 import queue
 import struct
 import threading

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 from ..archive.create import archive_lock, archive_root, create_set
-from ..archive.errors import RemoteError
 from ..archive.passphrase import get_passphrase
 from ..archive.prune import list_all, prune
 from ..archive.remote import Remote
