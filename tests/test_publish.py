@@ -111,6 +111,8 @@ def test_companion_in_qbittorrent_downloaded_and_verified(world, kind, tmp_path)
     # An independent libtorrent session downloads it all from qBittorrent over loopback.
     download(meta.raw, tmp_path, qbt.peer_port)
     assert Scanner().full_scan(meta, tmp_path).ok
+    again = seedward("publish", world["job"]["id"], f"--{kind}", "--json", home=world["home"])
+    assert again.returncode == 0 and json.loads(again.stdout) == out  # publishing twice is harmless
     got = tmp_path / meta.name
     for o in world["job"]["outputs"]:
         name = Path(o["path"]).name

@@ -124,7 +124,11 @@ def companion_of(raw: bytes) -> dict | None:
 
 
 def add_to_qbittorrent(qbt, companion: Companion, category: str) -> None:
-    """Add the companion to qBittorrent, which checks the files itself before it seeds them."""
+    """Add the companion to qBittorrent, which checks the files itself before it seeds them.
+    Publishing the same companion again only makes sure of its tag."""
+    if qbt.torrent(companion.meta.id) is not None:
+        qbt.add_tags(companion.meta.id, [COMPANION_TAG])
+        return
     qbt.add_torrent(companion.meta.raw, companion.save_path, category=category or None, tags=[COMPANION_TAG],
                     content_layout="Original")
 
