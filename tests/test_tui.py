@@ -304,3 +304,34 @@ async def test_every_screen_renders_in_16_colors(home, fake, theme):
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         await pilot.pause(0.2)
         assert app.screen.query_one(DataTable).row_count == 6
+
+
+def test_status_is_completed_from_the_catalog_where_the_service_is_silent(home):
+    """Snapshot age and drift counts come from the catalog when `status` lacks them; the service wins."""
+    from datetime import timedelta
+
+    from companion.catalog import Catalog
+    from tests.tui_fake_service import iso
+    from tui.catalog_view import CatalogView, complete_status
+
+    home.ensure()
+    cat = Catalog(home.catalog_db)
+    with cat.tx() as db:
+        db.execute("INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
+                   " VALUES ('ab12', ?, 'x', ?, 'auto', 10, 10, 1, 't')", (BACH, iso(timedelta(hours=9))))
+        for tid in (BACH, BACH, DEBIAN):
+            db.execute("INSERT INTO heals (torrent_id, started_at, response, drift) VALUES (?, ?, 'heal', '{}')",
+                       (tid, iso(timedelta(days=1))))
+        db.execute("INSERT INTO heals (torrent_id, started_at, response, drift) VALUES (?, ?, 'heal', '{}')",
+                   (DEBIAN, iso(timedelta(days=90))))  # too old to count
+    cat.close()
+    raw = sample_status()
+    for t in raw["torrents"]:
+        for key in ("last_snapshot", "drift_alerts"):
+            t.pop(key, None)
+    raw["torrents"][5]["drift_alerts"] = 7  # the service's own figure wins
+    status = complete_status(raw, CatalogView(home.catalog_db), NOW)
+    assert status.torrents[BACH].snapshot_at == iso(timedelta(hours=9))
+    assert status.torrents[BACH].drift_alerts == 2
+    assert status.torrents[DEBIAN].drift_alerts == 1 and status.torrents[DEBIAN].snapshot_at is None
+    assert status.torrents[h(0xC0FFEE)].drift_alerts == 7

@@ -14,9 +14,9 @@ from textual.signal import Signal
 from companion.errors import ServiceNotRunning
 from companion.home import Home
 
-from .catalog_view import CatalogView
+from .catalog_view import CatalogView, complete_status
 from .client import ControlClient, ControlRefused
-from .model import Status, diff, parse_status
+from .model import Status, diff
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class SeedwardApp(App):
         self.status_serial += 1
         serial = self.status_serial
         raw = await self.client.request("status")
-        new = await asyncio.to_thread(parse_status, raw)
+        new = await asyncio.to_thread(complete_status, raw, self.catalog, self.now())
         old = self.status.torrents if self.status else {}
         added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
         first = self.status is None

@@ -5,9 +5,30 @@ Tables added by later features (snapshots, drills, companions, jobs) are read wh
 """
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from .model import parse_status
+
+log = logging.getLogger(__name__)
+
+
+# The dashboard's "Drift" column counts drift responses this recent.
+DRIFT_ALERT_DAYS = 30
+
+
+def complete_status(raw: dict, catalog: "CatalogView", now: datetime):
+    """(off the UI thread) The service's status, completed from the catalog where it leaves fields out."""
+    since = (now - timedelta(days=DRIFT_ALERT_DAYS)).isoformat(timespec="milliseconds")
+    try:
+        extra = catalog.summaries(since)
+    except sqlite3.Error as exc:  # a catalog mid-migration: show what the service says
+        log.debug("catalog summaries unavailable: %s", exc)
+        extra = {}
+    return parse_status(raw, extra)
 
 
 @dataclass
@@ -77,6 +98,32 @@ class CatalogView:
                     "id": r["id"], "info_hash_v1": r["info_hash_v1"], "info_hash_v2": r["info_hash_v2"],
                     "name": r["name"], "size": r["payload_size"], "qbt_state": r["qbt_state"] or None,
                     "protection": r["protection"], "last_verified": r["last_verified"]})
+        return out
+
+    def summaries(self, since: str) -> dict[str, dict]:
+        """Per torrent, what later features record but the status may not carry yet: latest snapshot,
+        latest finished drill, companion torrents (with parity), drift responses since `since`."""
+        if not self.available():
+            return {}
+        out: dict[str, dict] = {}
+        with self._connect() as db:
+            tables = _tables(db)
+            if "snapshots" in tables:
+                for tid, at in db.execute("SELECT torrent_id, MAX(created_at) FROM snapshots GROUP BY torrent_id"):
+                    out.setdefault(tid, {})["last_snapshot"] = at
+            if "drills" in tables and {"state", "rto_seconds", "finished_at"} <= _columns(db, "drills"):
+                for tid, state, rto, at in db.execute(
+                        "SELECT torrent_id, state, rto_seconds, MAX(finished_at) FROM drills"
+                        " WHERE finished_at IS NOT NULL GROUP BY torrent_id"):
+                    out.setdefault(tid, {})["last_drill"] = {"ok": state == "passed", "rto_seconds": rto,
+                                                             "finished_at": at}
+            if "companions" in tables and {"original_id", "parity_at"} <= _columns(db, "companions"):
+                for tid, parity_at in db.execute("SELECT original_id, parity_at FROM companions"):
+                    out.setdefault(tid, {}).setdefault("companions", []).append({"parity": bool(parity_at)})
+            if "heals" in tables:
+                for tid, n in db.execute("SELECT torrent_id, COUNT(*) FROM heals WHERE started_at >= ?"
+                                         " GROUP BY torrent_id", (since,)):
+                    out.setdefault(tid, {})["drift_alerts"] = n
         return out
 
     def pieces(self, torrent_id: str, protection: str = "") -> str:

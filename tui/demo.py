@@ -16,10 +16,11 @@ def finale(ctx) -> int:
         return 0
     import asyncio
 
+    from .catalog_view import CatalogView, complete_status
     from .client import ControlClient
-    from .model import parse_status
     from .table import status_table
 
     raw = asyncio.run(ControlClient(home.socket).request("status"))
-    sys.stdout.write(status_table(parse_status(raw), datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    sys.stdout.write(status_table(complete_status(raw, CatalogView(home.catalog_db), now), now))
     return 0

@@ -27,9 +27,8 @@ def run(args, ctx) -> int:
 
 
 def print_table(ctx) -> int:
-    from tui.catalog_view import CatalogView
+    from tui.catalog_view import CatalogView, complete_status
     from tui.client import ControlClient, ControlRefused
-    from tui.model import parse_status
     from tui.table import status_table
 
     try:
@@ -39,5 +38,6 @@ def print_table(ctx) -> int:
         if not view.available():
             raise ServiceNotRunning(f"no answer on {ctx.home.socket}, and no catalog yet") from exc
         raw = view.offline_status()
-    sys.stdout.write(status_table(parse_status(raw), datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    sys.stdout.write(status_table(complete_status(raw, CatalogView(ctx.home.catalog_db), now), now))
     return 0
