@@ -167,9 +167,27 @@ def _segment_root(meta: TorrentMeta, entry: FileEntry, seg: Segment, data) -> by
     return merkle_root(leaves, max(1, meta.piece_length // BLOCK))
 
 
-def _read_part(save_path: Path, entry: FileEntry, offset: int, length: int) -> bytes | None:
+@dataclass(frozen=True)
+class Spill:
+    """Fetched chunk bytes parked in a scratch file (large damage is not held in memory)."""
+
+    path: Path
+    offset: int
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read(self.length)
+
+
+def _bytes(value) -> bytes:
+    return value.read() if isinstance(value, Spill) else value
+
+
+def _read_file(path: Path, offset: int, length: int) -> bytes | None:
     try:
-        with open(resolve_payload_path(save_path, entry), "rb") as fh:
+        with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read(length)
     except FileNotFoundError:
@@ -177,10 +195,13 @@ def _read_part(save_path: Path, entry: FileEntry, offset: int, length: int) -> b
     return data if len(data) == length else None
 
 
-def bad_pieces(meta: TorrentMeta, save_path: Path, pieces, overrides: dict | None = None) -> list[int]:
+def bad_pieces(meta: TorrentMeta, save_path: Path, pieces, overrides: dict | None = None,
+               paths: dict | None = None) -> list[int]:
     """The pieces (of `pieces`) that fail the torrent's own hashes: v1 SHA-1 over the whole piece
-    and v2 merkle roots per file. overrides: {(file_index, piece): bytes} stand in for the disk."""
+    and v2 merkle roots per file. overrides: {(file_index, piece): bytes | Spill} and paths:
+    {file_index: staged file} stand in for the payload on disk."""
     overrides = overrides or {}
+    paths = paths or {}
     bad = []
     for piece in sorted(set(pieces)):
         parts = []
@@ -190,8 +211,11 @@ def bad_pieces(meta: TorrentMeta, save_path: Path, pieces, overrides: dict | Non
                 parts.append((entry, bytes(length)))
                 continue
             data = overrides.get((entry.index, piece))
-            if data is None:
-                data = _read_part(save_path, entry, offset, length)
+            if data is not None:
+                data = _bytes(data)
+            else:
+                where = paths.get(entry.index) or resolve_payload_path(save_path, entry)
+                data = _read_file(where, offset, length)
             if data is None or len(data) != length:
                 ok = False
                 break
@@ -227,101 +251,148 @@ class WriteResult:
     files: list[str]
 
 
-def fetch_chunks(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_ids: dict, read_chunk) -> dict:
-    """Read every segment to write from the store and check it against the torrent before any
-    write. Raises StoreCorrupt (from read_chunk, naming the chunk) or HealError."""
-    fetched: dict[tuple[int, int], bytes] = {}
-    owner: dict[tuple[int, int], str] = {}
-    for dmg in damages:
-        for seg in dmg.segments(meta):
-            key = (dmg.entry.index, seg.piece)
-            cid = chunk_ids.get(key)
-            if not cid:
-                raise HealError(meta.name, f"the snapshot has no chunk for {dmg.entry.path} piece {seg.piece}")
-            data = read_chunk(cid)
-            if len(data) != seg.length or _segment_root(meta, dmg.entry, seg, data).hex() != cid:
-                raise StoreCorrupt("store", f"chunk {cid} does not match its id; nothing written")
-            fetched[key] = data
-            owner[key] = cid
-    touched = sorted({p for _, p in fetched})
-    failing = bad_pieces(meta, save_path, touched, overrides=fetched)
-    if failing:
-        cids = sorted({owner[k] for k in fetched if k[1] in failing})
-        raise HealError(meta.name, f"chunks {', '.join(c[:16] for c in cids[:4])} do not make pieces "
-                        f"{failing[:10]} of the torrent; nothing written")
-    return fetched
+IN_MEMORY_BYTES = 64 * 1024 * 1024  # damage above this is spilled to a scratch file while it is checked
 
 
-def write_segments(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], fetched: dict) -> WriteResult:
-    """Write the fetched segments back. Whole files go through a temp file, fsync and a rename,
-    so a crash never leaves half a file at the payload's path."""
-    written = 0
-    files = []
-    for dmg in damages:
-        segs = dmg.segments(meta)
-        path = dmg.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if dmg.drift.hardlinked and not dmg.drift.whole_file:
-            written += _detach_and_write(dmg, segs, fetched)
-        elif dmg.drift.whole_file:
-            tmp = path.with_name(f".{path.name}.seedward-heal")
-            with open(tmp, "wb") as out:
-                for seg in segs:
-                    out.write(fetched[(dmg.entry.index, seg.piece)])
-                    written += seg.length
-                out.truncate(dmg.entry.size)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        else:
-            fd = os.open(path, os.O_WRONLY)
+def _chunk(meta: TorrentMeta, dmg: FileDamage, seg: Segment, chunk_ids: dict, read_chunk) -> tuple[str, bytes]:
+    cid = chunk_ids.get((dmg.entry.index, seg.piece))
+    if not cid:
+        raise HealError(meta.name, f"the snapshot has no chunk for {dmg.entry.path} piece {seg.piece}")
+    data = read_chunk(cid)
+    if len(data) != seg.length or _segment_root(meta, dmg.entry, seg, data).hex() != cid:
+        raise StoreCorrupt("store", f"chunk {cid} does not match its id; nothing written")
+    return cid, data
+
+
+@dataclass
+class Staged:
+    """Everything to write, fetched from the store and checked; nothing written to the payload yet."""
+
+    ranges: dict = field(default_factory=dict)  # (file_index, piece) -> bytes | Spill
+    files: dict = field(default_factory=dict)  # file_index -> staged whole file (renamed over the payload)
+    owners: dict = field(default_factory=dict)  # (file_index, piece) -> chunk id
+    scratch: list = field(default_factory=list)
+
+    def discard(self) -> None:
+        for path in list(self.files.values()) + self.scratch:
             try:
-                if os.fstat(fd).st_size != dmg.entry.size:
-                    os.ftruncate(fd, dmg.entry.size)  # an extended file: its tail is in quarantine
-                for seg in segs:
-                    data = fetched[(dmg.entry.index, seg.piece)]
-                    done = 0
-                    while done < len(data):
-                        done += os.pwrite(fd, memoryview(data)[done:], seg.offset + done)
-                    written += seg.length
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        files.append(dmg.entry.path)
-    pieces = sorted({p for _, p in fetched})
-    return WriteResult(pieces, written, files)
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    @property
+    def pieces(self) -> list[int]:
+        return sorted({p for _, p in self.owners})
 
 
-def _detach_and_write(dmg: FileDamage, segs: list[Segment], fetched: dict) -> int:
-    """A hard-linked file edited through another link: give the payload its own inode (a copy with
-    the snapshot's segments written in), so the other link keeps the edit and the seed is whole."""
-    path = dmg.path
-    tmp = path.with_name(f".{path.name}.seedward-heal")
-    shutil.copyfile(path, tmp)  # copy_file_range: a reflink or in-kernel copy where possible
-    written = 0
+def _stage_file(meta: TorrentMeta, dmg: FileDamage, chunk_ids: dict, read_chunk, staged: Staged) -> None:
+    """A whole file from the store, or (hard-linked) a copy of the current file with the damaged
+    segments written in, built beside the payload file."""
+    tmp = dmg.path.with_name(f".{dmg.path.name}.seedward-heal")
+    staged.files[dmg.entry.index] = tmp
+    dmg.path.parent.mkdir(parents=True, exist_ok=True)
+    if dmg.drift.whole_file:
+        open(tmp, "wb").close()
+    else:
+        shutil.copyfile(dmg.path, tmp)  # copy_file_range: a reflink or in-kernel copy where possible
     with open(tmp, "r+b") as out:
         out.truncate(dmg.entry.size)
-        for seg in segs:
+        for seg in dmg.segments(meta):
+            cid, data = _chunk(meta, dmg, seg, chunk_ids, read_chunk)
             out.seek(seg.offset)
-            out.write(fetched[(dmg.entry.index, seg.piece)])
-            written += seg.length
+            out.write(data)
+            staged.owners[(dmg.entry.index, seg.piece)] = cid
         out.flush()
         os.fsync(out.fileno())
-    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return written
+    if dmg.path.exists():
+        os.chmod(tmp, os.stat(dmg.path).st_mode & 0o7777)
+
+
+def stage(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_ids: dict, read_chunk,
+          scratch_dir: Path) -> Staged:
+    """Read every segment to write from the store and check it against its id and against the
+    torrent's own hashes, before any write to the payload. Whole files (replaced, truncated,
+    missing) and hard-linked files are built as staged files beside the payload; other damage is
+    held in memory, or spilled to a scratch file when large. Raises StoreCorrupt (naming the
+    chunk) or HealError, leaving the payload untouched."""
+    staged = Staged()
+    spill_fh = None
+    try:
+        in_place = [d for d in damages if not (d.drift.whole_file or d.drift.hardlinked)]
+        if sum(s.length for d in in_place for s in d.segments(meta)) > IN_MEMORY_BYTES:
+            Path(scratch_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            spill = Path(scratch_dir) / f".{meta.id[:12]}.seedward-spill"
+            staged.scratch.append(spill)
+            spill_fh = open(spill, "wb")
+        for dmg in damages:
+            if dmg.drift.whole_file or dmg.drift.hardlinked:
+                _stage_file(meta, dmg, chunk_ids, read_chunk, staged)
+                continue
+            for seg in dmg.segments(meta):
+                cid, data = _chunk(meta, dmg, seg, chunk_ids, read_chunk)
+                key = (dmg.entry.index, seg.piece)
+                staged.owners[key] = cid
+                if spill_fh is None:
+                    staged.ranges[key] = data
+                else:
+                    staged.ranges[key] = Spill(Path(spill_fh.name), spill_fh.tell(), len(data))
+                    spill_fh.write(data)
+        if spill_fh is not None:
+            spill_fh.close()
+        failing = bad_pieces(meta, save_path, staged.pieces, overrides=staged.ranges, paths=staged.files)
+        if failing:
+            cids = sorted({c for k, c in staged.owners.items() if k[1] in failing})
+            raise HealError(meta.name, f"chunks {', '.join(c[:16] for c in cids[:4])} do not make pieces "
+                            f"{failing[:10]} of the torrent; nothing written")
+    except BaseException:
+        if spill_fh is not None:
+            spill_fh.close()
+        staged.discard()
+        raise
+    return staged
+
+
+def write_staged(meta: TorrentMeta, damages: list[FileDamage], staged: Staged) -> WriteResult:
+    """Write back: byte ranges in place (pwrite, fsync; an extended file is cut to size first), staged
+    whole files renamed over the payload path (so a crash never leaves half a file there)."""
+    written = 0
+    for dmg in damages:
+        path = dmg.path
+        tmp = staged.files.get(dmg.entry.index)
+        if tmp is not None:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            written += sum(s.length for s in dmg.segments(meta))
+            continue
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            if os.fstat(fd).st_size != dmg.entry.size:
+                os.ftruncate(fd, dmg.entry.size)  # an extended file: its tail is in quarantine
+            for seg in dmg.segments(meta):
+                data = memoryview(_bytes(staged.ranges[(dmg.entry.index, seg.piece)]))
+                done = 0
+                while done < len(data):
+                    done += os.pwrite(fd, data[done:], seg.offset + done)
+                written += seg.length
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    staged.discard()
+    return WriteResult(staged.pieces, written, [d.entry.path for d in damages])
 
 
 def heal_files(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_ids: dict, read_chunk,
                quarantine_root: Path) -> tuple[Quarantined, WriteResult]:
-    """Fetch and check every chunk first, keep the drifted bytes, write, then verify the written
+    """Stage and check every chunk first, keep the drifted bytes, write, then verify the written
     pieces against the torrent. Raises HealError / StoreCorrupt before any write when the store
     cannot supply good data."""
-    fetched = fetch_chunks(meta, save_path, damages, chunk_ids, read_chunk)
-    kept = quarantine(meta, damages, quarantine_folder(quarantine_root, meta.id))
-    result = write_segments(meta, save_path, damages, fetched)
+    staged = stage(meta, save_path, damages, chunk_ids, read_chunk, Path(quarantine_root))
+    try:
+        kept = quarantine(meta, damages, quarantine_folder(quarantine_root, meta.id))
+    except BaseException:
+        staged.discard()
+        raise
+    result = write_staged(meta, damages, staged)
     failing = bad_pieces(meta, save_path, result.pieces)
     if failing:
         raise HealError(meta.name, f"pieces {failing[:10]} still fail the torrent's hashes after writing")

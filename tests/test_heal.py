@@ -131,3 +131,39 @@ def test_a_bad_chunk_is_refused_before_anything_is_written(payload):
     with pytest.raises(StoreCorrupt, match=ids[(index, meta.file_pieces(meta.files[index]).start)]):
         heal_files(meta, root / "dl", damages, ids, corrupt_store, root / "quarantine")
     assert target.read_bytes() == damaged_bytes
+
+
+def test_large_damage_is_spilled_not_held_in_memory(payload, monkeypatch):
+    import companion.heal as heal
+
+    root, meta, chunks, ids, baseline, stats, originals = payload
+    monkeypatch.setattr(heal, "IN_MEMORY_BYTES", 1)
+    target = root / "dl" / "Album" / "01.flac"
+    for offset in (10, 20_000, 50_000):
+        flip_byte(target, offset)
+    damages = drifts(meta, root / "dl", baseline, stats)
+    staged = heal.stage(meta, root / "dl", damages, ids, chunks.__getitem__, root / "scratch")
+    assert staged.ranges and all(isinstance(v, heal.Spill) for v in staged.ranges.values())
+    staged.discard()
+    kept, written = heal_files(meta, root / "dl", damages, ids, chunks.__getitem__, root / "quarantine")
+    assert target.read_bytes() == originals["01.flac"]
+    assert not list((root / "quarantine").glob(".*spill"))
+
+
+def test_a_refused_whole_file_heal_leaves_no_staged_file(payload):
+    root, meta, chunks, ids, baseline, stats, originals = payload
+    target = root / "dl" / "Album" / "02.flac"
+    os.truncate(target, 5_000)
+    damages = drifts(meta, root / "dl", baseline, stats)
+    index = next(e.index for e in meta.real_files if e.path.endswith("02.flac"))
+    cid = ids[(index, meta.file_pieces(meta.files[index]).start + 1)]
+
+    def rotten(chunk_id):
+        if chunk_id == cid:
+            raise StoreCorrupt("pack 77", f"chunk {chunk_id} fails its hash")
+        return chunks[chunk_id]
+
+    with pytest.raises(StoreCorrupt, match=cid):
+        heal_files(meta, root / "dl", damages, ids, rotten, root / "quarantine")
+    assert target.stat().st_size == 5_000
+    assert sorted(p.name for p in target.parent.iterdir()) == ["01.flac", "02.flac", "cover.jpg"]
