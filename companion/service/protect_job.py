@@ -14,7 +14,7 @@ from ..errors import BadInput
 from ..locate import located_meta
 from ..manifests import atomic_write, torrent_manifest, torrent_relpath
 from ..protect import catalog_torrent
-from ..qbt import is_complete
+from ..qbt import QbtNotFound, is_complete
 from ..scan import FileStat
 from ..torrent import load_torrent
 
@@ -77,6 +77,13 @@ def unchanged_files(catalog, meta, save_path: Path, torrent_id: str) -> dict | N
 
 
 def protect_torrent(service, job) -> None:
+    try:
+        _protect(service, job)
+    except QbtNotFound:
+        log.info("%s: removed from qBittorrent during protection", job.torrent_id)
+
+
+def _protect(service, job) -> None:
     h = job.torrent_id
     qbt, cat = service.qbt, service.catalog
     reason = job.payload.get("reason", "added")
