@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def probe_bwrap() -> str | None:
     if exe is None:
         return "bwrap is not installed (Debian package bubblewrap)"
     try:
-        proc = subprocess.run([*root_argv(exe, network=True), "--dir", INSIDE_OUTPUT, "--remount-ro", "/", "--", "true"],
+        proc = subprocess.run([exe, *root_options(network=True), "--dir", INSIDE_OUTPUT, "--remount-ro", "/", "--", "true"],
                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap failed to start: {exc}"
@@ -73,10 +74,10 @@ def probe_bwrap() -> str | None:
     return None
 
 
-def root_argv(exe: str, *, network: bool) -> list[str]:
+def root_options(*, network: bool) -> list[str]:
     """A fresh root (a tmpfs, read-only in the end) holding the host's top-level folders bound
     read-only, so we can make /seedward/... mount points without touching the host."""
-    argv = [exe, "--tmpfs", "/", "--dev", "/dev", "--proc", "/proc",
+    argv = ["--tmpfs", "/", "--dev", "/dev", "--proc", "/proc",
             "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if network:
         argv.append("--share-net")
@@ -105,8 +106,9 @@ def choose_mode(setting: str) -> tuple[str, str | None]:
     return "copy", why
 
 
-def bwrap_argv(staging: Staging, command: list[str], job_env: dict[str, str]) -> list[str]:
-    argv = root_argv(shutil.which("bwrap") or "bwrap", network=staging.network)
+def bwrap_options(staging: Staging, job_env: dict[str, str]) -> list[str]:
+    """bwrap's options for this staging (everything before `--` COMMAND)."""
+    argv = root_options(network=staging.network)
     for hidden in staging.hidden:
         if hidden.is_dir():
             argv += ["--tmpfs", str(hidden)]
@@ -122,7 +124,7 @@ def bwrap_argv(staging: Staging, command: list[str], job_env: dict[str, str]) ->
         argv += ["--setenv", key, value]
     for key in SECRET_ENV:
         argv += ["--unsetenv", key]
-    return argv + ["--", *command]
+    return argv
 
 
 def copy_inputs(staging: Staging) -> Path:
@@ -157,7 +159,14 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
     staging.output.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     if mode == "bwrap":
-        argv = bwrap_argv(staging, command, job_env)
+        # The options go through a file descriptor (`--args`): no argv limit for many inputs, and
+        # the prompt and parameters (set as environment) stay out of `ps`.
+        options = tempfile.TemporaryFile()
+        options.write(b"".join(a.encode() + b"\0" for a in bwrap_options(staging, job_env)))
+        options.flush()
+        options.seek(0)
+        argv = [shutil.which("bwrap") or "bwrap", "--args", str(options.fileno()), "--", *command]
+        pass_fds = (options.fileno(),)
         cwd = None
     else:
         log.warning("running WITHOUT a sandbox (%s): the command gets a private read-only copy of its inputs, "
@@ -165,16 +174,19 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
                     "afterwards and healed if touched", warning or "no bwrap")
         input_dir = copy_inputs(staging)
         env.update(job_env, SEEDWARD_INPUT=str(input_dir), SEEDWARD_OUTPUT=str(staging.output))
-        argv, cwd = list(command), staging.output
+        argv, cwd, pass_fds, options = list(command), staging.output, (), None
         exe = shutil.which(argv[0], path=env.get("PATH"))
         if exe is None and not Path(argv[0]).exists():
             raise CommandNotFound(argv[0], "command not found")
     interrupted = False
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
-                                preexec_fn=_die_with_parent if mode == "copy" else None)
+                                pass_fds=pass_fds, preexec_fn=_die_with_parent if mode == "copy" else None)
     except OSError as exc:
         raise CommandNotFound(argv[0], exc.strerror or str(exc)) from exc
+    finally:
+        if options is not None:
+            options.close()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         code = proc.wait()
