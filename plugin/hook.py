@@ -53,16 +53,15 @@ def _chain(program: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    chained: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, chained = argv[:cut], argv[cut + 1:]
     home, args = _home(argv)
     if len(args) < 2 or args[0] not in EVENTS:
         print('usage: seedward-hook [--home DIR] added|finished "%I" "%J" "%N" "%D" "%F" [-- PROGRAM ...]',
               file=sys.stderr)
         return 2
-    fields = (args[1:] + [""] * 5)[:5]
+    # The `--` that starts the chained program comes after the five fields (a name may be "--").
+    fields = (args[1:6] + [""] * 5)[:5]
+    rest = args[6:]
+    chained = rest[1:] if rest[:1] == ["--"] else []
     event = dict(zip(("hash", "hash_v2", "name", "save_path", "content_path"), fields), event=args[0])
     code = 0
     if not _tell_service(os.path.join(home, "control.sock"), event):

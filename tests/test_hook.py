@@ -101,3 +101,13 @@ def test_torrent_added_while_the_service_is_stopped_is_protected_via_the_spool(q
     assert prefs["autorun_on_torrent_added_program"] == user_program and prefs["autorun_on_torrent_added_enabled"]
     assert prefs["autorun_program"] == "" and not prefs["autorun_enabled"]
     qbt.client.app_set_preferences({"autorun_on_torrent_added_enabled": False, "autorun_on_torrent_added_program": ""})
+
+
+def test_hook_chains_after_its_five_fields_even_when_a_name_is_dashes(tmp_path):
+    marker = tmp_path / "chained"
+    done = subprocess.run([HOOK, "--home", str(tmp_path / "home"), "added", V1, "-", "--", "/srv", "/srv/--", "--",
+                           "/usr/bin/touch", str(marker)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    event = json.loads(spool.pending(tmp_path / "home" / "spool")[0].read_text())
+    assert event["name"] == "--" and event["content_path"] == "/srv/--"
+    wait_until(marker.exists, 10, what="the chained program")
