@@ -16,6 +16,8 @@ import qbittorrentapi
 from .errors import QbtError
 
 log = logging.getLogger(__name__)
+# urllib3 warns on every retry of a refused connection; QbtUnreachable reports it once, in our words.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 # Torrent states whose payload is complete (after normalize_state).
 COMPLETE_STATES = {"uploading", "stalledUP", "stoppedUP", "queuedUP", "forcedUP"}
@@ -92,7 +94,7 @@ class Qbt:
             except qbittorrentapi.HTTP4XXError as exc:
                 raise QbtError(self.url, f"request refused: {_reason(exc)}") from exc
             except qbittorrentapi.APIConnectionError as exc:
-                raise QbtUnreachable(self.url, _reason(exc)) from exc
+                raise QbtUnreachable(self.url, _connection_reason(exc)) from exc
             except qbittorrentapi.APIError as exc:
                 raise QbtError(self.url, _reason(exc)) from exc
             except NotImplementedError as exc:
@@ -203,6 +205,16 @@ def _hashes_of(kwargs) -> str:
 def _reason(exc) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _connection_reason(exc) -> str:
+    text = str(exc)
+    for needle, short in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                          ("Name or service not known", "unknown host"), ("SSLError", "TLS error"),
+                          ("RemoteDisconnected", "connection closed by the server")):
+        if needle in text:
+            return short
+    return _reason(exc)
 
 
 def _version_tuple(version: str) -> tuple:
