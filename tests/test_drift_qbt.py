@@ -166,15 +166,19 @@ def test_flipped_byte_heals_one_piece_and_a_fresh_peer_gets_the_whole_payload(wo
     timings = json.loads(row["timings"])
     assert timings["stop"] is not None
 
-    # A separate libtorrent session on loopback downloads everything from qBittorrent.
-    meta = load_torrent(world.torrents["Flip"])
+    download_and_verify(world, "Flip", tmp_path)
+
+
+def download_and_verify(world, name: str, dest: Path) -> None:
+    """A separate libtorrent session on loopback downloads the whole payload from qBittorrent;
+    it must verify against the torrent (qBittorrent serves the healed bytes, not stale ones)."""
+    meta = load_torrent(world.torrents[name])
     ses = isolated_session()
-    params = add_params(meta.raw, tmp_path, stop_when_ready=False)
-    handle = ses.add_torrent(params)
+    handle = ses.add_torrent(add_params(meta.raw, dest, stop_when_ready=False))
     handle.connect_peer(("127.0.0.1", world.qbt.peer_port))
     wait_until(lambda: handle.status().is_seeding, 60, 0.1, "the download from qBittorrent")
     ses.remove_torrent(handle)
-    assert Scanner().full_scan(meta, tmp_path).ok
+    assert Scanner().full_scan(meta, dest).ok
 
 
 def test_tag_rewrite_at_the_start_of_a_media_file(world):
@@ -237,7 +241,7 @@ def test_replace_by_rename(world):
     world.assert_seeding_again(tid)
 
 
-def test_hardlinked_file_edited_through_its_other_link(world):
+def test_hardlinked_file_edited_through_its_other_link(world, tmp_path):
     tid = world.ids["Linked"]
     target = world.path("Linked", "lib.flac")
     library = world.root / "library" / "lib.flac"
@@ -252,6 +256,7 @@ def test_hardlinked_file_edited_through_its_other_link(world):
     assert library.read_bytes() == edited  # the seed got its own inode; the library keeps the edit
     assert os.stat(target).st_nlink == 1
     world.assert_seeding_again(tid)
+    download_and_verify(world, "Linked", tmp_path)  # the new inode is what qBittorrent serves
 
 
 def test_two_torrents_sharing_a_directory(world):
