@@ -330,8 +330,49 @@ def test_status_is_completed_from_the_catalog_where_the_service_is_silent(home):
         for key in ("last_snapshot", "drift_alerts"):
             t.pop(key, None)
     raw["torrents"][5]["drift_alerts"] = 7  # the service's own figure wins
+    del raw["service"]["store"], raw["service"]["last_scrub"]
+    cat = Catalog(home.catalog_db)
+    with cat.tx() as db:  # two snapshots sharing one chunk of 100 bytes, plus 50 bytes of their own each
+        db.execute("INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
+                   " VALUES ('cd34', ?, 'x', ?, 'auto', 10, 10, 1, 't')", (BACH, iso(timedelta(days=3))))
+        for snap, piece, length, chunk in (("ab12", 0, 100, "c0"), ("ab12", 1, 50, "c1"), ("cd34", 0, 100, "c0"),
+                                           ("cd34", 1, 50, "c2")):
+            db.execute("INSERT INTO snapshot_chunks (snapshot_id, file_index, piece, offset, length, chunk_id)"
+                       " VALUES (?, 0, ?, 0, ?, ?)", (snap, piece, length, chunk))
+        db.execute("INSERT INTO torrents (id, name, kind, piece_length, num_pieces, total_size, payload_size,"
+                   " added_at, updated_at) VALUES (?, 'Bach', 'v1', 16384, 2, 150, 150, ?, ?)",
+                   (BACH, iso(timedelta(days=9)), iso(timedelta(days=9))))
+        db.execute("INSERT INTO file_checks VALUES (?, 0, ?, 'quick', 'scrub', 1)", (BACH, iso(timedelta(hours=4))))
+    cat.close()
     status = complete_status(raw, CatalogView(home.catalog_db), NOW)
+    assert status.service.store_bytes == 200 and status.service.dedup_ratio == 300 / 200
+    assert status.service.last_scrub == iso(timedelta(hours=4))
     assert status.torrents[BACH].snapshot_at == iso(timedelta(hours=9))
     assert status.torrents[BACH].drift_alerts == 2
     assert status.torrents[DEBIAN].drift_alerts == 1 and status.torrents[DEBIAN].snapshot_at is None
     assert status.torrents[h(0xC0FFEE)].drift_alerts == 7
+
+
+@aio
+async def test_mouse_sorts_opens_and_confirms(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 34)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        await pilot.click(DataTable, offset=(134, 0))  # the "Size" header
+        await until(pilot, lambda: row_keys(app)[0] == h(0xC0FFEE), "sorted by size from a header click")
+        await pilot.click(DataTable, offset=(5, 2))  # the second row: the cursor goes there...
+        await pilot.click(DataTable, offset=(5, 2))  # ...and a click on the cursor's row opens it
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), "opened by mouse")
+        opened = app.screen.torrent_id
+        assert opened == row_keys_of_dashboard(app)[1]
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        await until(pilot, lambda: fake.actions == [{"op": "action", "action": "stop", "id": opened}],
+                    "stop sent after a click on Yes")
+
+
+def row_keys_of_dashboard(app) -> list[str]:
+    dashboard = next(s for s in app.screen_stack if isinstance(s, DashboardScreen))
+    t = dashboard.query_one(DataTable)
+    return [t.coordinate_to_cell_key((i, 0)).row_key.value for i in range(t.row_count)]

@@ -7,6 +7,7 @@ Tables added by later features (snapshots, drills, companions, jobs) are read wh
 import json
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,9 +26,16 @@ def complete_status(raw: dict, catalog: "CatalogView", now: datetime):
     since = (now - timedelta(days=DRIFT_ALERT_DAYS)).isoformat(timespec="milliseconds")
     try:
         extra = catalog.summaries(since)
+        service = catalog.service_summary()
     except sqlite3.Error as exc:  # a catalog mid-migration: show what the service says
         log.debug("catalog summaries unavailable: %s", exc)
-        extra = {}
+        extra, service = {}, {}
+    if service:
+        svc = dict(raw.get("service") or {})
+        for key, value in service.items():
+            if svc.get(key) is None:
+                svc[key] = value
+        raw = {**raw, "service": svc}
     return parse_status(raw, extra)
 
 
@@ -42,8 +50,12 @@ class Detail:
 
 
 class CatalogView:
+    # The store's totals read every chunk record: recomputed at most this often.
+    SERVICE_SUMMARY_SECONDS = 60.0
+
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._service_summary: tuple[float, dict] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
@@ -124,6 +136,28 @@ class CatalogView:
                 for tid, n in db.execute("SELECT torrent_id, COUNT(*) FROM heals WHERE started_at >= ?"
                                          " GROUP BY torrent_id", (since,)):
                     out.setdefault(tid, {})["drift_alerts"] = n
+        return out
+
+    def service_summary(self) -> dict:
+        """Store bytes (distinct chunks) and logical bytes of the kept snapshots, and the last scrub."""
+        now = time.monotonic()
+        if self._service_summary and now - self._service_summary[0] < self.SERVICE_SUMMARY_SECONDS:
+            return self._service_summary[1]
+        out: dict = {}
+        if self.available():
+            with self._connect() as db:
+                tables = _tables(db)
+                if "snapshot_chunks" in tables:
+                    logical = db.execute("SELECT SUM(length) FROM snapshot_chunks").fetchone()[0]
+                    stored = db.execute("SELECT SUM(length) FROM (SELECT MAX(length) AS length FROM snapshot_chunks"
+                                        " GROUP BY chunk_id)").fetchone()[0]
+                    if stored:
+                        out["store"] = {"bytes": stored, "logical_bytes": logical}
+                if "file_checks" in tables:
+                    scrub = db.execute("SELECT MAX(verified_at) FROM file_checks WHERE reason = 'scrub'").fetchone()[0]
+                    if scrub:
+                        out["last_scrub"] = scrub
+        self._service_summary = (now, out)
         return out
 
     def pieces(self, torrent_id: str, protection: str = "") -> str:
