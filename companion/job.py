@@ -169,11 +169,17 @@ class JobRunner:
                        "SEEDWARD_JOB_ID": job_id, "SEEDWARD_MODEL": spec.model_name,
                        "SEEDWARD_MODEL_VERSION": spec.model_version, "SEEDWARD_PROMPT": spec.prompt or "",
                        "SEEDWARD_PARAMS": json.dumps(spec.params, sort_keys=True)}
-            result = sandbox.run_staged(staging, spec.command, mode, job_env=job_env, warning=warning,
-                                        stdout=self.command_output)
-            rows.update_job(self.catalog, job_id, exit_code=result.exit_code, ended_at=now_iso(), state="collecting")
-            verified = True
-            tainted = self.verify_originals(job_id, meta, save_path, exposed)
+            paused = self.pause_seeding(job_id, torrent_id) if mode == "copy" else None
+            try:
+                result = sandbox.run_staged(staging, spec.command, mode, job_env=job_env, warning=warning,
+                                            stdout=self.command_output)
+                rows.update_job(self.catalog, job_id, exit_code=result.exit_code, ended_at=now_iso(),
+                                state="collecting")
+                verified = True
+                tainted = self.verify_originals(job_id, meta, save_path, exposed)
+            finally:
+                if paused is not None:
+                    self.resume_seeding(job_id, torrent_id, paused)
             if tainted:
                 return self._end(job_id, torrent_id, TAINTED, tainted, exit_code=result.exit_code)
             if result.interrupted:
@@ -202,6 +208,42 @@ class JobRunner:
         self.catalog.add_event(torrent_id, f"job_{state}", f"job {job_id}: {state}" + (f" ({reason})" if reason else ""),
                                level=level, job=job_id)
         return JobOutcome(job_id, state, list(outputs), reason, exit_code)
+
+    def pause_seeding(self, job_id, torrent_id):
+        """Unsandboxed, the command could change the seeding files: stop the torrent in qBittorrent
+        meanwhile, so no peer is served a changed piece. Returns the adapter (to resume) or None."""
+        from .qbt import Qbt
+
+        settings = self.settings.qbittorrent
+        if not (settings.password or settings.password_file):
+            log.warning("job %s: qBittorrent is not configured: the torrent keeps seeding while the command "
+                        "runs unsandboxed", job_id)
+            return None
+        try:
+            qbt = Qbt.from_settings(settings)
+            qbt.connect()
+            info = qbt.torrent(torrent_id)
+            if info is None or info["state"].startswith("stopped"):
+                return None
+            qbt.stop(torrent_id)
+        except Error as exc:
+            log.warning("job %s: cannot stop the torrent in qBittorrent while the command runs unsandboxed: %s",
+                        job_id, exc)
+            return None
+        self.catalog.add_event(torrent_id, "job_paused_seeding", f"job {job_id}: stopped in qBittorrent while "
+                               "the command runs without a sandbox", level="warning", job=job_id)
+        return qbt
+
+    def resume_seeding(self, job_id, torrent_id, qbt) -> None:
+        """Start it again once the originals are verified (and healed). A torrent left damaged stays stopped."""
+        row = self.catalog.get_torrent(torrent_id)
+        if row is not None and row["protection"] not in ("protected", "pending"):
+            log.error("job %s: %s stays stopped in qBittorrent: it is %s", job_id, torrent_id[:12], row["protection"])
+            return
+        try:
+            qbt.start(torrent_id)
+        except Error as exc:
+            log.error("job %s: cannot start %s again in qBittorrent: %s", job_id, torrent_id[:12], exc)
 
     def preflight(self, job_id, torrent, meta, save_path, exposed) -> str | None:
         """A fresh, verified record of the exposed files. Returns why the job is refused, or None.

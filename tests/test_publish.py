@@ -3,6 +3,8 @@ independent libtorrent session over loopback and verified; the original keeps se
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -273,6 +275,34 @@ def test_publish_refuses_changed_outputs(world, tmp_path):
         fh.write(b"tampered")
     proc = seedward("publish", job["id"], "--json", home=home)
     assert proc.returncode == 2 and "SHA-256 differs" in proc.stderr and proc.stdout == ""
+
+
+def test_unsandboxed_job_stops_seeding_while_it_runs(world, tmp_path):
+    qbt, home = world["qbt"], world["home"]
+    config = home / "config.toml"
+    saved = config.read_text()
+    config.write_text(saved.replace("[jobs]", '[jobs]\nsandbox = "none"'))
+    wait = ("import os, time, pathlib; o = pathlib.Path(os.environ['SEEDWARD_OUTPUT']); (o / 'started').touch()\n"
+            "for _ in range(600):\n    time.sleep(0.05)\n    if (o / 'go').exists(): break")
+    env = dict(os.environ, SEEDWARD_HOME=str(home))
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "seedward"), "job", "run", "--torrent",
+                             world["original"], "--model", "m", "--model-version", "1", "--json", "--",
+                             sys.executable, "-c", wait], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        started = wait_until(lambda: list((home / "jobs").glob("*/*/output/started")), 60, 0.1, "the command")
+        state = lambda: qbt.client.torrents_info(torrent_hashes=world["original"])[0]["state"]  # noqa: E731
+        wait_until(lambda: state().startswith(("paused", "stopped")), 30, 0.1, "qBittorrent to stop the original")
+        (started[0].parent / "go").touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        config.write_text(saved)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["state"] == "done" and "WITHOUT a sandbox" in err
+    wait_until(lambda: not state().startswith(("paused", "stopped")), 30, 0.1, "seeding again")
+    assert {p.name: p.read_bytes() for p in (world["seed"] / "film").iterdir()} == world["original_files"]
 
 
 def test_publish_refuses_bad_input(world):
