@@ -267,10 +267,9 @@ def _helper_part(parts: list, view: memoryview, want_root: bool, bpp: int, singl
 class _Run:
     """One full scan. The caller's thread reads each file in order and does the hashing that
     must see bytes in order (file SHA-256, SHA-1 of pieces spanning files) plus xxh3; helper
-    threads do the many small calls (16 KiB SHA-256 leaves) and the SHA-1 of whole pieces.
-    Splitting by kind of call, not by buffer, keeps the GIL out of the way: the reader makes
-    a few large calls per buffer, the helper hundreds of small ones. The SHA-1 of whole pieces
-    goes to whichever side has spent less CPU so far, so both cores stay equally busy."""
+    threads do the 16 KiB SHA-256 leaves. The SHA-1 of whole pieces goes to whichever side has
+    spent less CPU so far, so both cores stay equally busy. Reads are small enough (1 MiB, a
+    few in flight) that the helper finds the bytes still in cache."""
 
     def __init__(self, scanner: "Scanner", meta: TorrentMeta, want_sha1: bool, want_root: bool, bpp: int,
                  limiter: RateLimiter, cancel, progress, sink, total: int):
@@ -284,7 +283,7 @@ class _Run:
         self.helpers = max(1, scanner.workers - 1)
         self.pool = BufferPool(self.unit, max(2, scanner.buffers))
         self.backlog = 0  # reads handed to helpers and not done yet
-        self.helper_cpu = 0.0  # CPU seconds the helpers spent, per helper
+        self.helper_cpu = 0.0  # CPU seconds all helpers spent
         self.helper_jobs = 0
         self.lock = threading.Lock()
         self.error: BaseException | None = None
