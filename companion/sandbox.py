@@ -8,6 +8,7 @@ is a private read-only copy of the inputs (a real copy, never a hard link, so wr
 cannot reach the originals); the caller verifies the originals afterwards either way.
 """
 
+import glob
 import logging
 import os
 import shutil
@@ -109,6 +110,10 @@ def choose_mode(setting: str) -> tuple[str, str | None]:
 def bwrap_options(staging: Staging, job_env: dict[str, str]) -> list[str]:
     """bwrap's options for this staging (everything before `--` COMMAND)."""
     argv = root_options(network=staging.network)
+    # GPUs for model runners (NVIDIA, DRM render nodes, ROCm): device access, no filesystem write access.
+    for dev in sorted(glob.glob("/dev/nvidia*")) + ["/dev/dri", "/dev/kfd"]:
+        if os.path.exists(dev):
+            argv += ["--dev-bind", dev, dev]
     for hidden in staging.hidden:
         if hidden.is_dir():
             argv += ["--tmpfs", str(hidden)]
