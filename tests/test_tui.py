@@ -351,6 +351,7 @@ def test_status_is_completed_from_the_catalog_where_the_service_is_silent(home):
     assert status.torrents[BACH].drift_alerts == 2
     assert status.torrents[DEBIAN].drift_alerts == 1 and status.torrents[DEBIAN].snapshot_at is None
     assert status.torrents[h(0xC0FFEE)].drift_alerts == 7
+    assert status.torrents[h(0x123456)].drift_alerts == 0  # watched, nothing found
 
 
 @aio

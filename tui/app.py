@@ -144,7 +144,8 @@ class SeedwardApp(App):
         """Show a state change at once; the coalesced refresh brings the rest."""
         tid = event.get("torrent_id")
         kind = event.get("event")
-        state = event.get("protection") or EVENT_STATE.get(kind)
+        # "state" events carry the new protection state itself; other kinds imply one
+        state = event.get("protection") or (event.get("state") if kind == "state" else EVENT_STATE.get(kind))
         if kind in ("drift", "quarantined", "healing", "heal_progress"):
             self._incident_until = time.monotonic() + INCIDENT_SECONDS
         if self.status and tid in self.status.torrents and state in {

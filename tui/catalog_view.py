@@ -133,6 +133,7 @@ class CatalogView:
                 for tid, parity_at in db.execute("SELECT original_id, parity_at FROM companions"):
                     out.setdefault(tid, {}).setdefault("companions", []).append({"parity": bool(parity_at)})
             if "heals" in tables:
+                out["*"] = {"drift_alerts": 0}  # drift is watched: no response recorded means none
                 for tid, n in db.execute("SELECT torrent_id, COUNT(*) FROM heals WHERE started_at >= ?"
                                          " GROUP BY torrent_id", (since,)):
                     out.setdefault(tid, {})["drift_alerts"] = n

@@ -83,14 +83,15 @@ class JobsScreen(Screen):
                                                         or j.get("created_at"), now),
                           str(len(outputs) if isinstance(outputs, list) else (outputs or "-")), str(companion)[:20])
         if not ai:
-            table.add_row(Text("no AI jobs yet (seedward job run ...)", style="dim"), *[""] * 7)
+            table.add_row("", "", Text("no AI jobs yet", style="dim"), Text("seedward job run ...", style="dim"),
+                          *[""] * 4)
         table = self.query_one("#queue", DataTable)
         table.clear()
         for q in queue:
             table.add_row(str(q["id"]), q["kind"], torrent(q.get("torrent_id")), state(q["state"]),
                           str(q.get("attempts", "")), age(q.get("updated_at"), now), q.get("error") or "")
         if not queue:
-            table.add_row(Text("the queue is empty", style="dim"), *[""] * 6)
+            table.add_row("", "", Text("the queue is empty", style="dim"), *[""] * 4)
 
     def action_back(self) -> None:
         self.app.pop_screen()

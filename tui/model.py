@@ -185,11 +185,13 @@ def service_view(status: dict) -> ServiceView:
 
 
 def parse_status(status: dict, extra: dict[str, dict] | None = None) -> Status:
-    """`extra`: per-torrent fields from elsewhere (the catalog); the service's own fields win."""
+    """`extra`: per-torrent fields from elsewhere (the catalog; key "*" for every torrent); the service's
+    own fields win."""
     torrents = {}
     extra = extra or {}
+    defaults = extra.get("*", {})  # for every torrent
     for t in status.get("torrents") or []:
-        more = extra.get(t.get("id"))
+        more = {**defaults, **extra.get(t.get("id"), {})}
         view = torrent_view({**more, **{k: v for k, v in t.items() if v is not None}} if more else t)
         torrents[view.id] = view
     return Status(service=service_view(status), torrents=torrents)
