@@ -94,7 +94,7 @@ class PackWriter:
             self._written(pack)
             return True
         if len(data) < ASYNC_MIN:
-            _pwrite_all(pack.fd, data, offset)
+            pwrite_all(pack.fd, data, offset)
             self._written(pack)
             return False
         copy = bytes(data)  # the scan reuses its buffer once the sink returns
@@ -108,7 +108,7 @@ class PackWriter:
     def _write_later(self, pack: StagedPack, offset: int, data: bytes) -> None:
         try:
             if self.error is None:
-                _pwrite_all(pack.fd, data, offset)
+                pwrite_all(pack.fd, data, offset)
                 self._written(pack)
         except BaseException as exc:  # noqa: BLE001 - raised by the next write or by finish()
             self.error = self.error or exc
@@ -133,7 +133,7 @@ class PackWriter:
     def _publish(self, pack: StagedPack) -> None:
         trailer = json.dumps(pack.entries, separators=(",", ":")).encode()
         tail = trailer + struct.pack("<Q", len(trailer)) + MAGIC
-        os.pwrite(pack.fd, tail, pack.size)
+        pwrite_all(pack.fd, tail, pack.size)
         os.fsync(pack.fd)
         os.close(pack.fd)
         pack.fd = -1
@@ -212,7 +212,7 @@ def read_trailer(backend: Backend, name: str, size: int) -> list:
         raise StoreCorrupt(backend.where, f"pack {name}: unreadable trailer") from exc
 
 
-def _pwrite_all(fd: int, data, offset: int) -> None:
+def pwrite_all(fd: int, data, offset: int) -> None:
     view = memoryview(data)
     done = 0
     while done < len(view):

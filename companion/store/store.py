@@ -24,7 +24,7 @@ from ..torrent import FileEntry, TorrentMeta, load_torrent
 from .backend import Backend, LocalBackend
 from .chunk import chunk_root, chunk_width
 from .index import Index
-from .pack import PackWriter, pack_name, read_trailer
+from .pack import PackWriter, pack_name, pwrite_all, read_trailer
 from .policy import Decision, KeepPolicy, apply_policy
 from . import reflink
 
@@ -436,7 +436,7 @@ class Store:
                 if self.reflinks and self._clone_chunk(cid, fd, offset, length):
                     cloned += length
                 else:
-                    _pwrite_all(fd, data, offset)
+                    pwrite_all(fd, data, offset)
             os.ftruncate(fd, row["size"])
             if row["sha256"] and digest.hexdigest() != row["sha256"]:
                 raise StoreCorrupt(self.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
@@ -505,7 +505,7 @@ class Store:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 for offset, data in verified:
-                    _pwrite_all(fd, data, offset)
+                    pwrite_all(fd, data, offset)
                     written += len(data)
             if fd is not None:
                 if os.fstat(fd).st_size > row["size"]:
@@ -705,10 +705,3 @@ class CloneSources:
             if fd is not None:
                 os.close(fd)
         self.fds.clear()
-
-
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    view = memoryview(data)
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
