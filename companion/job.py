@@ -317,8 +317,12 @@ class JobRunner:
         """Hash the outputs, write one sidecar each, store and commit them."""
         output = content / "output"
         files, skipped = sandbox.regular_files(output)
+        rejected = content.parent / "rejected"
         for name in skipped:
-            log.warning("job %s: %s is not a regular file: left out", job_id, name)
+            # Moved out of the companion folder (the link itself, never its target): not published, not stored.
+            log.warning("job %s: %s is not a regular file with one link: moved to %s", job_id, name, rejected)
+            (rejected / name).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(output / name, rejected / name)
         with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
             digests = list(pool.map(sha256_file, files))
         originals = {r["path"]: r for r in self.catalog.get_files(meta.id)}

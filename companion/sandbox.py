@@ -3,9 +3,10 @@
 With bubblewrap (`bwrap`): a private mount namespace where the whole filesystem is bound
 read-only, the inputs appear read-only under SEEDWARD_INPUT, the output folder (and a private
 TMPDIR) are the only writable places, the state home is hidden, and every capability is dropped
-(so even root cannot remount anything writable). Without bwrap, or where it cannot create namespaces, the fallback
-is a private read-only copy of the inputs (a real copy, never a hard link, so writing to it
-cannot reach the originals); the caller verifies the originals afterwards either way.
+(so even root cannot remount anything writable). Without bwrap, or where it cannot create
+namespaces, the fallback is a private read-only copy of the inputs (a real copy, never a hard
+link, so writing to it cannot reach the originals); the caller verifies the originals afterwards
+either way.
 """
 
 import glob
@@ -144,7 +145,7 @@ def copy_inputs(staging: Staging) -> Path:
     for host, rel in staging.inputs:
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(host, dest)  # a copy (copy_file_range / reflink where the filesystem can), never a link
+        shutil.copyfile(host, dest)  # new bytes (never a hard link): writing the copy cannot reach the original
         os.chmod(dest, 0o444)
     for dirpath, _dirs, _files in os.walk(root):
         os.chmod(dirpath, 0o555)
@@ -241,14 +242,15 @@ def _end(proc: subprocess.Popen) -> None:
 
 
 def regular_files(root: Path) -> tuple[list[Path], list[str]]:
-    """Regular files under root (sorted) and the paths skipped (symlinks, devices, fifos)."""
+    """Regular files under root (sorted) and the paths skipped (symlinks, hard links, devices, fifos)."""
     files, skipped = [], []
     for dirpath, dirs, names in os.walk(root):
         dirs.sort()
         for name in sorted(names):
             path = Path(dirpath) / name
             st = path.lstat()
-            if stat.S_ISREG(st.st_mode):
+            # A hard link could be an original's inode (the fallback shares its filesystem): never take it.
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                 files.append(path)
             else:
                 skipped.append(str(path.relative_to(root)))

@@ -85,9 +85,12 @@ def test_job_without_bwrap_warns_and_uses_a_private_copy(tmp_path):
     torrent = make_torrent(seed / "show", kind="v2", out=tmp_path / "show.torrent")
     home = tmp_path / "home"
     tid = json.loads(seedward("catalog", "add", torrent, seed, "--json", home=home).stdout)["id"]
+    original = seed / "show" / "ep.bin"
+    mode_before = original.stat().st_mode
     script = ("import os, pathlib; i = pathlib.Path(os.environ['SEEDWARD_INPUT'], 'show', 'ep.bin'); "
               "w = os.access(i, os.W_OK); o = pathlib.Path(os.environ['SEEDWARD_OUTPUT']); "
-              "(o / 'copy.bin').write_bytes(i.read_bytes()); (o / 'writable.txt').write_text(str(w))")
+              "(o / 'copy.bin').write_bytes(i.read_bytes()); (o / 'writable.txt').write_text(str(w)); "
+              f"os.link({str(original)!r}, o / 'linked.bin'); os.symlink({str(original)!r}, o / 'sym.bin')")
     bin_dir = tmp_path / "bin"  # git (for the manifests repo) but no bwrap
     bin_dir.mkdir()
     (bin_dir / "git").symlink_to(shutil.which("git"))
@@ -98,6 +101,9 @@ def test_job_without_bwrap_warns_and_uses_a_private_copy(tmp_path):
     assert "WITHOUT a sandbox" in proc.stderr and "bwrap is not installed" in proc.stderr
     out = {Path(o["path"]).name: Path(o["path"]) for o in json.loads(proc.stdout)["outputs"]}
     assert out["copy.bin"].read_bytes() == (seed / "show" / "ep.bin").read_bytes()
+    # A hard link to an original (or a symlink) is never collected, so never chmod-ed nor published.
+    assert sorted(out) == ["copy.bin", "writable.txt"] and "linked.bin" in proc.stderr
+    assert original.stat().st_mode == mode_before
     if os.geteuid() != 0:  # root ignores file modes; the originals are verified afterwards either way
         assert out["writable.txt"].read_text() == "False"
     show = json.loads(seedward("job", "show", json.loads(proc.stdout)["id"], "--json", home=home).stdout)
