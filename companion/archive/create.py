@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,17 @@ class CreateResult:
         return dict(self.__dict__)
 
 
+def _clean_outbox(home, catalog) -> None:
+    """Drop what a crashed run left in the outbox and staging: only sets recorded as waiting stay."""
+    waiting = {r["set_id"] for r in records.list_sets(catalog, ("local",))}
+    for sub in ("outbox", "staging"):
+        folder = archive_root(home) / sub
+        for d in folder.iterdir() if folder.is_dir() else ():
+            if d.name not in waiting or sub == "staging":
+                log.warning("removing %s left by an interrupted archive run", d)
+                shutil.rmtree(d, ignore_errors=True)
+
+
 def _set_infos(rows: list[dict]) -> list[SetInfo]:
     return [SetInfo(r["set_id"], r["tier"], datetime.fromisoformat(r["created_at"]), True, r["requested"])
             for r in rows]
@@ -101,6 +113,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         remote.check()  # a remote that is down fails here, before anything is built
         resumed = upload_pending(catalog, remote)
 
+    if not dry_run:
+        _clean_outbox(home, catalog)
     earlier = records.list_sets(catalog)
     actual, promoted = tier_on_create(tier, now, _set_infos(earlier))
     full = tier in FULL_TIERS
@@ -117,6 +131,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
                             sum(s.files for s in snaps.values() if s), sum(s.bytes for s in snaps.values() if s),
                             0, 0, {}, {}, skipped, [], dry_run=True)
     clock = _Phases()
+    early = None
     try:
         staged = stage(sel, catalog, manifests.repo, store, home, staging)
         clock.lap("stage")
@@ -134,6 +149,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         volumes = write_archive(entries, outbox, set_id, volume_size, passphrase,
                                 trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
         clock.lap("7z")
+        # the volumes are final: send them while PAR2 and the hashes are computed (the manifest still goes last)
+        early = _Background(remote.upload_volumes, outbox, actual, set_id, set_metadata(doc)) if remote else None
         shutil.rmtree(staging, ignore_errors=True)
         archive_bytes = sum((outbox / v).stat().st_size for v in volumes)
         cls = size_class(actual, archive_bytes)
@@ -157,6 +174,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         atomic_write(outbox / SET_MANIFEST, (json.dumps(public_manifest(doc), indent=2, sort_keys=True) + "\n").encode())
         clock.lap("hash")
     except BaseException:
+        if early is not None:
+            early.wait()
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(outbox, ignore_errors=True)
         raise
@@ -175,6 +194,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         result.error = "no remote configured: the set waits in the outbox"
         return result
     try:
+        early.join()
         remote.upload_set(outbox, actual, set_id, set_metadata(doc))
     except RemoteError as exc:
         records.update_set(catalog, set_id, error=str(exc))
@@ -185,6 +205,29 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     shutil.rmtree(outbox, ignore_errors=True)
     result.uploaded = True
     return result
+
+
+class _Background:
+    """Run fn(*args) on a thread; join() re-raises what it raised."""
+
+    def __init__(self, fn, *args):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # handed to join()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _Phases:

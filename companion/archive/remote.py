@@ -101,6 +101,12 @@ class Remote:
         self._run("copyto", "--metadata", *meta, *tags, str(local / SET_MANIFEST),
                   self.path(tier, set_id, SET_MANIFEST), what=f"upload {set_id}/{SET_MANIFEST}")
 
+    def upload_volumes(self, local: Path, tier: str, set_id: str, metadata: dict[str, str]) -> None:
+        """The 7z volumes alone, while PAR2 is still being computed (upload_set later skips them)."""
+        meta = [a for k, v in metadata.items() for a in ("--metadata-set", f"{k}={v}")]
+        self._run("copy", "--metadata", *meta, *self._tag_args(metadata), "--include", f"{set_id}.7z.[0-9]*",
+                  str(local), self.path(tier, set_id), what=f"upload {set_id} volumes")
+
     def download_set(self, tier: str, set_id: str, local: Path) -> None:
         local.mkdir(parents=True, exist_ok=True)
         self._run("copy", self.path(tier, set_id), str(local), what=f"download {set_id}")
