@@ -151,9 +151,10 @@ def main() -> None:
             "",
             table(["what", "seconds", "MiB/s", "notes"], rows),
             "",
-            "create = staging from the store (verified restore of the snapshot) + py7zr (AES-256, header"
-            " encryption, copy) + PAR2 + SHA-256 of every volume + rclone copy; restore = rclone copy + SHA-256"
-            " of every volume + py7zr decrypt/unpack + SHA-256 of every member against the catalog.",
+            "create = py7zr reading the snapshot's verified chunks from the store (AES-256, header"
+            " encryption, copy) + PAR2 (the volumes upload meanwhile) + SHA-256 of every volume + rclone copy"
+            " of the rest; restore = rclone copy + SHA-256 of every volume + py7zr decrypt/unpack + SHA-256 of"
+            " every member against the catalog.",
         ])
         print(body)
         if not args.no_write:
