@@ -6,7 +6,8 @@ media (random bytes) beside p7zip's `7z` (AES-256, header encryption, copy, same
 
 Makes a payload of --size bytes in 8 `.mkv` files of random bytes, catalogs it and snapshots it into
 the store (not timed), then times (wall clock, one run each): archive create of a weekly set to a
-local rclone remote (staging from the store, 7z volumes, PAR2, hashes, upload; each phase reported),
+local rclone remote (7z volumes from the store's chunks, PAR2 while the volumes upload, hashes, the
+rest of the upload; each phase reported),
 `7z a` of the payload, `par2 create` over the 7z volumes, archive restore (download, SHA-256 checks,
 decrypt, unpack, SHA-256 of every member against the catalog) and `7z x`. Everything lives next to
 the payload (same filesystem). Writes the `archive` section of benchmarks/RESULTS.md unless --no-write.
