@@ -153,6 +153,9 @@ def test_drifted_payload_is_refused_before_the_command_runs(cataloged):
     assert proc.returncode == 1 and out["state"] == "refused"
     assert "does not match its torrent" in proc.stderr
     assert not marker.exists()
+    # The preflight marked it damaged: the next job is refused at once, as drifted.
+    proc, out = run_job(c, sys.executable, "-c", f"open({str(marker)!r}, 'w')")
+    assert out["state"] == "refused" and "drifted (damaged)" in proc.stderr and not marker.exists()
 
 
 def test_unsandboxed_fallback_heals_a_write_to_the_original(cataloged):
