@@ -1,6 +1,7 @@
 """The dashboard: every torrent's protection at a glance, header totals, filter/search/sort, live."""
 
 import asyncio
+import time
 
 from rich.text import Text
 from textual import on, work
@@ -10,8 +11,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from .cells import COLUMNS, palette, plan, render
-from .model import FILTERS, SORTS, Totals, age, human_bytes
+from .cells import COLUMNS, palette, plan, render, row_cells
+from .model import FILTERS, SORTS, Totals, age, human_bytes, matches, totals
 from .torrent_table import TorrentTable
 
 NOT_RUNNING = ("The seedward service is not running.\n\n"
@@ -19,6 +20,8 @@ NOT_RUNNING = ("The seedward service is not running.\n\n"
                "This screen reconnects by itself.")
 NO_TORRENTS = ("No torrents yet.\n\n"
                "Add torrents in qBittorrent: seedward protects each one as soon as it is complete.")
+# Ages ("3h") of unchanged rows are recomputed this often.
+AGES_SECONDS = 30.0
 NO_MATCH = "No torrent matches this filter and search.  (f: next filter, esc: clear search)"
 
 
@@ -42,6 +45,9 @@ class DashboardScreen(Screen):
         self.shown_total = 0
         self._rebuild = True
         self._search_timer = None
+        self._full = True  # plan every row at the next sync
+        self._dirty: set[str] = set()  # torrents changed since the last sync
+        self._planned_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(id="health")
@@ -69,46 +75,72 @@ class DashboardScreen(Screen):
     # -- live data --
 
     def status_changed(self, change) -> None:
+        if change.full:
+            self._full = True
+        else:
+            self._dirty.update(change.added, change.changed, change.removed)
         self.sync()
 
     @work(exclusive=True, group="sync")
     async def sync(self) -> None:
-        """Bring the table to the current status, touching only rows that changed."""
+        """Bring the table to the current status, touching only rows that changed.
+
+        A few changed torrents cost a few rows; the whole list is planned again (off the UI thread)
+        only when the view changes, on the first status, and now and then to refresh the ages."""
         status = self.app.status
         if status is None:
             return
-        rows, tot = await asyncio.to_thread(plan, list(status.torrents.values()), self.filter, self.search,
-                                            self.sort, self.app.now())
+        now = self.app.now()
+        views = list(status.torrents.values())
+        full = self._rebuild or self._full or time.monotonic() - self._planned_at > AGES_SECONDS
+        if full:
+            rows, tot = await asyncio.to_thread(plan, views, self.filter, self.search, self.sort, now)
+        else:
+            tot = await asyncio.to_thread(totals, views)
         # No await below: the table changes in one go on the UI thread.
         table = self.query_one(DataTable)
         colors = palette(self.app.get_css_variables())
-        keys = [k for k, _, _ in COLUMNS]
-        if self._rebuild:
-            current = self._cursor_key()
-            table.clear()
-            table.add_rows_keyed((tid, [render(c, colors) for c in cells]) for tid, cells in rows)
-            self.cells = dict(rows)
-            self._rebuild = False
-            self._restore_cursor(current)
-        else:
-            wanted = {tid for tid, _ in rows}
-            for tid in [t for t in self.cells if t not in wanted]:
-                table.remove_row(tid)
-                del self.cells[tid]
-            new = []
-            for tid, cells in rows:
-                old = self.cells.get(tid)
-                if old is None:
-                    new.append((tid, [render(c, colors) for c in cells]))
-                elif old != cells:
-                    for key, before, after in zip(keys, old, cells):
-                        if before != after:
-                            table.update_cell(tid, key, render(after, colors))
-                self.cells[tid] = cells
-            table.add_rows_keyed(new)
-        self.shown_total = len(rows)
+        status = self.app.status  # may be newer than the plan: the dirty ids below catch up with it
+        dirty, self._dirty = self._dirty, set()
+        if full:
+            self._full = False
+            self._planned_at = time.monotonic()
+            if self._rebuild:
+                current = self._cursor_key()
+                table.clear()
+                table.add_rows_keyed((tid, [render(c, colors) for c in cells]) for tid, cells in rows)
+                self.cells = dict(rows)
+                self._rebuild = False
+                self._restore_cursor(current)
+            else:
+                wanted = {tid for tid, _ in rows}
+                for tid in [t for t in self.cells if t not in wanted]:
+                    self._apply(table, tid, None, colors)
+                for tid, cells in rows:
+                    self._apply(table, tid, cells, colors)
+        for tid in dirty:
+            view = status.torrents.get(tid)
+            wanted = view is not None and matches(view, self.filter, self.search)
+            self._apply(table, tid, row_cells(view, now) if wanted else None, colors)
+        self.shown_total = len(self.cells)
         self.show_totals(tot)
         self.show_state()
+
+    def _apply(self, table, tid: str, cells, colors) -> None:
+        """One row to `cells` (None: not shown): add, remove, or update only the cells that differ."""
+        old = self.cells.get(tid)
+        if cells is None:
+            if old is not None:
+                table.remove_row(tid)
+                del self.cells[tid]
+        elif old is None:
+            table.add_rows_keyed([(tid, [render(c, colors) for c in cells])])
+            self.cells[tid] = cells
+        elif old != cells:
+            for (key, _, _), before, after in zip(COLUMNS, old, cells):
+                if before != after:
+                    table.update_cell(tid, key, render(after, colors))
+            self.cells[tid] = cells
 
     def _cursor_key(self) -> str | None:
         table = self.query_one(DataTable)

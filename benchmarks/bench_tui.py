@@ -1,0 +1,124 @@
+"""The dashboard with many torrents: time to first full table, filter changes, one live update.
+
+Runs the real app headless (Textual's test driver) against a control socket speaking the protocol
+(the TUI tests' fake service) with --size torrents; beside it, the same rows added to a stock
+DataTable one add_row at a time (what the dashboard avoids).
+
+    python benchmarks/bench_tui.py --size 10000
+"""
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from companion.home import Home  # noqa: E402
+from tests.tui_fake_service import NOW, FakeService, h, sample_status  # noqa: E402
+
+
+async def until(pilot, predicate, limit: float = 300.0) -> float:
+    """Seconds until predicate() holds (polled every 5 ms inside the app's loop)."""
+    t = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - t > limit:
+            raise SystemExit("bench_tui: condition never held")
+        await pilot.pause(0.005)
+    return time.perf_counter() - t
+
+
+async def dashboard(home: Home, size: int) -> dict:
+    from textual.widgets import DataTable
+
+    from tui.app import SeedwardApp
+
+    fake = FakeService(home.socket, status=sample_status(extra=size)).start()
+    total = size + 6
+    try:
+        app = SeedwardApp(home, clock=lambda: NOW, debounce_seconds=0.0)
+        t0 = time.perf_counter()
+        async with app.run_test(size=(150, 40)) as pilot:
+            rows = lambda: app.screen.query(DataTable).first().row_count if app.screen.query(DataTable) else -1  # noqa: E731
+            await until(pilot, lambda: rows() == total)
+            first = time.perf_counter() - t0
+            app.screen.set_view(filter_name="damaged")
+            narrow = await until(pilot, lambda: rows() == 1)
+            app.screen.set_view(filter_name="all")
+            widen = await until(pilot, lambda: rows() == total)
+            app.screen.set_view(sort="name")
+            resort = await until(pilot, lambda: app.screen.sort == "name" and not app.screen._rebuild
+                                 and rows() == total)
+            target = h(0x10000000 + size // 2)
+            table = app.screen.query_one(DataTable)
+            fake.set_protection(target, "damaged")
+            t = time.perf_counter()
+            fake.push({"event": "state", "id": 1, "torrent_id": target, "state": "damaged", "level": "info"})
+            await until(pilot, lambda: "damaged" in str(table.get_cell(target, "protection")))
+            update = time.perf_counter() - t
+    finally:
+        fake.stop()
+    return {"first": first, "narrow": narrow, "widen": widen, "resort": resort, "update": update}
+
+
+async def stock_table(size: int) -> float:
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from tui.cells import COLUMNS, row_cells
+    from tui.model import parse_status
+
+    views = list(parse_status(sample_status(extra=size)).torrents.values())
+
+    class Stock(App):
+        def compose(self):
+            yield DataTable()
+
+    app = Stock()
+    async with app.run_test(size=(150, 40)) as pilot:
+        dt = app.query_one(DataTable)
+        for key, label, width in COLUMNS:
+            dt.add_column(label, width=width, key=key)
+        t = time.perf_counter()
+        for v in views:
+            dt.add_row(*(text for text, _ in row_cells(v, NOW)), key=v.id)
+        await pilot.pause(0)
+        await until(pilot, lambda: not dt._require_update_dimensions)
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=10_000, help="torrents in the status (default 10000)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    ap.add_argument("--shared", action="store_true", help="note that the machine was busy with other work")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="sw-bench-tui-", dir="/tmp"))
+    try:
+        d = asyncio.run(dashboard(Home(root), args.size))
+        stock = asyncio.run(stock_table(args.size))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    n = args.size + 6
+    rows = [
+        [f"start to all {n:,} rows on screen (status over the socket, parse, table)", f"{d['first']:.2f}"],
+        [f"filter all -> damaged ({n:,} -> 1 rows)", f"{d['narrow']:.3f}"],
+        [f"filter damaged -> all (1 -> {n:,} rows)", f"{d['widen']:.2f}"],
+        [f"sort by name ({n:,} rows)", f"{d['resort']:.2f}"],
+        ["one pushed state event -> its row updated", f"{d['update']:.3f}"],
+        [f"stock DataTable: {n:,} add_row calls + layout (not used; for comparison)", f"{stock:.2f}"],
+    ]
+    shared = "The machine was shared with other work while this ran. " if args.shared else ""
+    body = (f"## TUI dashboard with {n:,} torrents\n\n{stamp()}; {machine()}.\n"
+            f"{shared}Headless Textual (`run_test`), wall-clock seconds.\n\n" + table(["what", "seconds"], rows))
+    print(body)
+    if not args.no_write:
+        write_section("tui", body)
+
+
+if __name__ == "__main__":
+    main()
