@@ -69,6 +69,8 @@ class SeedwardApp(App):
         self.event_signal: Signal[dict] = Signal(self, "event")
         self.connection_signal: Signal[str] = Signal(self, "connection")
         self._refresh_pending = False
+        self._refreshing = False
+        self._refresh_again = False
         self._status_lock = asyncio.Lock()
         self.status_serial = 0
         self._incident_until = 0.0
@@ -124,21 +126,32 @@ class SeedwardApp(App):
         self.status_signal.publish(Change(added, changed, removed, full=first, serial=serial))
 
     def request_refresh(self) -> None:
-        """Coalesce bursts of events into one status request."""
-        if self._refresh_pending or self.connection != "up":
+        """Coalesce bursts of events into one status request; never more than one in flight."""
+        if self.connection != "up":
+            return
+        if self._refreshing:
+            self._refresh_again = True  # once this one is done
+            return
+        if self._refresh_pending:
             return
         self._refresh_pending = True
         self.set_timer(self.debounce_seconds, self._refresh_now)
 
-    @work(exclusive=True, group="refresh")
+    @work(group="refresh")
     async def _refresh_now(self) -> None:
         self._refresh_pending = False
+        self._refreshing = True
         try:
             await self.refresh_status()
         except ServiceNotRunning:
             self.set_connection("down")
         except ControlRefused as exc:
             self.set_connection("down", str(exc))
+        finally:
+            self._refreshing = False
+        if self._refresh_again:
+            self._refresh_again = False
+            self.request_refresh()
 
     def apply_event(self, event: dict) -> None:
         """Show a state change at once; the coalesced refresh brings the rest."""
