@@ -173,6 +173,8 @@ class DriftMonitor:
         with self.lock:
             if tid in self.busy:
                 return
+        if self.responder.busy(tid):
+            return
         row = self.catalog.one("SELECT * FROM files WHERE torrent_id = ? AND file_index = ?", (tid, index))
         if row is None:
             return

@@ -2,19 +2,20 @@
 from the swarm when the torrent is catalog-only). qBittorrent's side of it lives here."""
 
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..catalog import drift as rows
 from ..errors import Error, StoreCorrupt
 from ..heal import FileDamage, HealError, bad_pieces, heal_files, quarantine, quarantine_folder
 from ..scan import FileStat
+from ..service.protect_job import STATES as STATE_TAGS
+from ..service.protect_job import state_tag
 
 log = logging.getLogger(__name__)
-
-from ..service.protect_job import STATES as STATE_TAGS, state_tag
 
 ERROR_STATES = {"error", "missingFiles"}
 
@@ -23,7 +24,7 @@ ERROR_STATES = {"error", "missingFiles"}
 class Outcome:
     torrent_id: str
     response: str
-    outcome: str  # healed | damaged | alerted | failed | false_alarm
+    outcome: str  # healed | healing (the swarm is at it) | damaged | alerted | failed
     source: str = ""
     snapshot_id: str | None = None
     pieces: list[int] = field(default_factory=list)
@@ -36,7 +37,7 @@ class Outcome:
 
 
 class Responder:
-    """Acts on classified drift. qbt: companion.qbt.Qbt (or None: alert only); read_chunk: the
+    """Acts on classified drift. qbt: companion.qbt.Qbt (or None: no stop, recheck or resume); read_chunk: the
     store's verified chunk reader (or None: catalog-only); emit(kind, torrent_id, message, level,
     **detail) records an event (the service's bus, or the catalog's events table)."""
 
@@ -54,6 +55,7 @@ class Responder:
         self.stopped: dict[str, float] = {}  # torrent -> monotonic time we stopped it
         self.resume: set[str] = set()  # torrents we stopped that were running
         self.last_stop: dict[str, float] = {}  # torrent -> when the last stop was acknowledged
+        self.swarm: set[str] = set()  # torrents whose pieces qBittorrent is fetching from peers
         self.lock = threading.Lock()
 
     def _catalog_event(self, kind, torrent_id, message, level="info", **detail):
@@ -117,8 +119,6 @@ class Responder:
         detected_at = detected_at or began
         policy = self.policy(tid)
         if response:
-            from dataclasses import replace
-
             policy = replace(policy, response=response)
         drift = {d.entry.path: {"kind": d.drift.kind, "pieces": d.drift.pieces, "hardlinked": d.drift.hardlinked,
                                 "detail": d.drift.detail} for d in damages}
@@ -133,11 +133,9 @@ class Responder:
                           "any of them changes the seeded file", "warning", path=d.entry.path)
         try:
             if policy.response == "alert" or (self.qbt is None and policy.response == "quarantine"):
-                self.set_state(tid, "damaged")
                 out.outcome = "alerted"
             elif policy.response == "quarantine":
                 self.quarantine_now(tid)
-                self.set_state(tid, "damaged")
                 out.timings["stop"] = self._stop_latency(tid, detected_at)
                 self.emit("quarantined", tid, f"{meta.name}: stopped in qBittorrent, pieces {out.pieces[:20]} damaged",
                           "warning")
@@ -152,21 +150,38 @@ class Responder:
                     raise HealError(meta.name, f"snapshot {snapshot_id[:12]} cannot heal these files" if snapshot_id
                                     else "no snapshot holds these files, and the swarm needs qBittorrent")
                 else:
-                    self._heal_from_swarm(meta, save_path, damages, out)
+                    self._heal_from_swarm(meta, save_path, damages, out, heal_id, detected_at, began)
+                    return out  # finished by the swarm watcher thread
         except (HealError, StoreCorrupt) as exc:
             out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
+            self._forget_stop(tid)
             self.set_state(tid, "damaged")
             self.emit("heal_failed", tid, f"{meta.name}: heal refused: {exc}; the torrent stays stopped", "error")
         except Error as exc:
             out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
+            self._forget_stop(tid)
             self.set_state(tid, "damaged")
             self.emit("heal_failed", tid, f"{meta.name}: heal failed: {exc}", "error")
+        self._finish(heal_id, out, detected_at, began)
+        return out
+
+    def _finish(self, heal_id: int, out: Outcome, detected_at: float, began: float) -> None:
         out.timings["total"] = round(time.monotonic() - detected_at, 4)
         out.timings["respond"] = round(time.monotonic() - began, 4)
         rows.finish_heal(self.catalog, heal_id, outcome=out.outcome, source=out.source, pieces=out.pieces,
                          bytes_written=out.bytes_written, quarantine=out.quarantine, recheck=out.recheck,
                          error=out.error, timings=out.timings, snapshot_id=out.snapshot_id)
-        return out
+
+    def busy(self, tid: str) -> bool:
+        """qBittorrent is re-downloading this torrent's pieces from the swarm: its writes are not drift."""
+        with self.lock:
+            return tid in self.swarm
+
+    def _forget_stop(self, tid: str) -> None:
+        """A failed heal leaves the torrent stopped; the next drift stops it again (a person may have
+        started it meanwhile), and a later false alarm resumes it if we had stopped it running."""
+        with self.lock:
+            self.stopped.pop(tid, None)
 
     def _stop_latency(self, tid: str, detected_at: float) -> float | None:
         at = self.stopped.get(tid)
@@ -225,38 +240,62 @@ class Responder:
                   f"snapshot {snapshot_id[:12]}; drifted bytes kept in {kept.folder}", "info",
                   pieces=out.pieces[:100], timings=out.timings, quarantine=str(kept.folder), recheck=out.recheck)
 
-    def _heal_from_swarm(self, meta, save_path, damages, out: Outcome) -> None:
-        """No snapshot: keep the drifted copy, let qBittorrent find the bad pieces and download them."""
+    def _heal_from_swarm(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
+                         began: float) -> None:
+        """No snapshot: keep the drifted copy, let qBittorrent find the bad pieces and download them.
+        The wait for peers runs on its own thread, so other drift is not held up behind it."""
         tid = meta.id
         out.source = "swarm"
         kept = quarantine(meta, damages, quarantine_folder(self.quarantine_root, tid), keep_whole=True)
         out.quarantine = str(kept.folder)
         out.recheck = True
-        t = time.monotonic()
-        self._recheck(tid, want_complete=False)
-        self._resume(tid, force=True)
+        out.outcome = "healing"
+        with self.lock:
+            self.swarm.add(tid)
+        try:
+            self._recheck(tid, want_complete=False)
+            self._resume(tid, force=True)
+        except BaseException:
+            with self.lock:
+                self.swarm.discard(tid)
+            raise
         self.emit("healing", tid, f"{meta.name}: no snapshot; asking the swarm for pieces {out.pieces[:20]}", "info")
-        done = self._wait_swarm(meta)
-        out.timings["swarm"] = round(time.monotonic() - t, 4)
-        if done:
-            left = bad_pieces(meta, save_path, out.pieces)
-            if left:
-                raise HealError(meta.name, f"pieces {left[:10]} still bad after the swarm's copy")
-            self._remember(meta, damages, reason="heal")
-            out.outcome = "healed"
-            self.set_state(tid, "protected")
-            self.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {kept.folder}", "info",
-                      timings=out.timings)
-        else:
-            out.outcome = "alerted"
+        threading.Thread(target=self._swarm_watch, args=(meta, save_path, damages, out, heal_id, detected_at, began),
+                         name=f"swarm-{tid[:8]}", daemon=True).start()
+
+    def _swarm_watch(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
+                     began: float) -> None:
+        tid = meta.id
+        t = time.monotonic()
+        try:
+            done = self._wait_swarm(meta)
+            out.timings["swarm"] = round(time.monotonic() - t, 4)
+            if done and not bad_pieces(meta, save_path, out.pieces):
+                self._remember(meta, damages, reason="heal")
+                out.outcome = "healed"
+                self.set_state(tid, "protected")
+                self.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {out.quarantine}",
+                          "info", timings=out.timings)
+            else:
+                out.outcome = "alerted"
+                self.set_state(tid, "damaged")
+                why = "still bad after the swarm's copy" if done else "not supplied by any peer"
+                self.emit("alert", tid, f"{meta.name}: pieces {out.pieces[:20]} {why}; the torrent is incomplete "
+                          f"until they return (drifted copy in {out.quarantine})", "error")
+        except Error as exc:
+            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
             self.set_state(tid, "damaged")
-            self.emit("alert", tid, f"{meta.name}: no peer has pieces {out.pieces[:20]}; the torrent is incomplete "
-                      f"until they return (drifted copy in {kept.folder})", "error")
+            self.emit("heal_failed", tid, f"{meta.name}: heal by the swarm failed: {exc}", "error")
+        except Exception as exc:  # the thread must record its end whatever happens
+            log.exception("%s: swarm watch failed", tid[:12])
+            out.outcome, out.error = "failed", str(exc)
+        finally:
+            with self.lock:
+                self.swarm.discard(tid)
+            self._finish(heal_id, out, detected_at, began)
 
     def _remember(self, meta, damages, *, reason: str) -> None:
         """The files match their baseline again: record their new stat and the check."""
-        import os
-
         for d in damages:
             try:
                 rows.update_file_stat(self.catalog, meta.id, d.entry.index, FileStat.of(os.stat(d.path)))
