@@ -19,8 +19,6 @@ from .backend import Backend
 from .reflink import ALIGN, clone_fd
 
 MAGIC = b"SWPACK01"
-ASYNC_MIN = 1024 * 1024  # smaller chunks are written at once: a thread hop would cost more
-WRITE_BUDGET = 64 * 1024 * 1024
 FOOTER = 8 + len(MAGIC)
 
 
@@ -56,12 +54,6 @@ class PackWriter:
         self.staged: list[StagedPack] = []
         self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pack-publish")
         self.publishing: list = []
-        # Large chunks are copied and written by a thread of their own, so the scan's hashing
-        # threads never wait for the page cache; at most WRITE_BUDGET bytes wait in memory.
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="pack-write")
-        self.room = threading.Condition(self.lock)
-        self.queued = 0
-        self.error: BaseException | None = None
 
     def _open(self) -> StagedPack:
         pack_id = secrets.token_hex(32)
@@ -87,35 +79,13 @@ class PackWriter:
 
     def write(self, pack: StagedPack, offset: int, data, clone_from: tuple[int, int] | None = None) -> bool:
         """Write the reserved chunk: cloned from (fd, offset) when given and possible, else its
-        bytes (large ones on the writer thread). Returns True when cloned."""
-        if self.error is not None:
-            raise self.error
-        if clone_from is not None and clone_fd(clone_from[0], clone_from[1], pack.fd, offset, len(data)):
-            self._written(pack)
-            return True
-        if len(data) < ASYNC_MIN:
+        bytes. Returns True when cloned. (Handing the bytes to a writer thread was measured: the
+        copy it needs costs more than the wait it saves.)"""
+        cloned = clone_from is not None and clone_fd(clone_from[0], clone_from[1], pack.fd, offset, len(data))
+        if not cloned:
             pwrite_all(pack.fd, data, offset)
-            self._written(pack)
-            return False
-        copy = bytes(data)  # the scan reuses its buffer once the sink returns
-        with self.room:
-            while self.queued and self.queued + len(copy) > WRITE_BUDGET:
-                self.room.wait()
-            self.queued += len(copy)
-        self.writer.submit(self._write_later, pack, offset, copy)
-        return False
-
-    def _write_later(self, pack: StagedPack, offset: int, data: bytes) -> None:
-        try:
-            if self.error is None:
-                pwrite_all(pack.fd, data, offset)
-                self._written(pack)
-        except BaseException as exc:  # noqa: BLE001 - raised by the next write or by finish()
-            self.error = self.error or exc
-        finally:
-            with self.room:
-                self.queued -= len(data)
-                self.room.notify_all()
+        self._written(pack)
+        return cloned
 
     def _written(self, pack: StagedPack) -> None:
         with self.lock:
@@ -159,9 +129,6 @@ class PackWriter:
         with self.lock:
             last = self.current if self.current is not None and self.current.entries else None
             self.current = None
-        self.writer.shutdown(wait=True)
-        if self.error is not None:
-            raise self.error
         if last is not None:
             self.publishing.append(self.publisher.submit(self._publish, last))
         self._wait()
@@ -171,8 +138,6 @@ class PackWriter:
 
     def discard(self) -> None:
         """Drop everything this writer wrote, published packs too (no index names them yet)."""
-        self.error = self.error or RuntimeError("discarded")  # queued writes are skipped
-        self.writer.shutdown(wait=True)
         try:
             self._wait()
         except BaseException:  # noqa: BLE001 - cleaning up after a failure already raised
