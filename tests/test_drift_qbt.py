@@ -2,6 +2,7 @@
 real store. Every case: detected, stopped, healed, complete (100%) in qBittorrent and seeding
 again, with the drifted bytes kept in the quarantine folder."""
 
+import hashlib
 import json
 import os
 import time
@@ -41,6 +42,7 @@ CASES = {
     "Alerted": {"a.ogg": 40_000},
     "Swarm": {"s.flac": 80_000},
     "Lonely": {"l.flac": 40_000},
+    "Leased": {"cover.png": 30_000},
 }
 CATEGORY = {"Alerted": "alert-only", "Swarm": "catalog-only", "Lonely": "catalog-only"}
 
@@ -363,6 +365,26 @@ def test_catalog_only_torrent_without_peers_falls_back_to_alert(world):
     assert world.service.catalog.get_torrent(tid)["protection"] == "damaged"
     assert any(e["kind"] == "alert" for e in world.service.catalog.events(tid, 10))
     assert (Path(row["quarantine"]) / "Lonely" / "l.flac").exists()
+
+
+def test_a_write_under_a_lease_is_recataloged_not_healed(world):
+    from companion import lease
+
+    tid = world.ids["Leased"]
+    target = world.path("Leased", "cover.png")
+    cat = world.service.catalog
+    lease.acquire(cat, target.parent, 120, "upscaler-bot")
+    last = world.last_heal(tid)
+    with open(target, "r+b") as fh:
+        fh.write(b"\x89PNG upscaled by an agent")
+    edited = target.read_bytes()
+    wait_until(lambda: cat.get_torrent(tid)["protection"] == "baseline_bad", 30, 0.1, "the re-catalog")
+    assert world.component.monitor.wait_idle(30)
+    assert target.read_bytes() == edited  # intended: not healed back
+    assert world.last_heal(tid) == last
+    rows = {r["path"]: r["sha256"] for r in cat.get_files(tid)}
+    assert rows["Leased/cover.png"] == hashlib.sha256(edited).hexdigest()
+    assert any(e["kind"] == "intended" for e in cat.events(tid, 20))
 
 
 def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):

@@ -47,7 +47,9 @@ class DriftMonitor:
     """start() / stop(). `responder` is a drift.respond.Responder."""
 
     def __init__(self, catalog, responder, *, debounce: float = 0.3, refresh_seconds: float = 2.0,
-                 lease_check=None, rate: float = 0.0):
+                 lease_check=None, rate: float = 0.0, on_intended=None):
+        """on_intended(meta, save_path, lease): a write under a valid lease was verified (the service
+        re-catalogs it with lease.record_intended); without it the write is only recorded."""
         self.catalog = catalog
         self.responder = responder
         self.events: queue.Queue = queue.Queue()
@@ -61,7 +63,8 @@ class DriftMonitor:
         self.versions: dict[str, tuple] = {}
         self.suspects: dict[str, dict[int, float]] = {}  # torrent -> {file_index: first event time}
         self.busy: set[str] = set()
-        self.intended: set[str] = set()
+        self.intended: dict[str, object] = {}  # torrent -> the lease its last write was under
+        self.on_intended = on_intended
         self.lock = threading.Lock()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="drift-verify")
         self.thread: threading.Thread | None = None
@@ -186,7 +189,7 @@ class DriftMonitor:
             self.suspects.setdefault(tid, {}).setdefault(index, at)
         lease = self.lease_check(self.catalog, file_path) if self.lease_check else None
         if lease is not None:
-            self.intended.add(tid)
+            self.intended[tid] = lease
         elif first:
             self.responder.quarantine_now(tid)
         self.debouncer.touch(tid, time.monotonic())
@@ -238,12 +241,16 @@ class DriftMonitor:
         rows.record_checks(self.catalog, tid, {i: d.kind == FALSE_ALARM for i, d in found.drifts.items()},
                            kind="quick", reason=reason)
         damages = found.damages
-        if tid in self.intended:
-            self.intended.discard(tid)
-            if damages:
-                self.catalog.add_event(tid, "intended", f"{meta.name}: write under a valid lease to "
-                                       f"{', '.join(d.entry.path for d in damages)}; not healed", level="info")
-                return None
+        lease = self.intended.pop(tid, None)
+        if lease is not None and damages:
+            if self.on_intended is not None:
+                self.on_intended(meta, found.save_path, lease)
+            else:
+                self.catalog.add_event(tid, "intended", f"{meta.name}: write under lease {lease.id} by "
+                                       f"{lease.operator} to {', '.join(d.entry.path for d in damages)}; not healed",
+                                       level="info", lease=lease.id)
+            self.responder.release(tid)
+            return None
         if not damages:
             self.responder.release(tid)
             if reason == "drift":

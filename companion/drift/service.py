@@ -20,7 +20,8 @@ class DriftComponent:
         settings = service.settings
         self.responder = Responder(service.catalog, settings, service.home.quarantine, qbt=service.qbt,
                                    read_chunk=self.read_chunk, emit=self._emit)
-        self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds)
+        self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds,
+                                    on_intended=self._intended)
         self.scrub_stop = threading.Event()
         self.scrub_thread: threading.Thread | None = None
         service.register_job("heal", self._heal_job)
@@ -34,12 +35,24 @@ class DriftComponent:
         self.service.emit(kind, torrent_id, message, level=level, **detail)
 
     def read_chunk(self, chunk_id: str) -> bytes:
+        return self._open_store().read_chunk(chunk_id)
+
+    def _intended(self, meta, save_path, lease) -> None:
+        """A write under a valid lease: the new bytes become the baseline (snapshot when they still
+        match the torrent); nothing is healed."""
+        from ..lease import record_intended
+
+        state = record_intended(self.service.catalog, self.service.manifests, meta, save_path, lease,
+                                store=self._open_store())
+        self.service.emit("state", meta.id, f"protection: {state}", state=state)
+
+    def _open_store(self):
         with self._store_lock:
             if self._store is None:
                 from ..store import Store
 
                 self._store = Store.for_home(self.service.home, self.service.settings, self.service.catalog)
-        return self._store.read_chunk(chunk_id)
+            return self._store
 
     def start(self) -> None:
         self.monitor.start(reconcile=self.reconcile)
