@@ -80,6 +80,13 @@ class ScrubSettings:
 
 
 @dataclass
+class DriftSettings:
+    recheck_timeout_seconds: float = 600.0  # qBittorrent's full recheck after a heal must end by then
+    swarm_stall_seconds: float = 120.0  # a heal by the swarm with no progress this long falls back to alert
+    swarm_timeout_seconds: float = 6 * 3600.0
+
+
+@dataclass
 class DrillSettings:
     interval_hours: float = 168.0
     per_run: int = 2
@@ -125,6 +132,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     scrub: ScrubSettings = field(default_factory=ScrubSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)

@@ -48,7 +48,8 @@ def run_restore(args, ctx, tid: str, snapshot_id: str, store) -> int:
     except ServiceNotRunning:
         qbt = _qbt(ctx.settings)
         responder = Responder(ctx.catalog, ctx.settings, ctx.home.ensure().quarantine, qbt=qbt,
-                              read_chunk=store.read_chunk)
+                              read_chunk=store.read_chunk,
+                              recheck_timeout=ctx.settings.drift.recheck_timeout_seconds)
         report = restore_in_place(ctx.catalog, responder, tid, snapshot_id=snapshot_id, files=args.files)
         report["via"] = "local" if qbt is not None else "local, without qBittorrent"
     if args.json:

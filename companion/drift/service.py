@@ -19,7 +19,10 @@ class DriftComponent:
         self._store_lock = threading.Lock()
         settings = service.settings
         self.responder = Responder(service.catalog, settings, service.home.quarantine, qbt=service.qbt,
-                                   read_chunk=self.read_chunk, emit=self._emit)
+                                   read_chunk=self.read_chunk, emit=self._emit,
+                                   recheck_timeout=settings.drift.recheck_timeout_seconds,
+                                   swarm_stall=settings.drift.swarm_stall_seconds,
+                                   swarm_timeout=settings.drift.swarm_timeout_seconds)
         self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds,
                                     on_intended=self._intended)
         self.scrub_stop = threading.Event()
