@@ -8,7 +8,8 @@ Ops:
   status                    -> the `seedward status --json` object ({"service", "torrents"})
   hook   {"event": "added"|"finished", "hash", "hash_v2", "name", "save_path", "content_path"}
                             -> {"id", "job": job id or null (already queued)}
-  events {"since": id, "limit": n}  -> {"events": [...]} (oldest first, id > since)
+  events {"since": id, "limit": n, "last": n, "torrent_id": id}
+                            -> {"events": [...]} (oldest first, id > since; `last`: the newest n)
   jobs                      -> {"jobs": [queued and running jobs]}
   subscribe                 -> {"ok": true}, then one {"event": KIND, ...} line per service event
                                until either side closes

@@ -167,6 +167,9 @@ def test_control_socket_ops_and_event_stream(qbt, make_service, tmp_path):
     events = request(service.home, "events", since=0)["events"]
     assert any(e["kind"] == "protected" and e["torrent_id"] == h for e in events)
     assert request(service.home, "events", since=events[-1]["id"])["events"] == []
+    newest = request(service.home, "events", last=2)["events"]
+    assert [e["id"] for e in newest] == [e["id"] for e in events[-2:]]
+    assert {e["torrent_id"] for e in request(service.home, "events", torrent_id=h)["events"]} == {h}
 
     service.on_status(lambda st: st["service"].setdefault("extra", "from a feature"))
     service.on_status(lambda st: 1 / 0)  # a broken extension is skipped

@@ -271,10 +271,7 @@ class Service:
         if op == "hook":
             return self.on_hook(message, source="socket")
         if op == "events":
-            since = int(message.get("since") or 0)
-            limit = max(1, min(int(message.get("limit") or 500), 5000))
-            rows = self.catalog.query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit))
-            return {"events": [_event_row(r) for r in rows]}
+            return {"events": self.events(message)}
         if op == "jobs":
             return {"jobs": [dict(r) for r in self.catalog.pending_jobs()]}
         if op == "action":
@@ -282,6 +279,26 @@ class Service:
         if op in self.ops:
             return self.ops[op](message)
         raise ControlError(f"unknown op {op!r}")
+
+    def events(self, message: dict) -> list[dict]:
+        """Events after `since` (oldest first, at most `limit`); `last`: the newest N instead;
+        `torrent_id`: only that torrent's."""
+        try:
+            since = int(message.get("since") or 0)
+            limit = max(1, min(int(message.get("limit") or 500), 5000))
+            last = int(message.get("last") or 0)
+        except (TypeError, ValueError) as exc:
+            raise ControlError(f"events: since, limit and last are integers ({exc})") from None
+        where, params = "id > ?", [since]
+        if message.get("torrent_id"):
+            where += " AND torrent_id = ?"
+            params.append(str(message["torrent_id"]))
+        if last > 0:
+            rows = self.catalog.query(f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?",
+                                      (*params, min(last, 5000)))[::-1]
+        else:
+            rows = self.catalog.query(f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
+        return [_event_row(r) for r in rows]
 
     def action(self, action: str, prefix: str) -> dict:
         kind = ACTIONS.get(action)
