@@ -92,6 +92,22 @@ class World:
         return t
 
 
+def start_service(w: World) -> Service:
+    from companion.store.job import snapshot_job
+
+    service = Service(Home(w.root / "home"), settings_for(w.qbt))
+
+    def snapshot_auto(service, job):  # the protect job's reasons ("added") are the store's "auto"
+        if job.payload.get("reason") not in ("auto", "preflight", "manual"):
+            job.payload["reason"] = "auto"
+        snapshot_job(service, job)
+
+    service.register_job("snapshot", snapshot_auto)
+    w.component = install(service)
+    w.service = service.start()
+    return service
+
+
 @pytest.fixture(scope="module")
 def world(qbt, tmp_path_factory):
     root = tmp_path_factory.mktemp("drift")
@@ -114,17 +130,7 @@ def world(qbt, tmp_path_factory):
     for p in list((root / "dl").rglob("*")) + list(shared.iterdir()):
         if p.is_file():
             w.original[p] = p.read_bytes()
-    service = Service(Home(root / "home"), settings_for(qbt))
-    from companion.store.job import snapshot_job
-
-    def snapshot_auto(service, job):  # the protect job's reasons ("added") are the store's "auto"
-        if job.payload.get("reason") not in ("auto", "preflight", "manual"):
-            job.payload["reason"] = "auto"
-        snapshot_job(service, job)
-
-    service.register_job("snapshot", snapshot_auto)
-    w.component = install(service)
-    w.service = service.start()
+    service = start_service(w)
     ids = list(w.ids.values())
     snapshotted = {w.ids[n] for n in w.ids if CATEGORY.get(n) != "catalog-only"}
 
@@ -137,7 +143,7 @@ def world(qbt, tmp_path_factory):
 
     wait_until(ready, 60, 0.2, "every torrent protected, snapshotted and watched")
     yield w
-    service.stop()
+    w.service.stop()
     qbt.client.torrents_delete(delete_files=False, torrent_hashes=ids)
 
 
@@ -385,6 +391,22 @@ def test_a_write_under_a_lease_is_recataloged_not_healed(world):
     rows = {r["path"]: r["sha256"] for r in cat.get_files(tid)}
     assert rows["Leased/cover.png"] == hashlib.sha256(edited).hexdigest()
     assert any(e["kind"] == "intended" for e in cat.events(tid, 20))
+
+
+def test_reconcile_at_start_heals_what_changed_while_the_service_was_down(world):
+    tid = world.ids["Retag"]
+    target = world.path("Retag", "song.mp3")
+    last = world.last_heal(tid)
+    world.service.stop()
+    with open(target, "r+b") as fh:
+        fh.seek(70_000)
+        fh.write(b"edited while nobody watched")
+    start_service(world)
+    row = world.heal_after(tid, last)
+    assert json.loads(row["pieces"]) == [70_000 // 16384]
+    assert target.read_bytes() == world.original[target]
+    world.assert_seeding_again(tid)
+    assert any(e["kind"] == "reconcile" for e in world.service.catalog.events(None, 50))
 
 
 def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
