@@ -118,7 +118,13 @@ class Service:
     def add_component(self, obj) -> None:
         self.components.append(obj)
         if self._started:
+            self._start_component(obj)
+
+    def _start_component(self, obj) -> None:
+        try:
             obj.start()
+        except Exception:  # a broken feature is logged and skipped, never fatal
+            log.exception("component %r failed to start; skipped", obj)
 
     # life cycle
 
@@ -133,7 +139,7 @@ class Service:
         self.jobs.start()
         self.sync.start()
         for obj in self.components:
-            obj.start()
+            self._start_component(obj)
         self._started = True
         self.emit("service_started", None, f"seedward {__version__} serving {self.home.root} (pid {os.getpid()})",
                   pid=os.getpid(), requeued=requeued)
