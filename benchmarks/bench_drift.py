@@ -7,8 +7,9 @@ in-process service with the drift component protects and snapshots it. Each run 
 16-byte "retag" at a random offset of a random file (in place, like a tagger), and measures
   - stop: the write to qBittorrent acknowledging our stop request (Web API call returned; its
     WebUI shows the new state at its next ~1.5 s refresh),
-  - healed: the write to the torrent seeding again with the damaged piece written back from the
-    snapshot and verified against the torrent's hashes.
+  - healed: the write to the torrent resumed with the damaged piece written back from the
+    snapshot and verified against the torrent's hashes (and to qBittorrent's WebUI showing it
+    seeding, which it refreshes every ~1.5 s).
 Target: stop p95 under 1 s. Writes the `drift` section of benchmarks/RESULTS.md unless --no-write.
 """
 
@@ -114,7 +115,7 @@ def main() -> int:
                      and not service.catalog.pending_jobs() and tid in drift.monitor.watch.tracked(),
                      3600, "protection and snapshot")
                 setup = time.monotonic() - t
-                stops, heals, writes = [], [], []
+                stops, heals, shown, writes = [], [], [], []
                 rnd = random.Random(7)
                 for _ in range(args.runs):
                     last = max([r["id"] for r in drift_rows.heals(service.catalog, tid, limit=1)] or [0])
@@ -134,11 +135,12 @@ def main() -> int:
                         return rows[0] if rows else None
 
                     row = wait(done, 600, "the heal")
+                    heals.append(time.monotonic() - t0)
                     if row["outcome"] != "healed":
                         raise SystemExit(f"bench_drift: heal failed: {row['error']}")
                     wait(lambda: qbt.client.torrents_info(torrent_hashes=tid)[0]["state"] in
                          ("uploading", "stalledUP"), 60, "seeding again")
-                    heals.append(time.monotonic() - t0)
+                    shown.append(time.monotonic() - t0)
                     writes.append(row["bytes_written"])
                     wait(lambda: drift.monitor.wait_idle(1), 60, "idle")
             finally:
@@ -148,8 +150,10 @@ def main() -> int:
     rows = [
         ["write → torrent stopped in qBittorrent", f"{statistics.median(stops) * 1000:.0f} ms",
          f"{pct(stops, 95) * 1000:.0f} ms", f"{max(stops) * 1000:.0f} ms"],
-        ["write → healed, verified, seeding again", f"{statistics.median(heals):.2f} s", f"{pct(heals, 95):.2f} s",
-         f"{max(heals):.2f} s"],
+        ["write → piece written back, verified, torrent resumed", f"{statistics.median(heals):.2f} s",
+         f"{pct(heals, 95):.2f} s", f"{max(heals):.2f} s"],
+        ["write → qBittorrent's WebUI shows it seeding", f"{statistics.median(shown):.2f} s",
+         f"{pct(shown, 95):.2f} s", f"{max(shown):.2f} s"],
     ]
     verdict = "met" if pct(stops, 95) < 1.0 else "NOT met"
     body = "\n".join([
