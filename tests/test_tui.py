@@ -377,3 +377,22 @@ def row_keys_of_dashboard(app) -> list[str]:
     dashboard = next(s for s in app.screen_stack if isinstance(s, DashboardScreen))
     t = dashboard.query_one(DataTable)
     return [t.coordinate_to_cell_key((i, 0)).row_key.value for i in range(t.row_count)]
+
+
+@aio
+async def test_a_heal_of_a_few_milliseconds_still_shows_each_state(home, fake):
+    app = make_app(home)
+    async with app.run_test(size=(150, 30)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        for i, state in enumerate(("damaged", "healing", "protected")):
+            fake.push({"event": "state", "id": 20 + i, "torrent_id": BACH, "state": state, "level": "info",
+                       "message": f"protection: {state}"})
+        seen = ["protected"]
+        for _ in range(400):  # bounded: the trail takes about two seconds
+            shown = cell(app, BACH, "protection").split()[-1]
+            if shown != seen[-1]:
+                seen.append(shown)
+            if seen[-1] == "protected" and len(seen) > 1:
+                break
+            await pilot.pause(0.02)
+        assert seen == ["protected", "damaged", "healing", "protected"]

@@ -105,6 +105,11 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
         wait_until(ready, 60, 0.2, "the torrent protected by the real service")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+    # The piece map's op, served by the service (installed as a feature)
+    from companion.control import request
+
+    pieces = request(home / "control.sock", "pieces", id=tid[:10])
+    assert pieces["id"] == tid and pieces["pieces"] and set(pieces["pieces"]) == {"o"}
     # A manual snapshot, so the heal has a source (whatever the automatic policy did).
     out = seedward("snapshot", tid, home=home)
     assert out.returncode == 0, out.stderr

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 EVENT_STATE = {"drift": "damaged", "quarantined": "damaged", "heal_failed": "damaged", "healing": "healing",
                "healed": "protected", "protected": "protected", "baseline_bad": "baseline_bad",
                "removed": "removed"}
+PROTECTION_STATES = frozenset({"pending", "protected", "damaged", "healing", "baseline_bad", "excluded", "removed"})
+STATE_HOLD_SECONDS = 0.6
 # After drift, poll the status quickly for a while: heals move through states without an event each.
 INCIDENT_SECONDS = 30.0
 INCIDENT_POLL_SECONDS = 0.25
@@ -74,6 +76,9 @@ class SeedwardApp(App):
         self._status_lock = asyncio.Lock()
         self.status_serial = 0
         self._incident_until = 0.0
+        self._trails: dict[str, list[str]] = {}  # states waiting their turn on screen, per torrent
+        self._held_until: dict[str, float] = {}
+        self._shown: dict[str, str] = {}
         if theme:
             self.theme = theme
 
@@ -118,6 +123,7 @@ class SeedwardApp(App):
         serial = self.status_serial
         raw = await self.client.request("status")
         new = await asyncio.to_thread(complete_status, raw, self.catalog, self.now())
+        self._keep_shown(new.torrents)
         old = self.status.torrents if self.status else {}
         added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
         first = self.status is None
@@ -161,14 +167,54 @@ class SeedwardApp(App):
         state = event.get("protection") or (event.get("state") if kind == "state" else EVENT_STATE.get(kind))
         if kind in ("drift", "quarantined", "healing", "heal_progress"):
             self._incident_until = time.monotonic() + INCIDENT_SECONDS
-        if self.status and tid in self.status.torrents and state in {
-                "pending", "protected", "damaged", "healing", "baseline_bad", "excluded", "removed"}:
-            view = self.status.torrents[tid]
-            if view.protection != state:
-                self.status.torrents[tid] = dataclasses.replace(view, protection=state)
-                self.status_signal.publish(Change([], [tid], [], serial=self.status_serial))
+        if self.status and tid in self.status.torrents and state in PROTECTION_STATES:
+            self.show_state(tid, state)
         self.event_signal.publish(event)
         self.request_refresh()
+
+    def show_state(self, tid: str, state: str) -> None:
+        """Show a torrent's new state, each for at least STATE_HOLD_SECONDS: a heal that takes a few
+        milliseconds still shows damaged -> healing -> protected instead of jumping to the end."""
+        trail = self._trails.setdefault(tid, [])
+        if trail or time.monotonic() < self._held_until.get(tid, 0.0):
+            if not trail or trail[-1] != state:
+                trail.append(state)
+            if len(trail) == 1:
+                self.set_timer(max(0.0, self._held_until[tid] - time.monotonic()), lambda: self._next_state(tid))
+            return
+        self._trails.pop(tid, None)
+        self._set_shown(tid, state)
+
+    def _next_state(self, tid: str) -> None:
+        trail = self._trails.get(tid)
+        if not trail:
+            self._trails.pop(tid, None)
+            return
+        self._set_shown(tid, trail.pop(0))
+        if trail:
+            self.set_timer(STATE_HOLD_SECONDS, lambda: self._next_state(tid))
+        else:
+            self._trails.pop(tid, None)
+            self.request_refresh()  # the trail is shown: back to the service's word
+
+    def _set_shown(self, tid: str, state: str) -> None:
+        self._held_until[tid] = time.monotonic() + STATE_HOLD_SECONDS
+        self._shown[tid] = state
+        view = self.status.torrents.get(tid) if self.status else None
+        if view is not None and view.protection != state:
+            self.status.torrents[tid] = dataclasses.replace(view, protection=state)
+            self.status_signal.publish(Change([], [tid], [], serial=self.status_serial))
+
+    def _keep_shown(self, torrents: dict) -> None:
+        """A status must not skip states still waiting in a trail (or held on screen)."""
+        now = time.monotonic()
+        for tid, state in list(self._shown.items()):
+            if self._trails.get(tid) or now < self._held_until.get(tid, 0.0):
+                view = torrents.get(tid)
+                if view is not None and view.protection != state:
+                    torrents[tid] = dataclasses.replace(view, protection=state)
+            else:
+                del self._shown[tid]
 
     def set_connection(self, state: str, error: str = "") -> None:
         if (state, error) != (self.connection, self.connection_error):
