@@ -154,6 +154,18 @@ def test_one_watch_per_directory_and_hardlinks_flagged(world):
     assert links == 1
     linked = world.service.catalog.get_files(world.ids["Linked"])[0]
     assert linked["nlink"] == 2
+    flagged = [e for e in world.service.catalog.events(world.ids["Linked"], 50) if e["kind"] == "hardlinked"]
+    assert len(flagged) == 1 and "lib.flac" in flagged[0]["message"]
+
+
+def test_heal_action_through_the_control_socket(world):
+    from companion.control import request
+
+    tid = world.ids["Gone"]
+    job = request(world.service.home, "action", action="heal", id=tid[:8])["job"]
+    wait_until(lambda: world.service.catalog.one("SELECT state FROM queue WHERE id = ?", (job,))["state"] == "done",
+               30, 0.1, "the heal job")
+    assert any(e["kind"] == "intact" for e in world.service.catalog.events(tid, 10))
 
 
 def test_flipped_byte_heals_one_piece_and_a_fresh_peer_gets_the_whole_payload(world, tmp_path):

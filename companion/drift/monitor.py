@@ -61,6 +61,7 @@ class DriftMonitor:
         self.metas: dict[str, object] = {}
         self.save_paths: dict[str, str] = {}
         self.versions: dict[str, tuple] = {}
+        self.flagged: set[tuple[str, int]] = set()  # hard-linked files already reported
         self.suspects: dict[str, dict[int, float]] = {}  # torrent -> {file_index: first event time}
         self.busy: set[str] = set()
         self.intended: dict[str, object] = {}  # torrent -> the lease its last write was under
@@ -126,8 +127,14 @@ class DriftMonitor:
         self.watch.track(tid, paths, linked)
         self.save_paths[tid] = row["save_path"]
         for index in linked:
-            log.warning("%s: %s has %d hard links: an edit through another link changes the seed",
-                        meta.name, paths[index], next(f["nlink"] for f in files if f["file_index"] == index))
+            if (tid, index) in self.flagged:
+                continue
+            self.flagged.add((tid, index))
+            nlink = next(f["nlink"] for f in files if f["file_index"] == index)
+            path = next(f["path"] for f in files if f["file_index"] == index)
+            self.catalog.add_event(tid, "hardlinked", f"{meta.name}: {path} has {nlink} hard links: an edit "
+                                   "through another link changes the seed (watched through its inode)",
+                                   level="warning", path=path, nlink=nlink)
 
     def meta(self, tid: str, row=None):
         """The torrent with its files where the catalog has them (qBittorrent's renames applied)."""
