@@ -68,6 +68,10 @@ def scrub_order(cat, states=("protected",)) -> list[sqlite3.Row]:
     )
 
 
+def file_record(cat, torrent_id: str, file_index: int) -> sqlite3.Row | None:
+    return cat.one("SELECT * FROM files WHERE torrent_id = ? AND file_index = ?", (torrent_id, file_index))
+
+
 def update_file_stat(cat, torrent_id: str, file_index: int, stat) -> None:
     """The file's bytes still match its baseline (false alarm, heal): remember its new stat."""
     with cat.tx() as db:

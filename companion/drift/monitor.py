@@ -148,7 +148,8 @@ class DriftMonitor:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            deadline = self.debouncer.next_deadline()
+            with self.lock:
+                deadline = self.debouncer.next_deadline()
             now = time.monotonic()
             timeout = self.refresh_seconds if deadline is None else max(0.0, deadline - now)
             timeout = min(timeout, max(0.0, self.last_refresh + self.refresh_seconds - now))
@@ -166,7 +167,9 @@ class DriftMonitor:
                             break
                         if more is not None:
                             self._on_event(more)
-                for tid in self.debouncer.due(time.monotonic()):
+                with self.lock:
+                    due = self.debouncer.due(time.monotonic())
+                for tid in due:
                     self._submit_check(tid)
                 if time.monotonic() - self.last_refresh >= self.refresh_seconds:
                     self.refresh()
@@ -185,7 +188,7 @@ class DriftMonitor:
                 return
         if self.responder.busy(tid):
             return
-        row = self.catalog.one("SELECT * FROM files WHERE torrent_id = ? AND file_index = ?", (tid, index))
+        row = rows.file_record(self.catalog, tid, index)
         if row is None:
             return
         file_path = path or os.path.join(self.save_paths.get(tid, ""), row["path"])
@@ -199,7 +202,8 @@ class DriftMonitor:
             self.intended[tid] = lease
         elif first:
             self.responder.quarantine_now(tid)
-        self.debouncer.touch(tid, time.monotonic())
+        with self.lock:
+            self.debouncer.touch(tid, time.monotonic())
 
     def _submit_check(self, tid: str) -> None:
         with self.lock:
@@ -236,8 +240,7 @@ class DriftMonitor:
             drift = found.drifts[qf.file_index]
             if drift.kind != FALSE_ALARM or qf.stat is None:
                 continue
-            rec = self.catalog.one("SELECT nlink FROM files WHERE torrent_id = ? AND file_index = ?",
-                                   (tid, qf.file_index))
+            rec = rows.file_record(self.catalog, tid, qf.file_index)
             rows.update_file_stat(self.catalog, tid, qf.file_index, qf.stat)
             if qf.stat.nlink > 1 and rec is not None and (rec["nlink"] or 1) <= 1:
                 path = next(e.path for e in meta.real_files if e.index == qf.file_index)
@@ -274,7 +277,8 @@ class DriftMonitor:
         while time.monotonic() < deadline:
             with self.lock:
                 quiet = not self.busy and not self.suspects
-            if quiet and self.events.empty() and self.debouncer.next_deadline() is None:
+                quiet = quiet and self.debouncer.next_deadline() is None
+            if quiet and self.events.empty():
                 return True
             time.sleep(0.05)
         return False
