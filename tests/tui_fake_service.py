@@ -133,9 +133,10 @@ class FakeService:
                 return {"ok": True}
             if op == "status":
                 return {"ok": True, **json.loads(json.dumps(self.status))}
-            if op == "events":
-                since = req.get("since", 0)
-                return {"ok": True, "events": [e for e in self.events if e["id"] > since]}
+            if op == "events":  # as the service: oldest first after `since`, or the newest `last`
+                found = [e for e in self.events if e["id"] > req.get("since", 0)
+                         and req.get("torrent_id") in (None, e.get("torrent_id"))]
+                return {"ok": True, "events": found[-req["last"]:] if req.get("last") else found}
             if op == "pieces":
                 if req.get("id") not in self.pieces:
                     return {"ok": False, "error": f"no torrent {req.get('id')}"}

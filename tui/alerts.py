@@ -13,6 +13,7 @@ from .cells import palette
 from .client import ControlRefused
 from .model import age
 
+LAST_EVENTS = 2000  # the newest events the screen looks through
 ALERT_PREFIXES = ("drift", "heal", "drill_fail", "baseline", "damage", "quarantine", "store_corrupt")
 
 
@@ -50,7 +51,7 @@ class AlertsScreen(Screen):
     @work(exclusive=True, group="alerts")
     async def load(self) -> None:
         try:
-            answer = await self.app.client.request("events", since=0)
+            answer = await self.app.client.request("events", last=LAST_EVENTS)
         except (ServiceNotRunning, ControlRefused) as exc:
             self.show_empty(f"Cannot read events: {exc}")
             return

@@ -106,7 +106,12 @@ class DetailScreen(Screen):
             answer = await self.app.client.request("pieces", id=self.torrent_id)
             detail.pieces = answer.get("pieces", detail.pieces)
         except (ServiceNotRunning, ControlRefused):
-            pass  # the catalog's last full verify is the best we have
+            pass  # the catalog's view of the pieces is the best we have
+        try:  # the service's events, newest first
+            answer = await self.app.client.request("events", torrent_id=self.torrent_id, last=100)
+            detail.events = sorted(answer.get("events", []), key=lambda e: e.get("id", 0), reverse=True)
+        except (ServiceNotRunning, ControlRefused):
+            pass
         self.detail = detail
         self.fill()
 
