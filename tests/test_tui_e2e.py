@@ -44,6 +44,11 @@ class Tmux:
         out = subprocess.run(self.base + ["capture-pane", "-p", "-t", "tui"], capture_output=True, text=True)
         return out.stdout
 
+    def keys(self, *keys: str) -> None:
+        for key in keys:  # one at a time: tmux would join Escape and the next key into Alt+key
+            subprocess.run(self.base + ["send-keys", "-t", "tui", key], check=True)
+            time.sleep(0.05)
+
     def stop(self) -> None:
         subprocess.run(self.base + ["kill-server"], capture_output=True)
 
@@ -141,3 +146,14 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
     assert t["progress"] == 1
     i = seen.index("damaged")
     assert "healing" in seen[i:] and seen[-1] == "protected", f"states on screen: {seen}"
+
+    # From the keyboard: open the torrent, ask for a verify, confirm, and watch the job finish.
+    tmux.keys("/", "TuiHealDemo", "Enter")
+    wait_until(lambda: ("1 shown" in tmux.screen()), 10, 0.1, "the search narrowing to the torrent")
+    tmux.keys("Enter")
+    wait_until(lambda: "pieces" in tmux.screen() and "█ ok" in tmux.screen(), 10, 0.1, "the torrent's screen")
+    tmux.keys("v")
+    wait_until(lambda: "Verify now: TuiHealDemo?" in tmux.screen(), 10, 0.1, "the confirmation")
+    tmux.keys("y")
+    wait_until(lambda: "verify: done (job" in tmux.screen(), 60, 0.1, "the verify job done on screen")
+    assert "now protected" in tmux.screen()

@@ -9,7 +9,7 @@ from textual.widgets import DataTable
 
 from companion.catalog import Catalog
 from companion.home import Home
-from tests.tui_fake_service import NOW, FakeService, h, iso, sample_status
+from tests.tui_fake_service import NOW, FakeService, h, iso
 from tui.app import SeedwardApp
 
 DEBIAN = h(0xD4E5F6)
