@@ -56,6 +56,8 @@ class Responder:
         self.resume: set[str] = set()  # torrents we stopped that were running
         self.last_stop: dict[str, float] = {}  # torrent -> when the last stop was acknowledged
         self.swarm: set[str] = set()  # torrents whose pieces qBittorrent is fetching from peers
+        self.swarm_threads: list[threading.Thread] = []
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def _catalog_event(self, kind, torrent_id, message, level="info", **detail):
@@ -260,8 +262,16 @@ class Responder:
                 self.swarm.discard(tid)
             raise
         self.emit("healing", tid, f"{meta.name}: no snapshot; asking the swarm for pieces {out.pieces[:20]}", "info")
-        threading.Thread(target=self._swarm_watch, args=(meta, save_path, damages, out, heal_id, detected_at, began),
-                         name=f"swarm-{tid[:8]}", daemon=True).start()
+        thread = threading.Thread(target=self._swarm_watch, name=f"swarm-{tid[:8]}", daemon=True,
+                                  args=(meta, save_path, damages, out, heal_id, detected_at, began))
+        self.swarm_threads = [t for t in self.swarm_threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the waits for the swarm (their heals are recorded as alerts) before the catalog closes."""
+        self.stopping.set()
+        for thread in self.swarm_threads:
+            thread.join(timeout)
 
     def _swarm_watch(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
                      began: float) -> None:
@@ -279,7 +289,8 @@ class Responder:
             else:
                 out.outcome = "alerted"
                 self.set_state(tid, "damaged")
-                why = "still bad after the swarm's copy" if done else "not supplied by any peer"
+                why = ("still bad after the swarm's copy" if done else "not yet back: the service stopped"
+                       if self.stopping.is_set() else "not supplied by any peer")
                 self.emit("alert", tid, f"{meta.name}: pieces {out.pieces[:20]} {why}; the torrent is incomplete "
                           f"until they return (drifted copy in {out.quarantine})", "error")
         except Error as exc:
@@ -329,7 +340,8 @@ class Responder:
                 raise HealError(tid, f"qBittorrent's recheck found the payload at {info['progress']:.1%}")
             if time.monotonic() - began > self.recheck_timeout:
                 raise HealError(tid, f"qBittorrent's recheck did not finish in {self.recheck_timeout:.0f}s")
-            time.sleep(0.05)
+            if self.stopping.wait(0.05):
+                raise HealError(tid, "the service stopped during qBittorrent's recheck; the torrent stays stopped")
 
     def _resume(self, tid: str, force: bool = False) -> None:
         if self.qbt is None:
@@ -357,5 +369,6 @@ class Responder:
                           progress=progress)
             if time.monotonic() - last_progress_at > self.swarm_stall:
                 return False
-            time.sleep(0.5)
+            if self.stopping.wait(0.5):
+                return False
         return False

@@ -67,7 +67,9 @@ class DriftComponent:
 
     def stop(self) -> None:
         self.scrub_stop.set()
+        self.responder.stopping.set()  # a recheck or swarm wait in progress ends now
         self.monitor.stop()
+        self.responder.stop()
 
     def _scrub_timer(self, every: float) -> None:
         while not self.scrub_stop.wait(every):
