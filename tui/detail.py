@@ -1,6 +1,7 @@
 """One torrent: files, piece map, snapshots, drills, events, companions; actions with confirmation."""
 
 import asyncio
+import sqlite3
 
 from rich.text import Text
 from textual import work
@@ -101,7 +102,11 @@ class DetailScreen(Screen):
         view = self.view
         protection = view.protection if view else ""
         catalog = self.app.catalog
-        detail = await asyncio.to_thread(catalog.detail, self.torrent_id, protection)
+        try:
+            detail = await asyncio.to_thread(catalog.detail, self.torrent_id, protection)
+        except sqlite3.Error as exc:  # busy or mid-migration: show what the service says, try again later
+            self.notify(f"catalog: {exc}", title="cannot read the catalog", severity="warning")
+            detail = Detail()
         try:
             answer = await self.app.client.request("pieces", id=self.torrent_id)
             detail.pieces = answer.get("pieces", detail.pieces)

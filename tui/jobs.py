@@ -1,6 +1,7 @@
 """Jobs: AI jobs with their provenance and published companions, and the service's work queue."""
 
 import asyncio
+import sqlite3
 
 from rich.text import Text
 from textual import work
@@ -49,7 +50,11 @@ class JobsScreen(Screen):
 
     @work(exclusive=True, group="jobs")
     async def load(self) -> None:
-        ai, queue = await asyncio.to_thread(self.app.catalog.jobs)
+        try:
+            ai, queue = await asyncio.to_thread(self.app.catalog.jobs)
+        except sqlite3.Error as exc:  # busy or mid-migration: the service's queue still shows
+            self.notify(f"catalog: {exc}", title="cannot read the catalog", severity="warning")
+            ai, queue = [], []
         try:  # the service's queued and running jobs are the freshest; the catalog keeps finished ones
             live = (await self.app.client.request("jobs")).get("jobs", [])
             by_id = {q["id"]: q for q in queue}

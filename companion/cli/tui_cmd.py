@@ -1,9 +1,11 @@
 """`seedward tui`: the terminal dashboard (Textual); without a terminal, the status table."""
 
 import asyncio
+import sqlite3
 import sys
 from datetime import datetime, timezone
 
+from ..catalog.db import CatalogError
 from ..errors import ServiceNotRunning
 
 
@@ -37,7 +39,10 @@ def print_table(ctx) -> int:
         view = CatalogView(ctx.home.catalog_db)
         if not view.available():
             raise ServiceNotRunning(f"no answer on {ctx.home.socket}, and no catalog yet") from exc
-        raw = view.offline_status()
+        try:
+            raw = view.offline_status()
+        except sqlite3.Error as err:
+            raise CatalogError(ctx.home.catalog_db, str(err)) from err
     now = datetime.now(timezone.utc)
     sys.stdout.write(status_table(complete_status(raw, CatalogView(ctx.home.catalog_db), now), now))
     return 0
