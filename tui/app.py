@@ -1,4 +1,5 @@
-"""`seedward tui`: the Textual app. A client of the service's control socket only; all I/O in workers."""
+"""`seedward tui`: the Textual app, a client of the service's control socket (plus read-only catalog reads
+for per-torrent detail); all I/O in workers, never on the UI thread."""
 
 import asyncio
 import dataclasses
