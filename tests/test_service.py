@@ -120,6 +120,15 @@ def test_removed_torrent_is_marked_removed_and_keeps_its_history(qbt, make_servi
     status = request(service.home, "status")
     assert {t["id"]: t["protection"] for t in status["torrents"]}[h] == "removed"
 
+    # removed while the service was down: found by the audit after the removal grace
+    h2, _ = seed_sample(qbt, tmp_path / "data", "gone-too", seed=2)
+    wait_states(service, [h2])
+    service.stop()
+    qbt.client.torrents_delete(delete_files=False, torrent_hashes=h2)
+    again = make_service(home=service.home.root)
+    wait_until(lambda: again.catalog.get_torrent(h2)["protection"] == "removed", 30, what="the removal audit")
+    assert again.catalog.get_torrent(h)["protection"] == "removed"
+
 
 def test_protection_levels_per_category_and_tag(qbt, make_service, tmp_path):
     settings = service_settings(qbt)
@@ -195,9 +204,16 @@ def test_qbittorrent_restart_mid_run(qbt, make_service, tmp_path):
     data = tmp_path / "data"
     first = [seed_sample(qbt, data, f"before{i}", seed=10 + i)[0] for i in range(3)]
     wait_states(service, first)
-    qbt.restart()
-    wait_until(lambda: service.sync.state == "connected" and service.sync.syncs > 0, 60, what="reconnect")
+    syncs = service.sync.syncs
+    qbt.stop()  # down long enough for the service to notice, then back with the same profile and port
+    wait_until(lambda: service.sync.state == "unreachable", 30, what="the service to see qBittorrent gone")
+    qbt.start()
+    wait_until(lambda: service.sync.state == "connected" and service.sync.syncs > syncs, 60, what="reconnect")
     later = [seed_sample(qbt, data, f"after{i}", seed=20 + i)[0] for i in range(3)]
+    wait_states(service, first + later)
+    # a quick restart between two polls: the session cookie and rid are stale, nothing else
+    qbt.restart()
+    later.append(seed_sample(qbt, data, "after-quick", seed=30)[0])
     wait_states(service, first + later)
     # after the removal grace, nothing was wrongly marked removed
     wait_until(lambda: service.sync.audit_at is None, 30, what="the removal audit")

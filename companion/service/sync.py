@@ -106,6 +106,9 @@ class SyncLoop:
 
     def apply(self, data: dict) -> None:
         changes = data["torrents"]
+        if data["full_update"] and self.audit_at is None:
+            # qBittorrent restarted under us (a new rid series): check for removals after the grace
+            self.audit_at = time.monotonic() + self.grace
         with self._lock:
             if data["full_update"]:
                 old = self.live
