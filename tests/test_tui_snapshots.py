@@ -128,3 +128,27 @@ def test_service_not_running(snap_compare, home):
 
 def test_help(snap_compare, home, fake):
     assert snap_compare(make_app(home), terminal_size=SIZE, run_before=loaded(then=["question_mark"]))
+
+
+def test_jobs(snap_compare, home):
+    queue = [{"id": 41, "kind": "heal", "torrent_id": DEBIAN, "state": "running", "attempts": 1,
+              "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "error": None},
+             {"id": 40, "kind": "drill", "torrent_id": h(0x0F0F0F), "state": "queued", "attempts": 0,
+              "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "error": None}]
+    service = FakeService(home.socket, jobs=queue).start()
+    try:
+        async def run_before(pilot):
+            await loaded()(pilot)
+            await pilot.press("j")
+            for _ in range(800):
+                tables = pilot.app.screen.query("#queue")
+                if tables and tables.first().row_count == 2:
+                    break
+                await pilot.pause(0.025)
+            else:
+                raise AssertionError("the queue never showed")
+            await pilot.pause(0.2)
+
+        assert snap_compare(make_app(home), terminal_size=SIZE, run_before=run_before)
+    finally:
+        service.stop()
