@@ -15,7 +15,7 @@ import socket
 import sys
 
 EVENTS = ("added", "finished")
-TIMEOUT = 2.0
+TIMEOUT = 5.0  # a busy service still answers; past this the spool takes the event
 
 
 def _home(argv: list[str]) -> tuple[str, list[str]]:

@@ -235,8 +235,11 @@ def test_wrong_password_is_reported_without_a_login_storm(qbt, make_service, tmp
     # a storm would show within a few poll intervals (0.2 s); the service waits for the retry time
     time.sleep(2)
     assert service.sync.syncs == 0 and service.qbt.login_failures == 1
-    failures = qbt.log_file.read_text(errors="replace").count("WebAPI login failure") - failures_before
-    assert failures == 1
+    def failures():
+        return qbt.log_file.read_text(errors="replace").count("WebAPI login failure") - failures_before
+
+    wait_until(failures, 30, what="qBittorrent to log the failed login")
+    assert failures() == 1
     assert qbt.client.app_version()  # the address is not banned
     out = seedward("status", home=service.home.root, check=True).stdout
     assert "login_failed" in out and "wrong username or password" in out
