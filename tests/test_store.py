@@ -229,3 +229,34 @@ def test_unusable_store_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot use it as the store"):
         Store.open(tmp_path / "file" / "store", cat)
     cat.close()
+
+
+def test_payload_changed_during_the_snapshot_is_refused(env, monkeypatch):
+    # chunks are copied from the payload file by the kernel after the scan hashed them: a write
+    # in between must not end up in the store under the old bytes' id
+    tmp, _cat, store = env
+    meta, data = album(tmp)
+    real = store.scanner.full_scan
+
+    def scan_then_write(*args, **kwargs):
+        result = real(*args, **kwargs)
+        flip_byte(data / "album" / "01.flac", 100)
+        return result
+
+    monkeypatch.setattr(store.scanner, "full_scan", scan_then_write)
+    with pytest.raises(SnapshotRefused, match="changed while it was being snapshotted"):
+        store.snapshot(meta, data, "manual")
+    assert store.snapshots() == []
+    assert not [p for p in (tmp / "store" / "data").rglob("*") if p.is_file()]
+
+
+def test_byte_copies_without_the_payload_as_source(tmp_path):
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    store = Store.open(tmp_path / "store", cat, copy_from_payload=False, reflinks=False)
+    meta, data = album(tmp_path)
+    snap = store.snapshot(meta, data, "manual")
+    store.restore(snap.id, tmp_path / "out")
+    for entry in meta.real_files:
+        assert sha(tmp_path / "out" / entry.path) == sha(data / entry.path)
+    assert store.check().ok
+    cat.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import StoreCorrupt
 from .backend import Backend
-from .reflink import ALIGN, clone_fd
+from .reflink import ALIGN, clone_fd, copy_range
 
 MAGIC = b"SWPACK01"
 FOOTER = 8 + len(MAGIC)
@@ -77,15 +77,22 @@ class PackWriter:
             self.current = None
         return pack, offset
 
-    def write(self, pack: StagedPack, offset: int, data, clone_from: tuple[int, int] | None = None) -> bool:
-        """Write the reserved chunk: cloned from (fd, offset) when given and possible, else its
-        bytes. Returns True when cloned. (Handing the bytes to a writer thread was measured: the
-        copy it needs costs more than the wait it saves.)"""
-        cloned = clone_from is not None and clone_fd(clone_from[0], clone_from[1], pack.fd, offset, len(data))
-        if not cloned:
-            pwrite_all(pack.fd, data, offset)
+    def write(self, pack: StagedPack, offset: int, data, source: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Write the reserved chunk. With source (fd, offset) of the same bytes in a file: clone
+        them (reflinks), else copy them in the kernel, else write `data`. Returns (bytes cloned,
+        bytes taken from the source file): the caller must check the file did not change meanwhile.
+        (Handing `data` to a writer thread was measured: the copy it needs costs more than it saves.)"""
+        length = len(data)
+        cloned = copied = 0
+        if source is not None:
+            if clone_fd(source[0], source[1], pack.fd, offset, length):
+                cloned = copied = length
+            else:
+                copied = copy_range(source[0], source[1], pack.fd, offset, length)
+        if copied < length:
+            pwrite_all(pack.fd, memoryview(data)[copied:], offset + copied)
         self._written(pack)
-        return cloned
+        return cloned, copied
 
     def _written(self, pack: StagedPack) -> None:
         with self.lock:

@@ -145,14 +145,16 @@ class Store:
     """Open with `Store.open(path, catalog)`. Thread-safe; writers take the store lock."""
 
     def __init__(self, backend: Backend, catalog, *, pack_size: int = 64 * 1024 * 1024, clock=_utc_now,
-                 scanner: Scanner | None = None, lock_timeout: float = 600.0, reflinks: bool = True):
+                 scanner: Scanner | None = None, lock_timeout: float = 600.0, reflinks: bool = True,
+                 copy_from_payload: bool = True):
         self.backend = backend
         self.catalog = catalog
         self.pack_size = pack_size
         self.clock = clock
         self.scanner = scanner or Scanner()
         self.lock_timeout = lock_timeout
-        self.reflinks = reflinks
+        self.reflinks = reflinks  # restores clone chunks out of packs
+        self.copy_from_payload = copy_from_payload  # snapshots clone or kernel-copy from the payload
         self.index = Index(backend)
 
     @classmethod
@@ -245,7 +247,7 @@ class Store:
         single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
         added: dict[str, list] = {}
         counter = {"new": 0}
-        sources = CloneSources(save_path, {e.index: e for e in entries}) if self.reflinks else None
+        sources = CloneSources(save_path, {e.index: e for e in entries}) if self.copy_from_payload else None
 
         def sink(file_index, seg, data):
             cid = seg.root.hex()
@@ -261,8 +263,9 @@ class Store:
                 added[cid] = [pack.pack_id, offset, seg.length, width]
                 counter["new"] += seg.length
             source = sources.fd(file_index) if sources else None
-            if writer.write(pack, offset, data, (source, seg.offset) if source is not None else None):
-                sources.used(file_index, seg.length)
+            cloned, copied = writer.write(pack, offset, data, (source, seg.offset) if source is not None else None)
+            if copied:
+                sources.used(file_index, cloned, copied)
 
         # A hybrid torrent's v2 hashes (SHA-256, every byte of every file) are the chunk ids'
         # own tree: verifying them is enough, and skipping the v1 SHA-1 saves a third of the CPU.
@@ -433,10 +436,10 @@ class Store:
             for _piece, offset, length, cid in segs:
                 data = self.read_chunk(cid)
                 digest.update(data)
-                if self.reflinks and self._clone_chunk(cid, fd, offset, length):
-                    cloned += length
-                else:
-                    pwrite_all(fd, data, offset)
+                took_clone, took = self._copy_chunk(cid, fd, offset, length) if self.reflinks else (0, 0)
+                cloned += took_clone
+                if took < length:
+                    pwrite_all(fd, memoryview(data)[took:], offset + took)
             os.ftruncate(fd, row["size"])
             if row["sha256"] and digest.hexdigest() != row["sha256"]:
                 raise StoreCorrupt(self.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
@@ -454,12 +457,23 @@ class Store:
             os.close(dir_fd)
         return cloned
 
-    def _clone_chunk(self, cid: str, dst_fd: int, dst_offset: int, length: int) -> bool:
+    def _copy_chunk(self, cid: str, dst_fd: int, dst_offset: int, length: int) -> tuple[int, int]:
+        """Put a chunk just read and verified into dst from its (immutable) pack: clone it, else
+        copy it in the kernel. Returns (bytes cloned, bytes placed); the caller writes the rest."""
         entry = self.index.get(cid)
-        src = self.backend.local_path(pack_name(entry.pack))
+        src = self.backend.local_path(pack_name(entry.pack)) if entry else None
         if src is None:
-            return False
-        return reflink.clone_range(src, entry.offset, dst_fd, dst_offset, length)
+            return 0, 0
+        try:
+            src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return 0, 0
+        try:
+            if reflink.clone_fd(src_fd, entry.offset, dst_fd, dst_offset, length):
+                return length, length
+            return 0, reflink.copy_range(src_fd, entry.offset, dst_fd, dst_offset, length)
+        finally:
+            os.close(src_fd)
 
     def heal(self, snapshot_id: str, save_path, bad_segments) -> HealResult:
         """Write back only the given (file_index, piece) segments from the snapshot, in place
@@ -654,15 +668,16 @@ class Store:
 
 
 class CloneSources:
-    """Payload files opened for cloning chunks into packs (reflinks). A clone copies what the
-    file holds now, not the bytes the scan hashed, so each file's identity and ctime are taken
-    before the scan and compared after it: any write in between refuses the snapshot."""
+    """Payload files opened to clone (reflinks) or kernel-copy chunks into packs. Both take what
+    the file holds now, not the bytes the scan hashed, so each file's identity and ctime are
+    taken before the scan and compared after it: any write in between refuses the snapshot."""
 
     def __init__(self, save_path: Path, entries: dict[int, FileEntry]):
         self.paths = {i: resolve_payload_path(save_path, e) for i, e in entries.items()}
         self.before = {i: self._identity(p) for i, p in self.paths.items()}
         self.fds: dict[int, int | None] = {}
-        self.bytes: dict[int, int] = {}
+        self.copied: dict[int, int] = {}  # file index -> bytes cloned or copied from it
+        self.cloned = 0
         self.lock = threading.Lock()
 
     @staticmethod
@@ -686,16 +701,13 @@ class CloneSources:
                 self.fds[file_index] = fd
             return self.fds[file_index]
 
-    def used(self, file_index: int, length: int) -> None:
+    def used(self, file_index: int, cloned: int, copied: int) -> None:
         with self.lock:
-            self.bytes[file_index] = self.bytes.get(file_index, 0) + length
-
-    @property
-    def cloned(self) -> int:
-        return sum(self.bytes.values())
+            self.cloned += cloned
+            self.copied[file_index] = self.copied.get(file_index, 0) + copied
 
     def changed(self) -> str | None:
-        for i in self.bytes:
+        for i in self.copied:
             if self._identity(self.paths[i]) != self.before[i]:
                 return str(self.paths[i])
         return None
