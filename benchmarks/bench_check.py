@@ -176,6 +176,11 @@ def main() -> int:
         "",
         *verdicts,
         "",
+        "`seedward check` computes more than libtorrent's recheck (also the SHA-256 of every whole file, "
+        "as `sha256sum`, and xxh3 per segment): about 1.4x its CPU at best, so it can only be as fast by "
+        "using the second core; libtorrent hashes on one thread (`hashing_threads` = 1 by default, as in "
+        "qBittorrent). The CPU column shows how much of the machine each run got.",
+        "",
         f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_check.py --size {args.size} "
         f"--piece {args.piece} --repeat {args.repeat}`.",
     ])
