@@ -53,7 +53,10 @@ class AlertsScreen(Screen):
         try:
             answer = await self.app.client.request("events", last=LAST_EVENTS)
         except (ServiceNotRunning, ControlRefused) as exc:
-            self.show_empty(f"Cannot read events: {exc}")
+            if self in self.app.screen_stack:
+                self.show_empty(f"Cannot read events: {exc}")
+            return
+        if self not in self.app.screen_stack:  # closed meanwhile
             return
         self.alerts = sorted((e for e in answer.get("events", []) if is_alert(e)),
                              key=lambda e: e.get("id", 0), reverse=True)

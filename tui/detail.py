@@ -91,6 +91,11 @@ class DetailScreen(Screen):
         self.load()
 
     @property
+    def gone(self) -> bool:
+        """Closed while a worker awaited: nothing left to update."""
+        return self not in self.app.screen_stack
+
+    @property
     def view(self):
         status = self.app.status
         return status.torrents.get(self.torrent_id) if status else None
@@ -117,6 +122,8 @@ class DetailScreen(Screen):
             detail.events = sorted(answer.get("events", []), key=lambda e: e.get("id", 0), reverse=True)
         except (ServiceNotRunning, ControlRefused):
             pass
+        if self.gone:
+            return
         self.detail = detail
         self.fill()
 
@@ -221,8 +228,12 @@ class DetailScreen(Screen):
         try:
             answer = await self.app.client.request("action", action=action, id=self.torrent_id)
         except (ServiceNotRunning, ControlRefused) as exc:
+            if self.gone:
+                return
             self.show_progress(f"{action}: {exc}", 0, failed=True)
             self.notify(str(exc), title=f"{action} refused", severity="error")
+            return
+        if self.gone:
             return
         job = answer.get("job")
         if job is None:  # the same job was already queued: follow that one

@@ -62,6 +62,8 @@ class JobsScreen(Screen):
             queue = sorted(by_id.values(), key=lambda q: q["id"], reverse=True)
         except (ServiceNotRunning, ControlRefused):
             pass
+        if self not in self.app.screen_stack:  # closed meanwhile
+            return
         self.fill(ai, queue)
 
     def fill(self, ai: list[dict], queue: list[dict]) -> None:
