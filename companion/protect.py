@@ -2,18 +2,24 @@
 
 import logging
 
-from .manifests import torrent_manifest, torrent_relpath
+from .manifests import atomic_write, torrent_manifest, torrent_relpath
 from .scan import Scanner
 
 log = logging.getLogger(__name__)
 
 
 def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner: Scanner | None = None,
-                    torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None, **fields):
+                    torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None,
+                    keep_torrent=None, **fields):
     """Full-scan and record. A payload that does not match is recorded as baseline_bad and its
-    hashes are not kept as the baseline. Returns the ScanResult."""
+    hashes are not kept as the baseline. keep_torrent: a path to save the .torrent to, written
+    only once the scan has run (bad input leaves nothing behind). Returns the ScanResult."""
     scanner = scanner or Scanner()
     result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel)
+    if keep_torrent is not None:
+        if not keep_torrent.exists():
+            atomic_write(keep_torrent, meta.raw)
+        torrent_file = str(keep_torrent)
     previous = catalog.get_torrent(meta.id)
     had_baseline = previous is not None and previous["protection"] not in ("pending", "baseline_bad")
     if result.ok:

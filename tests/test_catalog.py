@@ -164,3 +164,14 @@ def test_wal_and_versioned_migrations(tmp_path):
     Catalog(path).close()
     db = sqlite3.connect(path)
     assert [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")] == applied
+
+
+def test_add_with_bad_save_path_leaves_nothing(tmp_path):
+    home = tmp_path / "home"
+    built = build(tmp_path, multi_layout(16 * KIB), 16 * KIB, "hybrid")
+    proc = seedward("catalog", "add", built.torrent, tmp_path / "nowhere", home=home)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert not list((home / "torrents").glob("*")) if (home / "torrents").exists() else True
+    if (home / "catalog.sqlite").exists():
+        with sqlite3.connect(home / "catalog.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM torrents").fetchone()[0] == 0

@@ -26,13 +26,8 @@ def register(sub) -> None:
 def run_add(args, ctx) -> int:
     meta = load_torrent(args.torrent)
     ctx.home.ensure()
-    kept = ctx.home.torrents / f"{meta.id}.torrent"
-    if not kept.exists():
-        from ..manifests import atomic_write
-
-        atomic_write(kept, meta.raw)
     result = catalog_torrent(ctx.catalog, ctx.manifests, meta, Path(args.save_path).resolve(), reason="manual",
-                             torrent_file=str(kept))
+                             keep_torrent=ctx.home.torrents / f"{meta.id}.torrent")
     if args.json:
         out = result.to_json()
         out["id"] = meta.id
