@@ -177,6 +177,7 @@ async def test_service_not_running_then_starts(home):
             assert table(app).display and not app.screen.query_one("#empty").display
         finally:
             service.stop()
+        await until(pilot, lambda: "seedward serve" in text(app, "#empty"), "noticed the service stopped")
 
 
 @aio

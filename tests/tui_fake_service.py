@@ -6,6 +6,7 @@ the seam between the TUI and the service. The real service is exercised by the T
 
 import hashlib
 import json
+import socket
 import socketserver
 import threading
 from datetime import datetime, timedelta, timezone
@@ -99,6 +100,7 @@ class FakeService:
         self.requests: list[str] = []
         self.lock = threading.Lock()
         self.subscribers: list = []
+        self.streams: list = []  # the subscribers' sockets, closed when the service stops
         self.server = None
 
     def start(self) -> "FakeService":
@@ -116,6 +118,7 @@ class FakeService:
                         self.wfile.flush()
                         with fake.lock:
                             fake.subscribers.append(self.wfile)
+                            fake.streams.append(self.request)
                         self.rfile.read()  # hold the stream open until the client goes
                         return
                     self.wfile.write((json.dumps(fake.answer(req)) + "\n").encode())
@@ -183,7 +186,16 @@ class FakeService:
                     self.subscribers.remove(wfile)
 
     def stop(self) -> None:
+        """Stop as a service process would: the socket goes, and every open stream ends."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+        with self.lock:
+            for sock in self.streams:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.streams.clear()
+            self.subscribers.clear()
         self.socket_path.unlink(missing_ok=True)
