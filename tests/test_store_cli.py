@@ -66,6 +66,11 @@ def test_snapshot_restore_forget_prune_commands(tmp_path):
 
 def test_bad_input_and_refusals(tmp_path):
     home, data, tid = setup(tmp_path)
+    # --all follows the protection policy: a size cap below the payload leaves it out
+    (home / "config.toml").write_text("[protection.default]\nsnapshot_max_bytes = 1000\n")
+    r = json.loads(seedward("snapshot", "--all", "--json", home=home, check=True).stdout)
+    assert r["snapshots"] == [] and r["skipped"][0]["id"] == tid and "snapshot_max_bytes" in r["skipped"][0]["reason"]
+    (home / "config.toml").unlink()
     r = seedward("snapshot", "ffff0000", home=home)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "ffff0000" in r.stderr
     r = seedward("forget", home=home)

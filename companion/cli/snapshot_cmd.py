@@ -11,7 +11,8 @@ from .context import print_json
 def register(sub) -> None:
     p = sub.add_parser("snapshot", help="snapshot a torrent's payload into the store")
     p.add_argument("id", nargs="?", metavar="ID", help="any unique prefix of an info hash")
-    p.add_argument("--all", action="store_true", help="every torrent in the catalog (removed and excluded ones aside)")
+    p.add_argument("--all", action="store_true",
+                   help="every cataloged torrent whose protection policy asks for snapshots (size cap included)")
     p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -34,11 +35,17 @@ def torrent_and_path(ctx, torrent_id: str):
 def run(args, ctx) -> int:
     if args.all == bool(args.id):
         raise Error("give a torrent ID or --all (not both)")
+    skipped = []
     if args.all:
-        ids = [r["id"] for r in ctx.catalog.list_torrents(include_removed=False)
-               if r["protection"] not in ("removed", "excluded")]
+        ids = []
+        for r in ctx.catalog.list_torrents(include_removed=False):
+            why = skip_reason(ctx.settings, r)
+            if why:
+                skipped.append({"id": r["id"], "reason": why})
+            else:
+                ids.append(r["id"])
     else:
-        ids = [ctx.catalog.resolve_id(args.id)]
+        ids = [ctx.catalog.resolve_id(args.id)]  # asked for by name: taken whatever the policy
     store = open_store(ctx)
     done, failed, code = [], [], EXIT_OK
     for tid in ids:
@@ -53,10 +60,25 @@ def run(args, ctx) -> int:
             continue
         done.append(snap)
     if args.json:
-        print_json({"snapshots": [s.to_json() for s in done], "failed": failed})
+        print_json({"snapshots": [s.to_json() for s in done], "failed": failed, "skipped": skipped})
         return code
     for s in done:
         print(f"snapshot {s.id[:12]}  {s.name}: {s.files} files, {s.bytes:,} bytes ({s.new_bytes:,} new)")
     for f in failed:
         print(f"failed    {f['id'][:12]}  {f['error']}")
+    for k in skipped:
+        print(f"skipped   {k['id'][:12]}  {k['reason']}")
     return code
+
+
+def skip_reason(settings, row) -> str | None:
+    """Why --all leaves a torrent out: its state, or its protection policy (level, size cap)."""
+    if row["protection"] in ("removed", "excluded", "baseline_bad"):
+        return f"protection state {row['protection']}"
+    tags = [t.strip() for t in (row["tags"] or "").split(",") if t.strip()]
+    policy = settings.protection.policy_for(row["category"] or "", tags)
+    if policy.level != "snapshot":
+        return f"policy level {policy.level}"
+    if policy.snapshot_max_bytes and row["payload_size"] > policy.snapshot_max_bytes:
+        return f"larger than the policy's snapshot_max_bytes ({policy.snapshot_max_bytes:,})"
+    return None
