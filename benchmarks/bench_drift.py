@@ -131,7 +131,8 @@ def main() -> int:
                     stops.append(stopped - t0)
 
                     def done():
-                        rows = [r for r in drift_rows.heals(service.catalog, tid) if r["id"] > last and r["finished_at"]]
+                        rows = [r for r in drift_rows.heals(service.catalog, tid)
+                                if r["id"] > last and r["finished_at"]]
                         return rows[0] if rows else None
 
                     row = wait(done, 600, "the heal")

@@ -57,6 +57,6 @@ def run_scrub(monitor, share_percent: float, read_rate_mb: float) -> ScrubReport
             report.damaged.append(tid)
     report.seconds = time.monotonic() - began
     monitor.catalog.add_event(None, "scrub", f"scrub: {report.files} files, {report.bytes / 1e6:.1f} MB verified, "
-                              f"{len(report.damaged)} torrents with drift", level="warning" if report.damaged else "info",
-                              seconds=round(report.seconds, 2))
+                              f"{len(report.damaged)} torrents with drift",
+                              level="warning" if report.damaged else "info", seconds=round(report.seconds, 2))
     return report

@@ -9,7 +9,6 @@ from companion.drift import Baseline, Debouncer, Observed, PayloadWatch, classif
 from companion.reconcile import diff_stat
 from companion.scrub import plan_scrub
 
-from .helpers import wait_until
 
 
 def test_classify_every_kind():

@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import libtorrent as lt
 import pytest
 
 from companion.catalog import drift as drift_rows
@@ -426,7 +425,8 @@ def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
     target = world.path("Rot", "r.bin")
     cat = world.service.catalog
     snap = snap_rows.list_snapshots(cat, tid)[-1]
-    chunk = next(c for c in snap_rows.snapshot_chunks(cat, snap["id"]) if c["offset"] <= 20_000 < c["offset"] + c["length"])
+    chunk = next(c for c in snap_rows.snapshot_chunks(cat, snap["id"])
+                 if c["offset"] <= 20_000 < c["offset"] + c["length"])
     store = Store.open(world.root / "home" / "store", cat)
     entry = store.index.get(chunk["chunk_id"])
     pack = store.backend.local_path(pack_name(entry.pack))

@@ -6,13 +6,12 @@ read_chunk has the same shape); tests with the real store and qBittorrent are in
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from companion.drift.classify import Baseline, Observed, classify
 from companion.errors import StoreCorrupt
-from companion.heal import FileDamage, HealError, bad_pieces, heal_files
+from companion.heal import FileDamage, bad_pieces, heal_files
 from companion.scan import Scanner, quick_scan
 from companion.torrent import load_torrent
 

@@ -30,7 +30,8 @@ def same_stat(row, st: os.stat_result | None) -> bool:
     """The file looks as the catalog remembers it (size, mtime, inode, device)."""
     if st is None or row["inode"] is None:
         return False
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == (row["size"], row["mtime_ns"], row["inode"], row["device"])
+    now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return now == (row["size"], row["mtime_ns"], row["inode"], row["device"])
 
 
 def _stat(path) -> os.stat_result | None:

@@ -209,7 +209,8 @@ class Responder:
             if not found:
                 return None
             snap = found[-1]
-        chunks = {(r["file_index"], r["piece"]): r["chunk_id"] for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
+        chunks = {(r["file_index"], r["piece"]): r["chunk_id"]
+                  for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
         for d in damages:
             for seg in d.segments(meta):
                 if (d.entry.index, seg.piece) not in chunks:
