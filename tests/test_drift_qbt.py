@@ -212,10 +212,11 @@ def test_tag_rewrite_at_the_start_of_a_media_file(world):
     world.assert_seeding_again(tid)
     # qBittorrent's own full recheck agrees: every piece is there.
     world.qbt.client.torrents_recheck(torrent_hashes=tid)
-    wait_until(lambda: world.qbt.client.torrents_info(torrent_hashes=tid)[0]["state"].startswith("checking")
-               or world.qbt.client.torrents_info(torrent_hashes=tid)[0]["progress"] >= 1, 30, 0.02, "recheck")
+    wait_until(lambda: world.qbt.client.torrents_info(torrent_hashes=tid)[0]["state"].startswith("checking"),
+               30, 0.02, "qBittorrent checking the payload")
     info = world.assert_seeding_again(tid)
     assert info["progress"] == 1
+    assert world.qbt.client.torrents_properties(torrent_hash=tid)["pieces_have"] == -(-info["size"] // 16384)
 
 
 def test_truncation_is_rewritten_whole_and_rechecked(world):
