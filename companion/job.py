@@ -27,6 +27,7 @@ from .catalog.db_time import now_iso
 from .errors import BadInput, Error, NotFound
 from .manifests import atomic_write
 from .scan import Scanner, quick_scan
+from .locate import catalog_meta
 from .torrent import load_torrent
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,8 @@ class JobRunner:
         torrent = self.catalog.get_torrent(torrent_id)
         if not torrent["torrent_file"] or not torrent["save_path"]:
             raise JobError(torrent_id[:12], "the catalog has no .torrent or save path for it")
-        meta = load_torrent(torrent["torrent_file"])
+        meta, save_path = catalog_meta(self.catalog, torrent_id)  # qBittorrent's renames applied
         scope = select_files(meta, spec.files)
-        save_path = Path(torrent["save_path"])
         mode, warning = sandbox.choose_mode(self.settings.jobs.sandbox)
         # Without bwrap the command could write anywhere: every file of the torrent is exposed then.
         exposed = scope if mode == "bwrap" else [f for f in meta.real_files if f.size > 0]
@@ -387,7 +387,7 @@ def recover_stale(catalog, store=None) -> list[str]:
         torrent = catalog.get_torrent(job["torrent_id"])
         state, reason = INTERRUPTED, "seedward stopped while the job ran (recovered later)"
         if torrent is not None and torrent["torrent_file"] and job["state"] != "preflight":
-            meta = load_torrent(torrent["torrent_file"])
+            meta, _ = catalog_meta(catalog, job["torrent_id"])
             scope = set(json.loads(job["scope"]))
             exposed = [f for f in meta.real_files if f.size > 0 and (job["sandbox"] == "copy" or f.path in scope)]
             taint = _check_and_heal(catalog, store, job, meta, Path(torrent["save_path"]), exposed)

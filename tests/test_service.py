@@ -107,6 +107,16 @@ def test_rename_and_set_location_are_followed_without_rehashing(qbt, make_servic
     manifest = json.loads((service.home.manifests / torrent_relpath(h)).read_text())
     assert sorted(f["path"] for f in manifest["files"]) == ["album/renamed.bin", "album/sub/b.bin"]
 
+    # A snapshot after the rename and the move finds the files where qBittorrent has them.
+    from companion.catalog import snapshots as snapshot_rows
+    from companion.store.job import register as register_snapshots
+
+    register_snapshots(service)
+    service.enqueue("snapshot", h, reason="manual")
+    snaps = wait_until(lambda: snapshot_rows.list_snapshots(service.catalog, h), 60, what="a snapshot")
+    paths = sorted(r["path"] for r in snapshot_rows.snapshot_files(service.catalog, snaps[-1]["id"]))
+    assert paths == ["album/renamed.bin", "album/sub/b.bin"]
+
 
 def test_removed_torrent_is_marked_removed_and_keeps_its_history(qbt, make_service, tmp_path):
     service = make_service()

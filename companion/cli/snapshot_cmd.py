@@ -1,10 +1,8 @@
 """`seedward snapshot ID|--all`: snapshot payloads into the store."""
 
-from pathlib import Path
-
 from ..errors import EXIT_OK, Error, NotFound
 from ..store import Store
-from ..torrent import load_torrent
+from ..locate import catalog_meta
 from .context import print_json
 
 
@@ -29,7 +27,7 @@ def torrent_and_path(ctx, torrent_id: str):
         raise NotFound(f"no torrent {torrent_id} in the catalog")
     if not row["torrent_file"] or not row["save_path"]:
         raise NotFound(f"{row['name']} ({torrent_id[:12]}): the catalog has no .torrent or save path for it")
-    return load_torrent(row["torrent_file"]), Path(row["save_path"])
+    return catalog_meta(ctx.catalog, torrent_id)  # qBittorrent's renames applied
 
 
 def run(args, ctx) -> int:

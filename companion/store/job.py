@@ -1,10 +1,9 @@
 """The service's "snapshot" job kind: `register(service)` plugs it in."""
 
 import logging
-from pathlib import Path
 
 from ..errors import NotFound
-from ..torrent import load_torrent
+from ..locate import catalog_meta
 from .store import REASONS, Store
 
 log = logging.getLogger(__name__)
@@ -29,9 +28,9 @@ def snapshot_job(service, job) -> None:
     row = service.catalog.get_torrent(job.torrent_id)
     if row is None or not row["torrent_file"] or not row["save_path"]:
         raise NotFound(f"snapshot job {job.id}: torrent {job.torrent_id} is not cataloged with a .torrent and save path")
-    meta = load_torrent(row["torrent_file"])
+    meta, save_path = catalog_meta(service.catalog, job.torrent_id)  # qBittorrent's renames applied
     reason = job.payload.get("reason", "auto")
-    snap = service_store(service).snapshot(meta, Path(row["save_path"]), reason if reason in REASONS else "auto",
+    snap = service_store(service).snapshot(meta, save_path, reason if reason in REASONS else "auto",
                                            job_id=job.id, files=job.payload.get("files"))
     service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes)",
                  snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes)
