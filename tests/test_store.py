@@ -212,7 +212,7 @@ def test_snapshot_records(env):
     b = store.snapshot(meta, data, "auto", files=[meta.real_files[1].index])
     assert [s.id for s in store.snapshots(meta.id)] == [a.id, b.id]
     assert store.latest(meta.id).id == b.id
-    assert store.get(a.id[:10]).job_id == 42 and store.get(a.id).reason == "preflight"
+    assert store.get(a.id[:10]).job_id == "42" and store.get(a.id).reason == "preflight"
     assert b.files == 1 and b.bytes == meta.real_files[1].size
     # the full pass also recorded the catalog's baseline (one read for both)
     segs = cat.get_segments(meta.id)
@@ -260,3 +260,19 @@ def test_byte_copies_without_the_payload_as_source(tmp_path):
         assert sha(tmp_path / "out" / entry.path) == sha(data / entry.path)
     assert store.check().ok
     cat.close()
+
+
+def test_an_all_digit_job_id_stays_text(tmp_path):
+    """AI job ids are hex strings; SQLite's INTEGER affinity must not turn one into a number."""
+    from companion.catalog import Catalog
+    from companion.store import Store
+    from companion.torrent import load_torrent
+    from tests.helpers import make_torrent, write_payload
+
+    content = write_payload(tmp_path / "data" / "album", {"a.bin": 40_000})
+    meta = load_torrent(make_torrent(content, 16384, "hybrid"))
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    store = Store.open(tmp_path / "store", catalog)
+    snap = store.snapshot(meta, tmp_path / "data", "preflight", job_id="0123456789012345")
+    assert snap.job_id == "0123456789012345"
+    assert store.get(snap.id).job_id == "0123456789012345"

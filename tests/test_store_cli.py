@@ -116,7 +116,7 @@ def test_snapshot_job_kind(tmp_path):
 
     service.jobs["snapshot"](service, Job)
     snap = Store.for_home(Home(home), Settings(), cat).latest(tid)
-    assert snap.job_id == 7 and snap.reason == "auto"
+    assert snap.job_id == "7" and snap.reason == "auto"
     assert service.events[0][0] == "snapshot" and service.events[0][2]["snapshot"] == snap.id
     meta = load_torrent(tmp_path / "show.torrent")
     assert snap.bytes == meta.payload_size

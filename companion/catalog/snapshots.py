@@ -50,16 +50,18 @@ CREATE INDEX snapshot_chunks_chunk ON snapshot_chunks(chunk_id);
 )
 
 migration(402, "ALTER TABLE snapshots ADD COLUMN cloned_bytes INTEGER NOT NULL DEFAULT 0;")
+# job_id's INTEGER affinity turns an AI job's all-digit hex id into a number: keep ids as text.
+migration(403, "ALTER TABLE snapshots ADD COLUMN job_ref TEXT;")
 
 
 def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None:
     """Record one snapshot in one transaction. chunks: (file_index, piece, offset, length, chunk_id, xxh3)."""
     with cat.tx() as db:
         db.execute(
-            "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_id, bytes, new_bytes, files,"
-            " save_path, tree, cloned_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_id, :bytes,"
+            "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_ref, bytes, new_bytes, files,"
+            " save_path, tree, cloned_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_ref, :bytes,"
             " :new_bytes, :files, :save_path, :tree, :cloned_bytes)",
-            row,
+            dict(row, job_ref=None if row.get("job_id") is None else str(row["job_id"])),
         )
         db.executemany(
             "INSERT INTO snapshot_files VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode,"

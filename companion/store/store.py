@@ -51,7 +51,7 @@ class Snapshot:
     torrent_id: str
     created_at: str
     reason: str
-    job_id: int | None
+    job_id: str | None  # the queue job's or the AI job's id
     bytes: int
     new_bytes: int
     name: str = ""
@@ -61,7 +61,9 @@ class Snapshot:
 
     @classmethod
     def from_row(cls, row) -> "Snapshot":
-        return cls(row["id"], row["torrent_id"], row["created_at"], row["reason"], row["job_id"], row["bytes"],
+        job = row["job_ref"] if "job_ref" in row.keys() and row["job_ref"] is not None else row["job_id"]
+        return cls(row["id"], row["torrent_id"], row["created_at"], row["reason"],
+                   None if job is None else str(job), row["bytes"],
                    row["new_bytes"], row["name"], row["files"], row["save_path"], row["cloned_bytes"])
 
     def to_json(self) -> dict:
@@ -188,7 +190,7 @@ class Store:
 
     # -- snapshot -------------------------------------------------------------------------
 
-    def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: int | None = None,
+    def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
                  files: set[int] | list[int] | None = None) -> Snapshot:
         """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
         match the previous snapshot are taken from it without reading them; the others are read
