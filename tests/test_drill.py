@@ -117,6 +117,13 @@ def test_corrupted_pack_fails_with_the_exact_files_and_pieces(tmp_path):
     assert set(out) == DRILL_KEYS
     assert out["bad_files"] == [a.path] and out["bad_pieces"] == [piece] and out["ok"] is False
 
+    # `seedward status` (no service running) shows the snapshot and the failed drill.
+    status = seedward("status", "--json", home=env.home.root)
+    assert status.returncode == 0, status.stderr
+    [row] = [t for t in json.loads(status.stdout)["torrents"] if t["id"] == env.meta.id]
+    assert row["snapshot"]["id"] == env.snap.id and row["last_drill"]["ok"] is False
+    assert "FAILED" in seedward("status", home=env.home.root).stdout
+
 
 def test_restored_file_not_matching_the_catalog_fails_the_drill(tmp_path):
     """The catalog's SHA-256 is the reference: a restore that differs from it fails."""

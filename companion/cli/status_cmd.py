@@ -39,7 +39,14 @@ def run(args, ctx) -> int:
         counts[t["protection"]] = counts.get(t["protection"], 0) + 1
     if counts:
         print("torrents: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if data["torrents"]:
+        print(f"  {'id':12}  {'protection':12} {'qBittorrent':12} {'last verified':19}  {'snapshot':19}  "
+              f"{'last drill':10}  name")
     for t in data["torrents"]:
         verified = (t["last_verified"] or "never")[:19]
-        print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {t['name']}")
+        snap = ((t.get("snapshot") or {}).get("created_at") or "-")[:19]
+        drill = t.get("last_drill")
+        drilled = "-" if not drill else ("passed" if drill["ok"] else "FAILED")
+        print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {snap:19}  "
+              f"{drilled:10}  {t['name']}")
     return EXIT_OK

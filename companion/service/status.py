@@ -3,7 +3,8 @@
 from ..catalog.queue import pending_jobs
 
 
-def torrent_entry(row, live: dict | None, jobs: dict) -> dict:
+def torrent_entry(row, live: dict | None, jobs: dict, extras: dict | None = None) -> dict:
+    extras = extras or {}
     return {
         "id": row["id"],
         "info_hash_v1": row["info_hash_v1"],
@@ -19,7 +20,26 @@ def torrent_entry(row, live: dict | None, jobs: dict) -> dict:
         "policy": row["policy"] or None,
         "removed_at": row["removed_at"],
         "jobs": jobs.get(row["id"], []),
+        "snapshot": extras.get("snapshot", {}).get(row["id"]),
+        "last_drill": extras.get("drill", {}).get(row["id"]),
         **_swarm(live),
+    }
+
+
+def _latest(catalog) -> dict:
+    """Newest snapshot and newest finished drill of every torrent, in two queries."""
+    snaps = catalog.query(
+        "SELECT torrent_id, id, created_at, reason, COUNT(*) OVER (PARTITION BY torrent_id) AS n,"
+        " ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY created_at DESC, id DESC) AS k FROM snapshots")
+    drills = catalog.query(
+        "SELECT torrent_id, state, finished_at, rto_seconds,"
+        " ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY started_at DESC, rowid DESC) AS k"
+        " FROM drills WHERE state != 'running'")
+    return {
+        "snapshot": {r["torrent_id"]: {"id": r["id"], "created_at": r["created_at"], "reason": r["reason"],
+                                       "count": r["n"]} for r in snaps if r["k"] == 1},
+        "drill": {r["torrent_id"]: {"ok": r["state"] == "passed", "at": r["finished_at"],
+                                    "rto_seconds": r["rto_seconds"]} for r in drills if r["k"] == 1},
     }
 
 
@@ -46,6 +66,8 @@ def live_entry(h: str, t: dict, jobs: dict) -> dict:
         "policy": None,
         "removed_at": None,
         "jobs": jobs.get(h, []),
+        "snapshot": None,
+        "last_drill": None,
         **_swarm(t),
     }
 
@@ -57,9 +79,10 @@ def torrents(catalog, live: dict | None = None) -> list[dict]:
             jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
     out = []
     known = set()
+    extras = _latest(catalog)
     for row in catalog.list_torrents(include_removed=True):
         known.add(row["id"])
-        out.append(torrent_entry(row, (live or {}).get(row["id"]), jobs))
+        out.append(torrent_entry(row, (live or {}).get(row["id"]), jobs, extras))
     for h, t in sorted((live or {}).items(), key=lambda kv: kv[1].get("name", "")):
         if h not in known:
             out.append(live_entry(h, t, jobs))
