@@ -98,14 +98,9 @@ def main() -> int:
             s.qbittorrent.poll_seconds = 0.5
             s.scrub.interval_hours = 0
             service = Service(Home(root / "home"), s)
-            from companion.store.job import snapshot_job
+            from companion.store.job import register as register_snapshots
 
-            def snapshot_auto(svc, job):
-                if job.payload.get("reason") not in ("auto", "preflight", "manual"):
-                    job.payload["reason"] = "auto"
-                snapshot_job(svc, job)
-
-            service.register_job("snapshot", snapshot_auto)
+            register_snapshots(service)
             drift = install(service)
             service.start()
             try:

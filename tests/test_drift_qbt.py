@@ -42,8 +42,9 @@ CASES = {
     "Swarm": {"s.flac": 80_000},
     "Lonely": {"l.flac": 40_000},
     "Leased": {"cover.png": 30_000},
+    "Held": {"h.flac": 50_000},
 }
-CATEGORY = {"Alerted": "alert-only", "Swarm": "catalog-only", "Lonely": "catalog-only"}
+CATEGORY = {"Alerted": "alert-only", "Swarm": "catalog-only", "Lonely": "catalog-only", "Held": "quarantine-only"}
 
 
 def settings_for(qbt) -> Settings:
@@ -51,7 +52,8 @@ def settings_for(qbt) -> Settings:
     s.qbittorrent.url, s.qbittorrent.username, s.qbittorrent.password = qbt.url, qbt.username, qbt.password
     s.qbittorrent.poll_seconds = 0.2
     s.scrub.interval_hours = 0  # scrub runs are triggered by the tests
-    s.protection.categories = {"alert-only": Policy(response="alert"), "catalog-only": Policy(level="catalog")}
+    s.protection.categories = {"alert-only": Policy(response="alert"), "catalog-only": Policy(level="catalog"),
+                               "quarantine-only": Policy(response="quarantine")}
     return s
 
 
@@ -92,16 +94,10 @@ class World:
 
 
 def start_service(w: World) -> Service:
-    from companion.store.job import snapshot_job
+    from companion.store.job import register as register_snapshots
 
     service = Service(Home(w.root / "home"), settings_for(w.qbt))
-
-    def snapshot_auto(service, job):  # the protect job's reasons ("added") are the store's "auto"
-        if job.payload.get("reason") not in ("auto", "preflight", "manual"):
-            job.payload["reason"] = "auto"
-        snapshot_job(service, job)
-
-    service.register_job("snapshot", snapshot_auto)
+    register_snapshots(service)
     w.component = install(service)
     w.service = service.start()
     return service
@@ -211,12 +207,7 @@ def test_tag_rewrite_at_the_start_of_a_media_file(world):
     assert target.read_bytes() == world.original[target]
     world.assert_seeding_again(tid)
     # qBittorrent's own full recheck agrees: every piece is there.
-    world.qbt.client.torrents_recheck(torrent_hashes=tid)
-    wait_until(lambda: world.qbt.client.torrents_info(torrent_hashes=tid)[0]["state"].startswith("checking"),
-               30, 0.02, "qBittorrent checking the payload")
-    info = world.assert_seeding_again(tid)
-    assert info["progress"] == 1
-    assert world.qbt.client.torrents_properties(torrent_hash=tid)["pieces_have"] == -(-info["size"] // 16384)
+    assert world.qbt.client.torrents_properties(torrent_hash=tid)["pieces_have"] == -(-120_000 // 16384)
 
 
 def test_truncation_is_rewritten_whole_and_rechecked(world):
@@ -336,6 +327,32 @@ def test_alert_policy_then_restore_through_the_service(world):
     assert report["via"] == "service" and report["outcome"] == "healed" and report["pieces"] == [1]
     assert target.read_bytes() == world.original[target]
     world.assert_seeding_again(tid)
+
+
+def test_qbittorrents_own_recheck_agrees_after_the_heal(world):
+    """`quarantine` stops the torrent and heals nothing. qBittorrent's own recheck then finds the
+    damaged piece missing; after `seedward restore`, only qBittorrent's recheck can bring it back
+    to 100% (no peer has the piece), and it does."""
+    from .helpers import seedward
+
+    tid = world.ids["Held"]
+    target = world.path("Held", "h.flac")
+    last = world.last_heal(tid)
+    flip_byte(target, 40_000)
+    row = world.heal_after(tid, last, outcome="damaged")
+    assert row["response"] == "quarantine"
+    info = lambda: world.qbt.client.torrents_info(torrent_hashes=tid)[0]  # noqa: E731
+    wait_until(lambda: info()["state"].startswith(("paused", "stopped")), 10, 0.1, "the torrent stopped")
+    world.qbt.client.torrents_recheck(torrent_hashes=tid)
+    wait_until(lambda: info()["progress"] < 1 and not info()["state"].startswith("checking"), 30, 0.1,
+               "qBittorrent's recheck to find the damaged piece")
+    assert world.qbt.client.torrents_properties(torrent_hash=tid)["pieces_have"] == 3  # of 4
+    r = seedward("restore", tid, "--json", home=world.root / "home")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["outcome"] == "healed" and report["recheck"] and report["pieces"] == [2]
+    world.assert_seeding_again(tid)
+    assert world.qbt.client.torrents_properties(torrent_hash=tid)["pieces_have"] == 4
 
 
 def test_catalog_only_torrent_is_healed_by_the_swarm(world, tmp_path):

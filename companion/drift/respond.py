@@ -230,8 +230,10 @@ class Responder:
         out.pieces = written.pieces
         self._remember(meta, damages, reason="heal")
         info = self._info(tid) if self.qbt is not None else None
+        # qBittorrent's view must be refreshed too when it already saw the damage (a recheck of its
+        # own, an error on a missing file): resuming would otherwise wait for peers.
         out.recheck = (any(d.drift.needs_recheck for d in damages) or policy.recheck
-                       or (info is not None and info["state"] in ERROR_STATES))
+                       or (info is not None and (info["state"] in ERROR_STATES or info["progress"] < 1)))
         if out.recheck and self.qbt is not None:
             t = time.monotonic()
             self._recheck(tid)
