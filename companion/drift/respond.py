@@ -339,7 +339,8 @@ class Responder:
             settled = not checking and (seen_checking or time.monotonic() - began > 2.5)
             if settled and (not want_complete or info["progress"] >= 1):
                 return info
-            if settled and info["progress"] < 1 and want_complete:
+            if settled and info["progress"] < 1 and want_complete and time.monotonic() - began > 10:
+                # (a few WebUI refreshes later, so a stale state is not taken for the result)
                 raise HealError(tid, f"qBittorrent's recheck found the payload at {info['progress']:.1%}")
             if time.monotonic() - began > self.recheck_timeout:
                 raise HealError(tid, f"qBittorrent's recheck did not finish in {self.recheck_timeout:.0f}s")
