@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+
+LOAD = ""
 from companion.catalog import drift as drift_rows  # noqa: E402
 from companion.catalog import snapshots as snap_rows  # noqa: E402
 from companion.config import Settings  # noqa: E402
@@ -76,6 +78,8 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> int:
+    global LOAD
+    LOAD = load_note()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="64M")
     ap.add_argument("--piece", default="4M")
@@ -155,7 +159,7 @@ def main() -> int:
     body = "\n".join([
         "## Drift latency (bench_drift.py)",
         "",
-        f"{stamp()} — {machine()}. The machine was shared with other work while this ran.",
+        f"{stamp()} — {machine()}. {LOAD}",
         "",
         f"Payload {size / 2**30:.2f} GiB (4 files, {piece // 2**20 or piece} "
         f"{'MiB' if piece >= 2**20 else 'B'} pieces, hybrid torrent) seeded by qbittorrent-nox 4.5 on loopback; "

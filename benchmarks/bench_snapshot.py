@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+
+LOAD = ""
 from companion.catalog import Catalog  # noqa: E402
 from companion.piece_plan import file_segments  # noqa: E402
 from companion.store import Store  # noqa: E402
@@ -121,6 +123,8 @@ def xfs_row(work: Path, content: Path, meta, size: int, row) -> None:
 
 
 def main() -> int:
+    global LOAD
+    LOAD = load_note()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="2G", help="payload size (e.g. 64M, 2G); default 2G")
     ap.add_argument("--piece", default="4M", help="piece size; default 4M")
@@ -284,8 +288,7 @@ def main() -> int:
     body = "\n".join([
         "## snapshot: the store vs `cp -r`, restic and borg; heal vs whole-file restore",
         "",
-        f"{stamp()}; {machine()}. The machine was shared with other work (other engineers' tests on the same "
-        f"2 cores) while this ran, so figures are noisy; each is the best of {args.repeat} runs.",
+        f"{stamp()}; {machine()}. {LOAD} Each figure is the best of {args.repeat} runs.",
         f"Payload {size / 2**30:.2f} GiB in 8 files of random bytes, {args.kind} torrent with {piece // 2**20} MiB "
         "pieces (libtorrent). Everything reads from the page cache (the payload was read once before) and writes "
         "to the same ext4 filesystem; `sync` between steps. The store runs in process (the API the service and "

@@ -60,3 +60,9 @@ def run_timed(cmd: list[str], **kwargs) -> float:
 
 def drop_note() -> str:
     return "Runs read from the page cache (files written just before); figures are wall-clock seconds."
+
+
+def load_note() -> str:
+    """How busy the machine was when the run started (1-minute load average)."""
+    one, _five, _fifteen = os.getloadavg()
+    return f"Load average when the run started: {one:.2f} on {os.cpu_count()} cores."
