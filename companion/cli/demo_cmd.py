@@ -10,6 +10,11 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
+    import logging
+
     from ..demo import run_demo
 
+    if not args.verbose:
+        # The demo narrates what the service does; its warnings would say it twice.
+        logging.getLogger().setLevel(logging.ERROR)
     return run_demo(args.workdir)
