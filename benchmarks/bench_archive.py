@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import machine, parse_size, stamp, table, write_section  # noqa: E402
 from companion.archive.create import create_set  # noqa: E402
 from companion.archive.par2 import par2_binary  # noqa: E402
 from companion.archive.remote import Remote  # noqa: E402
@@ -37,15 +37,7 @@ from companion.protect import catalog_torrent  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
 
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 PASS = "benchmark passphrase"
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_payload(root: Path, size: int, files: int = 8) -> Path:

@@ -23,21 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
 
 LOAD = ""
 from companion import ltsession  # noqa: E402
 from companion.scan import Scanner, quick_scan  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
-
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_payload(root: Path, size: int, files: int = 8) -> Path:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
 
 LOAD = ""
 from companion.catalog import drift as drift_rows  # noqa: E402
@@ -37,15 +37,6 @@ from companion.drift.service import install  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.qbtprocess import QbtProcess  # noqa: E402
 from companion.service import Service  # noqa: E402
-
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_payload(content: Path, size: int, files: int = 4) -> list[Path]:

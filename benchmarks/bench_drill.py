@@ -13,7 +13,6 @@ section of benchmarks/RESULTS.md unless --no-write.
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import drop_note, machine, run_timed, stamp, table, write_section  # noqa: E402
+from benchmarks.common import drop_note, machine, parse_size, run_timed, stamp, table, write_section  # noqa: E402
 from companion import ltsession  # noqa: E402
 from companion.catalog import Catalog  # noqa: E402
 from companion.config import Settings  # noqa: E402
@@ -31,15 +30,6 @@ from companion.drill import Drill  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
-
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_payload(root: Path, size: int, files: int = 8) -> Path:

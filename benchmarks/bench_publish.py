@@ -23,19 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import drop_note, machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import drop_note, machine, parse_size, stamp, table, write_section  # noqa: E402
 from companion.publish import KIND_FLAGS, auto_piece_size, build, parse_piece_size  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
 
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 ORIGINAL = {"id": "ab" * 20, "name": "original", "info_hash_v1": "ab" * 20, "info_hash_v2": "cd" * 32}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_content(root: Path, size: int) -> Path:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
 
 LOAD = ""
 from companion.catalog import Catalog  # noqa: E402
@@ -39,15 +39,7 @@ from companion.store import Store  # noqa: E402
 from companion.store import reflink  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
 
-UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 KINDS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def make_payload(root: Path, size: int, files: int = 8) -> Path:

@@ -66,3 +66,14 @@ def load_note() -> str:
     """How busy the machine was when the run started (1-minute load average)."""
     one, _five, _fifteen = os.getloadavg()
     return f"Load average when the run started: {one:.2f} on {os.cpu_count()} cores."
+
+
+UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """'64M', '2G', '2GiB', '512k' or a plain number of bytes."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in UNITS:
+        return int(float(text[:-1]) * UNITS[text[-1]])
+    return int(text)
