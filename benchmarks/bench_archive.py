@@ -15,7 +15,6 @@ the payload (same filesystem). Writes the `archive` section of benchmarks/RESULT
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import machine, parse_size, stamp, table, write_section, make_payload as common_payload  # noqa: E402
 from companion.archive.create import create_set  # noqa: E402
 from companion.archive.par2 import par2_binary  # noqa: E402
 from companion.archive.remote import Remote  # noqa: E402
@@ -38,23 +37,6 @@ from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
 
 PASS = "benchmark passphrase"
-
-
-def make_payload(root: Path, size: int, files: int = 8) -> Path:
-    content = root / "media"
-    content.mkdir(parents=True)
-    per, left, i = -(-size // files), size, 0
-    while left > 0:
-        n = min(per, left)
-        with open(content / f"episode {i:02d}.mkv", "wb") as fh:
-            done = 0
-            while done < n:
-                step = min(16 * 2**20, n - done)
-                fh.write(os.urandom(step))
-                done += step
-        left -= n
-        i += 1
-    return content
 
 
 def make_torrent(content: Path) -> Path:
@@ -156,5 +138,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def make_payload(root: Path, size: int, files: int = 8) -> Path:
+    """Already-compressed media: random bytes named as video files."""
+    return common_payload(root, size, files, folder="media", name="episode {i:02d}.mkv")
+
+
 if __name__ == "__main__":
     main()
+

@@ -23,33 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, make_payload, parse_size, stamp, table, write_section  # noqa: E402
 
 LOAD = ""
 from companion import ltsession  # noqa: E402
 from companion.scan import Scanner, quick_scan  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
-
-
-def make_payload(root: Path, size: int, files: int = 8) -> Path:
-    """`files` files of random bytes (the last one shorter), written 16 MiB at a time."""
-    content = root / "payload"
-    content.mkdir(parents=True, exist_ok=True)
-    per = -(-size // files)
-    left = size
-    block = 16 * 2**20
-    i = 0
-    while left > 0:
-        n = min(per, left)
-        with open(content / f"part {i:02d}.bin", "wb") as fh:
-            done = 0
-            while done < n:
-                step = min(block, n - done)
-                fh.write(os.urandom(step))
-                done += step
-        left -= n
-        i += 1
-    return content
 
 
 def make_torrent(content: Path, piece: int, kind: str, out: Path) -> Path:

@@ -11,7 +11,6 @@ section of benchmarks/RESULTS.md unless --no-write.
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import drop_note, machine, parse_size, run_timed, stamp, table, write_section  # noqa: E402
+from benchmarks.common import drop_note, machine, make_payload, parse_size, run_timed, stamp, table, write_section  # noqa: E402
 from companion import ltsession  # noqa: E402
 from companion.catalog import Catalog  # noqa: E402
 from companion.config import Settings  # noqa: E402
@@ -30,25 +29,6 @@ from companion.drill import Drill  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
-
-
-def make_payload(root: Path, size: int, files: int = 8) -> Path:
-    """`files` files of random bytes (the last one shorter), written 16 MiB at a time."""
-    content = root / "payload"
-    content.mkdir(parents=True, exist_ok=True)
-    per = -(-size // files)
-    left, i, block = size, 0, 16 * 2**20
-    while left > 0:
-        n = min(per, left)
-        with open(content / f"part {i:02d}.bin", "wb") as fh:
-            done = 0
-            while done < n:
-                step = min(block, n - done)
-                fh.write(os.urandom(step))
-                done += step
-        left -= n
-        i += 1
-    return content
 
 
 def make_torrent(content: Path, piece: int) -> bytes:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, make_payload, parse_size, stamp, table, write_section  # noqa: E402
 
 LOAD = ""
 from companion.catalog import Catalog  # noqa: E402
@@ -40,23 +40,6 @@ from companion.store import reflink  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
 
 KINDS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
-
-
-def make_payload(root: Path, size: int, files: int = 8) -> Path:
-    content = root / "payload"
-    content.mkdir(parents=True)
-    per, left, i = -(-size // files), size, 0
-    while left > 0:
-        n = min(per, left)
-        with open(content / f"part {i:02d}.bin", "wb") as fh:
-            done = 0
-            while done < n:
-                step = min(16 * 2**20, n - done)
-                fh.write(os.urandom(step))
-                done += step
-        left -= n
-        i += 1
-    return content
 
 
 class Timing(float):

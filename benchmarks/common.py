@@ -77,3 +77,18 @@ def parse_size(text: str) -> int:
     if text and text[-1] in UNITS:
         return int(float(text[:-1]) * UNITS[text[-1]])
     return int(text)
+
+
+def make_payload(root: Path, size: int, files: int = 8, folder: str = "payload", name: str = "part {i:02d}.bin") -> Path:
+    """`files` files of random bytes under root/folder (the last one shorter), written 16 MiB at a time."""
+    content = root / folder
+    content.mkdir(parents=True, exist_ok=True)
+    per, left, i = -(-size // files), size, 0
+    while left > 0:
+        n = min(per, left)
+        with open(content / name.format(i=i), "wb") as fh:
+            for done in range(0, n, 16 * 2**20):
+                fh.write(os.urandom(min(16 * 2**20, n - done)))
+        left -= n
+        i += 1
+    return content
