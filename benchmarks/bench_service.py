@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
 from companion.control import request  # noqa: E402
 from companion.errors import Error  # noqa: E402
 from companion.home import Home  # noqa: E402
@@ -96,6 +96,7 @@ def hook_latency(home: Path, runs: int = 20) -> float:
 
 
 def main() -> int:
+    load = load_note()  # how busy the machine was when the run started
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1000, help="number of torrents (default 1000)")
     ap.add_argument("--file-kb", type=int, default=64, help="payload size of each torrent in KiB")
@@ -166,7 +167,7 @@ def main() -> int:
         f"## Service at scale ({args.size} torrents)",
         "",
         f"{stamp()}; {machine()}; qbittorrent-nox {qbt_version()}.",
-        "The machine was shared with other work while this ran. `seedward serve` as its own process,",
+        f"{load} `seedward serve` as its own process,",
         "2 hashing jobs, level `catalog`; qBittorrent told to skip its own check (payloads are correct).",
         "",
         table(["what", "scale", "result"], rows),
