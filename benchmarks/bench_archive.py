@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import machine, parse_size, stamp, table, write_section, make_payload as common_payload  # noqa: E402
+from benchmarks.common import load_note, machine, make_payload as common_payload, parse_size, stamp, table, write_section  # noqa: E402
 from companion.archive.create import create_set  # noqa: E402
 from companion.archive.par2 import par2_binary  # noqa: E402
 from companion.archive.remote import Remote  # noqa: E402
@@ -35,6 +35,8 @@ from companion.cli.context import Context  # noqa: E402
 from companion.protect import catalog_torrent  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
+
+LOAD = ""  # set by main(): how busy the machine was when the run started
 
 PASS = "benchmark passphrase"
 
@@ -54,6 +56,8 @@ def run(cmd, stdin: str | None = None) -> float:
 
 
 def main() -> None:
+    global LOAD
+    LOAD = load_note()
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="64M")
     ap.add_argument("--volume-mb", type=int, default=64)
@@ -120,7 +124,7 @@ def main() -> None:
         body = "\n".join([
             f"## Archive tiers ({stamp()})",
             "",
-            f"Machine: {machine()}. The machine was shared with other work while this ran.",
+            f"Machine: {machine()}. {LOAD}",
             f"Payload: {size / 2**30:.2f} GiB of random bytes in 8 `.mkv` files (already-compressed media:"
             f" stored, not compressed), volumes of {args.volume_mb} MiB, one wall-clock run each, page cache warm.",
             "",

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import drop_note, machine, make_payload, parse_size, run_timed, stamp, table, write_section  # noqa: E402
+from benchmarks.common import drop_note, load_note, machine, make_payload, parse_size, run_timed, stamp, table, write_section  # noqa: E402
 from companion import ltsession  # noqa: E402
 from companion.catalog import Catalog  # noqa: E402
 from companion.config import Settings  # noqa: E402
@@ -29,6 +29,8 @@ from companion.drill import Drill  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.store import Store  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
+
+LOAD = ""  # set by main(): how busy the machine was when the run started
 
 
 def make_torrent(content: Path, piece: int) -> bytes:
@@ -46,6 +48,8 @@ def rate(size: int, seconds: float | None) -> str:
 
 
 def main() -> int:
+    global LOAD
+    LOAD = load_note()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="64M", help="payload size (e.g. 64M, 2G)")
     ap.add_argument("--piece", default="4M", help="piece size (default 4M)")
@@ -132,8 +136,7 @@ def main() -> int:
         "",
         table(["step", "seconds", "MB/s"], rows),
         "",
-        drop_note() + " The machine (2 cores) was shared with other engineers' work while this ran: "
-        "figures are indicative, not quiet-machine numbers.",
+        drop_note() + " " + LOAD,
         "RTO is what a real restore costs before the payload is proven; the swarm proof comes on top.",
     ])
     print(body)

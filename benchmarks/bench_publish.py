@@ -23,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import drop_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import drop_note, load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
 from companion.publish import KIND_FLAGS, auto_piece_size, build, parse_piece_size  # noqa: E402
 from companion.torrent import load_torrent  # noqa: E402
+
+LOAD = ""  # set by main(): how busy the machine was when the run started
 
 ORIGINAL = {"id": "ab" * 20, "name": "original", "info_hash_v1": "ab" * 20, "info_hash_v2": "cd" * 32}
 
@@ -75,6 +77,8 @@ def check_same_files(raw: bytes, content: Path) -> None:
 
 
 def main() -> None:
+    global LOAD
+    LOAD = load_note()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="64M")
     ap.add_argument("--piece", default="auto")
@@ -119,7 +123,7 @@ def main() -> None:
             f"4 provenance sidecars), piece size {piece // 1024} KiB (`--piece-size auto`), best of {args.repeat}.",
             "",
             f"- when: {stamp()}",
-            f"- machine: {machine()}; shared with other work while it ran",
+            f"- machine: {machine()}; {LOAD}",
             f"- {drop_note()}",
             "",
             table(["what", "seconds", "MB/s"], rows),
