@@ -276,3 +276,31 @@ def test_an_all_digit_job_id_stays_text(tmp_path):
     snap = store.snapshot(meta, tmp_path / "data", "preflight", job_id="0123456789012345")
     assert snap.job_id == "0123456789012345"
     assert store.get(snap.id).job_id == "0123456789012345"
+
+
+def test_a_renamed_torrent_restores_under_the_torrents_own_names(tmp_path):
+    """qBittorrent renamed a file: the snapshot records where it is; a drill restores the .torrent's layout."""
+    import hashlib
+
+    from companion.catalog import Catalog
+    from companion.drill.restore import restore_snapshot
+    from companion.locate import with_paths
+    from companion.store import Store
+    from companion.torrent import load_torrent
+    from tests.helpers import make_torrent, write_payload
+
+    content = write_payload(tmp_path / "data" / "album", {"a.bin": 70_000, "b.bin": 30_000})
+    meta = load_torrent(make_torrent(content, 16384, "hybrid"))
+    a = next(e for e in meta.real_files if e.path.endswith("a.bin"))
+    (tmp_path / "data" / "album" / "a.bin").rename(tmp_path / "data" / "album" / "renamed.bin")
+    located = with_paths(meta, {a.index: "album/renamed.bin"})
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    store = Store.open(tmp_path / "store", catalog)
+    snap = store.snapshot(located, tmp_path / "data", "manual")
+
+    out = tmp_path / "scratch"
+    restored = restore_snapshot(store, catalog, snap.id, meta, out)
+    assert not restored.corrupt
+    want = hashlib.sha256((tmp_path / "data" / "album" / "renamed.bin").read_bytes()).hexdigest()
+    assert hashlib.sha256((out / "album" / "a.bin").read_bytes()).hexdigest() == want
+    assert not (out / "album" / "renamed.bin").exists()

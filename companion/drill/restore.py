@@ -36,7 +36,8 @@ class Restored:
 
 def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
     try:
-        done = store.restore(snapshot_id, dest)
+        # The torrent's own names: libtorrent rechecks the .torrent's layout, whatever qBittorrent renamed.
+        done = store.restore(snapshot_id, dest, paths={e.index: e.path for e in meta.real_files})
     except StoreCorrupt as exc:
         log.warning("restore of snapshot %s hit a corrupt store (%s); salvaging chunk by chunk", snapshot_id[:12], exc)
         restored = salvage(store, cat, snapshot_id, meta, dest)

@@ -412,9 +412,11 @@ class Store:
 
     # -- restore and heal ------------------------------------------------------------------
 
-    def restore(self, snapshot_id: str, dest_dir, files=None) -> RestoreResult:
+    def restore(self, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None) -> RestoreResult:
         """Write the snapshot's files under dest_dir, laid out as the torrent does. Each file is
-        written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed."""
+        written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed.
+        paths: file index -> path to use instead of the snapshot's (e.g. the .torrent's own names
+        for a torrent whose files qBittorrent renamed)."""
         began = time.monotonic()
         snap = self.get(snapshot_id)
         dest_dir = Path(dest_dir)
@@ -423,11 +425,12 @@ class Store:
         chunks = self.chunk_map(snap.id)
         written, total, cloned = [], 0, 0
         for row in rows:
-            entry = FileEntry(row["file_index"], row["path"], row["size"], 0, False, None)
+            where = (paths or {}).get(row["file_index"], row["path"])
+            entry = FileEntry(row["file_index"], where, row["size"], 0, False, None)
             path = resolve_payload_path(dest_dir, entry)
             segs = sorted((piece, *v) for (fi, piece), v in chunks.items() if fi == row["file_index"])
             cloned += self._restore_file(path, row, segs)
-            written.append(row["path"])
+            written.append(where)
             total += row["size"]
         return RestoreResult(snap.id, dest_dir, written, total, time.monotonic() - began, cloned)
 
