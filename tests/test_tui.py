@@ -2,17 +2,14 @@
 
 import asyncio
 import functools
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from companion.home import Home
 from tests.helpers import seedward
 from tests.tui_fake_service import NOW, FakeService, h, sample_status
+from tests.tui_fake_service import fake, home  # noqa: F401 (shared fixtures)
 from tui.alerts import AlertsScreen
 from tui.confirm import ConfirmScreen
 from tui.dashboard import DashboardScreen
@@ -22,21 +19,6 @@ from tui.jobs import JobsScreen
 from tui.model import piece_cells
 
 DEBIAN, BACH, NOTLD = h(0xD4E5F6), h(0xA1B2C3), h(0x0F0F0F)
-
-
-@pytest.fixture
-def home():
-    # Unix socket paths must stay short (108 bytes): pytest's tmp_path can be too long.
-    root = Path(tempfile.mkdtemp(prefix="sw-tui-", dir="/tmp"))
-    yield Home(root)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def fake(home):
-    service = FakeService(home.socket).start()
-    yield service
-    service.stop()
 
 
 def aio(test):

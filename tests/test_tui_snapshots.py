@@ -1,33 +1,15 @@
 """SVG snapshots of the main screens with realistic data (reviewed; `--snapshot-update` to accept changes)."""
 
-import shutil
-import tempfile
-from pathlib import Path
-
-import pytest
 from textual.widgets import DataTable
 
 from companion.catalog import Catalog
 from companion.home import Home
 from tests.tui_fake_service import NOW, FakeService, h, iso
+from tests.tui_fake_service import fake, home  # noqa: F401 (shared fixtures)
 from tui.app import SeedwardApp
 
 DEBIAN = h(0xD4E5F6)
 SIZE = (150, 34)
-
-
-@pytest.fixture
-def home():
-    root = Path(tempfile.mkdtemp(prefix="sw-snap-", dir="/tmp"))
-    yield Home(root)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def fake(home):
-    service = FakeService(home.socket).start()
-    yield service
-    service.stop()
 
 
 def catalog_with_detail(home: Home) -> None:

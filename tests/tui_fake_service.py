@@ -6,11 +6,15 @@ the seam between the TUI and the service. The real service is exercised by the T
 
 import hashlib
 import json
+import shutil
 import socket
 import socketserver
+import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 NOW = datetime(2026, 11, 22, 20, 0, 0, tzinfo=timezone.utc)
 
@@ -199,3 +203,21 @@ class FakeService:
             self.streams.clear()
             self.subscribers.clear()
         self.socket_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def home():
+    """A state home under /tmp: Unix socket paths must stay short (108 bytes), pytest's tmp_path can be too long."""
+    from companion.home import Home
+
+    root = Path(tempfile.mkdtemp(prefix="sw-tui-", dir="/tmp"))
+    yield Home(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fake(home):
+    """A fake service speaking the control protocol on the home's real Unix socket."""
+    service = FakeService(home.socket).start()
+    yield service
+    service.stop()
