@@ -47,10 +47,12 @@ class FileStat:
     inode: int
     device: int
     nlink: int
+    ctime_ns: int = 0
+    seen_ns: int = 0  # wall clock just before the stat: a later write gets a later ctime
 
     @classmethod
-    def of(cls, st: os.stat_result) -> "FileStat":
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_nlink)
+    def of(cls, st: os.stat_result, seen_ns: int = 0) -> "FileStat":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_nlink, st.st_ctime_ns, seen_ns)
 
 
 @dataclass
@@ -139,6 +141,7 @@ def open_payload_file(path: Path) -> tuple[int | None, FileStat | None]:
         raise PayloadError(path, "permission denied") from exc
     except OSError as exc:
         raise PayloadError(path, exc.strerror or str(exc)) from exc
+    seen = time.time_ns()
     st = os.fstat(fd)
     if stat_mod.S_ISDIR(st.st_mode):
         os.close(fd)
@@ -146,7 +149,7 @@ def open_payload_file(path: Path) -> tuple[int | None, FileStat | None]:
     if not stat_mod.S_ISREG(st.st_mode):
         os.close(fd)
         raise PayloadError(path, "is not a regular file")
-    return fd, FileStat.of(st)
+    return fd, FileStat.of(st, seen)
 
 
 def read_at(fd: int, view: memoryview, offset: int, path: Path) -> int:

@@ -76,7 +76,8 @@ def update_file_stat(cat, torrent_id: str, file_index: int, stat) -> None:
     """The file's bytes still match its baseline (false alarm, heal): remember its new stat."""
     with cat.tx() as db:
         db.execute(
-            "UPDATE files SET mtime_ns = ?, inode = ?, device = ?, nlink = ? WHERE torrent_id = ? AND file_index = ?",
+            "UPDATE files SET mtime_ns = ?, inode = ?, device = ?, nlink = ?, ctime_ns = NULL, verified_ns = NULL"
+            " WHERE torrent_id = ? AND file_index = ?",
             (stat.mtime_ns, stat.inode, stat.device, stat.nlink, torrent_id, file_index),
         )
 

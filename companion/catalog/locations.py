@@ -9,8 +9,8 @@ def relocate(cat, torrent_id: str, save_path: str, files: dict[int, tuple]) -> N
     with cat.tx() as db:
         db.execute("UPDATE torrents SET save_path = ?, updated_at = ? WHERE id = ?", (save_path, now, torrent_id))
         db.executemany(
-            "UPDATE files SET path = ?, mtime_ns = ?, inode = ?, device = ?, nlink = ?"
-            " WHERE torrent_id = ? AND file_index = ?",
+            "UPDATE files SET path = ?, mtime_ns = ?, inode = ?, device = ?, nlink = ?, ctime_ns = NULL,"
+            " verified_ns = NULL WHERE torrent_id = ? AND file_index = ?",
             [(path, st.mtime_ns, st.inode, st.device, st.nlink, torrent_id, index)
              for index, (path, st) in files.items()],
         )

@@ -52,6 +52,11 @@ CREATE INDEX snapshot_chunks_chunk ON snapshot_chunks(chunk_id);
 migration(402, "ALTER TABLE snapshots ADD COLUMN cloned_bytes INTEGER NOT NULL DEFAULT 0;")
 # job_id's INTEGER affinity turns an AI job's all-digit hex id into a number: keep ids as text.
 migration(403, "ALTER TABLE snapshots ADD COLUMN job_ref TEXT;")
+# A file's ctime and when the verifying read began: the store trusts a verified, unchanged file's
+# catalog hashes for a first snapshot (borg's files cache; "racily clean" files are re-read).
+# Rows not written by a full verifying scan keep NULLs: never trusted.
+migration(404, "ALTER TABLE files ADD COLUMN ctime_ns INTEGER;\nALTER TABLE files ADD COLUMN verified_ns INTEGER;")
+migration(405, "ALTER TABLE snapshots ADD COLUMN trusted_bytes INTEGER NOT NULL DEFAULT 0;")
 
 
 def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None:
@@ -59,9 +64,10 @@ def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None
     with cat.tx() as db:
         db.execute(
             "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_ref, bytes, new_bytes, files,"
-            " save_path, tree, cloned_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason, :job_ref, :bytes,"
-            " :new_bytes, :files, :save_path, :tree, :cloned_bytes)",
-            dict(row, job_ref=None if row.get("job_id") is None else str(row["job_id"])),
+            " save_path, tree, cloned_bytes, trusted_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason,"
+            " :job_ref, :bytes, :new_bytes, :files, :save_path, :tree, :cloned_bytes, :trusted_bytes)",
+            dict(row, job_ref=None if row.get("job_id") is None else str(row["job_id"]),
+                 trusted_bytes=row.get("trusted_bytes", 0)),
         )
         db.executemany(
             "INSERT INTO snapshot_files VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode,"

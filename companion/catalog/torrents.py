@@ -44,11 +44,13 @@ def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, 
             db.execute("DELETE FROM files WHERE torrent_id = ?", (meta.id,))
             db.execute("DELETE FROM segments WHERE torrent_id = ?", (meta.id,))
             db.executemany(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (torrent_id, file_index, path, size, offset, sha256, v2_root, status, mtime_ns,"
+                " inode, device, nlink, ctime_ns, verified_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(meta.id, f.entry.index, f.entry.path, f.entry.size, f.entry.offset, f.sha256,
                   f.v2_root.hex() if f.v2_root else None, f.status,
                   f.stat.mtime_ns if f.stat else None, f.stat.inode if f.stat else None,
-                  f.stat.device if f.stat else None, f.stat.nlink if f.stat else None)
+                  f.stat.device if f.stat else None, f.stat.nlink if f.stat else None,
+                  f.stat.ctime_ns or None if f.stat else None, f.stat.seen_ns or None if f.stat else None)
                  for f in result.files],
             )
             db.executemany(

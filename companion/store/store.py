@@ -29,6 +29,7 @@ from .chunk import chunk_root, chunk_width
 from .index import Index
 from .pack import PackWriter, pack_name, pwrite_all, read_trailer
 from .policy import Decision, KeepPolicy, apply_policy
+from .trusted import Trusted, identity, trusted_files
 from . import reflink
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 REASONS = ("auto", "preflight", "manual")
 VERSION = 1
 HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
+COPY_THREADS = 2  # trusted files are kernel-copied on both cores
 
 
 class SnapshotRefused(PayloadError):
@@ -61,13 +63,16 @@ class Snapshot:
     files: int = 0
     save_path: str | None = None
     cloned_bytes: int = 0  # of new_bytes, cloned from the payload (reflinks) rather than written
+    trusted_bytes: int = 0  # bytes taken unhashed on the catalog's verification (store/trusted.py)
+    scan = None  # not a field (not in to_json): the ScanResult, when this snapshot read files
 
     @classmethod
     def from_row(cls, row) -> "Snapshot":
         job = row["job_ref"] if "job_ref" in row.keys() and row["job_ref"] is not None else row["job_id"]
         return cls(row["id"], row["torrent_id"], row["created_at"], row["reason"],
                    None if job is None else str(job), row["bytes"],
-                   row["new_bytes"], row["name"], row["files"], row["save_path"], row["cloned_bytes"])
+                   row["new_bytes"], row["name"], row["files"], row["save_path"], row["cloned_bytes"],
+                   row["trusted_bytes"] if "trusted_bytes" in row.keys() else 0)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -151,7 +156,7 @@ class Store:
 
     def __init__(self, backend: Backend, catalog, *, pack_size: int = 64 * 1024 * 1024, clock=_utc_now,
                  scanner: Scanner | None = None, lock_timeout: float = 600.0, reflinks: bool = True,
-                 copy_from_payload: bool = True):
+                 copy_from_payload: bool = True, trust_catalog: bool = True):
         self.backend = backend
         self.catalog = catalog
         self.pack_size = pack_size
@@ -160,6 +165,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.reflinks = reflinks  # restores clone chunks out of packs
         self.copy_from_payload = copy_from_payload  # snapshots clone or kernel-copy from the payload
+        self.trust_catalog = trust_catalog  # verified, unchanged files are stored unhashed (trusted.py)
         self.index = Index(backend)
 
     @classmethod
@@ -194,11 +200,15 @@ class Store:
     # -- snapshot -------------------------------------------------------------------------
 
     def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
-                 files: set[int] | list[int] | None = None) -> Snapshot:
+                 files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None,
+                 record_baseline: bool = True, lock_timeout: float | None = None) -> Snapshot:
         """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
-        match the previous snapshot are taken from it without reading them; the others are read
-        once, verified against the torrent and their new chunks stored. Raises SnapshotRefused
-        when the payload does not match its torrent (nothing is recorded then)."""
+        match the previous snapshot are taken from it without reading them; files the catalog
+        verified and nobody changed since are copied under the catalog's chunk ids (trusted.py);
+        the others are read once, verified against the torrent and their new chunks stored.
+        Raises SnapshotRefused (its .scan says what was found) when the payload does not match
+        its torrent: nothing is recorded then. record_baseline=False leaves the catalog's
+        baseline to the caller (the protect job records it with the protection state)."""
         if reason not in REASONS:
             raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
         save_path = check_save_path(Path(save_path))
@@ -208,7 +218,8 @@ class Store:
             if unknown:
                 raise BadInput(meta.name, f"no file with index {unknown[0]} in the torrent")
         wanted = [e for e in meta.real_files if files is None or e.index in files]
-        with self.backend.lock(self.lock_timeout):
+        trust = self.trust_catalog if trust_catalog is None else trust_catalog
+        with self.backend.lock(self.lock_timeout if lock_timeout is None else lock_timeout):
             self.index.reload()
             previous = self._previous_files(meta.id)
             reused, changed = {}, []
@@ -218,10 +229,10 @@ class Store:
                     reused[entry.index] = prev
                 else:
                     changed.append(entry)
-            scan, new_bytes, cloned = None, 0, 0
+            stored = _Stored()
             if changed:
-                scan, new_bytes, cloned = self._scan_and_store(meta, save_path, changed)
-            return self._record(meta, save_path, reason, job_id, wanted, reused, scan, new_bytes, cloned)
+                stored = self._store_files(meta, save_path, changed, trust)
+            return self._record(meta, save_path, reason, job_id, wanted, reused, stored, record_baseline)
 
     def _previous_files(self, torrent_id: str) -> dict[int, tuple]:
         """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
@@ -247,59 +258,91 @@ class Store:
                 and st.st_ino == row["inode"] and st.st_dev == row["device"])
         return same and all(c["chunk_id"] in self.index for c in chunks)
 
-    def _scan_and_store(self, meta: TorrentMeta, save_path: Path, entries: list[FileEntry]):
+    def _claim(self, writer: PackWriter, added: dict, cid: str, length: int, width: int):
+        """Room in a pack for a chunk not stored yet, else None; the caller holds writer.lock."""
+        known = self.index.get(cid)
+        shape = (known.length, known.width) if known else (tuple(added[cid][2:]) if cid in added else None)
+        if shape is not None:
+            if shape != (length, width):
+                raise ChunkCollision(cid, "same id as a stored chunk of another shape; not stored")
+            return None
+        pack, offset = writer.reserve(cid, width, length)
+        added[cid] = [pack.pack_id, offset, length, width]
+        return pack, offset
+
+    def _store_files(self, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool) -> "_Stored":
         writer = PackWriter(self.backend, self.pack_size)
         single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
         added: dict[str, list] = {}
-        counter = {"new": 0}
-        sources = CloneSources(save_path, {e.index: e for e in entries}) if self.copy_from_payload else None
+        out = _Stored()
+        sources = CloneSources(save_path, {e.index: e for e in entries})
+        out.identities = sources.before
+        out.trusted = trusted_files(self.catalog, meta, save_path, entries, sources.before) if trust else {}
+        to_scan = {e.index for e in entries if e.index not in out.trusted}
 
         def sink(file_index, seg, data):
             cid = seg.root.hex()
-            width = chunk_width(meta, seg.length, file_index in single)
             with writer.lock:
-                known = self.index.get(cid)
-                shape = (known.length, known.width) if known else (tuple(added[cid][2:]) if cid in added else None)
-                if shape is not None:
-                    if shape != (seg.length, width):
-                        raise ChunkCollision(cid, "same id as a stored chunk of another shape; not stored")
+                room = self._claim(writer, added, cid, seg.length, chunk_width(meta, seg.length, file_index in single))
+                if room is None:
                     return
-                pack, offset = writer.reserve(cid, width, seg.length)
-                added[cid] = [pack.pack_id, offset, seg.length, width]
-                counter["new"] += seg.length
-            source = sources.fd(file_index) if sources else None
-            cloned, copied = writer.write(pack, offset, data, (source, seg.offset) if source is not None else None)
+                out.new_bytes += seg.length
+            source = sources.fd(file_index) if self.copy_from_payload else None
+            cloned, copied = writer.write(*room, data, (source, seg.offset) if source is not None else None)
             if copied:
                 sources.used(file_index, cloned, copied)
+
+        def copy_trusted(t: Trusted):
+            fd = sources.fd(t.entry.index)
+            if fd is None:
+                raise SnapshotRefused(t.path, "changed or vanished as it was being snapshotted; no snapshot stored"
+                                      " (try again)")
+            for _piece, offset, length, cid, _xxh3 in t.segments:
+                with writer.lock:
+                    room = self._claim(writer, added, cid, length, chunk_width(meta, length, t.entry.index in single))
+                    if room is None:
+                        continue
+                    out.new_bytes += length
+                cloned = writer.copy(*room, length, fd, offset, t.path, kernel=self.copy_from_payload)
+                sources.used(t.entry.index, cloned, length)
 
         # A hybrid torrent's v2 hashes (SHA-256, every byte of every file) are the chunk ids'
         # own tree: verifying them is enough, and skipping the v1 SHA-1 saves a third of the CPU.
         scan_meta = dataclasses.replace(meta, info_hash_v1=None, v1_hashes=None) if meta.has_v2 else meta
         try:
-            result = self.scanner.full_scan(scan_meta, save_path, chunk_roots=True, sink=sink,
-                                            only_files={e.index for e in entries})
-            result.meta = meta
-            if not result.ok:
-                bad = [f.entry.path for f in result.files if f.status != OK]
-                raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
-                                      f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
-                                      " no snapshot stored")
-            if sources:
-                changed = sources.changed()
-                if changed:
-                    raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
-                                          " no snapshot stored (try again)")
+            if out.trusted:
+                biggest_first = sorted(out.trusted.values(), key=lambda t: -t.entry.size)
+                with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="snapshot-copy") as pool:
+                    list(pool.map(copy_trusted, biggest_first))
+                out.trusted_bytes = sum(t.entry.size for t in out.trusted.values())
+            if to_scan:
+                result = self.scanner.full_scan(scan_meta, save_path, chunk_roots=True, sink=sink, only_files=to_scan)
+                result.meta = meta
+                out.scan = result
+                if not result.ok:
+                    bad = [f.entry.path for f in result.files if f.status != OK]
+                    refused = SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
+                                              f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
+                                              " no snapshot stored")
+                    refused.scan = result
+                    raise refused
+            changed = sources.changed()
+            if changed:
+                raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
+                                      " no snapshot stored (try again)")
             packs = writer.finish()
         except BaseException:
             writer.discard()
             raise
         finally:
-            if sources:
-                sources.close()
+            sources.close()
         self.index.write({p.pack_id: p.entries for p in packs})
-        return result, counter["new"], (sources.cloned if sources else 0)
+        out.cloned = sources.cloned
+        return out
 
-    def _record(self, meta, save_path, reason, job_id, wanted, reused, scan, new_bytes, cloned) -> Snapshot:
+    def _record(self, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored",
+                record_baseline: bool) -> Snapshot:
+        scan = stored.scan
         scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
         file_rows, chunk_rows = [], []
         for entry in wanted:
@@ -309,6 +352,12 @@ class Store:
                                                        "sha256")})
                 chunk_rows += [(c["file_index"], c["piece"], c["offset"], c["length"], c["chunk_id"], c["xxh3"])
                                for c in chunks]
+            elif entry.index in stored.trusted:
+                t = stored.trusted[entry.index]
+                dev, ino, _size, mtime, _ctime = stored.identities[entry.index]
+                file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
+                                  "mtime_ns": mtime, "inode": ino, "device": dev, "sha256": t.sha256})
+                chunk_rows += [(entry.index, *seg) for seg in t.segments]
             else:
                 fs = scanned[entry.index]
                 file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
@@ -331,17 +380,21 @@ class Store:
         if not self.backend.exists(torrent_name):
             self.backend.put_bytes(torrent_name, meta.raw)
         self.backend.put_bytes(tree_name, body)
-        if scan is not None and len(scan.files) == len(meta.real_files):
+        if record_baseline and scan is not None and len(scan.files) == len(meta.real_files):
             # A full pass over a good payload is also the catalog's baseline: one read, both records.
             self.catalog.record_scan(scan, reason=f"snapshot:{reason}", save_path=str(save_path))
         elif self.catalog.get_torrent(meta.id) is None:
             self.catalog.upsert_torrent(meta, save_path=str(save_path))
         row = {"id": sid, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
-               "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": new_bytes,
-               "files": len(file_rows), "save_path": str(save_path), "tree": tree_name, "cloned_bytes": cloned}
+               "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": stored.new_bytes,
+               "files": len(file_rows), "save_path": str(save_path), "tree": tree_name,
+               "cloned_bytes": stored.cloned, "trusted_bytes": stored.trusted_bytes}
         records.add_snapshot(self.catalog, row, file_rows, chunk_rows)
-        log.info("%s: snapshot %s (%d bytes, %d new)", meta.name, sid[:12], row["bytes"], new_bytes)
-        return Snapshot.from_row(row)
+        log.info("%s: snapshot %s (%d bytes, %d new, %d trusted)", meta.name, sid[:12], row["bytes"],
+                 stored.new_bytes, stored.trusted_bytes)
+        snap = Snapshot.from_row(row)
+        snap.scan = scan
+        return snap
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -694,6 +747,18 @@ class Store:
         return out
 
 
+@dataclass
+class _Stored:
+    """What _store_files did: the scan (files read), trusted files (copied unhashed), bytes."""
+
+    scan: object = None
+    trusted: dict = field(default_factory=dict)
+    identities: dict = field(default_factory=dict)  # file index -> identity before any copy
+    new_bytes: int = 0
+    cloned: int = 0
+    trusted_bytes: int = 0
+
+
 class CloneSources:
     """Payload files opened to clone (reflinks) or kernel-copy chunks into packs. Both take what
     the file holds now, not the bytes the scan hashed, so each file's identity and ctime are
@@ -701,19 +766,11 @@ class CloneSources:
 
     def __init__(self, save_path: Path, entries: dict[int, FileEntry]):
         self.paths = {i: resolve_payload_path(save_path, e) for i, e in entries.items()}
-        self.before = {i: self._identity(p) for i, p in self.paths.items()}
+        self.before = {i: identity(p) for i, p in self.paths.items()}
         self.fds: dict[int, int | None] = {}
         self.copied: dict[int, int] = {}  # file index -> bytes cloned or copied from it
         self.cloned = 0
         self.lock = threading.Lock()
-
-    @staticmethod
-    def _identity(path: Path):
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def fd(self, file_index: int) -> int | None:
         with self.lock:
@@ -722,7 +779,7 @@ class CloneSources:
                     fd = os.open(self.paths[file_index], os.O_RDONLY | os.O_CLOEXEC)
                 except OSError:
                     fd = None
-                if fd is not None and self.before.get(file_index) != self._identity(self.paths[file_index]):
+                if fd is not None and self.before.get(file_index) != identity(self.paths[file_index]):
                     os.close(fd)
                     fd = None
                 self.fds[file_index] = fd
@@ -735,7 +792,7 @@ class CloneSources:
 
     def changed(self) -> str | None:
         for i in self.copied:
-            if self._identity(self.paths[i]) != self.before[i]:
+            if identity(self.paths[i]) != self.before[i]:
                 return str(self.paths[i])
         return None
 

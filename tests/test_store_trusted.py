@@ -1,0 +1,182 @@
+"""First snapshots of a verified, unchanged payload: copied under the catalog's chunk ids, unhashed."""
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import companion.scan
+from companion.catalog import Catalog
+from companion.catalog import drift as drift_records
+from companion.errors import StoreCorrupt
+from companion.scan import FileStat, Scanner
+from companion.store import SnapshotRefused, Store
+from companion.store.pack import PackWriter
+from companion.torrent import load_torrent
+from tests.helpers import flip_byte, make_torrent, write_payload
+
+PIECE = 32768
+LATER_NS = 10 * 10**9  # the verifying scan "began" this long after the files were written
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def env(tmp_path):
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    store = Store.open(tmp_path / "store", cat, pack_size=256 * 1024)
+    yield tmp_path, cat, store
+    cat.close()
+
+
+def album(tmp_path: Path, kind: str = "hybrid") -> tuple:
+    data = tmp_path / "data"
+    write_payload(data / "album", {"01.flac": 9 * PIECE + 1234, "02.flac": 3 * PIECE, "cover.jpg": 5000,
+                                   "empty.txt": b""})
+    meta = load_torrent(make_torrent(data / "album", PIECE, kind, out=tmp_path / f"album.{kind}.torrent"))
+    return meta, data
+
+
+def catalog(cat, meta, data, monkeypatch, later_ns: int = LATER_NS):
+    """A verifying full scan recorded as the baseline, as if it began `later_ns` after the writes."""
+    real = time.time_ns
+    monkeypatch.setattr(companion.scan.time, "time_ns", lambda: real() + later_ns)
+    result = Scanner().full_scan(meta, data)
+    monkeypatch.setattr(companion.scan.time, "time_ns", real)
+    assert result.ok
+    cat.record_scan(result, reason="test")
+    return result
+
+
+def reads(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    real = companion.scan.read_at
+
+    def counting(fd, view, offset, path):
+        seen.append(Path(path).name)
+        return real(fd, view, offset, path)
+
+    monkeypatch.setattr(companion.scan, "read_at", counting)
+    return seen
+
+
+def no_pack_files(root: Path) -> bool:
+    return not [p for p in (root / "data").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("kind", ["v2", "hybrid"])
+def test_verified_payload_is_stored_without_reading_it(env, monkeypatch, kind):
+    tmp, cat, store = env
+    meta, data = album(tmp, kind)
+    catalog(cat, meta, data, monkeypatch)
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert read == []
+    assert snap.trusted_bytes == snap.new_bytes == snap.bytes == meta.payload_size
+    assert store.check(read_data=True).ok  # every stored chunk re-hashed: it is what its id says
+    store.restore(snap.id, tmp / "out")
+    for entry in meta.real_files:
+        assert sha(tmp / "out" / entry.path) == sha(data / entry.path), entry.path
+    files = {r["file_index"]: r for r in cat.query("SELECT * FROM snapshot_files WHERE snapshot_id = ?",
+                                                     (snap.id,))}
+    assert {i: r["sha256"] for i, r in files.items()} == \
+        {r["file_index"]: r["sha256"] for r in cat.get_files(meta.id)}
+    assert cat.one("SELECT trusted_bytes FROM snapshots WHERE id = ?", (snap.id,))[0] == meta.payload_size
+
+
+def test_v1_torrents_have_no_chunk_ids_in_the_catalog_and_are_read(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp, "v1")
+    catalog(cat, meta, data, monkeypatch)
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
+
+
+def test_racily_clean_files_are_read_again(env, monkeypatch):
+    # written and verified within the same 2 s: a later write in the same clock tick might not
+    # have moved ctime, so the catalog's word is not taken (git's "racily clean")
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch, later_ns=0)
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
+
+
+def test_a_file_changed_since_verification_is_read_and_the_snapshot_refused(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    path = data / "album" / "01.flac"
+    st = path.stat()
+    flip_byte(path, 5)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only ctime tells
+    read = reads(monkeypatch)
+    with pytest.raises(SnapshotRefused, match="does not match its torrent"):
+        store.snapshot(meta, data, "auto")
+    assert set(read) == {"01.flac"}  # the unchanged files were trusted, this one was hashed
+    assert store.snapshots() == [] and no_pack_files(tmp / "store")
+
+
+def test_a_write_during_the_copy_refuses_the_snapshot(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    real = PackWriter.copy
+    done = []
+
+    def copy_then_write(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if not done:
+            done.append(1)
+            flip_byte(data / "album" / "01.flac", 7)
+            flip_byte(data / "album" / "02.flac", 7)
+        return out
+
+    monkeypatch.setattr(PackWriter, "copy", copy_then_write)
+    with pytest.raises(SnapshotRefused, match="changed"):
+        store.snapshot(meta, data, "auto")
+    assert store.snapshots() == [] and no_pack_files(tmp / "store")
+
+
+def test_a_lying_catalog_is_caught_when_the_chunk_is_read(env, monkeypatch):
+    # the store keeps bytes under the catalog's id unhashed; every read re-hashes, so a wrong
+    # id can never be restored or healed into a seed
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    with cat.tx() as db:
+        db.execute("UPDATE segments SET chunk_id = ? WHERE torrent_id = ? AND file_index = 0 AND piece = 0",
+                   ("ab" * 32, meta.id))
+    snap = store.snapshot(meta, data, "auto")
+    assert snap.trusted_bytes == meta.payload_size
+    check = store.check(read_data=True)
+    assert not check.ok and any("abab" in e for e in check.errors)
+    with pytest.raises(StoreCorrupt, match="abab"):
+        store.restore(snap.id, tmp / "out")
+
+
+def test_trust_is_dropped_when_the_stat_is_updated_without_a_full_scan(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    path = data / "album" / "02.flac"
+    index = next(e.index for e in meta.real_files if e.path.endswith("02.flac"))
+    drift_records.update_file_stat(cat, meta.id, index, FileStat.of(path.stat()))  # e.g. after a false alarm
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert set(read) == {"02.flac"} and snap.trusted_bytes == meta.payload_size - path.stat().st_size
+
+
+def test_trust_can_be_switched_off(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto", trust_catalog=False)
+    assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
