@@ -70,6 +70,7 @@ class ServiceSettings:
 class StoreSettings:
     path: str = ""  # empty: <home>/store
     pack_size_mb: int = 64
+    trust_catalog: bool = True  # first snapshots copy verified, unchanged files unhashed (store/trusted.py)
 
 
 @dataclass

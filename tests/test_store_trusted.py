@@ -14,6 +14,7 @@ from companion.errors import StoreCorrupt
 from companion.scan import FileStat, Scanner
 from companion.store import SnapshotRefused, Store
 from companion.store.pack import PackWriter
+from companion.store.trusted import RACY_FINE_NS, RACY_NS, racy_margin
 from companion.torrent import load_torrent
 from tests.helpers import flip_byte, make_torrent, write_payload
 
@@ -97,8 +98,27 @@ def test_v1_torrents_have_no_chunk_ids_in_the_catalog_and_are_read(env, monkeypa
     assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
 
 
+def test_racy_margin_follows_the_timestamps_granularity():
+    assert racy_margin(1_700_000_000_123_456_789) == RACY_FINE_NS
+    assert racy_margin(1_700_000_000_000_000_000) == RACY_NS  # whole seconds: ext3, FAT, some NFS
+
+
+def test_v1_chunk_ids_computed_by_the_verifying_scan_are_trusted(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp, "v1")
+    real = time.time_ns
+    monkeypatch.setattr(companion.scan.time, "time_ns", lambda: real() + LATER_NS)
+    result = Scanner().full_scan(meta, data, chunk_roots=True)  # as the protect job does under a snapshot policy
+    monkeypatch.setattr(companion.scan.time, "time_ns", real)
+    cat.record_scan(result, reason="test")
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert read == [] and snap.trusted_bytes == meta.payload_size
+    assert store.check(read_data=True).ok
+
+
 def test_racily_clean_files_are_read_again(env, monkeypatch):
-    # written and verified within the same 2 s: a later write in the same clock tick might not
+    # written and verified within one timestamp tick: a later write in the same tick might not
     # have moved ctime, so the catalog's word is not taken (git's "racily clean")
     tmp, cat, store = env
     meta, data = album(tmp)

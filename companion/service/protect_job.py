@@ -125,8 +125,11 @@ def _protect(service, job) -> None:
             log.info("%s: %s; left to drift and heal", h, row["protection"])
             return
 
+    # Under a snapshot policy the verifying pass also computes the chunk ids (v1 torrents have none
+    # of their own): the snapshot job then copies verified, unchanged files without hashing them.
     result = catalog_torrent(cat, service.manifests, located, save_path, reason=reason, scanner=service.scanner,
-                             torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel, **fields)
+                             torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel,
+                             chunk_roots=policy.level == "snapshot", **fields)
     state = cat.get_torrent(h)["protection"]
     set_state_tag(qbt, h, state, tags)
     if result.ok:

@@ -32,5 +32,6 @@ def snapshot_job(service, job) -> None:
     reason = job.payload.get("reason", "auto")
     snap = service_store(service).snapshot(meta, save_path, reason if reason in REASONS else "auto",
                                            job_id=job.id, files=job.payload.get("files"))
-    service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes)",
-                 snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes)
+    trusted = f", {snap.trusted_bytes:,} copied on the catalog's verification" if snap.trusted_bytes else ""
+    service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes{trusted})",
+                 snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes, trusted_bytes=snap.trusted_bytes)

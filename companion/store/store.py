@@ -183,7 +183,8 @@ class Store:
     @classmethod
     def for_home(cls, home, settings, catalog, **kwargs) -> "Store":
         path = Path(settings.store.path).expanduser() if settings.store.path else home.store
-        return cls.open(path, catalog, pack_size=settings.store.pack_size_mb * 1024 * 1024, **kwargs)
+        return cls.open(path, catalog, pack_size=settings.store.pack_size_mb * 1024 * 1024,
+                        trust_catalog=settings.store.trust_catalog, **kwargs)
 
     def _init_layout(self) -> None:
         if not self.backend.exists("config.json"):

@@ -4,10 +4,12 @@ The catalog's full scan verified each file against the torrent and kept its chun
 segments' SHA-256 merkle roots), its stat with ctime, and when the read began. A file whose
 device, inode, size, mtime and ctime are still those is the file that was verified: its chunks go
 into packs under those ids by clone or kernel copy, unhashed. ctime cannot be set from user
-space, so any write since the scan moves it. A file changed less than RACY_NS before that scan
-began is "racily clean" (git's term: a write in the same clock tick need not move ctime) and is
-read and hashed again. Chunks are verified against their ids whenever they are read back
-(restore, heal, drill, `store check`), so a chunk is never trusted twice.
+space, so any write since the scan moves it, unless the file had changed within one timestamp
+tick before the scan's stat: such a file is "racily clean" (git's term) and is read and hashed
+again. The margin is a clock tick, with room to spare, on filesystems with nanosecond timestamps
+and 2 s where timestamps are whole seconds or coarser (ext3, FAT, some network filesystems).
+Chunks are verified against their ids whenever they are read back (restore, heal, drill,
+`store check`), so a chunk is never trusted twice.
 """
 
 import os
@@ -17,7 +19,13 @@ from pathlib import Path
 from ..piece_plan import file_segments
 from ..scan import OK, resolve_payload_path
 
-RACY_NS = 2_000_000_000
+RACY_NS = 2_000_000_000  # timestamps in whole seconds (or coarser)
+RACY_FINE_NS = 100_000_000  # nanosecond timestamps: the kernel's timestamp clock ticks every <= 10 ms
+
+
+def racy_margin(ctime_ns: int) -> int:
+    """How long before the scan's stat a change makes the file racily clean."""
+    return RACY_NS if ctime_ns % 1_000_000 == 0 else RACY_FINE_NS
 
 
 @dataclass
@@ -53,7 +61,7 @@ def trusted_files(catalog, meta, save_path: Path, entries, identities: dict) -> 
             continue
         keys = row.keys()
         ctime, seen = (row["ctime_ns"], row["verified_ns"]) if "ctime_ns" in keys else (None, None)
-        if ctime is None or seen is None or max(ctime, row["mtime_ns"]) > seen - RACY_NS:
+        if ctime is None or seen is None or max(ctime, row["mtime_ns"]) > seen - racy_margin(ctime):
             continue
         if identities.get(entry.index) != (row["device"], row["inode"], entry.size, row["mtime_ns"], ctime):
             continue
