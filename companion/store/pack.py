@@ -22,6 +22,8 @@ from .reflink import ALIGN, clone_fd, copy_range
 MAGIC = b"SWPACK01"
 FOOTER = 8 + len(MAGIC)
 COPY_BUFFER = 4 * 1024 * 1024
+DROP_CACHE = True
+PUBLISHERS = 4  # packs fsynced at once: the filesystem commits their metadata together
 
 
 def pack_name(pack_id: str) -> str:
@@ -54,7 +56,7 @@ class PackWriter:
         self.current: StagedPack | None = None
         self.published: list[StagedPack] = []
         self.staged: list[StagedPack] = []
-        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pack-publish")
+        self.publisher = ThreadPoolExecutor(PUBLISHERS, thread_name_prefix="pack-publish")
         self.publishing: list = []
 
     def _open(self) -> StagedPack:
@@ -98,16 +100,17 @@ class PackWriter:
         return cloned, copied
 
     def copy(self, pack: StagedPack, offset: int, length: int, src_fd: int, src_offset: int, path,
-             kernel: bool = True) -> int:
-        """Write the reserved chunk from a file's bytes, unhashed (a trusted file): clone, else
-        kernel copy, else read and write. Returns the bytes cloned. Raises PayloadError when the
-        file ends early (the caller compares its identity afterwards anyway)."""
+             kernel: bool = True, chunks: int = 1) -> int:
+        """Write reserved chunks (back to back in the pack and in the file) from the file's bytes,
+        unhashed (a trusted file): clone the block-aligned part, kernel-copy the rest, else read
+        and write. Returns the bytes cloned. Raises PayloadError when the file ends early (the
+        caller compares its identity afterwards anyway)."""
         cloned = done = 0
         if kernel:
-            if clone_fd(src_fd, src_offset, pack.fd, offset, length):
-                cloned = done = length
-            else:
-                done = copy_range(src_fd, src_offset, pack.fd, offset, length)
+            head = length - length % ALIGN
+            if head and clone_fd(src_fd, src_offset, pack.fd, offset, head):
+                cloned = done = head
+            done += copy_range(src_fd, src_offset + done, pack.fd, offset + done, length - done)
         if done < length:
             buf = bytearray(min(COPY_BUFFER, length - done))
             while done < length:
@@ -118,12 +121,12 @@ class PackWriter:
                 pwrite_all(pack.fd, view[:got], offset + done)
                 done += got
         start_writeback(pack.fd, offset, length)
-        self._written(pack)
+        self._written(pack, chunks)
         return cloned
 
-    def _written(self, pack: StagedPack) -> None:
+    def _written(self, pack: StagedPack, chunks: int = 1) -> None:
         with self.lock:
-            pack.writing -= 1
+            pack.writing -= chunks
             if pack.full and pack.writing == 0:
                 self.publishing.append(self.publisher.submit(self._publish, pack))
 
@@ -139,6 +142,8 @@ class PackWriter:
         tail = trailer + struct.pack("<Q", len(trailer)) + MAGIC
         pwrite_all(pack.fd, tail, pack.size)
         os.fsync(pack.fd)
+        if DROP_CACHE:
+            os.posix_fadvise(pack.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # written and durable: leave the cache to the seeds
         os.close(pack.fd)
         pack.fd = -1
         self.backend.put_file(pack_name(pack.pack_id), pack.path)

@@ -38,6 +38,7 @@ REASONS = ("auto", "preflight", "manual")
 VERSION = 1
 HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
 COPY_THREADS = 2  # trusted files are kernel-copied on both cores
+RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
 
 
 class SnapshotRefused(PayloadError):
@@ -298,14 +299,24 @@ class Store:
             if fd is None:
                 raise SnapshotRefused(t.path, "changed or vanished as it was being snapshotted; no snapshot stored"
                                       " (try again)")
-            for _piece, offset, length, cid, _xxh3 in t.segments:
+            is_single = t.entry.index in single
+            segs = iter(t.segments)
+            while True:
+                # Reserve a run of chunks at once: consecutive chunks then sit back to back in the
+                # pack as in the file, and one clone or copy call moves the whole run.
+                run = []
                 with writer.lock:
-                    room = self._claim(writer, added, cid, length, chunk_width(meta, length, t.entry.index in single))
-                    if room is None:
-                        continue
-                    out.new_bytes += length
-                cloned = writer.copy(*room, length, fd, offset, t.path, kernel=self.copy_from_payload)
-                sources.used(t.entry.index, cloned, length)
+                    for _piece, offset, length, cid, _xxh3 in itertools.islice(segs, RUN_CHUNKS):
+                        room = self._claim(writer, added, cid, length, chunk_width(meta, length, is_single))
+                        if room is not None:
+                            out.new_bytes += length
+                            run.append((*room, offset, length))
+                if not run:
+                    break
+                for pack, at, offset, length, count in _contiguous(run):
+                    cloned = writer.copy(pack, at, length, fd, offset, t.path, kernel=self.copy_from_payload,
+                                         chunks=count)
+                    sources.used(t.entry.index, cloned, length)
 
         # A hybrid torrent's v2 hashes (SHA-256, every byte of every file) are the chunk ids'
         # own tree: verifying them is enough, and skipping the v1 SHA-1 saves a third of the CPU.
@@ -746,6 +757,20 @@ class Store:
                 out.errors.append(f"snapshot {snap['id'][:12]} uses {len(missing)} chunks the store lacks"
                                   f" (e.g. {missing[0]})")
         return out
+
+
+def _contiguous(run: list) -> list:
+    """(pack, pack offset, file offset, length) reservations -> (pack, pack offset, file offset,
+    length, chunks) runs that are back to back in both the pack and the file."""
+    out: list = []
+    for pack, at, offset, length in run:
+        if out:
+            p, a, o, n, c = out[-1]
+            if p is pack and a + n == at and o + n == offset:
+                out[-1] = (p, a, o, n + length, c + 1)
+                continue
+        out.append((pack, at, offset, length, 1))
+    return out
 
 
 @dataclass
