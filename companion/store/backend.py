@@ -109,15 +109,20 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise StoreCorrupt(self.root, f"cannot open {name}: {exc.strerror}") from exc
         try:
-            out = bytearray(length)
-            view = memoryview(out)
-            done = 0
-            while done < length:
-                n = os.preadv(fd, [view[done:]], offset + done)
-                if n == 0:
-                    raise StoreCorrupt(self.root, f"{name} is shorter than {offset + length} bytes")
-                done += n
-            return bytes(out)
+            out = os.pread(fd, length, offset)  # one buffer, no zero-fill and no second copy
+            if len(out) < length:
+                parts = [out]
+                done = len(out)
+                while done < length:
+                    more = os.pread(fd, length - done, offset + done)
+                    if not more:
+                        raise StoreCorrupt(self.root, f"{name} is shorter than {offset + length} bytes")
+                    parts.append(more)
+                    done += len(more)
+                out = b"".join(parts)
+            # Packs are cold data: leave the page cache to the payloads being seeded.
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+            return out
         except OSError as exc:
             raise StoreCorrupt(self.root, f"cannot read {name} at {offset}: {exc.strerror}") from exc
         finally:

@@ -24,10 +24,10 @@ from ..catalog import snapshots as records
 from ..errors import EXIT_DAMAGE, BadInput, ConfigError, NotFound, PayloadError, StoreCorrupt
 from ..scan import OK, Scanner, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta, load_torrent
-from .backend import Backend, LocalBackend
+from .backend import Backend, LocalBackend, fsync_dir
 from .chunk import chunk_root, chunk_width
 from .index import Index
-from .pack import PackWriter, pack_name, pwrite_all, read_trailer
+from .pack import PackWriter, pack_name, pwrite_all, read_trailer, start_writeback, write_behind
 from .policy import Decision, KeepPolicy, apply_policy
 from .trusted import Trusted, identity, trusted_files
 from . import reflink
@@ -39,6 +39,8 @@ VERSION = 1
 HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
 COPY_THREADS = 2  # trusted files are kernel-copied on both cores
 RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
+WRITE_BEHIND = True
+RESTORE_FILES = 2  # files restored at once
 
 
 class SnapshotRefused(PayloadError):
@@ -488,23 +490,46 @@ class Store:
         dest_dir.mkdir(parents=True, exist_ok=True)
         rows = self.select_files(snap.id, files)
         chunks = self.chunk_map(snap.id)
-        written, total, cloned = [], 0, 0
+        by_file: dict[int, list] = {}
+        for (fi, piece), v in chunks.items():
+            by_file.setdefault(fi, []).append((piece, *v))
+        jobs = []
         for row in rows:
             where = (paths or {}).get(row["file_index"], row["path"])
             entry = FileEntry(row["file_index"], where, row["size"], 0, False, None)
-            path = resolve_payload_path(dest_dir, entry)
-            segs = sorted((piece, *v) for (fi, piece), v in chunks.items() if fi == row["file_index"])
-            cloned += self._restore_file(path, row, segs)
-            written.append(where)
-            total += row["size"]
-        return RestoreResult(snap.id, dest_dir, written, total, time.monotonic() - began, cloned)
+            jobs.append((where, resolve_payload_path(dest_dir, entry), row, sorted(by_file.get(row["file_index"], []))))
+        # Two files at once (each file's SHA-256 is one sequential stream). Every file goes to a
+        # temp name first; they are renamed into place only once all are written and checked, so
+        # a bad chunk anywhere leaves nothing restored.
+        done: list[tuple[Path, Path, int]] = []
+        with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
+            futures = [pool.submit(self._restore_file, *job[1:]) for job in jobs]
+            error = None
+            for fut in futures:
+                try:
+                    done.append(fut.result())
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, once all have ended
+                    error = error or exc
+        if error is not None:
+            for tmp, _path, _cloned in done:
+                tmp.unlink(missing_ok=True)
+            raise error
+        for tmp, path, _cloned in done:
+            os.replace(tmp, path)
+        for folder in {path.parent for _tmp, path, _cloned in done}:
+            fsync_dir(folder)
+        cloned = sum(c for _tmp, _path, c in done)
+        return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
+                             time.monotonic() - began, cloned)
 
-    def _restore_file(self, path: Path, row, segs) -> int:
+    def _restore_file(self, path: Path, row, segs) -> tuple[Path, Path, int]:
+        """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes cloned)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.seedward-restore")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         digest = hashlib.sha256()
         cloned = 0
+        behind = None  # the previous chunk's range: on disk and out of the cache before the next
         try:
             for (_piece, offset, length, cid), data in self._read_ahead(segs):
                 digest.update(data)
@@ -512,6 +537,10 @@ class Store:
                 cloned += took_clone
                 if took < length:
                     pwrite_all(fd, memoryview(data)[took:], offset + took)
+                start_writeback(fd, offset, length)
+                if behind is not None and WRITE_BEHIND:
+                    write_behind(fd, *behind)
+                behind = (offset, length)
             os.ftruncate(fd, row["size"])
             if row["sha256"] and digest.hexdigest() != row["sha256"]:
                 raise StoreCorrupt(self.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
@@ -521,13 +550,7 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return cloned
+        return tmp, path, cloned
 
     def _read_ahead(self, segs, window: int = 4):
         """(seg, verified bytes) in order; a few chunks read and verified ahead on other threads
