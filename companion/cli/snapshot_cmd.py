@@ -61,7 +61,8 @@ def run(args, ctx) -> int:
         print_json({"snapshots": [s.to_json() for s in done], "failed": failed, "skipped": skipped})
         return code
     for s in done:
-        print(f"snapshot {s.id[:12]}  {s.name}: {s.files} files, {s.bytes:,} bytes ({s.new_bytes:,} new)")
+        trusted = f", {s.trusted_bytes:,} copied on the catalog's verification" if s.trusted_bytes else ""
+        print(f"snapshot {s.id[:12]}  {s.name}: {s.files} files, {s.bytes:,} bytes ({s.new_bytes:,} new{trusted})")
     for f in failed:
         print(f"failed    {f['id'][:12]}  {f['error']}")
     for k in skipped:
