@@ -6,7 +6,8 @@ vs borg's unchanged create; heal of one damaged piece vs restoring the whole fil
 Generates a payload of --size bytes in 8 files of random bytes and a libtorrent torrent of it, reads
 it once into the page cache and catalogs it (the verifying full scan the service's protect job runs),
 then times (wall clock, best of --repeat rounds; `cp -r`, `cp -r` + `sync` and the first snapshot
-alternate within each round, since this VM's write speed drifts between minutes):
+alternate within each round, each taking each slot in turn, since this VM's write speed drifts
+between minutes and depends on what ran just before):
 `cp -r`, `cp -r` + `sync` of the copies (the store fsyncs its packs), the first snapshot of the
 protected payload (Store.snapshot: verified, unchanged files are cloned or kernel-copied under the
 catalog's chunk ids, store/trusted.py), the first snapshot of an uncataloged payload (one read pass
@@ -189,10 +190,10 @@ def main() -> int:
             return secs
 
         plain, synced, trusted = [], [], []
+        order = [(cp_plain, plain), (cp_sync, synced), (trusted_first, trusted)]
         for i in range(R):
-            plain.append(cp_plain(i))
-            synced.append(cp_sync(i))
-            trusted.append(trusted_first(i))
+            for fn, out in order[i % 3:] + order[: i % 3]:  # each takes each slot of a round in turn
+                out.append(fn(i))
         row("`cp -r`", min(plain), "page cache; no fsync")
         row("`cp -r` + `sync` of the copies", min(synced), "durable like the store's packs")
         row("first snapshot of the protected payload", min(trusted),
