@@ -24,6 +24,17 @@ def located_meta(meta: TorrentMeta, qbt_files: list[dict]) -> TorrentMeta:
     return with_paths(meta, names)
 
 
+def wanted_files(meta: TorrentMeta, qbt_files: list[dict]) -> set[int] | None:
+    """libtorrent indices of the files qBittorrent downloads and seeds (priority > 0); None when
+    that is every file. Skipped files are not on disk, so they are neither verified nor protected."""
+    real = meta.real_files
+    skipped = {real[int(f["index"])].index for f in qbt_files
+               if int(f.get("priority", 1)) == 0 and int(f["index"]) < len(real)}
+    if not skipped:
+        return None
+    return {e.index for e in real if e.index not in skipped}
+
+
 def with_paths(meta: TorrentMeta, paths: dict[int, str]) -> TorrentMeta:
     """meta with the given files (by libtorrent index) at other paths."""
     if all(meta.files[i].path == p for i, p in paths.items()):

@@ -8,14 +8,23 @@ from .scan import Scanner
 log = logging.getLogger(__name__)
 
 
+def skipped_note(meta, result) -> str:
+    """" (3 of 5 files; the others are skipped in qBittorrent)" for a partly downloaded torrent."""
+    if len(result.files) == len(meta.real_files):
+        return ""
+    return f" ({len(result.files)} of {len(meta.real_files)} files; the others are skipped in qBittorrent)"
+
+
 def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner: Scanner | None = None,
                     torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None,
-                    keep_torrent=None, **fields):
+                    keep_torrent=None, only_files: set[int] | None = None, **fields):
     """Full-scan and record. A payload that does not match is recorded as baseline_bad and its
     hashes are not kept as the baseline. keep_torrent: a path to save the .torrent to, written
-    only once the scan has run (bad input leaves nothing behind). Returns the ScanResult."""
+    only once the scan has run (bad input leaves nothing behind). only_files: the files to verify
+    and catalog (the others are skipped in qBittorrent). Returns the ScanResult."""
     scanner = scanner or Scanner()
-    result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel)
+    result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel,
+                               only_files=only_files)
     if keep_torrent is not None:
         if not keep_torrent.exists():
             atomic_write(keep_torrent, meta.raw)
@@ -32,8 +41,8 @@ def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner
         doc = torrent_manifest(meta, result.files)
         manifests.write(torrent_relpath(meta.id), doc,
                         f"{meta.name}: cataloged {len(result.files)} files ({reason})\n\ntorrent {meta.id}")
-        catalog.add_event(meta.id, "protected", f"{meta.name}: verified against its torrent and cataloged",
-                          reason=reason)
+        catalog.add_event(meta.id, "protected", f"{meta.name}: verified against its torrent and cataloged"
+                          + skipped_note(meta, result), reason=reason)
     else:
         level = "error"
         catalog.add_event(meta.id, state, f"{meta.name}: payload does not match its torrent "

@@ -266,8 +266,9 @@ def test_unreachable_qbittorrent_backs_off_and_job_failures_are_recorded(tmp_pat
 
     service = Service(Home(tmp_path / "home"), service_settings(Gone)).start()
     try:
-        wait_until(lambda: service.sync.state == "unreachable", 30, what="the unreachable state")
-        assert service.sync.backoff.failures >= 1
+        # the state is set a moment before the backoff counts the failure: wait for both
+        wait_until(lambda: service.sync.state == "unreachable" and service.sync.backoff.failures >= 1, 30,
+                   what="the unreachable state, backing off")
 
         def refuse(svc, job):
             raise BadInput("payload", "refused on purpose")
@@ -354,3 +355,39 @@ def test_qbt_adapter_against_the_real_qbittorrent(qbt, tmp_path):
         wrong.torrents()  # the gate: no second login attempt
     assert wrong.login_failures == 1
     qbt.remove_all()
+
+
+def test_a_partly_downloaded_torrent_protects_the_files_it_seeds(qbt, make_service, tmp_path):
+    # A seeder unticks a file (an extras folder, a sample): qBittorrent never downloads it, so it
+    # is neither verified nor snapshotted, and its absence is no damage.
+    from companion.catalog import snapshots as snapshot_rows
+    from companion.cli.verify_cmd import verify_full
+    from companion.drift.detect import detect_drift
+    from companion.store.job import register as register_snapshots
+
+    service = make_service()
+    register_snapshots(service)
+    content = write_payload(tmp_path / "data" / "pack", {"e01.mkv": 70_000, "e02.mkv": 50_000,
+                                                          "extras/sample.mkv": 30_000})
+    torrent = make_torrent(content, kind="hybrid")  # pad files: no piece spans two files
+    h = qbt.add_torrent(torrent, tmp_path / "data", skip_checking=False, wait=False, is_paused=True)
+    names = wait_until(lambda: qbt.client.torrents_info(torrent_hashes=h) and qbt.client.torrents_files(torrent_hash=h),
+                       30, what="the file list")
+    extra = next(f["index"] for f in names if f["name"].endswith("sample.mkv"))
+    qbt.client.torrents_file_priority(torrent_hash=h, file_ids=[extra], priority=0)
+    (content / "extras" / "sample.mkv").unlink()
+    qbt.client.torrents_recheck(torrent_hashes=h)
+    qbt.client.torrents_resume(torrent_hashes=h)
+    qbt.wait_complete(h)
+
+    wait_states(service, [h])
+    assert sorted(f["path"] for f in service.catalog.get_files(h)) == ["pack/e01.mkv", "pack/e02.mkv"]
+    assert "2 of 3 files" in [e for e in service.catalog.events(h) if e["kind"] == "protected"][-1]["message"]
+    snaps = wait_until(lambda: snapshot_rows.list_snapshots(service.catalog, h), 60, what="a snapshot")
+    assert sorted(r["path"] for r in snapshot_rows.snapshot_files(service.catalog, snaps[-1]["id"])) == \
+        ["pack/e01.mkv", "pack/e02.mkv"]
+    assert detect_drift(service.catalog, h).ok
+    assert verify_full(service.catalog, h)["ok"]
+    flip_byte(content / "e02.mkv", 100)
+    found = detect_drift(service.catalog, h)
+    assert [d.entry.path for d in found.damages] == ["pack/e02.mkv"]

@@ -1,6 +1,5 @@
 """First snapshots of a verified, unchanged payload: copied under the catalog's chunk ids, unhashed."""
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -8,30 +7,18 @@ from pathlib import Path
 import pytest
 
 import companion.scan
-from companion.catalog import Catalog
 from companion.catalog import drift as drift_records
 from companion.errors import StoreCorrupt
 from companion.scan import FileStat, Scanner
-from companion.store import SnapshotRefused, Store
+from companion.store import SnapshotRefused
 from companion.store.pack import PackWriter
 from companion.store.trusted import RACY_FINE_NS, RACY_NS, racy_margin
 from companion.torrent import load_torrent
 from tests.helpers import flip_byte, make_torrent, write_payload
+from tests.test_store import env, sha  # noqa: F401 - env is a fixture: the store on a small pack size
 
 PIECE = 32768
 LATER_NS = 10 * 10**9  # the verifying scan "began" this long after the files were written
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def env(tmp_path):
-    cat = Catalog(tmp_path / "catalog.sqlite")
-    store = Store.open(tmp_path / "store", cat, pack_size=256 * 1024)
-    yield tmp_path, cat, store
-    cat.close()
 
 
 def album(tmp_path: Path, kind: str = "hybrid") -> tuple:

@@ -62,7 +62,7 @@ def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, 
         db.execute("DELETE FROM pieces WHERE torrent_id = ?", (meta.id,))
         db.executemany(
             "INSERT INTO pieces VALUES (?, ?, ?, ?)",
-            [(meta.id, p, 0 if p in bad else 1, now) for p in range(meta.num_pieces)],
+            [(meta.id, p, 0 if p in bad else 1, now) for p in _scanned_pieces(meta, result)],
         )
         cur = db.execute(
             "INSERT INTO runs (torrent_id, kind, reason, started_at, seconds, bytes, ok, bad_pieces)"
@@ -72,6 +72,13 @@ def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, 
         if result.ok:
             db.execute("UPDATE torrents SET last_verified = ? WHERE id = ?", (now, meta.id))
         return cur.lastrowid
+
+
+def _scanned_pieces(meta, result):
+    """Every piece, or for a scan of some files (the others skipped in qBittorrent) theirs."""
+    if len(result.files) == len(meta.real_files):
+        return range(meta.num_pieces)
+    return sorted({s.piece for f in result.files for s in f.segments})
 
 
 def get_torrent(cat, torrent_id: str) -> sqlite3.Row | None:

@@ -36,7 +36,8 @@ def verify_quick(catalog, tid: str, rate: float = 0.0) -> dict:
 
 def verify_full(catalog, tid: str, rate: float = 0.0) -> dict:
     meta, save_path = catalog_meta(catalog, tid)
-    result = Scanner().full_scan(meta, save_path, rate=rate)
+    cataloged = {r["file_index"] for r in catalog.get_files(tid)}  # not the files skipped in qBittorrent
+    result = Scanner().full_scan(meta, save_path, rate=rate, only_files=cataloged)
     rows.record_checks(catalog, tid, {f.entry.index: f.status == OK for f in result.files}, kind="full",
                        reason="verify")
     bad = set(result.bad_pieces)

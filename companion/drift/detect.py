@@ -32,8 +32,10 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
     began = time.monotonic()
     cat_meta, save_path = catalog_meta(catalog, tid)
     meta = meta or cat_meta
-    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=indices, rate=rate, cancel=cancel)
     records = {f["file_index"]: f for f in catalog.get_files(tid)}
+    if indices is None:
+        indices = set(records)  # the cataloged files: a partly downloaded torrent's skipped ones are not
+    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=indices, rate=rate, cancel=cancel)
     entries = {e.index: e for e in meta.real_files}
     found = Detection(meta, save_path, result)
     for qf in result.files:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..catalog import locations
 from ..errors import BadInput
-from ..locate import located_meta
+from ..locate import located_meta, wanted_files
 from ..manifests import atomic_write, torrent_manifest, torrent_relpath
-from ..protect import catalog_torrent
+from ..protect import catalog_torrent, skipped_note
 from ..qbt import QbtNotFound, is_complete
 from ..scan import FileStat
 from ..torrent import load_torrent
@@ -58,11 +58,14 @@ def kept_torrent(service, torrent_id: str):
     return meta, path
 
 
-def unchanged_files(catalog, meta, save_path: Path, torrent_id: str) -> dict | None:
-    """{file index: (path, FileStat)} when every cataloged file is there unchanged, else None."""
+def unchanged_files(catalog, meta, save_path: Path, torrent_id: str, wanted: set[int] | None = None) -> dict | None:
+    """{file index: (path, FileStat)} when every wanted file (default: all) is cataloged and there
+    unchanged, else None."""
     rows = {r["file_index"]: r for r in catalog.get_files(torrent_id)}
     out = {}
     for entry in meta.real_files:
+        if wanted is not None and entry.index not in wanted:
+            continue
         row = rows.get(entry.index)
         if row is None:
             return None
@@ -111,12 +114,14 @@ def _protect(service, job) -> None:
         set_state_tag(qbt, h, "excluded", tags)
         return
 
-    located = located_meta(meta, qbt.files(h))
+    qbt_files = qbt.files(h)
+    located = located_meta(meta, qbt_files)
+    wanted = wanted_files(meta, qbt_files)
     if row is not None and row["protection"] == "excluded":
         cat.set_protection(h, "pending")  # a new baseline, not a drift against an old one
         row = cat.get_torrent(h)
     if row is not None and row["protection"] in HAS_BASELINE and not job.payload.get("force"):
-        same = unchanged_files(cat, located, save_path, h)
+        same = unchanged_files(cat, located, save_path, h, wanted)
         if same is not None:
             follow(service, located, row, save_path, same, fields, reason)
             set_state_tag(qbt, h, row["protection"], tags)
@@ -129,12 +134,12 @@ def _protect(service, job) -> None:
     # of their own): the snapshot job then copies verified, unchanged files without hashing them.
     result = catalog_torrent(cat, service.manifests, located, save_path, reason=reason, scanner=service.scanner,
                              torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel,
-                             chunk_roots=policy.level == "snapshot", **fields)
+                             chunk_roots=policy.level == "snapshot", only_files=wanted, **fields)
     state = cat.get_torrent(h)["protection"]
     set_state_tag(qbt, h, state, tags)
     if result.ok:
-        service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged", record=False,
-                     reason=reason, bytes=result.bytes_read)
+        service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged"
+                     + skipped_note(meta, result), record=False, reason=reason, bytes=result.bytes_read)
         if policy.level == "snapshot" and "snapshot" in service.job_kinds:
             service.enqueue("snapshot", h, reason="auto")
     else:

@@ -217,6 +217,10 @@ class Store:
             raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
         save_path = check_save_path(Path(save_path))
         by_index = {e.index: e for e in meta.real_files}
+        if files is None:
+            cataloged = {r["file_index"] for r in self.catalog.get_files(meta.id)}
+            if cataloged and not set(by_index) <= cataloged:
+                files = cataloged & set(by_index)  # a partly downloaded torrent: what it seeds
         if files is not None:
             unknown = sorted(set(files) - set(by_index))
             if unknown:
