@@ -187,3 +187,30 @@ def test_trust_can_be_switched_off(env, monkeypatch):
     read = reads(monkeypatch)
     snap = store.snapshot(meta, data, "auto", trust_catalog=False)
     assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
+
+
+def test_files_on_network_or_fuse_filesystems_are_hashed(env, monkeypatch, tmp_path):
+    # another host may change an NFS or SMB file while this kernel's cached stat shows the old one
+    import companion.store.trusted as trusted
+
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    monkeypatch.setattr(trusted, "filesystem_type", lambda path: "nfs4")
+    read = reads(monkeypatch)
+    snap = store.snapshot(meta, data, "auto")
+    assert snap.trusted_bytes == 0 and set(read) == {"01.flac", "02.flac", "cover.jpg"}
+
+
+def test_filesystem_type_from_the_mount_table(tmp_path):
+    from companion.store.trusted import filesystem_type
+
+    st = os.stat(tmp_path)
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        f"30 1 {os.major(st.st_dev)}:{os.minor(st.st_dev)} / /srv/my\\040media rw - nfs4 nas:/media rw\n"
+        "31 1 0:99 / / rw - ext4 /dev/vda rw\n")
+    assert filesystem_type(tmp_path, str(table)) == "nfs4"  # by device number
+    table.write_text("31 1 0:99 / / rw - ext4 /dev/vda rw\n40 31 0:98 / /nowhere rw - cifs //x/y rw\n")
+    assert filesystem_type(tmp_path, str(table)) == "ext4"  # by the longest mount point above it

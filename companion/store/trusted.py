@@ -19,6 +19,10 @@ from pathlib import Path
 from ..piece_plan import file_segments
 from ..scan import OK, resolve_payload_path
 
+# Filesystems whose stat this kernel keeps itself. On network and FUSE filesystems another host or
+# a daemon may change a file while a cached stat still shows the old one: there, files are hashed.
+LOCAL_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "jfs", "reiserfs",
+                     "tmpfs", "overlay", "nilfs2"}
 RACY_NS = 2_000_000_000  # timestamps in whole seconds (or coarser)
 RACY_FINE_NS = 100_000_000  # nanosecond timestamps: the kernel's timestamp clock ticks every <= 10 ms
 
@@ -45,10 +49,35 @@ def identity(path: Path) -> tuple | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def filesystem_type(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the filesystem holding `path` (by its device number, else by the longest
+    mount point above it), from the kernel's mount table; None when unknown."""
+    try:
+        dev = os.stat(path).st_dev
+        lines = Path(mountinfo).read_text().splitlines()
+    except OSError:
+        return None
+    by_dev, best = None, (-1, None)
+    resolved = str(Path(path).resolve())
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or not tail:
+            continue
+        major, _, minor = fields[2].partition(":")
+        if (int(major), int(minor)) == (os.major(dev), os.minor(dev)):
+            by_dev = tail[0]
+        point = fields[4].replace("\\040", " ")
+        if (resolved == point or resolved.startswith(point.rstrip("/") + "/")) and len(point) > best[0]:
+            best = (len(point), tail[0])
+    return by_dev or best[1]
+
+
 def trusted_files(catalog, meta, save_path: Path, entries, identities: dict) -> dict[int, Trusted]:
     """The entries whose current identity (from `identities`, taken before any copy) is the one
-    the catalog verified. Others, and every file of an uncataloged torrent, must be scanned."""
-    if catalog.get_torrent(meta.id) is None:
+    the catalog verified. Others, every file of an uncataloged torrent and every file on a network
+    or FUSE filesystem must be scanned."""
+    if catalog.get_torrent(meta.id) is None or filesystem_type(save_path) not in LOCAL_FILESYSTEMS:
         return {}
     rows = {r["file_index"]: r for r in catalog.get_files(meta.id)}
     segments: dict[int, list] = {}
