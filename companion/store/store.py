@@ -67,7 +67,6 @@ class Snapshot:
     save_path: str | None = None
     cloned_bytes: int = 0  # of new_bytes, cloned from the payload (reflinks) rather than written
     trusted_bytes: int = 0  # bytes taken unhashed on the catalog's verification (store/trusted.py)
-    scan = None  # not a field (not in to_json): the ScanResult, when this snapshot read files
 
     @classmethod
     def from_row(cls, row) -> "Snapshot":
@@ -204,15 +203,13 @@ class Store:
     # -- snapshot -------------------------------------------------------------------------
 
     def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
-                 files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None,
-                 record_baseline: bool = True, lock_timeout: float | None = None) -> Snapshot:
+                 files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None) -> Snapshot:
         """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
         match the previous snapshot are taken from it without reading them; files the catalog
         verified and nobody changed since are copied under the catalog's chunk ids (trusted.py);
         the others are read once, verified against the torrent and their new chunks stored.
-        Raises SnapshotRefused (its .scan says what was found) when the payload does not match
-        its torrent: nothing is recorded then. record_baseline=False leaves the catalog's
-        baseline to the caller (the protect job records it with the protection state)."""
+        Raises SnapshotRefused when the payload does not match its torrent: nothing is recorded
+        then. files=None means the cataloged files (all, unless some are skipped in qBittorrent)."""
         if reason not in REASONS:
             raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
         save_path = check_save_path(Path(save_path))
@@ -227,7 +224,7 @@ class Store:
                 raise BadInput(meta.name, f"no file with index {unknown[0]} in the torrent")
         wanted = [e for e in meta.real_files if files is None or e.index in files]
         trust = self.trust_catalog if trust_catalog is None else trust_catalog
-        with self.backend.lock(self.lock_timeout if lock_timeout is None else lock_timeout):
+        with self.backend.lock(self.lock_timeout):
             self.index.reload()
             previous = self._previous_files(meta.id)
             reused, changed = {}, []
@@ -240,7 +237,7 @@ class Store:
             stored = _Stored()
             if changed:
                 stored = self._store_files(meta, save_path, changed, trust)
-            return self._record(meta, save_path, reason, job_id, wanted, reused, stored, record_baseline)
+            return self._record(meta, save_path, reason, job_id, wanted, reused, stored)
 
     def _previous_files(self, torrent_id: str) -> dict[int, tuple]:
         """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
@@ -339,11 +336,9 @@ class Store:
                 out.scan = result
                 if not result.ok:
                     bad = [f.entry.path for f in result.files if f.status != OK]
-                    refused = SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
-                                              f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
-                                              " no snapshot stored")
-                    refused.scan = result
-                    raise refused
+                    raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
+                                          f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
+                                          " no snapshot stored")
             changed = sources.changed()
             if changed:
                 raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
@@ -358,8 +353,7 @@ class Store:
         out.cloned = sources.cloned
         return out
 
-    def _record(self, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored",
-                record_baseline: bool) -> Snapshot:
+    def _record(self, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored") -> Snapshot:
         scan = stored.scan
         scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
         file_rows, chunk_rows = [], []
@@ -398,7 +392,7 @@ class Store:
         if not self.backend.exists(torrent_name):
             self.backend.put_bytes(torrent_name, meta.raw)
         self.backend.put_bytes(tree_name, body)
-        if record_baseline and scan is not None and len(scan.files) == len(meta.real_files):
+        if scan is not None and len(scan.files) == len(meta.real_files):
             # A full pass over a good payload is also the catalog's baseline: one read, both records.
             self.catalog.record_scan(scan, reason=f"snapshot:{reason}", save_path=str(save_path))
         elif self.catalog.get_torrent(meta.id) is None:
@@ -410,9 +404,7 @@ class Store:
         records.add_snapshot(self.catalog, row, file_rows, chunk_rows)
         log.info("%s: snapshot %s (%d bytes, %d new, %d trusted)", meta.name, sid[:12], row["bytes"],
                  stored.new_bytes, stored.trusted_bytes)
-        snap = Snapshot.from_row(row)
-        snap.scan = scan
-        return snap
+        return Snapshot.from_row(row)
 
     # -- reading ---------------------------------------------------------------------------
 
