@@ -37,7 +37,7 @@ class Restored:
 def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
     try:
         # The torrent's own names: libtorrent rechecks the .torrent's layout, whatever qBittorrent renamed.
-        done = store.restore(snapshot_id, dest, paths={e.index: e.path for e in meta.real_files})
+        done = store.restore(snapshot_id, dest, paths={e.index: e.path for e in meta.real_files}, keep_cache=True)
     except StoreCorrupt as exc:
         log.warning("restore of snapshot %s hit a corrupt store (%s); salvaging chunk by chunk", snapshot_id[:12], exc)
         restored = salvage(store, cat, snapshot_id, meta, dest)

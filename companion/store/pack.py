@@ -22,7 +22,6 @@ from .reflink import ALIGN, clone_fd, copy_range
 MAGIC = b"SWPACK01"
 FOOTER = 8 + len(MAGIC)
 COPY_BUFFER = 4 * 1024 * 1024
-DROP_CACHE = True
 PUBLISHERS = 4  # packs fsynced at once: the filesystem commits their metadata together
 
 
@@ -142,8 +141,7 @@ class PackWriter:
         tail = trailer + struct.pack("<Q", len(trailer)) + MAGIC
         pwrite_all(pack.fd, tail, pack.size)
         os.fsync(pack.fd)
-        if DROP_CACHE:
-            os.posix_fadvise(pack.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # written and durable: leave the cache to the seeds
+        os.posix_fadvise(pack.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # written and durable: leave the cache to the seeds
         os.close(pack.fd)
         pack.fd = -1
         self.backend.put_file(pack_name(pack.pack_id), pack.path)
@@ -223,14 +221,15 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
-def write_behind(fd: int, offset: int, length: int) -> None:
+def write_behind(fd: int, offset: int, length: int, drop: bool = True) -> None:
     """Wait until these bytes (written a step earlier, writeback already started) are on disk
-    and drop them from the page cache: a long stream of writes then keeps little dirty or cached
-    memory, and the caller's final fsync has almost nothing left to do."""
+    and (drop) take them out of the page cache: a long stream of writes then keeps little dirty
+    or cached memory, and the caller's final fsync has almost nothing left to do."""
     if _sync_file_range is not None and length:
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
                          | SYNC_FILE_RANGE_WAIT_AFTER)
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        if drop:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _load_sync_file_range():

@@ -39,7 +39,6 @@ VERSION = 1
 HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
 COPY_THREADS = 2  # trusted files are kernel-copied on both cores
 RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
-WRITE_BEHIND = True
 RESTORE_FILES = 2  # files restored at once
 
 
@@ -475,11 +474,13 @@ class Store:
 
     # -- restore and heal ------------------------------------------------------------------
 
-    def restore(self, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None) -> RestoreResult:
+    def restore(self, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
+                keep_cache: bool = False) -> RestoreResult:
         """Write the snapshot's files under dest_dir, laid out as the torrent does. Each file is
         written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed.
         paths: file index -> path to use instead of the snapshot's (e.g. the .torrent's own names
-        for a torrent whose files qBittorrent renamed)."""
+        for a torrent whose files qBittorrent renamed). keep_cache: leave the restored bytes in
+        the page cache (a drill reads them right back); by default they are dropped once on disk."""
         began = time.monotonic()
         snap = self.get(snapshot_id)
         dest_dir = Path(dest_dir)
@@ -499,7 +500,7 @@ class Store:
         # a bad chunk anywhere leaves nothing restored.
         done: list[tuple[Path, Path, int]] = []
         with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
-            futures = [pool.submit(self._restore_file, *job[1:]) for job in jobs]
+            futures = [pool.submit(self._restore_file, *job[1:], keep_cache) for job in jobs]
             error = None
             for fut in futures:
                 try:
@@ -518,7 +519,7 @@ class Store:
         return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
                              time.monotonic() - began, cloned)
 
-    def _restore_file(self, path: Path, row, segs) -> tuple[Path, Path, int]:
+    def _restore_file(self, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int]:
         """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes cloned)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.seedward-restore")
@@ -534,8 +535,8 @@ class Store:
                 if took < length:
                     pwrite_all(fd, memoryview(data)[took:], offset + took)
                 start_writeback(fd, offset, length)
-                if behind is not None and WRITE_BEHIND:
-                    write_behind(fd, *behind)
+                if behind is not None:
+                    write_behind(fd, *behind, drop=not keep_cache)
                 behind = (offset, length)
             os.ftruncate(fd, row["size"])
             if row["sha256"] and digest.hexdigest() != row["sha256"]:
