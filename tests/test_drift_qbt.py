@@ -468,3 +468,15 @@ def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
     assert bad_pieces(meta, world.root / "dl", range(meta.num_pieces)) == [20_000 // 16384]
 
 
+
+
+def test_the_scheduled_scrub_also_reads_back_the_stores_new_packs(world):
+    """First snapshots copy verified files unhashed (store/trusted.py): the scrub job then has
+    every new pack read back from disk and checked against the chunk ids."""
+    cat = world.service.catalog
+    world.service.enqueue("scrub", None, reason="test")
+    checked = wait_until(lambda: cat.query("SELECT * FROM events WHERE kind = 'store_checked'"), 60, 0.1,
+                         "the store's new packs read back")
+    detail = json.loads(checked[-1]["detail"])
+    assert detail["packs"] >= 1 and detail["bytes"] > 0
+    assert not cat.query("SELECT * FROM events WHERE kind = 'store_corrupt'")

@@ -120,4 +120,28 @@ def test_snapshot_job_kind(tmp_path):
     assert service.events[0][0] == "snapshot" and service.events[0][2]["snapshot"] == snap.id
     meta = load_torrent(tmp_path / "show.torrent")
     assert snap.bytes == meta.payload_size
+
+    # after each scheduled scrub: the store's new packs are read back from disk
+    service.jobs["verify_packs"](service, Job)
+    kind, _tid, data = service.events[-1]
+    assert kind == "store_checked" and data["bytes"] == snap.bytes
+    cat.close()
+
+
+def test_check_store_reads_back_new_packs_and_names_a_bad_chunk(tmp_path):
+    home, data, tid = setup(tmp_path)
+    snap = json.loads(seedward("snapshot", tid, "--json", home=home, check=True).stdout)["snapshots"][0]
+    new = json.loads(seedward("check-store", "--new", "--json", home=home, check=True).stdout)
+    assert new["ok"] and new["packs"] >= 1 and new["bytes_read"] == snap["bytes"]
+    again = json.loads(seedward("check-store", "--new", "--json", home=home, check=True).stdout)
+    assert again["packs"] == 0  # each pack is read back once by --new (the scrub's way)
+    assert json.loads(seedward("check-store", "--metadata-only", "--json", home=home, check=True).stdout)["ok"]
+
+    pack = next(p for p in (home / "store" / "data").rglob("*") if p.is_file())
+    flip_byte(pack, 1000)
+    r = seedward("check-store", home=home)
+    assert r.returncode == 5 and "does not match its id" in r.stdout and pack.name in r.stdout
+    cat = Catalog(home / "catalog.sqlite")
+    suspect = cat.query("SELECT snapshot_id, drill_id FROM suspect_snapshots")
+    assert [(s["snapshot_id"], s["drill_id"]) for s in suspect] == [(snap["id"], "store-check")]
     cat.close()

@@ -2,6 +2,7 @@
 
 import sqlite3
 
+from .db_time import now_iso
 from .schema import migration
 
 migration(
@@ -57,6 +58,34 @@ migration(403, "ALTER TABLE snapshots ADD COLUMN job_ref TEXT;")
 # Rows not written by a full verifying scan keep NULLs: never trusted.
 migration(404, "ALTER TABLE files ADD COLUMN ctime_ns INTEGER;\nALTER TABLE files ADD COLUMN verified_ns INTEGER;")
 migration(405, "ALTER TABLE snapshots ADD COLUMN trusted_bytes INTEGER NOT NULL DEFAULT 0;")
+# packs whose every chunk a check has read back and verified (new packs are read by the scrub)
+migration(406, "CREATE TABLE pack_checks (pack TEXT PRIMARY KEY, checked_at TEXT NOT NULL, ok INTEGER NOT NULL);")
+
+
+def checked_packs(cat) -> set[str]:
+    return {r["pack"] for r in cat.query("SELECT pack FROM pack_checks")}
+
+
+def record_pack_checks(cat, results: dict[str, bool]) -> None:
+    """pack id -> every chunk read back and verified (True) or not."""
+    now = now_iso()
+    with cat.tx() as db:
+        db.executemany("INSERT INTO pack_checks VALUES (?, ?, ?) ON CONFLICT(pack) DO UPDATE SET"
+                       " checked_at = excluded.checked_at, ok = excluded.ok",
+                       [(pack, now, int(ok)) for pack, ok in results.items()])
+
+
+def snapshots_using(cat, chunk_ids) -> list[sqlite3.Row]:
+    """(id, torrent_id) of the snapshots that use any of these chunks."""
+    ids = sorted(set(chunk_ids))
+    out = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for r in cat.query(f"SELECT DISTINCT s.id, s.torrent_id FROM snapshot_chunks c JOIN snapshots s"
+                           f" ON s.id = c.snapshot_id WHERE c.chunk_id IN ({marks})", tuple(part)):
+            out[r["id"]] = r
+    return list(out.values())
 
 
 def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None:

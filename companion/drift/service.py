@@ -94,6 +94,8 @@ class DriftComponent:
 
         scrub = service.settings.scrub
         run_scrub(self.monitor, scrub.share_percent, scrub.read_rate_mb)
+        if "verify_packs" in service.job_kinds:  # the store's new packs, read back from disk
+            service.enqueue("verify_packs", None, reason="scrub")
 
 
 def install(service, **kwargs) -> DriftComponent:

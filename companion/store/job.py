@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 def register(service) -> None:
     service.register_job("snapshot", snapshot_job)
+    service.register_job("verify_packs", verify_packs_job)
 
 
 def service_store(service) -> Store:
@@ -35,3 +36,15 @@ def snapshot_job(service, job) -> None:
     trusted = f", {snap.trusted_bytes:,} copied on the catalog's verification" if snap.trusted_bytes else ""
     service.emit("snapshot", meta.id, f"{meta.name}: snapshot {snap.id[:12]} ({snap.new_bytes:,} new bytes{trusted})",
                  snapshot=snap.id, bytes=snap.bytes, new_bytes=snap.new_bytes, trusted_bytes=snap.trusted_bytes)
+
+
+def verify_packs_job(service, job) -> None:
+    """Read back the packs no check has read yet (queued after each scheduled scrub)."""
+    rate = service.settings.scrub.read_rate_mb * 1e6
+    result = service_store(service).verify_new_packs(rate=rate)
+    if result.ok:
+        service.emit("store_checked", None, f"store: {result.packs} new packs read back, {result.chunks} chunks"
+                     f" ({result.bytes_read:,} bytes) match their ids", packs=result.packs, bytes=result.bytes_read)
+    else:
+        service.emit("store_corrupt", None, f"store: {len(result.errors)} chunks do not match their ids; the snapshots"
+                     f" using them are marked suspect: {result.errors[0]}", level="error", errors=result.errors[:20])

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..catalog import snapshots as records
 from ..errors import EXIT_DAMAGE, BadInput, ConfigError, NotFound, PayloadError, StoreCorrupt
-from ..scan import OK, Scanner, check_save_path, resolve_payload_path
+from ..catalog.drills import mark_suspect
+from ..scan import OK, RateLimiter, Scanner, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta, load_torrent
 from .backend import Backend, LocalBackend, fsync_dir
 from .chunk import chunk_root, chunk_width
@@ -740,6 +741,40 @@ class Store:
             self.index.reload()
         return out
 
+    def verify_new_packs(self, rate: float = 0.0) -> CheckResult:
+        """Read back and verify every chunk of the packs no check has read yet, under a read
+        rate (bytes/s, 0: none). A first snapshot stores a verified file's bytes under the
+        catalog's ids without hashing them again (trusted.py): this re-hashes them off the
+        critical path, from the disk. A bad chunk marks every snapshot using it suspect (as a
+        failed drill does) and is reported; each pack read is recorded."""
+        out = CheckResult()
+        self.index.reload()
+        done = records.checked_packs(self.catalog)
+        limiter = RateLimiter(rate)
+        for pack_id, entries in sorted(self.index.packs().items()):
+            if pack_id in done:
+                continue
+            out.packs += 1
+            bad = []
+            for cid, e in entries:
+                out.chunks += 1
+                try:
+                    self.read_chunk(cid)
+                    out.bytes_read += e.length
+                except StoreCorrupt as exc:
+                    out.errors.append(str(exc))
+                    bad.append(cid)
+                limiter.spend(e.length)
+            records.record_pack_checks(self.catalog, {pack_id: not bad})
+            self._mark_suspects(bad)
+        return out
+
+    def _mark_suspects(self, bad_chunks: list[str]) -> None:
+        """Snapshots using a chunk that failed its check are suspect until a drill proves them."""
+        for snap in records.snapshots_using(self.catalog, bad_chunks):
+            mark_suspect(self.catalog, snap["id"], snap["torrent_id"], "store-check",
+                         f"{len(bad_chunks)} stored chunks do not match their ids (e.g. {bad_chunks[0]})")
+
     def check(self, read_data: bool = True) -> CheckResult:
         """Verify the store: every pack the index names exists and its trailer agrees, every chunk
         a snapshot uses is indexed, and (read_data) every chunk's bytes match its id."""
@@ -748,6 +783,8 @@ class Store:
         by_pack = self.index.packs()
         present = {Path(n).name: n for n in self.backend.list("data")}
         out.unreferenced_packs = sorted(set(present) - set(by_pack))
+        read: dict[str, bool] = {}
+        bad: list[str] = []
         for pack_id, entries in sorted(by_pack.items()):
             out.packs += 1
             if pack_id not in present:
@@ -768,8 +805,14 @@ class Store:
                     try:
                         self.read_chunk(cid)
                         out.bytes_read += e.length
+                        read.setdefault(pack_id, True)
                     except StoreCorrupt as exc:
                         out.errors.append(str(exc))
+                        read[pack_id] = False
+                        bad.append(cid)
+        if read:
+            records.record_pack_checks(self.catalog, read)
+        self._mark_suspects(bad)
         for snap in records.list_snapshots(self.catalog):
             missing = [c["chunk_id"] for c in records.snapshot_chunks(self.catalog, snap["id"])
                        if c["chunk_id"] not in self.index]
