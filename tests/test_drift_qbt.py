@@ -438,6 +438,18 @@ def test_reconcile_at_start_heals_what_changed_while_the_service_was_down(world)
     assert any(e["kind"] == "reconcile" for e in world.service.catalog.events(None, 50))
 
 
+def test_the_scheduled_scrub_also_reads_back_the_stores_new_packs(world):
+    """First snapshots copy verified files unhashed (store/trusted.py): the scrub job then has
+    every new pack read back from disk and checked against the chunk ids."""
+    cat = world.service.catalog
+    world.service.enqueue("scrub", None, reason="test")
+    checked = wait_until(lambda: cat.query("SELECT * FROM events WHERE kind = 'store_checked'"), 60, 0.1,
+                         "the store's new packs read back")
+    detail = json.loads(checked[-1]["detail"])
+    assert detail["packs"] >= 1 and detail["bytes"] > 0
+    assert not cat.query("SELECT * FROM events WHERE kind = 'store_corrupt'")
+
+
 def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
     tid = world.ids["Rot"]
     target = world.path("Rot", "r.bin")
@@ -466,17 +478,8 @@ def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
                10, 0.1, "the torrent shown stopped")
     meta = load_torrent(world.torrents["Rot"])
     assert bad_pieces(meta, world.root / "dl", range(meta.num_pieces)) == [20_000 // 16384]
-
-
-
-
-def test_the_scheduled_scrub_also_reads_back_the_stores_new_packs(world):
-    """First snapshots copy verified files unhashed (store/trusted.py): the scrub job then has
-    every new pack read back from disk and checked against the chunk ids."""
-    cat = world.service.catalog
-    world.service.enqueue("scrub", None, reason="test")
-    checked = wait_until(lambda: cat.query("SELECT * FROM events WHERE kind = 'store_checked'"), 60, 0.1,
-                         "the store's new packs read back")
-    detail = json.loads(checked[-1]["detail"])
-    assert detail["packs"] >= 1 and detail["bytes"] > 0
-    assert not cat.query("SELECT * FROM events WHERE kind = 'store_corrupt'")
+    # The store's scrub finds the rot too (this pack was read back clean before), and marks the
+    # snapshot suspect until a drill proves it.
+    found = store.scrub_packs(100.0)
+    assert any(chunk["chunk_id"] in e for e in found.errors)
+    assert snap["id"] in {r["snapshot_id"] for r in cat.query("SELECT snapshot_id FROM suspect_snapshots")}

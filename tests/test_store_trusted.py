@@ -214,3 +214,19 @@ def test_filesystem_type_from_the_mount_table(tmp_path):
     assert filesystem_type(tmp_path, str(table)) == "nfs4"  # by device number
     table.write_text("31 1 0:99 / / rw - ext4 /dev/vda rw\n40 31 0:98 / /nowhere rw - cifs //x/y rw\n")
     assert filesystem_type(tmp_path, str(table)) == "ext4"  # by the longest mount point above it
+
+
+def test_scrub_reads_new_packs_then_the_least_recently_checked(env, monkeypatch):
+    tmp, cat, store = env
+    meta, data = album(tmp)
+    catalog(cat, meta, data, monkeypatch)
+    store.snapshot(meta, data, "auto")
+    packs = len(store.index.packs())
+    assert packs >= 2
+    first = store.scrub_packs(0)
+    assert first.ok and first.packs == packs and first.bytes_read == meta.payload_size  # every new pack, whatever the share
+    assert store.scrub_packs(0).packs == 0
+    some = store.scrub_packs(1)  # 1% of the store: the one least recently checked pack
+    assert some.packs == 1
+    rest = store.scrub_packs(100)
+    assert rest.packs == packs

@@ -36,6 +36,7 @@ def _forget_keys() -> None:
 LZMA2_AES = [{"id": py7zr.FILTER_LZMA2, "preset": 5}, {"id": py7zr.FILTER_CRYPTO_AES256_SHA256}]
 COPY_AES = [{"id": py7zr.FILTER_COPY}, {"id": py7zr.FILTER_CRYPTO_AES256_SHA256}]
 READ_BLOCK = 1 << 20
+EXTRACT_WORKERS = 2  # readers unpacking members at once
 SMALL_FILE = 256 * 1024
 MEDIA = {
     ".mkv", ".mp4", ".m4v", ".avi", ".mov", ".webm", ".wmv", ".ts", ".m2ts", ".mpg", ".mpeg",
@@ -208,14 +209,46 @@ def archive_names(folder: Path, volumes: list[str], volume_size: int, passphrase
         return z.getnames()
 
 
-def extract_archive(folder: Path, volumes: list[str], volume_size: int, passphrase: str, dest: Path) -> None:
-    """Decrypt and unpack every member under dest (py7zr refuses unsafe member paths)."""
-    vf = VolumeFile(folder, "", volume_size, "r", volumes)
+def extract_archive(folder: Path, volumes: list[str], volume_size: int, passphrase: str, dest: Path,
+                    workers: int = EXTRACT_WORKERS) -> None:
+    """Decrypt and unpack every member under dest (py7zr refuses unsafe member paths). Members are
+    shared out, biggest first, among `workers` readers of their own (AES and the copy release the
+    GIL, so two readers use two cores); a member in a block with others may cost a reader that
+    block's earlier bytes, which only small files share."""
     try:
-        with py7zr.SevenZipFile(vf, "r", password=passphrase) as z:
-            z.extractall(path=dest)
+        vf = VolumeFile(folder, "", volume_size, "r", volumes)
+        try:
+            with py7zr.SevenZipFile(vf, "r", password=passphrase) as z:
+                members = sorted(((m.uncompressed, m.filename) for m in z.list()), reverse=True)
+        finally:
+            vf.close()
+        groups: list[list[str]] = [[] for _ in range(max(1, min(workers, len(members))))]
+        loads = [0] * len(groups)
+        for size, name in members:
+            i = loads.index(min(loads))
+            groups[i].append(name)
+            loads[i] += size or 0
+        errors: list[BaseException] = []
+
+        def extract(names: list[str]) -> None:
+            reader = VolumeFile(folder, "", volume_size, "r", volumes)
+            try:
+                with py7zr.SevenZipFile(reader, "r", password=passphrase) as z:
+                    z.extract(path=dest, targets=names)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                errors.append(exc)
+            finally:
+                reader.close()
+
+        threads = [threading.Thread(target=extract, args=(g,), name="7z-extract") for g in groups[1:]]
+        for t in threads:
+            t.start()
+        extract(groups[0])
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
     finally:
-        vf.close()
         _forget_keys()
 
 

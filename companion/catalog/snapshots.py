@@ -62,8 +62,9 @@ migration(405, "ALTER TABLE snapshots ADD COLUMN trusted_bytes INTEGER NOT NULL 
 migration(406, "CREATE TABLE pack_checks (pack TEXT PRIMARY KEY, checked_at TEXT NOT NULL, ok INTEGER NOT NULL);")
 
 
-def checked_packs(cat) -> set[str]:
-    return {r["pack"] for r in cat.query("SELECT pack FROM pack_checks")}
+def checked_packs(cat) -> dict[str, str]:
+    """pack id -> when a check last read it back."""
+    return {r["pack"]: r["checked_at"] for r in cat.query("SELECT pack, checked_at FROM pack_checks")}
 
 
 def record_pack_checks(cat, results: dict[str, bool]) -> None:

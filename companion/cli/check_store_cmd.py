@@ -20,7 +20,7 @@ def register(sub) -> None:
 def run(args, ctx) -> int:
     store = open_store(ctx)
     if args.new:
-        result = store.verify_new_packs(rate=args.read_rate_mb * 1e6)
+        result = store.scrub_packs(rate=args.read_rate_mb * 1e6)
     else:
         result = store.check(read_data=not args.metadata_only)
     if args.json:

@@ -39,11 +39,12 @@ def snapshot_job(service, job) -> None:
 
 
 def verify_packs_job(service, job) -> None:
-    """Read back the packs no check has read yet (queued after each scheduled scrub)."""
-    rate = service.settings.scrub.read_rate_mb * 1e6
-    result = service_store(service).verify_new_packs(rate=rate)
+    """After each scheduled scrub: read back the packs no check has read yet, then the least
+    recently checked ones, up to the scrub's share of the store."""
+    scrub = service.settings.scrub
+    result = service_store(service).scrub_packs(scrub.share_percent, rate=scrub.read_rate_mb * 1e6)
     if result.ok:
-        service.emit("store_checked", None, f"store: {result.packs} new packs read back, {result.chunks} chunks"
+        service.emit("store_checked", None, f"store: {result.packs} packs read back, {result.chunks} chunks"
                      f" ({result.bytes_read:,} bytes) match their ids", packs=result.packs, bytes=result.bytes_read)
     else:
         service.emit("store_corrupt", None, f"store: {len(result.errors)} chunks do not match their ids; the snapshots"

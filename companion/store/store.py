@@ -741,19 +741,28 @@ class Store:
             self.index.reload()
         return out
 
-    def verify_new_packs(self, rate: float = 0.0) -> CheckResult:
-        """Read back and verify every chunk of the packs no check has read yet, under a read
+    def scrub_packs(self, share_percent: float = 0.0, rate: float = 0.0) -> CheckResult:
+        """Read back and verify every chunk of the packs no check has read yet, then of the least
+        recently checked ones until `share_percent` of the store's bytes were read, under a read
         rate (bytes/s, 0: none). A first snapshot stores a verified file's bytes under the
         catalog's ids without hashing them again (trusted.py): this re-hashes them off the
-        critical path, from the disk. A bad chunk marks every snapshot using it suspect (as a
-        failed drill does) and is reported; each pack read is recorded."""
+        critical path, from the disk, and later finds rot in old packs (SnapRAID's scrub). A bad
+        chunk marks every snapshot using it suspect (as a failed drill does) and is reported."""
         out = CheckResult()
         self.index.reload()
-        done = records.checked_packs(self.catalog)
+        packs = self.index.packs()
+        checked = records.checked_packs(self.catalog)
+        size = {p: sum(e.length for _cid, e in entries) for p, entries in packs.items()}
+        todo = sorted(p for p in packs if p not in checked)
+        budget = sum(size.values()) * share_percent / 100 - sum(size[p] for p in todo)
+        for p in sorted((p for p in packs if p in checked), key=lambda p: (checked[p], p)):
+            if budget <= 0:
+                break
+            todo.append(p)
+            budget -= size[p]
         limiter = RateLimiter(rate)
-        for pack_id, entries in sorted(self.index.packs().items()):
-            if pack_id in done:
-                continue
+        for pack_id in todo:
+            entries = packs[pack_id]
             out.packs += 1
             bad = []
             for cid, e in entries:
