@@ -145,3 +145,6 @@ def test_check_store_reads_back_new_packs_and_names_a_bad_chunk(tmp_path):
     suspect = cat.query("SELECT snapshot_id, drill_id FROM suspect_snapshots")
     assert [(s["snapshot_id"], s["drill_id"]) for s in suspect] == [(snap["id"], "store-check")]
     cat.close()
+    status = json.loads(seedward("status", "--json", home=home, check=True).stdout)
+    assert status["torrents"][0]["snapshot"]["suspect"] is True
+    assert "SUSPECT" in seedward("status", home=home, check=True).stdout

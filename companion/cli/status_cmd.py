@@ -45,6 +45,8 @@ def run(args, ctx) -> int:
     for t in data["torrents"]:
         verified = (t["last_verified"] or "never")[:19]
         snap = ((t.get("snapshot") or {}).get("created_at") or "-")[:19]
+        if (t.get("snapshot") or {}).get("suspect"):
+            snap = "SUSPECT " + snap[:11]  # a failed drill or store check: not proven restorable
         drill = t.get("last_drill")
         drilled = "-" if not drill else ("passed" if drill["ok"] else "FAILED")
         print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {snap:19}  "

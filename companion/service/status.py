@@ -27,7 +27,8 @@ def torrent_entry(row, live: dict | None, jobs: dict, extras: dict | None = None
 
 
 def _latest(catalog) -> dict:
-    """Newest snapshot and newest finished drill of every torrent, in two queries."""
+    """Newest snapshot (and whether a failed drill or store check made it suspect) and newest
+    finished drill of every torrent, in three queries."""
     snaps = catalog.query(
         "SELECT torrent_id, id, created_at, reason, COUNT(*) OVER (PARTITION BY torrent_id) AS n,"
         " ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY created_at DESC, id DESC) AS k FROM snapshots")
@@ -35,9 +36,10 @@ def _latest(catalog) -> dict:
         "SELECT torrent_id, state, finished_at, rto_seconds,"
         " ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY started_at DESC, rowid DESC) AS k"
         " FROM drills WHERE state != 'running'")
+    suspect = {r["snapshot_id"] for r in catalog.query("SELECT snapshot_id FROM suspect_snapshots")}
     return {
         "snapshot": {r["torrent_id"]: {"id": r["id"], "created_at": r["created_at"], "reason": r["reason"],
-                                       "count": r["n"]} for r in snaps if r["k"] == 1},
+                                       "count": r["n"], "suspect": r["id"] in suspect} for r in snaps if r["k"] == 1},
         "drill": {r["torrent_id"]: {"ok": r["state"] == "passed", "at": r["finished_at"],
                                     "rto_seconds": r["rto_seconds"]} for r in drills if r["k"] == 1},
     }
