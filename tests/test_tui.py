@@ -379,3 +379,18 @@ async def test_a_heal_of_a_few_milliseconds_still_shows_each_state(home, fake):
                 break
             await pilot.pause(0.02)
         assert seen == ["protected", "damaged", "healing", "protected"]
+
+
+def test_a_suspect_snapshot_is_flagged_and_needs_attention():
+    from tui.cells import COLUMNS, row_cells
+    from tui.model import matches, torrent_view
+
+    base = {"id": "ab" * 20, "name": "x", "size": 1, "protection": "protected", "qbt_state": "stalledUP"}
+    fine = torrent_view(dict(base, snapshot={"id": "s1", "created_at": "2026-11-22T10:00:00+00:00", "suspect": False}))
+    bad = torrent_view(dict(base, snapshot={"id": "s1", "created_at": "2026-11-22T10:00:00+00:00", "suspect": True}))
+    assert not fine.snapshot_suspect and bad.snapshot_suspect
+    assert not matches(fine, "attention", "") and matches(bad, "attention", "")
+    at = [c[0] for c in COLUMNS].index("snapshot")
+    text, tone = row_cells(bad, NOW)[at]
+    assert text.startswith("!") and tone == "error"
+    assert row_cells(fine, NOW)[at][1] == ""

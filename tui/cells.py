@@ -42,7 +42,7 @@ def row_cells(t: TorrentView, now: datetime) -> tuple[Cell, ...]:
         (t.qbt_state or "-", qbt_tone),
         (swarm_text(t), ""),
         (age(t.last_verified, now), ""),
-        (age(t.snapshot_at, now), ""),
+        (("!" if t.snapshot_suspect else "") + age(t.snapshot_at, now), "error" if t.snapshot_suspect else ""),
         (drill_text(t.drill, now), drill_tone),
         ("-" if t.drift_alerts is None else str(t.drift_alerts), "error" if t.drift_alerts else ""),
         (companions_text(t), "success" if t.parity else ""),

@@ -50,6 +50,7 @@ class TorrentView:
     peers: int | None = None
     last_verified: str | None = None
     snapshot_at: str | None = None
+    snapshot_suspect: bool = False  # a failed drill or store check: not proven restorable
     drill: Drill | None = None
     drift_alerts: int | None = None
     companions: int | None = None
@@ -147,6 +148,7 @@ def torrent_view(t: dict) -> TorrentView:
         peers=_int(_first(t, "peers", "num_leechs", "leechers")),
         last_verified=t.get("last_verified"),
         snapshot_at=_when(_first(t, "last_snapshot", "snapshot_at", "snapshot")),
+        snapshot_suspect=isinstance(t.get("snapshot"), dict) and bool(t["snapshot"].get("suspect")),
         drill=_drill(_first(t, "last_drill", "drill")),
         drift_alerts=_int(_first(t, "drift_alerts", "alerts")),
         companions=_int(companions),
@@ -225,7 +227,7 @@ def matches(t: TorrentView, filter_name: str, search: str) -> bool:
         ok = t.protection != "removed"
     elif filter_name == "attention":
         ok = t.protection in ("damaged", "healing", "baseline_bad") or bool(t.drift_alerts) or (
-            t.drill is not None and t.drill.ok is False)
+            t.drill is not None and t.drill.ok is False) or t.snapshot_suspect
     elif filter_name == "unprotected":
         ok = t.protection in UNPROTECTED
     else:
