@@ -145,6 +145,16 @@ def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout:
     return handle, CheckResult(num_pieces, bad, time.monotonic() - started)
 
 
+def flush_to_disk(ses: lt.session, handle, deadline: float) -> None:
+    """Wait until libtorrent has written every received byte to the files: it reports seeding once
+    each piece hashed, which can be before its write buffer reached the disk."""
+    handle.flush_cache()
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        if any(isinstance(a, lt.cache_flushed_alert) and a.handle == handle for a in ses.pop_alerts()):
+            return
+
+
 def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path, timeout: float,
                 downloader: lt.session | None = None, cancel=None) -> SwarmResult:
     """Seed a checked payload from `seeder` to a second isolated session over loopback.
@@ -178,6 +188,7 @@ def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path,
                 handle.connect_peer(("127.0.0.1", seeder.listen_port()))
         seconds = time.monotonic() - started
         received = handle.status().total_payload_download
+        flush_to_disk(ses, handle, deadline)
     finally:
         ses.remove_torrent(handle)
         seed_handle.pause()

@@ -78,6 +78,10 @@ def download(raw: bytes, dest: Path, port: int) -> None:
 
     try:
         wait_until(done, 60, 0.1, "the companion download over loopback")
+        # libtorrent reports seeding once every piece hashed, which may be before the last bytes
+        # are in the files: wait for the files themselves to verify.
+        meta = load_torrent(raw)
+        wait_until(lambda: Scanner().full_scan(meta, dest).ok, 30, 0.2, "the downloaded files to verify")
     finally:
         ses.remove_torrent(handle)
 
