@@ -20,6 +20,7 @@ class Restored:
     bytes: int
     corrupt: list[tuple[int, int, str]] = field(default_factory=list)  # (file_index, piece, chunk_id)
     reason: str = ""
+    sha256: dict[str, str] = field(default_factory=dict)  # path -> SHA-256 computed while restoring
 
     def corrupt_pieces(self) -> list[int]:
         return sorted({piece for _, piece, _ in self.corrupt})
@@ -43,7 +44,7 @@ def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path) -> Restored
         restored = salvage(store, cat, snapshot_id, meta, dest)
         restored.reason = str(exc)
         return restored
-    return Restored(bytes=done.bytes)
+    return Restored(bytes=done.bytes, sha256=done.sha256)
 
 
 def salvage(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:

@@ -226,7 +226,7 @@ class Drill:
             self._check_cancel(result)
             indices = self._snapshot_files(snap.id)
             verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id, indices),
-                                    rate, workers=os.cpu_count() or 2)
+                                    rate, workers=os.cpu_count() or 2, known=restored.sha256)
             result.verify_seconds = verified.seconds
             result.bad_files = sorted(set(verified.bad_files) | set(restored.corrupt_files(meta)))
 

@@ -58,15 +58,19 @@ def _hash_file(path: Path, size: int, limit: RateLimit) -> str | None:
         return None
 
 
-def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, workers: int = 2) -> VerifyResult:
-    """Hash every expected file under root; bad_files lists those that differ or are missing."""
+def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, workers: int = 2,
+                 known: dict[str, str] | None = None) -> VerifyResult:
+    """Hash every expected file under root; bad_files lists those that differ or are missing.
+    known: path -> SHA-256 already computed from the bytes written (the store's restore hashes
+    each file as it writes it): those files are compared, not read again."""
     started = time.monotonic()
     result = VerifyResult()
     limit = RateLimit(read_rate)
+    known = known or {}
     # biggest first, so the two workers finish together
     todo = sorted(expected, key=lambda e: -e.size)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        digests = list(pool.map(lambda e: _hash_file(root / e.path, e.size, limit), todo))
+        digests = list(pool.map(lambda e: known.get(e.path) or _hash_file(root / e.path, e.size, limit), todo))
     for entry, digest in zip(todo, digests):
         if entry.sha256 is None:
             result.unverified.append(entry.path)

@@ -88,6 +88,7 @@ class RestoreResult:
     bytes: int
     seconds: float
     cloned_bytes: int = 0
+    sha256: dict[str, str] = field(default_factory=dict)  # written path -> SHA-256 of the bytes written
 
     def to_json(self) -> dict:
         return {**asdict(self), "dest_dir": str(self.dest_dir)}
@@ -499,7 +500,7 @@ class Store:
         # Two files at once (each file's SHA-256 is one sequential stream). Every file goes to a
         # temp name first; they are renamed into place only once all are written and checked, so
         # a bad chunk anywhere leaves nothing restored.
-        done: list[tuple[Path, Path, int]] = []
+        done: list[tuple[Path, Path, int, str]] = []
         with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
             futures = [pool.submit(self._restore_file, *job[1:], keep_cache) for job in jobs]
             error = None
@@ -509,19 +510,20 @@ class Store:
                 except BaseException as exc:  # noqa: BLE001 - re-raised below, once all have ended
                     error = error or exc
         if error is not None:
-            for tmp, _path, _cloned in done:
+            for tmp, *_rest in done:
                 tmp.unlink(missing_ok=True)
             raise error
-        for tmp, path, _cloned in done:
+        for tmp, path, _cloned, _sha in done:
             os.replace(tmp, path)
-        for folder in {path.parent for _tmp, path, _cloned in done}:
+        for folder in {path.parent for _tmp, path, _cloned, _sha in done}:
             fsync_dir(folder)
-        cloned = sum(c for _tmp, _path, c in done)
         return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
-                             time.monotonic() - began, cloned)
+                             time.monotonic() - began, sum(d[2] for d in done),
+                             {job[0]: d[3] for job, d in zip(jobs, done)})
 
-    def _restore_file(self, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int]:
-        """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes cloned)."""
+    def _restore_file(self, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int, str]:
+        """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes
+        cloned, SHA-256 of what was written)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.seedward-restore")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -548,7 +550,7 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        return tmp, path, cloned
+        return tmp, path, cloned, digest.hexdigest()
 
     def _read_ahead(self, segs, window: int = 4):
         """(seg, verified bytes) in order; a few chunks read and verified ahead on other threads
