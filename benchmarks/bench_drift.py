@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, parse_size, stamp, table, wait_for, write_section  # noqa: E402
 
 LOAD = ""
 from companion.catalog import drift as drift_rows  # noqa: E402
@@ -53,14 +53,7 @@ def make_payload(content: Path, size: int, files: int = 4) -> list[Path]:
 
 
 def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench_drift: timed out waiting for {what}")
-        time.sleep(0.01)
+    return wait_for(predicate, timeout, what, interval=0.01)  # fine-grained: latencies are measured
 
 
 def pct(values: list[float], p: float) -> float:

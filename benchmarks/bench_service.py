@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, stamp, table, wait_for, write_section  # noqa: E402
 from companion.control import request  # noqa: E402
 from companion.errors import Error  # noqa: E402
 from companion.home import Home  # noqa: E402
@@ -68,17 +68,6 @@ def serve(home: Home, qbt: QbtProcess) -> subprocess.Popen:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"seedward serve did not start; see {home.root / 'serve.log'}")
             time.sleep(0.1)
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def median_ms(argv: list[str], runs: int = 20) -> float:

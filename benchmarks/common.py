@@ -71,6 +71,18 @@ def load_note() -> str:
 UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll until predicate() is truthy and return its value; a timeout ends the benchmark."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: timed out waiting for {what}")
+        time.sleep(interval)
+
+
 def parse_size(text: str) -> int:
     """'64M', '2G', '2GiB', '512k' or a plain number of bytes."""
     text = text.strip().upper().removesuffix("IB").removesuffix("B")

@@ -764,24 +764,29 @@ class Store:
             budget -= size[p]
         limiter = RateLimiter(rate)
         for pack_id in todo:
-            entries = packs[pack_id]
             out.packs += 1
-            bad = []
-            for cid, e in entries:
-                out.chunks += 1
-                try:
-                    self.read_chunk(cid)
-                    out.bytes_read += e.length
-                except StoreCorrupt as exc:
-                    out.errors.append(str(exc))
-                    bad.append(cid)
-                limiter.spend(e.length)
-            records.record_pack_checks(self.catalog, {pack_id: not bad})
-            self._mark_suspects(bad)
+            out.chunks += len(packs[pack_id])
+            self._read_back(pack_id, packs[pack_id], out, limiter)
         return out
 
+    def _read_back(self, pack_id: str, entries: list, out: CheckResult, limiter: RateLimiter | None = None) -> None:
+        """Read and verify these chunks of one pack; record the pack as checked, and mark the
+        snapshots using a bad chunk suspect (until a drill proves them)."""
+        bad = []
+        for cid, e in entries:
+            try:
+                self.read_chunk(cid)
+                out.bytes_read += e.length
+            except StoreCorrupt as exc:
+                out.errors.append(str(exc))
+                bad.append(cid)
+            if limiter is not None:
+                limiter.spend(e.length)
+        records.record_pack_checks(self.catalog, {pack_id: not bad})
+        if bad:
+            self._mark_suspects(bad)
+
     def _mark_suspects(self, bad_chunks: list[str]) -> None:
-        """Snapshots using a chunk that failed its check are suspect until a drill proves them."""
         for snap in records.snapshots_using(self.catalog, bad_chunks):
             mark_suspect(self.catalog, snap["id"], snap["torrent_id"], "store-check",
                          f"{len(bad_chunks)} stored chunks do not match their ids (e.g. {bad_chunks[0]})")
@@ -794,8 +799,6 @@ class Store:
         by_pack = self.index.packs()
         present = {Path(n).name: n for n in self.backend.list("data")}
         out.unreferenced_packs = sorted(set(present) - set(by_pack))
-        read: dict[str, bool] = {}
-        bad: list[str] = []
         for pack_id, entries in sorted(by_pack.items()):
             out.packs += 1
             if pack_id not in present:
@@ -807,23 +810,13 @@ class Store:
             except StoreCorrupt as exc:
                 out.errors.append(str(exc))
                 trailer = None
-            for cid, e in entries:
-                out.chunks += 1
-                if trailer is not None and trailer.get(cid) != [e.offset, e.length, e.width]:
-                    out.errors.append(f"chunk {cid}: pack {pack_id} does not hold it where the index says")
-                    continue
-                if read_data:
-                    try:
-                        self.read_chunk(cid)
-                        out.bytes_read += e.length
-                        read.setdefault(pack_id, True)
-                    except StoreCorrupt as exc:
-                        out.errors.append(str(exc))
-                        read[pack_id] = False
-                        bad.append(cid)
-        if read:
-            records.record_pack_checks(self.catalog, read)
-        self._mark_suspects(bad)
+            out.chunks += len(entries)
+            misplaced = {cid for cid, e in entries
+                         if trailer is not None and trailer.get(cid) != [e.offset, e.length, e.width]}
+            out.errors += [f"chunk {cid}: pack {pack_id} does not hold it where the index says"
+                           for cid in sorted(misplaced)]
+            if read_data:
+                self._read_back(pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out)
         for snap in records.list_snapshots(self.catalog):
             missing = [c["chunk_id"] for c in records.snapshot_chunks(self.catalog, snap["id"])
                        if c["chunk_id"] not in self.index]
