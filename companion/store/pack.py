@@ -86,12 +86,7 @@ class PackWriter:
         bytes taken from the source file): the caller must check the file did not change meanwhile.
         (Handing `data` to a writer thread was measured: the copy it needs costs more than it saves.)"""
         length = len(data)
-        cloned = copied = 0
-        if source is not None:
-            if clone_fd(source[0], source[1], pack.fd, offset, length):
-                cloned = copied = length
-            else:
-                copied = copy_range(source[0], source[1], pack.fd, offset, length)
+        cloned, copied = _from_file(source[0], source[1], pack.fd, offset, length) if source else (0, 0)
         if copied < length:
             pwrite_all(pack.fd, memoryview(data)[copied:], offset + copied)
         start_writeback(pack.fd, offset, length)
@@ -104,12 +99,7 @@ class PackWriter:
         unhashed (a trusted file): clone the block-aligned part, kernel-copy the rest, else read
         and write. Returns the bytes cloned. Raises PayloadError when the file ends early (the
         caller compares its identity afterwards anyway)."""
-        cloned = done = 0
-        if kernel:
-            head = length - length % ALIGN
-            if head and clone_fd(src_fd, src_offset, pack.fd, offset, head):
-                cloned = done = head
-            done += copy_range(src_fd, src_offset + done, pack.fd, offset + done, length - done)
+        cloned, done = _from_file(src_fd, src_offset, pack.fd, offset, length) if kernel else (0, 0)
         if done < length:
             buf = bytearray(min(COPY_BUFFER, length - done))
             while done < length:
@@ -212,6 +202,16 @@ def read_trailer(backend: Backend, name: str, size: int) -> list:
         return json.loads(backend.read_range(name, size - FOOTER - length, length))
     except ValueError as exc:
         raise StoreCorrupt(backend.where, f"pack {name}: unreadable trailer") from exc
+
+
+def _from_file(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, length: int) -> tuple[int, int]:
+    """Place a range of a file in the pack in the kernel: clone its block-aligned part (reflinks),
+    copy_file_range the rest. Returns (bytes cloned, bytes placed); the caller writes what is left."""
+    cloned = 0
+    head = length - length % ALIGN
+    if head and clone_fd(src_fd, src_offset, dst_fd, dst_offset, head):
+        cloned = head
+    return cloned, cloned + copy_range(src_fd, src_offset + cloned, dst_fd, dst_offset + cloned, length - cloned)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
