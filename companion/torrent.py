@@ -78,6 +78,16 @@ class TorrentMeta:
         return [layer[i : i + 32] for i in range(0, len(layer), 32)]
 
 
+def list_files(content) -> list:
+    """The files of `content` (a file or folder) for lt.create_torrent, in path order.
+
+    libtorrent lists a folder in the order the filesystem returns its entries (tmpfs: newest
+    first, ext4: by hash) and keeps that order in a v1 torrent: the same folder would make
+    different v1 torrents on different machines. Sorted by path components, as BEP 52 orders v2.
+    """
+    return sorted(lt.list_files(str(content)), key=lambda f: os.fsencode(f.filename).split(b"/"))
+
+
 def _check_element(torrent: str, element: str, whole: str) -> None:
     if element in ("", ".", "..") or "/" in element or "\\" in element or "\x00" in element:
         raise UnsafePath(torrent, f"file name {whole!r}")

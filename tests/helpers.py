@@ -7,6 +7,8 @@ from pathlib import Path
 
 import libtorrent as lt
 
+from companion.torrent import list_files
+
 KINDS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
 
 
@@ -27,7 +29,7 @@ def make_torrent(content: Path, piece_size: int = 16384, kind: str = "hybrid", o
                  trackers=(), private: bool = False) -> Path:
     """Make a .torrent of `content` (file or folder) with libtorrent; returns its path."""
     content = Path(content)
-    ct = lt.create_torrent(lt.list_files(str(content)), piece_size, KINDS[kind])
+    ct = lt.create_torrent(list_files(content), piece_size, KINDS[kind])
     for url in trackers:
         ct.add_tracker(url)
     if private:

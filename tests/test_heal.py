@@ -102,8 +102,8 @@ def test_replaced_and_extended_files(payload):
     kept, _ = heal_files(meta, root / "dl", list(damages.values()), ids, chunks.__getitem__, root / "quarantine")
     assert a.read_bytes() == originals["01.flac"] and b.read_bytes() == originals["02.flac"]
     assert (kept.folder / "Album" / "01.flac").read_bytes()[:3] == b"ID3"
-    tail = [r for r in json.loads((kept.folder / "drift.json").read_text())["files"][1]["ranges"]
-            if r["offset"] == len(originals["02.flac"])]
+    records = {r["path"]: r for r in json.loads((kept.folder / "drift.json").read_text())["files"]}
+    tail = [r for r in records["Album/02.flac"]["ranges"] if r["offset"] == len(originals["02.flac"])]
     assert (kept.folder / tail[0]["file"]).read_bytes() == b"TAG" + bytes(125)
 
 
@@ -114,8 +114,8 @@ def test_a_bad_chunk_is_refused_before_anything_is_written(payload):
     flip_byte(target, 40_000)
     damaged_bytes = target.read_bytes()
     damages = drifts(meta, root / "dl", baseline, stats)
-    index = next(e.index for e in meta.real_files if e.path.endswith("01.flac"))
-    cid = ids[(index, meta.file_pieces(meta.files[index]).start + 2)]
+    entry = next(e for e in meta.real_files if e.path.endswith("01.flac"))
+    cid = ids[(entry.index, (entry.offset + 40_000) // meta.piece_length)]  # a piece the heal must write
     forged = dict(chunks)
     forged[cid] = b"\0" * len(chunks[cid])
 
@@ -127,7 +127,7 @@ def test_a_bad_chunk_is_refused_before_anything_is_written(payload):
     def corrupt_store(chunk_id):
         raise StoreCorrupt("pack 3f2a", f"chunk {chunk_id} fails its hash")
 
-    with pytest.raises(StoreCorrupt, match=ids[(index, meta.file_pieces(meta.files[index]).start)]):
+    with pytest.raises(StoreCorrupt, match=ids[(entry.index, meta.file_pieces(entry).start)]):
         heal_files(meta, root / "dl", damages, ids, corrupt_store, root / "quarantine")
     assert target.read_bytes() == damaged_bytes
 

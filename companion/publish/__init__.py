@@ -13,7 +13,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from ..errors import BadInput, Error
-from ..torrent import TorrentMeta, load_torrent
+from ..torrent import TorrentMeta, list_files, load_torrent
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def build(content: Path, *, original: dict, job_id: str, kind: str = "hybrid", p
         raise BadInput("--kind", f"{kind!r}: expected v1, v2 or hybrid")
     if not content.is_dir():
         raise PublishError(content, "no such folder")
-    files = lt.list_files(str(content))
+    files = list_files(content)  # path order: the same outputs make the same torrent on every filesystem
     total = sum(f.size for f in files)
     if not files or total == 0:
         raise PublishError(content, "nothing to publish (no output bytes)")
