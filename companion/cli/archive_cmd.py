@@ -57,18 +57,12 @@ def _remote(args, ctx, required: bool = True) -> Remote | None:
                   volume_size=cfg.volume_kb * 1024 if cfg.volume_kb else cfg.volume_mb << 20)
 
 
-def _store(ctx):
-    from ..store import Store
-
-    return Store.for_home(ctx.home, ctx.settings, ctx.catalog)
-
-
 def run_create(args, ctx) -> int:
     passphrase = None if args.dry_run else get_passphrase(args.passphrase_file)
     remote = _remote(args, ctx, required=not args.dry_run)
     with archive_lock(ctx.home):
         result = create_set(home=ctx.home, settings=ctx.settings, catalog=ctx.catalog, manifests=ctx.manifests,
-                            store=_store(ctx), tier=args.tier, remote=remote, passphrase=passphrase,
+                            store=ctx.store, tier=args.tier, remote=remote, passphrase=passphrase,
                             dry_run=args.dry_run)
     if args.json:
         print_json(result.to_json())

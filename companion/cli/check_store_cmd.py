@@ -2,7 +2,6 @@
 
 from ..errors import EXIT_OK, EXIT_STORE_CORRUPT
 from .context import print_json
-from .snapshot_cmd import open_store
 
 
 def register(sub) -> None:
@@ -18,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
-    store = open_store(ctx)
+    store = ctx.store
     if args.new:
         result = store.scrub_packs(rate=args.read_rate_mb * 1e6)
     else:

@@ -27,6 +27,14 @@ class Context:
         return Catalog(self.home.catalog_db)
 
     @cached_property
+    def store(self):
+        """The snapshot store as the settings say (path, pack size, trusted snapshots), opened once
+        per command: every verb that needs it uses this (borg's `with_repository`)."""
+        from ..store import Store
+
+        return Store.for_home(self.home, self.settings, self.catalog)
+
+    @cached_property
     def manifests(self):
         from ..manifests import ManifestRepo
 

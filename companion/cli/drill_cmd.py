@@ -18,12 +18,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def open_store(ctx):
-    from ..store import Store
-
-    return Store.for_home(ctx.home, ctx.settings, ctx.catalog)
-
-
 def targets(args, ctx) -> list[str]:
     from ..catalog.drills import drill_candidates
 
@@ -75,7 +69,7 @@ def run(args, ctx) -> int:
         else:
             print("no torrent has a snapshot to drill", file=sys.stderr)
         return EXIT_OK
-    drill = Drill(ctx.catalog, open_store(ctx), ctx.home, ctx.settings)
+    drill = Drill(ctx.catalog, ctx.store, ctx.home, ctx.settings)
     results = []
     for torrent_id in ids:
         result = drill.run(torrent_id, snapshot=args.snapshot, swarm=args.swarm, reason="manual")

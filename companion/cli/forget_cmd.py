@@ -2,7 +2,6 @@
 
 from ..errors import EXIT_OK
 from .context import print_json
-from .snapshot_cmd import open_store
 
 
 def register(sub) -> None:
@@ -22,7 +21,7 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     tid = ctx.catalog.resolve_id(args.id) if args.id else None
-    result = open_store(ctx).forget(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly,
+    result = ctx.store.forget(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly,
                                     args.keep_monthly, args.keep_yearly, dry_run=args.dry_run, torrent_id=tid,
                                     snapshot_ids=args.snapshot, prune=args.prune)
     if args.json:

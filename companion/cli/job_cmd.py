@@ -34,16 +34,6 @@ def register(sub) -> None:
     show_p.set_defaults(func=run_show)
 
 
-def open_store(ctx):
-    """The snapshot store, or None where this build has none (preflight is then a recorded full scan)."""
-    try:
-        from ..store import Store
-    except ImportError:
-        return None
-    path = Path(ctx.settings.store.path).expanduser() if ctx.settings.store.path else ctx.home.store
-    return Store.open(path, ctx.catalog)
-
-
 def run(args, ctx) -> int:
     command = list(args.command)
     if command and command[0] == "--":
@@ -59,7 +49,7 @@ def run(args, ctx) -> int:
                    operator=args.operator or "", files=args.files)
     ctx.home.ensure()
     runner = JobRunner(catalog=ctx.catalog, manifests=ctx.manifests, settings=ctx.settings, home=ctx.home,
-                       store=open_store(ctx), command_output=stdout_for(args.json))
+                       store=ctx.store, command_output=stdout_for(args.json))
     outcome = runner.run(spec)
     if args.json:
         print_json(outcome.to_json())
@@ -80,7 +70,7 @@ def run_show(args, ctx) -> int:
     from ..job import recover_stale
 
     if open_jobs(ctx.catalog):
-        recover_stale(ctx.catalog, open_store(ctx))
+        recover_stale(ctx.catalog, ctx.store)
     data = show(ctx.catalog, args.job)
     if args.json:
         print_json(data)

@@ -12,11 +12,10 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
-    from .job_cmd import open_store
     from ..job import recover_stale
 
     if rows.open_jobs(ctx.catalog):
-        recover_stale(ctx.catalog, open_store(ctx))
+        recover_stale(ctx.catalog, ctx.store)
     jobs = rows.list_jobs(ctx.catalog)
     counts = dict(ctx.catalog.query("SELECT job_id, COUNT(*) FROM job_outputs GROUP BY job_id"))
     out = [{"id": j["id"], "state": j["state"], "torrent_id": j["torrent_id"], "model": j["model_name"],

@@ -2,7 +2,6 @@
 
 from ..errors import EXIT_OK
 from .context import print_json
-from .snapshot_cmd import open_store
 
 
 def register(sub) -> None:
@@ -13,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
-    result = open_store(ctx).prune(dry_run=args.dry_run)
+    result = ctx.store.prune(dry_run=args.dry_run)
     if args.json:
         print_json(result.to_json())
         return EXIT_OK

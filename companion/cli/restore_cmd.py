@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import EXIT_OK, NotFound
 from ..store.repair import heal_in_place
 from .context import print_json
-from .snapshot_cmd import open_store
 
 
 def register(sub) -> None:
@@ -28,7 +27,7 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     tid = ctx.catalog.resolve_id(args.id)
-    store = open_store(ctx)
+    store = ctx.store
     snap = store.get(args.snapshot) if args.snapshot else store.latest(tid)
     if snap is None:
         raise NotFound(f"torrent {tid[:12]} has no snapshot")

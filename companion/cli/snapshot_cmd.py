@@ -1,7 +1,6 @@
 """`seedward snapshot ID|--all`: snapshot payloads into the store."""
 
 from ..errors import EXIT_OK, Error, NotFound
-from ..store import Store
 from ..locate import catalog_meta
 from .context import print_json
 
@@ -14,10 +13,6 @@ def register(sub) -> None:
     p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
-
-
-def open_store(ctx) -> Store:
-    return Store.for_home(ctx.home, ctx.settings, ctx.catalog)
 
 
 def torrent_and_path(ctx, torrent_id: str):
@@ -44,7 +39,7 @@ def run(args, ctx) -> int:
                 ids.append(r["id"])
     else:
         ids = [ctx.catalog.resolve_id(args.id)]  # asked for by name: taken whatever the policy
-    store = open_store(ctx)
+    store = ctx.store
     done, failed, code = [], [], EXIT_OK
     for tid in ids:
         try:

@@ -2,7 +2,6 @@
 
 from ..errors import EXIT_OK
 from .context import print_json
-from .snapshot_cmd import open_store
 
 
 def register(sub) -> None:
@@ -14,7 +13,7 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     tid = ctx.catalog.resolve_id(args.id) if args.id else None
-    snaps = open_store(ctx).snapshots(tid)
+    snaps = ctx.store.snapshots(tid)
     if args.json:
         print_json({"snapshots": [s.to_json() for s in snaps]})
         return EXIT_OK

@@ -4,7 +4,8 @@ import logging
 
 from ..errors import NotFound
 from ..locate import catalog_meta
-from .store import REASONS, Store
+from .results import REASONS
+from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,137 @@
+"""Restoring a snapshot's files under a folder, laid out as the torrent does, each one verified."""
+
+import hashlib
+import itertools
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import StoreCorrupt
+from ..scan import resolve_payload_path
+from ..torrent import FileEntry
+from . import reflink
+from .backend import fsync_dir
+from .pack import pack_name, pwrite_all, start_writeback, write_behind
+from .results import RestoreResult
+
+RESTORE_FILES = 2  # files restored at once
+
+
+def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
+            keep_cache: bool = False) -> RestoreResult:
+    """Write the snapshot's files under dest_dir, laid out as the torrent does. Each file is
+    written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed.
+    paths: file index -> path to use instead of the snapshot's (e.g. the .torrent's own names
+    for a torrent whose files qBittorrent renamed). keep_cache: leave the restored bytes in
+    the page cache (a drill reads them right back); by default they are dropped once on disk."""
+    began = time.monotonic()
+    snap = store.get(snapshot_id)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    rows = store.select_files(snap.id, files)
+    chunks = store.chunk_map(snap.id)
+    by_file: dict[int, list] = {}
+    for (fi, piece), v in chunks.items():
+        by_file.setdefault(fi, []).append((piece, *v))
+    jobs = []
+    for row in rows:
+        where = (paths or {}).get(row["file_index"], row["path"])
+        entry = FileEntry(row["file_index"], where, row["size"], 0, False, None)
+        jobs.append((where, resolve_payload_path(dest_dir, entry), row, sorted(by_file.get(row["file_index"], []))))
+    # Two files at once (each file's SHA-256 is one sequential stream). Every file goes to a
+    # temp name first; they are renamed into place only once all are written and checked, so
+    # a bad chunk anywhere leaves nothing restored.
+    done: list[tuple[Path, Path, int, str]] = []
+    with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
+        futures = [pool.submit(_restore_file, store, *job[1:], keep_cache) for job in jobs]
+        error = None
+        for fut in futures:
+            try:
+                done.append(fut.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, once all have ended
+                error = error or exc
+    if error is not None:
+        for tmp, *_rest in done:
+            tmp.unlink(missing_ok=True)
+        raise error
+    for tmp, path, _cloned, _sha in done:
+        os.replace(tmp, path)
+    for folder in {path.parent for _tmp, path, _cloned, _sha in done}:
+        fsync_dir(folder)
+    return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
+                         time.monotonic() - began, sum(d[2] for d in done),
+                         {job[0]: d[3] for job, d in zip(jobs, done)})
+
+
+def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int, str]:
+    """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes
+    cloned, SHA-256 of what was written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.seedward-restore")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    digest = hashlib.sha256()
+    cloned = 0
+    behind = None  # the previous chunk's range: on disk and out of the cache before the next
+    try:
+        for (_piece, offset, length, cid), data in _read_ahead(store, segs):
+            digest.update(data)
+            took_clone, took = _copy_chunk(store, cid, fd, offset, length) if store.reflinks else (0, 0)
+            cloned += took_clone
+            if took < length:
+                pwrite_all(fd, memoryview(data)[took:], offset + took)
+            start_writeback(fd, offset, length)
+            if behind is not None:
+                write_behind(fd, *behind, drop=not keep_cache)
+            behind = (offset, length)
+        os.ftruncate(fd, row["size"])
+        if row["sha256"] and digest.hexdigest() != row["sha256"]:
+            raise StoreCorrupt(store.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp, path, cloned, digest.hexdigest()
+
+
+def _read_ahead(store, segs, window: int = 4):
+    """(seg, verified bytes) in order; a few chunks read and verified ahead on other threads
+    (hashlib releases the GIL), at most `window` in memory."""
+    segs = iter(segs)
+    with ThreadPoolExecutor(2, thread_name_prefix="restore") as pool:
+        pending = deque((seg, pool.submit(store.read_chunk, seg[3])) for seg in itertools.islice(segs, window))
+        while pending:
+            seg, fut = pending.popleft()
+            nxt = next(segs, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(store.read_chunk, nxt[3])))
+            try:
+                data = fut.result()
+            except BaseException:
+                for _seg, other in pending:
+                    other.cancel()
+                raise
+            yield seg, data
+
+
+def _copy_chunk(store, cid: str, dst_fd: int, dst_offset: int, length: int) -> tuple[int, int]:
+    """Put a chunk just read and verified into dst from its (immutable) pack by cloning it
+    (reflinks). Returns (bytes cloned, bytes placed); the caller writes the rest from memory,
+    which beats an in-kernel copy that would read the pack a second time."""
+    entry = store.index.get(cid)
+    src = store.backend.local_path(pack_name(entry.pack)) if entry else None
+    if src is None:
+        return 0, 0
+    try:
+        src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0, 0
+    try:
+        if reflink.clone_fd(src_fd, entry.offset, dst_fd, dst_offset, length):
+            return length, length
+        return 0, 0
+    finally:
+        os.close(src_fd)

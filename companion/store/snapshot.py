@@ -1,0 +1,316 @@
+"""Taking a snapshot: reuse unchanged files, copy trusted ones, scan and store the rest, record it.
+
+Write order (each step atomic: temp, fsync, rename): packs, then the index file naming them,
+then the snapshot tree, then the catalog rows. A crash at any point leaves at most data
+nothing refers to (prune removes it), never a snapshot that claims data the store lacks.
+"""
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import os
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+
+from ..catalog import snapshots as records
+from ..errors import BadInput
+from ..scan import OK, check_save_path, resolve_payload_path
+from ..torrent import FileEntry, TorrentMeta
+from .chunk import chunk_width
+from .pack import PackWriter
+from .results import REASONS, ChunkCollision, Snapshot, SnapshotRefused
+from .trusted import Trusted, identity, trusted_files
+
+log = logging.getLogger(__name__)
+
+VERSION = 1  # of the snapshot tree (and of the store's layout, store.py)
+COPY_THREADS = 2  # trusted files are kernel-copied on both cores
+RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
+
+
+def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
+         files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None) -> Snapshot:
+    """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
+    match the previous snapshot are taken from it without reading them; files the catalog
+    verified and nobody changed since are copied under the catalog's chunk ids (trusted.py);
+    the others are read once, verified against the torrent and their new chunks stored.
+    Raises SnapshotRefused when the payload does not match its torrent: nothing is recorded
+    then. files=None means the cataloged files (all, unless some are skipped in qBittorrent)."""
+    if reason not in REASONS:
+        raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
+    save_path = check_save_path(Path(save_path))
+    by_index = {e.index: e for e in meta.real_files}
+    if files is None:
+        cataloged = {r["file_index"] for r in store.catalog.get_files(meta.id)}
+        if cataloged and not set(by_index) <= cataloged:
+            files = cataloged & set(by_index)  # a partly downloaded torrent: what it seeds
+    if files is not None:
+        unknown = sorted(set(files) - set(by_index))
+        if unknown:
+            raise BadInput(meta.name, f"no file with index {unknown[0]} in the torrent")
+    wanted = [e for e in meta.real_files if files is None or e.index in files]
+    trust = store.trust_catalog if trust_catalog is None else trust_catalog
+    with store.backend.lock(store.lock_timeout):
+        store.index.reload()
+        previous = _previous_files(store, meta.id)
+        reused, changed = {}, []
+        for entry in wanted:
+            prev = previous.get(entry.index)
+            if prev is not None and _unchanged(store, save_path, entry, prev):
+                reused[entry.index] = prev
+            else:
+                changed.append(entry)
+        stored = _Stored()
+        if changed:
+            stored = _store_files(store, meta, save_path, changed, trust)
+        return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
+
+
+def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
+    """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
+    out: dict[int, tuple] = {}
+    for snap in reversed(records.list_snapshots(store.catalog, torrent_id)):
+        rows = records.snapshot_files(store.catalog, snap["id"])
+        if all(r["file_index"] in out for r in rows):
+            continue
+        chunks: dict[int, list] = {}
+        for c in records.snapshot_chunks(store.catalog, snap["id"]):
+            chunks.setdefault(c["file_index"], []).append(c)
+        for r in rows:
+            out.setdefault(r["file_index"], (r, chunks.get(r["file_index"], [])))
+    return out
+
+
+def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple) -> bool:
+    row, chunks = prev
+    try:
+        st = os.stat(resolve_payload_path(save_path, entry))
+    except OSError:
+        return False
+    same = (st.st_size == entry.size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
+            and st.st_ino == row["inode"] and st.st_dev == row["device"])
+    return same and all(c["chunk_id"] in store.index for c in chunks)
+
+
+def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width: int):
+    """Room in a pack for a chunk not stored yet, else None; the caller holds writer.lock."""
+    known = store.index.get(cid)
+    shape = (known.length, known.width) if known else (tuple(added[cid][2:]) if cid in added else None)
+    if shape is not None:
+        if shape != (length, width):
+            raise ChunkCollision(cid, "same id as a stored chunk of another shape; not stored")
+        return None
+    pack, offset = writer.reserve(cid, width, length)
+    added[cid] = [pack.pack_id, offset, length, width]
+    return pack, offset
+
+
+def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool) -> "_Stored":
+    writer = PackWriter(store.backend, store.pack_size)
+    single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
+    added: dict[str, list] = {}
+    out = _Stored()
+    sources = CloneSources(save_path, {e.index: e for e in entries})
+    out.identities = sources.before
+    out.trusted = trusted_files(store.catalog, meta, save_path, entries, sources.before) if trust else {}
+    to_scan = {e.index for e in entries if e.index not in out.trusted}
+
+    def sink(file_index, seg, data):
+        cid = seg.root.hex()
+        with writer.lock:
+            room = _claim(store, writer, added, cid, seg.length, chunk_width(meta, seg.length, file_index in single))
+            if room is None:
+                return
+            out.new_bytes += seg.length
+        source = sources.fd(file_index) if store.copy_from_payload else None
+        cloned, copied = writer.write(*room, data, (source, seg.offset) if source is not None else None)
+        if copied:
+            sources.used(file_index, cloned, copied)
+
+    def copy_trusted(t: Trusted):
+        fd = sources.fd(t.entry.index)
+        if fd is None:
+            raise SnapshotRefused(t.path, "changed or vanished as it was being snapshotted; no snapshot stored"
+                                  " (try again)")
+        is_single = t.entry.index in single
+        segs = iter(t.segments)
+        while True:
+            # Reserve a run of chunks at once: consecutive chunks then sit back to back in the
+            # pack as in the file, and one clone or copy call moves the whole run.
+            run = []
+            with writer.lock:
+                for _piece, offset, length, cid, _xxh3 in itertools.islice(segs, RUN_CHUNKS):
+                    room = _claim(store, writer, added, cid, length, chunk_width(meta, length, is_single))
+                    if room is not None:
+                        out.new_bytes += length
+                        run.append((*room, offset, length))
+            if not run:
+                break
+            for pack, at, offset, length, count in _contiguous(run):
+                cloned = writer.copy(pack, at, length, fd, offset, t.path, kernel=store.copy_from_payload,
+                                     chunks=count)
+                sources.used(t.entry.index, cloned, length)
+
+    # A hybrid torrent's v2 hashes (SHA-256, every byte of every file) are the chunk ids'
+    # own tree: verifying them is enough, and skipping the v1 SHA-1 saves a third of the CPU.
+    scan_meta = dataclasses.replace(meta, info_hash_v1=None, v1_hashes=None) if meta.has_v2 else meta
+    try:
+        if out.trusted:
+            biggest_first = sorted(out.trusted.values(), key=lambda t: -t.entry.size)
+            with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="snapshot-copy") as pool:
+                list(pool.map(copy_trusted, biggest_first))
+            out.trusted_bytes = sum(t.entry.size for t in out.trusted.values())
+        if to_scan:
+            result = store.scanner.full_scan(scan_meta, save_path, chunk_roots=True, sink=sink, only_files=to_scan)
+            result.meta = meta
+            out.scan = result
+            if not result.ok:
+                bad = [f.entry.path for f in result.files if f.status != OK]
+                raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
+                                      f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
+                                      " no snapshot stored")
+        changed = sources.changed()
+        if changed:
+            raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
+                                  " no snapshot stored (try again)")
+        packs = writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        sources.close()
+    store.index.write({p.pack_id: p.entries for p in packs})
+    out.cloned = sources.cloned
+    return out
+
+
+def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored") -> Snapshot:
+    scan = stored.scan
+    scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
+    file_rows, chunk_rows = [], []
+    for entry in wanted:
+        if entry.index in reused:
+            row, chunks = reused[entry.index]
+            file_rows.append({k: row[k] for k in ("file_index", "path", "size", "mtime_ns", "inode", "device",
+                                                   "sha256")})
+            chunk_rows += [(c["file_index"], c["piece"], c["offset"], c["length"], c["chunk_id"], c["xxh3"])
+                           for c in chunks]
+        elif entry.index in stored.trusted:
+            t = stored.trusted[entry.index]
+            dev, ino, _size, mtime, _ctime = stored.identities[entry.index]
+            file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
+                              "mtime_ns": mtime, "inode": ino, "device": dev, "sha256": t.sha256})
+            chunk_rows += [(entry.index, *seg) for seg in t.segments]
+        else:
+            fs = scanned[entry.index]
+            file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
+                              "mtime_ns": fs.stat.mtime_ns, "inode": fs.stat.inode, "device": fs.stat.device,
+                              "sha256": fs.sha256})
+            chunk_rows += [(entry.index, s.piece, s.offset, s.length, s.root.hex(), s.xxh3) for s in fs.segments]
+    per_file: dict[int, list] = {}
+    for c in chunk_rows:
+        per_file.setdefault(c[0], []).append(list(c[1:]))
+    created = store.clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    tree = {
+        "version": VERSION, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
+        "job_id": job_id, "save_path": str(save_path), "nonce": secrets.token_hex(8),
+        "files": [dict(f, chunks=per_file.get(f["file_index"], [])) for f in file_rows],
+    }
+    body = json.dumps(tree, separators=(",", ":")).encode()
+    sid = hashlib.sha256(body).hexdigest()
+    tree_name = f"snapshots/{sid}.json"
+    torrent_name = f"torrents/{meta.id}.torrent"
+    if not store.backend.exists(torrent_name):
+        store.backend.put_bytes(torrent_name, meta.raw)
+    store.backend.put_bytes(tree_name, body)
+    if scan is not None and len(scan.files) == len(meta.real_files):
+        # A full pass over a good payload is also the catalog's baseline: one read, both records.
+        store.catalog.record_scan(scan, reason=f"snapshot:{reason}", save_path=str(save_path))
+    elif store.catalog.get_torrent(meta.id) is None:
+        store.catalog.upsert_torrent(meta, save_path=str(save_path))
+    row = {"id": sid, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
+           "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": stored.new_bytes,
+           "files": len(file_rows), "save_path": str(save_path), "tree": tree_name,
+           "cloned_bytes": stored.cloned, "trusted_bytes": stored.trusted_bytes}
+    records.add_snapshot(store.catalog, row, file_rows, chunk_rows)
+    log.info("%s: snapshot %s (%d bytes, %d new, %d trusted)", meta.name, sid[:12], row["bytes"],
+             stored.new_bytes, stored.trusted_bytes)
+    return Snapshot.from_row(row)
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _contiguous(run: list) -> list:
+    """(pack, pack offset, file offset, length) reservations -> (pack, pack offset, file offset,
+    length, chunks) runs that are back to back in both the pack and the file."""
+    out: list = []
+    for pack, at, offset, length in run:
+        if out:
+            p, a, o, n, c = out[-1]
+            if p is pack and a + n == at and o + n == offset:
+                out[-1] = (p, a, o, n + length, c + 1)
+                continue
+        out.append((pack, at, offset, length, 1))
+    return out
+
+
+@dataclass
+class _Stored:
+    """What _store_files did: the scan (files read), trusted files (copied unhashed), bytes."""
+
+    scan: object = None
+    trusted: dict = field(default_factory=dict)
+    identities: dict = field(default_factory=dict)  # file index -> identity before any copy
+    new_bytes: int = 0
+    cloned: int = 0
+    trusted_bytes: int = 0
+
+
+class CloneSources:
+    """Payload files opened to clone (reflinks) or kernel-copy chunks into packs. Both take what
+    the file holds now, not the bytes the scan hashed, so each file's identity and ctime are
+    taken before the scan and compared after it: any write in between refuses the snapshot."""
+
+    def __init__(self, save_path: Path, entries: dict[int, FileEntry]):
+        self.paths = {i: resolve_payload_path(save_path, e) for i, e in entries.items()}
+        self.before = {i: identity(p) for i, p in self.paths.items()}
+        self.fds: dict[int, int | None] = {}
+        self.copied: dict[int, int] = {}  # file index -> bytes cloned or copied from it
+        self.cloned = 0
+        self.lock = threading.Lock()
+
+    def fd(self, file_index: int) -> int | None:
+        with self.lock:
+            if file_index not in self.fds:
+                try:
+                    fd = os.open(self.paths[file_index], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    fd = None
+                if fd is not None and self.before.get(file_index) != identity(self.paths[file_index]):
+                    os.close(fd)
+                    fd = None
+                self.fds[file_index] = fd
+            return self.fds[file_index]
+
+    def used(self, file_index: int, cloned: int, copied: int) -> None:
+        with self.lock:
+            self.cloned += cloned
+            self.copied[file_index] = self.copied.get(file_index, 0) + copied
+
+    def changed(self) -> str | None:
+        for i in self.copied:
+            if identity(self.paths[i]) != self.before[i]:
+                return str(self.paths[i])
+        return None
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            if fd is not None:
+                os.close(fd)
+        self.fds.clear()
