@@ -35,7 +35,7 @@ from companion.catalog import snapshots as snap_rows  # noqa: E402
 from companion.config import Settings  # noqa: E402
 from companion.drift.service import install  # noqa: E402
 from companion.home import Home  # noqa: E402
-from companion.qbtprocess import QbtProcess  # noqa: E402
+from companion.demo.private_qbt import QbtProcess  # noqa: E402
 from companion.service import Service  # noqa: E402
 
 

@@ -24,7 +24,7 @@ from benchmarks.common import load_note, machine, stamp, table, wait_for, write_
 from companion.control import request  # noqa: E402
 from companion.errors import Error  # noqa: E402
 from companion.home import Home  # noqa: E402
-from companion.qbtprocess import QbtProcess  # noqa: E402
+from companion.demo.private_qbt import QbtProcess  # noqa: E402
 from tests.helpers import make_torrent, write_payload  # noqa: E402
 
 BIN = Path(sys.executable).parent

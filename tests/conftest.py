@@ -2,7 +2,7 @@
 
 import pytest
 
-from companion.qbtprocess import QbtProcess
+from companion.demo.private_qbt import QbtProcess
 
 
 @pytest.fixture(scope="session")

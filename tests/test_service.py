@@ -258,7 +258,7 @@ def test_wrong_password_is_reported_without_a_login_storm(qbt, make_service, tmp
 def test_unreachable_qbittorrent_backs_off_and_job_failures_are_recorded(tmp_path):
     from companion.errors import BadInput, Locked
     from companion.home import Home
-    from companion.qbtprocess import free_port
+    from companion.demo.private_qbt import free_port
     from companion.service import Service
 
     class Gone:

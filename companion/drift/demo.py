@@ -1,5 +1,5 @@
 """The demo's drift step: damage a sample file while the service runs and watch the torrent go
-damaged, healing, protected and seeding again."""
+damaged, healing, protected and seeding again. `companion.demo` runs it; nothing else loads it."""
 
 import json
 import queue
@@ -68,10 +68,3 @@ def drift_step(ctx) -> int:
           f"whole response {timings.get('total', 0):.2f} s")
     print(f"  the tagger's bytes are kept in {heal['quarantine']}")
     return 0
-
-
-def register_demo_step() -> None:
-    from ..demo import SERVICE_STEPS
-
-    if drift_step not in SERVICE_STEPS:
-        SERVICE_STEPS.append(drift_step)

@@ -107,6 +107,3 @@ def install(service, **kwargs) -> DriftComponent:
 def register(service) -> None:
     """`seedward serve` (and the demo) plug features in by module (companion.service.features)."""
     install(service)
-    from .demo import register_demo_step
-
-    register_demo_step()

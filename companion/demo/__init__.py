@@ -1,4 +1,9 @@
-"""The quickstart demo: sample payloads and torrents, then seedward at work on them."""
+"""`seedward demo`: sample payloads and torrents, then seedward at work on them.
+
+Above every layer (it drives the CLI's report, the service, and ends in the TUI); only
+`cli/demo_cmd.py` loads it, so `seedward serve` never does. `private_qbt.py` beside it is the
+private qbittorrent-nox the demo, the tests and the benchmarks start on loopback.
+"""
 
 import random
 import tempfile
@@ -8,8 +13,8 @@ from pathlib import Path
 
 import libtorrent as lt
 
-from .scan import Scanner
-from .torrent import load_torrent
+from ..scan import Scanner
+from ..torrent import load_torrent
 
 
 def make_sample(root: Path, name: str = "Sample Album", files=None, piece_size: int = 64 * 1024,
@@ -36,7 +41,7 @@ def say(text: str) -> None:
 
 def offline_demo(root: Path) -> int:
     """Check a sample payload intact, then after one flipped byte."""
-    from .cli.check_cmd import print_report
+    from ..cli.check_cmd import print_report
 
     content, torrent = make_sample(root)
     meta = load_torrent(torrent)
@@ -66,8 +71,11 @@ class DemoContext:
     contents: dict  # name -> content path
 
 
-# Steps run after every sample torrent is protected: fn(DemoContext) -> None. Features append theirs.
-SERVICE_STEPS: list = []
+def service_steps() -> list:
+    """What runs after every sample torrent is protected: fn(DemoContext) -> exit code (0: go on)."""
+    from ..drift.demo import drift_step
+
+    return [drift_step]
 
 SAMPLES = {
     "Sample Album": dict(kind="hybrid", seed=7),
@@ -79,7 +87,7 @@ SAMPLES = {
 
 
 def print_status(service) -> None:
-    from .service.status import torrents
+    from ..service.status import torrents
 
     for t in torrents(service.catalog, service.sync.snapshot()):
         verified = (t["last_verified"] or "never")[:19]
@@ -88,11 +96,11 @@ def print_status(service) -> None:
 
 def service_demo(root: Path) -> int:
     """A private qbittorrent-nox on loopback seeding a few samples; the service protects them all."""
-    from .config import Settings
-    from .home import Home
-    from .qbtprocess import QbtProcess
-    from .service import Service
-    from .service.features import install_features
+    from ..config import Settings
+    from ..home import Home
+    from ..service import Service
+    from ..service.features import install_features
+    from .private_qbt import QbtProcess
 
     say("starting a private qbittorrent-nox on 127.0.0.1 (own profile, DHT/LSD/UPnP/PeX off)")
     with QbtProcess(root / "qbittorrent") as qbt:
@@ -133,7 +141,7 @@ def service_demo(root: Path) -> int:
             for name in SAMPLES:
                 print(f"  {name}: {tags.get(name, '')}")
             ctx = DemoContext(root, qbt, service, torrents, contents)
-            for step in SERVICE_STEPS:
+            for step in service_steps():
                 code = step(ctx)
                 if code:
                     return code

@@ -1,4 +1,5 @@
-"""A private qbittorrent-nox on loopback (tests, the demo and benchmarks share it).
+"""A private qbittorrent-nox on loopback for the demo, the tests and the benchmarks; never part of
+the shipped service (which only talks to the user's qBittorrent, through companion/qbt.py).
 
 The profile lives in its own folder; DHT, LSD, UPnP/NAT-PMP and PeX are off; the legal
 notice is accepted; the WebUI password is set through the config file's PBKDF2 hash so it
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import qbittorrentapi
 
-from .errors import Error
+from ..errors import Error
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class QbtProcess:
         """Add a .torrent whose payload is already under save_path; returns qBittorrent's hash.
 
         With wait, returns once qBittorrent reports it complete (seeding)."""
-        from .torrent import load_torrent
+        from ..torrent import load_torrent
 
         raw = torrent if isinstance(torrent, bytes) else Path(torrent).read_bytes()
         torrent_id = load_torrent(raw).id
