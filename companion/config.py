@@ -104,7 +104,9 @@ class JobSettings:
     parity_copies: int = 3
     companion_category: str = "seedward-companion"
     workdir: str = ""  # empty: <home>/jobs (job outputs, sidecars, companion payloads)
-    network: bool = True  # may a job's command reach the network (model downloads)?
+    network: bool = False  # every job's command reaches the host's network (else only those run with --network)
+    env: list = field(default_factory=list)  # NAME=VALUE or NAME (taken from seedward's environment) for every job
+    hide: list = field(default_factory=list)  # more host paths a job must not see (beside seedward's own)
     embedded_listen: str = "0.0.0.0:6891"  # the embedded seeder's libtorrent listen_interfaces
 
 

@@ -68,4 +68,6 @@ class Home:
 
 
 def open_home(path: str | os.PathLike | None = None) -> Home:
-    return Home(Path(path).expanduser() if path else default_home())
+    """The home from --home, $SEEDWARD_HOME or the default, made absolute once, here: every path the
+    catalog stores and every place a job must not see is then the same from any working directory."""
+    return Home(Path(os.path.abspath(Path(path).expanduser() if path else default_home())))

@@ -51,6 +51,8 @@ class JobSpec:
     params: dict[str, str] = field(default_factory=dict)
     operator: str = ""
     files: list[str] = field(default_factory=list)  # globs over the torrent's file paths; empty: all
+    env: dict[str, str] = field(default_factory=dict)  # the command's declared environment (beside ours)
+    network: bool = False  # the host's network (else a private loopback only); [jobs] network = true also
 
 
 @dataclass
@@ -60,13 +62,56 @@ class JobOutcome:
     outputs: list[dict]  # {"path": absolute path, "sha256"}
     reason: str | None = None
     exit_code: int | None = None
+    error: Error | None = None  # seedward's own error that ended the job (its exit code is the command's)
 
     def to_json(self) -> dict:
-        return {"id": self.id, "state": self.state, "outputs": self.outputs}
+        data = {"id": self.id, "state": self.state, "outputs": self.outputs}
+        if self.state != DONE:
+            data["error"] = self.reason
+        return data
 
 
 def jobs_root(home, settings) -> Path:
-    return Path(settings.jobs.workdir).expanduser() if settings.jobs.workdir else home.root / "jobs"
+    return Path(settings.jobs.workdir).expanduser().absolute() if settings.jobs.workdir else home.root / "jobs"
+
+
+def parse_env(items: list[str], environ=None) -> dict[str, str]:
+    """`--env NAME=VALUE` or `--env NAME` (its value from seedward's environment, kept off argv)."""
+    from .childenv import OWN_ENV, SECRET_ENV
+
+    environ = os.environ if environ is None else environ
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise BadInput("--env", f"{item!r}: expected NAME=VALUE or NAME")
+        if key in SECRET_ENV or key in OWN_ENV:
+            raise BadInput("--env", f"{key} is seedward's own; a job never gets it")
+        if not sep:
+            if key not in environ:
+                raise BadInput("--env", f"{key} is not set in seedward's environment")
+            value = environ[key]
+        out[key] = value
+    return out
+
+
+def hidden_places(home, settings, environ=None) -> list[Path]:
+    """What a job must not see: seedward's state (home, store, scratch, other jobs, the control socket),
+    the user's config folder (the documented place for the WebUI password, rclone's and qBittorrent's
+    own configs), the secret files named in the config, the keyrings and the session bus that unlocks
+    them, and the `[jobs] hide` paths."""
+    environ = os.environ if environ is None else environ
+    user_home = Path(environ.get("HOME") or Path.home())
+    places = [home.root, home.socket, jobs_root(home, settings),
+              Path(environ.get("XDG_CONFIG_HOME") or user_home / ".config"),
+              user_home / ".local" / "share" / "keyrings", user_home / ".local" / "share" / "python_keyring",
+              Path(f"/run/user/{os.getuid()}")]
+    for configured in (settings.store.path, settings.drill.scratch, settings.qbittorrent.password_file,
+                       settings.archive.rclone_config, environ.get("RCLONE_CONFIG"), *settings.jobs.hide):
+        if configured:
+            places.append(Path(configured).expanduser())
+    return places
 
 
 def companion_name(original_name: str, job_id: str) -> str:
@@ -128,6 +173,7 @@ class JobRunner:
         self._baseline: dict[str, dict[int, dict[int, str]]] = {}  # job id -> the preflight's xxh3
 
     def run(self, spec: JobSpec) -> JobOutcome:
+        """Runs the job; once it is recorded, every end (seedward's own errors too) is an outcome."""
         recover_stale(self.catalog, self.store)
         if not spec.command:
             raise BadInput("job run", "no command given (put it after `--`)")
@@ -163,8 +209,9 @@ class JobRunner:
             rows.update_job(self.catalog, job_id, state="running", sandbox=mode, started_at=now_iso())
             staging = sandbox.Staging(
                 inputs=tuple((save_path / f.path, f.path) for f in scope), output=output,
-                readonly=(save_path,), hidden=(self.home.root,), scratch=workdir / "scratch",
-                network=self.settings.jobs.network)
+                readonly=(save_path,), hidden=tuple(hidden_places(self.home, self.settings)),
+                scratch=workdir / "scratch", network=spec.network or self.settings.jobs.network,
+                env=tuple(sorted({**parse_env(self.settings.jobs.env), **spec.env}.items())))
             job_env = {"SEEDWARD_INPUT": sandbox.INSIDE_INPUT, "SEEDWARD_OUTPUT": sandbox.INSIDE_OUTPUT,
                        "SEEDWARD_JOB_ID": job_id, "SEEDWARD_MODEL": spec.model_name,
                        "SEEDWARD_MODEL_VERSION": spec.model_version, "SEEDWARD_PROMPT": spec.prompt or "",
@@ -185,6 +232,9 @@ class JobRunner:
             if result.interrupted:
                 return self._end(job_id, torrent_id, INTERRUPTED, "interrupted while the command ran",
                                  exit_code=result.exit_code)
+            if result.not_started:
+                return self._end(job_id, torrent_id, FAILED, f"the command could not start: {result.not_started}",
+                                 exit_code=result.exit_code)
             if result.exit_code != 0:
                 return self._end(job_id, torrent_id, FAILED, f"the command exited with {result.exit_code}",
                                  exit_code=result.exit_code)
@@ -193,10 +243,16 @@ class JobRunner:
         except KeyboardInterrupt:
             taint = None if verified else self.verify_originals(job_id, meta, save_path, exposed)
             return self._end(job_id, torrent_id, TAINTED if taint else INTERRUPTED, taint or "interrupted")
+        except Error as exc:
+            taint = None if verified else self.verify_originals(job_id, meta, save_path, exposed)
+            outcome = self._end(job_id, torrent_id, TAINTED if taint else FAILED, taint or str(exc))
+            outcome.error = exc
+            return outcome
         except BaseException as exc:
-            reason = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {exc}"
             taint = None if verified else self.verify_originals(job_id, meta, save_path, exposed)
             self._end(job_id, torrent_id, TAINTED if taint else FAILED, taint or reason)
+            exc.job_id = job_id  # for `job run --json`, which prints its object whatever happens
             raise
 
     def _end(self, job_id, torrent_id, state, reason, exit_code=None, outputs=()) -> JobOutcome:

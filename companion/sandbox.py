@@ -2,11 +2,13 @@
 
 With bubblewrap (`bwrap`): a private mount namespace where the whole filesystem is bound
 read-only, the inputs appear read-only under SEEDWARD_INPUT, the output folder (and a private
-TMPDIR) are the only writable places, the state home is hidden, and every capability is dropped
-(so even root cannot remount anything writable). Without bwrap, or where it cannot create
-namespaces, the fallback is a private read-only copy of the inputs (a real copy, never a hard
-link, so writing to it cannot reach the originals); the caller verifies the originals afterwards
-either way.
+TMPDIR) are the only writable places, seedward's own places (the state home, config and
+secret files, the control socket) are not there at all, the network is a private namespace with
+only a loopback of its own unless the job asks for the host's, the environment is only what the
+job declares, and every capability is dropped (so even root cannot remount anything writable).
+Without bwrap, or where it cannot create namespaces, the fallback is a private read-only copy of
+the inputs (a real copy, never a hard link, so writing to it cannot reach the originals); the
+caller verifies the originals afterwards either way.
 """
 
 import glob
@@ -27,29 +29,27 @@ log = logging.getLogger(__name__)
 INSIDE_ROOT = "/seedward"  # inside the sandbox, on its own (read-only) tmpfs root
 INSIDE_INPUT = f"{INSIDE_ROOT}/input"
 INSIDE_OUTPUT = f"{INSIDE_ROOT}/output"
-INSIDE_TMP = f"{INSIDE_ROOT}/tmp"  # TMPDIR: the host's /tmp is read-only in there
-SECRET_ENV = ("QBITTORRENTAPI_PASSWORD", "QBITTORRENTAPI_USERNAME", "SEEDWARD_HOME")
+INSIDE_TMP = f"{INSIDE_ROOT}/tmp"  # TMPDIR and HOME (the host's are read-only in there)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 
 class SandboxUnavailable(Error):
     """bubblewrap sandbox unavailable: {}"""
 
 
-class CommandNotFound(BadInput):
-    """{}: {}"""
-
-
 @dataclass(frozen=True)
 class Staging:
     """What the command sees: inputs (host path -> path relative to the input folder), one output folder,
-    and host paths that must stay unwritable (the seeding paths) or hidden (the state home)."""
+    host paths that must stay unwritable (the seeding paths) or absent (the state home, secret files),
+    and the command's whole environment."""
 
     inputs: tuple[tuple[Path, str], ...]
     output: Path
     readonly: tuple[Path, ...] = ()
-    hidden: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()  # folders get an empty tmpfs, files /dev/null
     scratch: Path | None = None  # the fallback's copy of the inputs goes here
-    network: bool = True
+    network: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # beside PATH, HOME, TMPDIR, LANG and the SEEDWARD_* job variables
 
 
 @dataclass
@@ -58,6 +58,7 @@ class SandboxResult:
     mode: str  # bwrap | copy
     interrupted: bool = False
     warning: str | None = None
+    not_started: str | None = None  # why the command could not start (the fallback knows before it runs)
 
 
 def probe_bwrap() -> str | None:
@@ -78,7 +79,8 @@ def probe_bwrap() -> str | None:
 
 def root_options(*, network: bool) -> list[str]:
     """A fresh root (a tmpfs, read-only in the end) holding the host's top-level folders bound
-    read-only, so we can make /seedward/... mount points without touching the host."""
+    read-only, so we can make /seedward/... mount points without touching the host. Without
+    `network` the command gets a network namespace of its own: a loopback nobody else listens on."""
     argv = ["--tmpfs", "/", "--dev", "/dev", "--proc", "/proc",
             "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if network:
@@ -91,6 +93,25 @@ def root_options(*, network: bool) -> list[str]:
             argv += ["--symlink", os.readlink(host), host]
         elif os.path.isdir(host):
             argv += ["--ro-bind", host, host]
+    return argv
+
+
+def hiding_options(hidden) -> list[str]:
+    """Mount nothing over each hidden place that exists: an empty tmpfs over a folder, /dev/null over a
+    file (a socket too). Paths are resolved (a symlink then leads to the hidden target); a place inside
+    another hidden one is already gone."""
+    places = []
+    for path in hidden:
+        real = os.path.realpath(os.path.abspath(os.path.expanduser(str(path))))
+        if real == "/" or not os.path.lexists(real):
+            continue
+        places.append(real)
+    argv, done = [], []
+    for real in sorted(set(places), key=lambda p: (p.count("/"), p)):
+        if any(real == d or real.startswith(d.rstrip("/") + "/") for d in done):
+            continue
+        done.append(real)
+        argv += ["--tmpfs", real] if os.path.isdir(real) else ["--ro-bind", "/dev/null", real]
     return argv
 
 
@@ -109,28 +130,35 @@ def choose_mode(setting: str) -> tuple[str, str | None]:
 
 
 def bwrap_options(staging: Staging, job_env: dict[str, str]) -> list[str]:
-    """bwrap's options for this staging (everything before `--` COMMAND)."""
+    """bwrap's options for this staging (everything before `--` COMMAND). The environment is not
+    among them: bwrap itself is started with exactly the command's environment."""
     argv = root_options(network=staging.network)
     # GPUs for model runners (NVIDIA, DRM render nodes, ROCm): device access, no filesystem write access.
     for dev in sorted(glob.glob("/dev/nvidia*")) + ["/dev/dri", "/dev/kfd"]:
         if os.path.exists(dev):
             argv += ["--dev-bind", dev, dev]
-    for hidden in staging.hidden:
-        if hidden.is_dir():
-            argv += ["--tmpfs", str(hidden)]
-    # Already read-only through their top-level folder; bound again in case they live under a hidden one.
+    argv += hiding_options(staging.hidden)
+    hidden = [Path(os.path.realpath(h)) for h in staging.hidden]
+    # Already read-only through their top-level folder; bound again in case they live under a hidden
+    # place that is not theirs (the inputs are bound on their own under the input folder).
     for path in staging.readonly:
-        if path.is_dir() and not any(path.is_relative_to(h) for h in staging.hidden):
+        path = Path(os.path.abspath(path))
+        if path.is_dir() and not any(path.is_relative_to(h) or Path(os.path.realpath(path)).is_relative_to(h)
+                                     for h in hidden):
             argv += ["--ro-bind", str(path), str(path)]
     for host, rel in staging.inputs:
-        argv += ["--ro-bind", str(host), f"{INSIDE_INPUT}/{rel}"]
-    argv += ["--dir", INSIDE_INPUT, "--tmpfs", INSIDE_TMP, "--bind", str(staging.output), INSIDE_OUTPUT,
-             "--remount-ro", "/", "--chdir", INSIDE_OUTPUT, "--setenv", "TMPDIR", INSIDE_TMP]
-    for key, value in job_env.items():
-        argv += ["--setenv", key, value]
-    for key in SECRET_ENV:
-        argv += ["--unsetenv", key]
+        argv += ["--ro-bind", os.path.abspath(host), f"{INSIDE_INPUT}/{rel}"]
+    argv += ["--dir", INSIDE_INPUT, "--tmpfs", INSIDE_TMP, "--bind", os.path.abspath(staging.output), INSIDE_OUTPUT,
+             "--remount-ro", "/", "--chdir", INSIDE_OUTPUT]
     return argv
+
+
+def command_env(staging: Staging, job_env: dict[str, str], *, tmp: str = INSIDE_TMP) -> dict[str, str]:
+    """The command's whole environment: nothing of seedward's, only what the job declares."""
+    env = {"PATH": DEFAULT_PATH, "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8"}
+    env.update(staging.env)
+    env.update(job_env)
+    return env
 
 
 def copy_inputs(staging: Staging) -> Path:
@@ -159,14 +187,14 @@ def make_writable(root: Path) -> None:
 
 def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict[str, str],
                warning: str | None = None, stdout=None, stderr=None) -> SandboxResult:
-    """Run the command staged; Ctrl-C / SIGTERM end it and come back as interrupted."""
+    """Run the command staged; Ctrl-C / SIGTERM end it and come back as interrupted. A command that
+    cannot start comes back with exit code 127 and `not_started` saying why."""
     if not command:
         raise BadInput("job", "no command given (put it after `--`)")
     staging.output.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     if mode == "bwrap":
-        # The options go through a file descriptor (`--args`): no argv limit for many inputs, and
-        # the prompt and parameters (set as environment) stay out of `ps`.
+        env = command_env(staging, job_env)
+        # The options go through a file descriptor (`--args`): no argv limit for many inputs.
         options = tempfile.TemporaryFile()
         options.write(b"".join(a.encode() + b"\0" for a in bwrap_options(staging, job_env)))
         options.flush()
@@ -176,20 +204,26 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
         cwd = None
     else:
         log.warning("running WITHOUT a sandbox (%s): the command gets a private read-only copy of its inputs, "
-                    "the seeding paths are NOT protected from it while it runs; the originals are verified "
-                    "afterwards and healed if touched", warning or "no bwrap")
+                    "the seeding paths are NOT protected from it while it runs, it can read what the user can "
+                    "read and reach the network; the originals are verified afterwards and healed if touched",
+                    warning or "no bwrap")
         input_dir = copy_inputs(staging)
-        env.update(job_env, SEEDWARD_INPUT=str(input_dir), SEEDWARD_OUTPUT=str(staging.output))
+        tmp = staging.scratch / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = command_env(staging, {**job_env, "SEEDWARD_INPUT": str(input_dir),
+                                    "SEEDWARD_OUTPUT": str(staging.output)}, tmp=str(tmp))
         argv, cwd, pass_fds, options = list(command), staging.output, (), None
-        exe = shutil.which(argv[0], path=env.get("PATH"))
+        exe = shutil.which(argv[0], path=env["PATH"])
         if exe is None and not Path(argv[0]).exists():
-            raise CommandNotFound(argv[0], "command not found")
+            _clean_copy(staging)
+            return SandboxResult(127, mode, warning=warning, not_started=f"{argv[0]}: command not found")
     interrupted = False
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
                                 pass_fds=pass_fds, preexec_fn=_die_with_parent if mode == "copy" else None)
     except OSError as exc:
-        raise CommandNotFound(argv[0], exc.strerror or str(exc)) from exc
+        _clean_copy(staging)
+        return SandboxResult(127, mode, warning=warning, not_started=f"{argv[0]}: {exc.strerror or exc}")
     finally:
         if options is not None:
             options.close()
@@ -203,10 +237,19 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if mode == "copy" and staging.scratch is not None and (staging.scratch / "input").exists():
-            make_writable(staging.scratch / "input")
-            shutil.rmtree(staging.scratch / "input", ignore_errors=True)
+        _clean_copy(staging)
     return SandboxResult(code, mode, interrupted, warning)
+
+
+def _clean_copy(staging: Staging) -> None:
+    """The fallback's private copy and temporary folder go once the command ended."""
+    if staging.scratch is None:
+        return
+    for name in ("input", "tmp"):
+        folder = staging.scratch / name
+        if folder.exists():
+            make_writable(folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _die_with_parent() -> None:

@@ -129,8 +129,10 @@ def test_transform_in_bwrap_outputs_and_provenance(cataloged):
     assert all({"id", "state"} <= set(j) for j in listed)
 
 
-def test_crashing_command_leaves_originals_and_records_state(cataloged):
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_crashing_command_leaves_originals_and_records_state(cataloged, sandbox):
     c = cataloged
+    write_config(c["home"], f'[jobs]\nsandbox = "{sandbox}"\n')  # "none": what a host without bwrap does
     crash = "import os, pathlib; pathlib.Path(os.environ['SEEDWARD_OUTPUT'], 'half').write_text('x'); raise SystemExit(3)"
     proc, out = run_job(c, sys.executable, "-c", crash)
     assert proc.returncode == 1
@@ -140,9 +142,20 @@ def test_crashing_command_leaves_originals_and_records_state(cataloged):
     assert show["exit_code"] == 3 and show["outputs"] == [] and show["ended_at"]
     assert originals_intact(c)
     assert seedward("publish", out["id"], home=c["home"]).returncode == 2  # only a done job is published
-    # A command that cannot start is a failed job too.
+    # A command that cannot start is a failed job too, and --json still prints its object.
     proc, out = run_job(c, "/nonexistent/model-runner")
     assert proc.returncode == 1 and out["state"] == "failed" and originals_intact(c)
+    assert out["id"] and "model-runner" in (out["error"] + proc.stderr)
+    # So is seedward's own error once the job is recorded (here: the sidecars cannot be committed).
+    (c["home"] / "manifests" / "jobs").write_text("a file where the jobs folder goes")
+    ok = "import os, pathlib; pathlib.Path(os.environ['SEEDWARD_OUTPUT'], 'out.txt').write_text('x')"
+    proc, out = run_job(c, sys.executable, "-c", ok)
+    assert proc.returncode == 2 and out["state"] == "failed" and out["id"] and "manifests" in out["error"]
+    assert proc.stderr.strip().splitlines()[-1].startswith("seedward: job")
+    # And an error before any job exists: still one object, no id.
+    proc, out = run_job(c, "true", extra=("--param", "novalue"))
+    assert proc.returncode == 2 and out == {"id": None, "state": "not_started", "outputs": [],
+                                            "error": out["error"]} and "KEY=VALUE" in out["error"]
 
 
 def test_drifted_payload_is_refused_before_the_command_runs(cataloged):

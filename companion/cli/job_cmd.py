@@ -4,8 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput
-from ..job import DONE, INTERRUPTED, JobRunner, JobSpec, default_operator, parse_params, show, stdout_for
+from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput, Error
+from ..job import (DONE, INTERRUPTED, JobRunner, JobSpec, default_operator, parse_env, parse_params, show,
+                   stdout_for)
 from .context import print_json
 
 
@@ -24,6 +25,11 @@ def register(sub) -> None:
     prompt.add_argument("--prompt", metavar="TEXT")
     prompt.add_argument("--prompt-file", metavar="F")
     run_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    run_p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                       help="give the command this variable (NAME alone: its value from seedward's environment); "
+                       "the command gets nothing else of seedward's environment")
+    run_p.add_argument("--network", action="store_true",
+                       help="let the command reach the host's network (default: a private loopback only)")
     run_p.add_argument("--operator", metavar="NAME", help=f"who runs it (default: the user, here {default_operator()})")
     run_p.add_argument("--json", action="store_true")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
@@ -35,6 +41,27 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
+    """With --json one object is printed whatever happens: a job that ended, or why none could start."""
+    try:
+        return _run(args, ctx)
+    except Error as exc:
+        if not args.json:
+            raise
+        print_json({"id": None, "state": "not_started", "outputs": [], "error": str(exc)})
+        print(f"seedward: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.json:
+            print_json({"id": None, "state": "interrupted", "outputs": [], "error": "interrupted"})
+        raise
+    except Exception as exc:  # a bug: the object first (the job, if recorded, is `failed`), then the traceback
+        if args.json:
+            print_json({"id": getattr(exc, "job_id", None), "state": "failed", "outputs": [],
+                        "error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def _run(args, ctx) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -46,7 +73,7 @@ def run(args, ctx) -> int:
             raise BadInput(args.prompt_file, f"cannot read the prompt file: {getattr(exc, 'strerror', None) or exc}") from exc
     spec = JobSpec(torrent=args.torrent, command=command, model_name=args.model, model_version=args.model_version,
                    model_digest=args.model_digest, prompt=prompt, params=parse_params(args.param),
-                   operator=args.operator or "", files=args.files)
+                   operator=args.operator or "", files=args.files, env=parse_env(args.env), network=args.network)
     ctx.home.ensure()
     runner = JobRunner(catalog=ctx.catalog, manifests=ctx.manifests, settings=ctx.settings, home=ctx.home,
                        store=ctx.store, command_output=stdout_for(args.json))
@@ -61,6 +88,8 @@ def run(args, ctx) -> int:
         print(f"seedward: job {outcome.id} {outcome.state}: {outcome.reason}", file=sys.stderr)
     if outcome.state == INTERRUPTED:
         return 130
+    if outcome.error is not None:
+        return outcome.error.exit_code
     # failed, tainted or refused: a check failed (exit 1); the state says which
     return EXIT_OK if outcome.state == DONE else EXIT_DAMAGE
 
