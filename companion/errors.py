@@ -3,8 +3,11 @@
 Exit codes (documented in the README):
   0 ok, 1 damage found / a check failed, 2 bad input or error,
   3 service not running, 4 qBittorrent unreachable or refused us,
-  5 store corrupt, 11 locked.
+  5 store corrupt, 6 disk full, 11 locked.
 """
+
+import errno
+import os
 
 EXIT_OK = 0
 EXIT_DAMAGE = 1
@@ -12,6 +15,7 @@ EXIT_ERROR = 2
 EXIT_NO_SERVICE = 3
 EXIT_QBT = 4
 EXIT_STORE_CORRUPT = 5
+EXIT_DISK_FULL = 6
 EXIT_LOCKED = 11
 
 
@@ -81,3 +85,57 @@ class Locked(Error):
     """{} is locked by {}"""
 
     exit_code = EXIT_LOCKED
+
+
+class DiskFull(Error):
+    """{}: no space left on the device ({})"""
+
+    exit_code = EXIT_DISK_FULL
+
+    def __init__(self, path, needed: int | None = None):
+        self.path = os.fspath(path)
+        self.needed = needed
+        self.free = free_bytes(self.path)
+        want = f"needs {human_bytes(needed)}" if needed else "needs more"
+        super().__init__(self.path, f"{want}, {human_bytes(self.free)} free" if self.free is not None else want)
+
+    def space_returned(self) -> bool:
+        """Is there room again for what failed (or, needed unknown, at least 1% of the filesystem)?"""
+        try:
+            st = os.statvfs(existing_parent(self.path))
+        except OSError:
+            return False
+        free = st.f_bavail * st.f_frsize
+        return free >= (self.needed or max(1 << 20, st.f_blocks * st.f_frsize // 100))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT from the OS, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def existing_parent(path) -> str:
+    path = os.path.abspath(os.fspath(path))
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def free_bytes(path) -> int | None:
+    try:
+        st = os.statvfs(existing_parent(path))
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
