@@ -15,6 +15,8 @@ SECRET_ENV = frozenset({"QBITTORRENTAPI_PASSWORD", "SEEDWARD_ARCHIVE_PASSPHRASE"
 # Variables of seedward itself (its home, the qBittorrent it talks to): no child's business either.
 OWN_ENV = frozenset({"SEEDWARD_HOME", "QBITTORRENTAPI_HOST", "QBITTORRENTAPI_USERNAME", "SEEDWARD_NOTIFY_URLS"})
 
+_taken: dict[str, str] = {}  # the secrets take_secrets() moved out of os.environ
+
 BASE = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR")
 NETWORK = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
            "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -30,6 +32,21 @@ PROFILES = {
     "rclone": (("XDG_CONFIG_HOME", "XDG_CACHE_HOME", *NETWORK, "GOOGLE_APPLICATION_CREDENTIALS"),
                ("RCLONE_", "AWS_", "AZURE_")),
 }
+
+
+def take_secrets() -> None:
+    """Move seedward's secrets out of os.environ (the first thing `seedward` does), so no child of any
+    library ever inherits them; seedward reads them with secret_env()."""
+    for key in SECRET_ENV:
+        if key in os.environ:
+            _taken[key] = os.environ.pop(key)
+
+
+def secret_env(key: str, environ=None) -> str | None:
+    """A secret from `environ` (default: os.environ, then what take_secrets() took)."""
+    if environ is not None and environ is not os.environ:
+        return environ.get(key)
+    return os.environ.get(key) or _taken.get(key)
 
 
 def child_env(program: str, extra: dict | None = None, environ=None) -> dict[str, str]:

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+from .childenv import secret_env
 from .errors import ConfigError
 
 
@@ -176,5 +177,5 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     qbt = settings.qbittorrent
     qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
     qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)
-    qbt.password = env.get("QBITTORRENTAPI_PASSWORD", qbt.password)
+    qbt.password = secret_env("QBITTORRENTAPI_PASSWORD", env) or qbt.password
     return settings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import git
 
+from .childenv import contain_git
 from .errors import Error
 
 AUTHOR = git.Actor("seedward", "seedward@localhost")
@@ -68,6 +69,7 @@ class ManifestRepo:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        contain_git()  # git children get an explicit environment, never seedward's secrets
         try:
             if (self.path / ".git").exists():
                 self.repo = git.Repo(self.path)

@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from ..childenv import secret_env
 from ..errors import BadInput
 from .errors import NoPassphrase
 
@@ -18,7 +19,6 @@ KEYRING_USER = "archive"
 
 
 def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) -> str:
-    env = os.environ if env is None else env
     if passphrase_file:
         path = Path(passphrase_file).expanduser()
         try:
@@ -28,8 +28,9 @@ def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) 
         if not lines or not lines[0]:
             raise BadInput(path, "the passphrase file is empty (the passphrase is its first line)")
         return lines[0]
-    if env.get(ENV):
-        return env[ENV]
+    from_env = secret_env(ENV, env)  # seedward moved it out of os.environ at start (childenv.take_secrets)
+    if from_env:
+        return from_env
     secret = _from_keyring()
     if secret:
         return secret

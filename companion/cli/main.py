@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..childenv import take_secrets
 from ..errors import EXIT_ERROR, Error
 from .context import Context
 
@@ -47,6 +48,7 @@ def setup_logging(verbose: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    take_secrets()  # before any verb's imports start a child: none inherits seedward's secrets
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import qbittorrentapi
 
+from ..childenv import child_env
 from ..errors import Error
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class QbtProcess:
                                      REQUESTS_ARGS={"timeout": (5, 30)})
 
     def start(self, timeout: float = 30.0) -> "QbtProcess":
-        env = dict(os.environ, HOME=str(self.root))
+        env = child_env("qbittorrent-nox", {"HOME": str(self.root)})
         out = open(self.root / "qbittorrent-nox.out", "ab")
         self.proc = subprocess.Popen([self.exe, f"--profile={self.profile}", f"--webui-port={self.port}"],
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
