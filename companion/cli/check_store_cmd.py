@@ -1,4 +1,5 @@
-"""`seedward check-store [--new] [--metadata-only]`: verify the snapshot store (restic's `check`)."""
+"""`seedward check-store [--new] [--metadata-only] [--repair]`: verify the snapshot store (restic's
+`check`), and rewrite what is damaged from payloads that still verify (restic's `repair packs`)."""
 
 from ..errors import EXIT_OK, EXIT_STORE_CORRUPT
 from .context import print_json
@@ -11,6 +12,10 @@ def register(sub) -> None:
                        help="read back only the packs no check has read yet (what the scheduled scrub does)")
     which.add_argument("--metadata-only", action="store_true",
                        help="check packs, index and snapshot records without reading chunk data")
+    which.add_argument("--repair", action="store_true",
+                       help="check everything, then rewrite damaged packs: bad or missing chunks are taken from"
+                       " payload files that still verify against their torrent")
+    p.add_argument("--dry-run", action="store_true", help="with --repair: say what would be rewritten, change nothing")
     p.add_argument("--read-rate-mb", type=float, default=0.0, help="limit reads to this many MB/s (with --new)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -18,6 +23,8 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     store = ctx.store
+    if args.repair:
+        return _repair(args, store)
     if args.new:
         result = store.scrub_packs(rate=args.read_rate_mb * 1e6)
     else:
@@ -31,4 +38,25 @@ def run(args, ctx) -> int:
             print(f"  {error}")
         if result.unreferenced_packs:
             print(f"  {len(result.unreferenced_packs)} packs no index names (prune removes them)")
+        if not result.ok:
+            print("  `seedward check-store --repair` rewrites them from payloads that still verify")
+    return EXIT_OK if result.ok else EXIT_STORE_CORRUPT
+
+
+def _repair(args, store) -> int:
+    result = store.repair_packs(dry_run=args.dry_run)
+    if args.json:
+        print_json(result.to_json())
+        return EXIT_OK if result.ok else EXIT_STORE_CORRUPT
+    if not result.packs_rewritten:
+        print(f"nothing to repair ({len(result.check_errors)} check errors)" if result.check_errors
+              else "nothing to repair: every chunk matches its id")
+        return EXIT_OK if result.ok else EXIT_STORE_CORRUPT
+    verb = "would rewrite" if result.dry_run else "rewrote"
+    print(f"{verb} {len(result.packs_rewritten)} packs: {len(result.chunks_recovered)} chunks from payloads that"
+          f" verify, {result.chunks_salvaged} good chunks moved, {len(result.chunks_lost)} lost")
+    for cid in result.chunks_lost:
+        print(f"  lost: chunk {cid} (no payload still gives it back; the next snapshot stores it again)")
+    for sid in result.snapshots_cleared:
+        print(f"  snapshot {sid[:12]} is whole again (no longer suspect)")
     return EXIT_OK if result.ok else EXIT_STORE_CORRUPT

@@ -1,5 +1,6 @@
-"""`seedward snapshots [ID] [--json]`: list snapshots."""
+"""`seedward snapshots [ID] [--json]`: list snapshots, suspect ones marked with why."""
 
+from ..catalog.drills import suspect_snapshots
 from ..errors import EXIT_OK
 from .context import print_json
 
@@ -14,12 +15,24 @@ def register(sub) -> None:
 def run(args, ctx) -> int:
     tid = ctx.catalog.resolve_id(args.id) if args.id else None
     snaps = ctx.store.snapshots(tid)
+    marks = {r["snapshot_id"]: r for r in suspect_snapshots(ctx.catalog, tid)}
     if args.json:
-        print_json({"snapshots": [s.to_json() for s in snaps]})
+        out = []
+        for s in snaps:
+            mark = marks.get(s.id)
+            out.append({**s.to_json(), "suspect": mark is not None,
+                        "suspect_because": None if mark is None else {
+                            "by": "store check" if mark["drill_id"] == "store-check" else f"drill {mark['drill_id']}",
+                            "at": mark["marked_at"], "reason": mark["reason"]}})
+        print_json({"snapshots": out})
         return EXIT_OK
     if not snaps:
         print("no snapshots")
     for s in snaps:
+        mark = marks.get(s.id)
         print(f"{s.id[:12]}  {s.created_at[:19].replace('T', ' ')}  {s.reason:9}  {s.bytes:>15,}"
-              f"  {s.new_bytes:>15,} new  {s.torrent_id[:12]}  {s.name}")
+              f"  {s.new_bytes:>15,} new  {s.torrent_id[:12]}  {s.name}{'  SUSPECT' if mark else ''}")
+        if mark:
+            by = "store check" if mark["drill_id"] == "store-check" else f"drill {mark['drill_id']}"
+            print(f"{'':14}suspect since {mark['marked_at'][:19].replace('T', ' ')} ({by}): {mark['reason']}")
     return EXIT_OK

@@ -1,8 +1,10 @@
 """The index: chunk id -> (pack, offset, length, width), kept as immutable index files.
 
 Each snapshot that adds packs writes one new index file after its packs are published;
-the in-memory index is the union of all of them. Prune writes a consolidated file before
-deleting the ones it replaces, so a crash leaves duplicates at worst, never gaps.
+the in-memory index is the union of all of them. Prune and repair write a consolidated file
+before deleting the ones it replaces, so a crash leaves duplicates at worst, never gaps. A file
+may say it `replaces` a chunk's copy in another pack (a snapshot stored again a chunk a check
+found bad there): its entry then wins whatever order the files are read in.
 """
 
 import json
@@ -37,18 +39,21 @@ class Index:
             fresh = bool(set(self.files) - set(names))  # prune replaced files: start over
             entries = {} if fresh else dict(self.entries)
             files = {} if fresh else dict(self.files)
+            overrides = []
             for name in names:
                 if name in files:
                     continue
                 try:
                     doc = json.loads(self.backend.get_bytes(name))
                     packs = doc["packs"]
-                except (ValueError, KeyError, TypeError) as exc:
+                    replaces = doc.get("replaces") or {}
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise StoreCorrupt(self.backend.where, f"index file {name} is unreadable") from exc
-                for pack_id, chunks in packs.items():
-                    for cid, offset, length, width in chunks:
-                        entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
+                overrides += _apply(entries, packs, replaces)
                 files[name] = set(packs)
+            for cid, old_pack, entry in overrides:
+                if entries[cid].pack == old_pack:
+                    entries[cid] = entry
             self.entries, self.files = entries, files
 
     def get(self, chunk_id: str) -> IndexEntry | None:
@@ -63,17 +68,32 @@ class Index:
             out.setdefault(e.pack, []).append((cid, e))
         return out
 
-    def write(self, packs: dict[str, list]) -> str | None:
-        """Persist a new index file naming `packs` (pack id -> [[id, offset, length, width]])."""
+    def write(self, packs: dict[str, list], replaces: dict[str, str] | None = None) -> str | None:
+        """Persist a new index file naming `packs` (pack id -> [[id, offset, length, width]]).
+        replaces: chunk id -> the pack whose (bad) copy these new entries stand in for."""
         if not packs:
             return None
         name = f"index/{secrets.token_hex(32)}.json"
-        self.backend.put_bytes(name, json.dumps({"version": 1, "packs": packs}, separators=(",", ":")).encode())
+        doc = {"version": 1, "packs": packs, **({"replaces": replaces} if replaces else {})}
+        self.backend.put_bytes(name, json.dumps(doc, separators=(",", ":")).encode())
         with self.lock:
             entries = dict(self.entries)
-            for pack_id, chunks in packs.items():
-                for cid, offset, length, width in chunks:
-                    entries.setdefault(cid, IndexEntry(pack_id, offset, length, width))
+            for cid, old_pack, entry in _apply(entries, packs, replaces or {}):
+                if entries[cid].pack == old_pack:
+                    entries[cid] = entry
             self.entries = entries
             self.files = {**self.files, name: set(packs)}
         return name
+
+
+def _apply(entries: dict, packs: dict, replaces: dict) -> list:
+    """Add one index file's entries (the first seen wins); returns the (chunk id, old pack,
+    entry) overrides it asks for."""
+    out = []
+    for pack_id, chunks in packs.items():
+        for cid, offset, length, width in chunks:
+            entry = IndexEntry(pack_id, offset, length, width)
+            entries.setdefault(cid, entry)
+            if cid in replaces:
+                out.append((cid, replaces[cid], entry))
+    return out

@@ -5,7 +5,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ..catalog import snapshots as records
-from ..catalog.drills import mark_suspect
+from ..catalog.chunks import add_bad_chunks, bad_chunks
+from ..catalog.drills import clear_suspect, mark_suspect, suspect_snapshots
 from ..errors import BadInput, StoreCorrupt
 from ..scan import RateLimiter
 from .pack import PackWriter, pack_name, read_trailer
@@ -148,18 +149,40 @@ def _read_back(store, pack_id: str, entries: list, out: CheckResult, limiter: Ra
             out.bytes_read += e.length
         except StoreCorrupt as exc:
             out.errors.append(str(exc))
+            out.bad_copies.append([pack_id, cid])
             bad.append(cid)
         if limiter is not None:
             limiter.spend(e.length)
     records.record_pack_checks(store.catalog, {pack_id: not bad})
     if bad:
-        _mark_suspects(store, bad)
+        add_bad_chunks(store.catalog, [(cid, pack_id, "does not match its id") for cid in bad])
+        mark_suspects(store, bad)
 
 
-def _mark_suspects(store, bad_chunks: list[str]) -> None:
-    for snap in records.snapshots_using(store.catalog, bad_chunks):
+def mark_suspects(store, chunks: list[str], why: str = "stored chunks do not match their ids") -> None:
+    for snap in records.snapshots_using(store.catalog, chunks):
         mark_suspect(store.catalog, snap["id"], snap["torrent_id"], "store-check",
-                     f"{len(bad_chunks)} stored chunks do not match their ids (e.g. {bad_chunks[0]})")
+                     f"{len(chunks)} {why} (e.g. {chunks[0]}); `seedward check-store --repair` rewrites them"
+                     " from payloads that still verify")
+
+
+def clear_whole_suspects(store, chunks) -> list[str]:
+    """Clear the suspect mark of the snapshots using any of `chunks` (just stored again or
+    repaired) that now have every chunk indexed and none known bad. Returns their ids."""
+    store.index.reload()
+    bad = bad_chunks(store.catalog)
+    touched = {s["id"] for s in records.snapshots_using(store.catalog, list(chunks))}
+    cleared = []
+    for mark in suspect_snapshots(store.catalog):
+        sid = mark["snapshot_id"]
+        if sid not in touched and mark["drill_id"] != "store-check":
+            continue  # a failed drill for another reason: only a passing drill clears it
+        used = {c["chunk_id"] for c in records.snapshot_chunks(store.catalog, sid)}
+        whole = all(cid in store.index and store.index.get(cid).pack not in bad.get(cid, ()) for cid in used)
+        if whole:
+            clear_suspect(store.catalog, sid)
+            cleared.append(sid)
+    return cleared
 
 
 def check(store, read_data: bool = True) -> CheckResult:
@@ -174,6 +197,7 @@ def check(store, read_data: bool = True) -> CheckResult:
         out.packs += 1
         if pack_id not in present:
             out.errors.append(f"pack {pack_id} is missing ({len(entries)} chunks, e.g. {entries[0][0]})")
+            out.bad_copies += [[pack_id, cid] for cid, _e in entries]
             continue
         try:
             trailer = {c[0]: c[1:] for c in read_trailer(store.backend, present[pack_id],
@@ -186,6 +210,7 @@ def check(store, read_data: bool = True) -> CheckResult:
                      if trailer is not None and trailer.get(cid) != [e.offset, e.length, e.width]}
         out.errors += [f"chunk {cid}: pack {pack_id} does not hold it where the index says"
                        for cid in sorted(misplaced)]
+        out.bad_copies += [[pack_id, cid] for cid in sorted(misplaced)]
         if read_data:
             _read_back(store, pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out)
     for snap in records.list_snapshots(store.catalog):

@@ -80,6 +80,7 @@ class CheckResult:
     bytes_read: int = 0
     errors: list[str] = field(default_factory=list)
     unreferenced_packs: list[str] = field(default_factory=list)
+    bad_copies: list[list[str]] = field(default_factory=list)  # [pack, chunk id]: unreadable, wrong or missing
 
     @property
     def ok(self) -> bool:

@@ -19,10 +19,12 @@ from datetime import timezone
 from pathlib import Path
 
 from ..catalog import snapshots as records
+from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import BadInput
 from ..scan import OK, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta
 from .chunk import chunk_width
+from .maintenance import clear_whole_suspects
 from .pack import PackWriter
 from .results import REASONS, ChunkCollision, Snapshot, SnapshotRefused
 from .trusted import Trusted, identity, trusted_files
@@ -58,18 +60,30 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
     trust = store.trust_catalog if trust_catalog is None else trust_catalog
     with store.backend.lock(store.lock_timeout):
         store.index.reload()
+        stale = stale_copies(store)
         previous = _previous_files(store, meta.id)
         reused, changed = {}, []
         for entry in wanted:
             prev = previous.get(entry.index)
-            if prev is not None and _unchanged(store, save_path, entry, prev):
+            if prev is not None and _unchanged(store, save_path, entry, prev, stale):
                 reused[entry.index] = prev
             else:
                 changed.append(entry)
         stored = _Stored()
         if changed:
-            stored = _store_files(store, meta, save_path, changed, trust)
+            stored = _store_files(store, meta, save_path, changed, trust, stale)
         return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
+
+
+def stale_copies(store) -> dict[str, str]:
+    """chunk id -> pack, for the indexed copies a check or scrub found bad: never reused; a
+    snapshot that needs one stores the chunk again from the verified payload."""
+    out = {}
+    for cid, packs in bad_chunks(store.catalog).items():
+        entry = store.index.get(cid)
+        if entry is not None and entry.pack in packs:
+            out[cid] = entry.pack
+    return out
 
 
 def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
@@ -87,7 +101,7 @@ def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
     return out
 
 
-def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple) -> bool:
+def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple, stale: dict) -> bool:
     row, chunks = prev
     try:
         st = os.stat(resolve_payload_path(save_path, entry))
@@ -95,12 +109,13 @@ def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple) -> bool:
         return False
     same = (st.st_size == entry.size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
             and st.st_ino == row["inode"] and st.st_dev == row["device"])
-    return same and all(c["chunk_id"] in store.index for c in chunks)
+    return same and all(c["chunk_id"] in store.index and c["chunk_id"] not in stale for c in chunks)
 
 
-def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width: int):
-    """Room in a pack for a chunk not stored yet, else None; the caller holds writer.lock."""
-    known = store.index.get(cid)
+def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width: int, stale: dict):
+    """Room in a pack for a chunk not stored yet (or whose stored copy is bad), else None; the
+    caller holds writer.lock."""
+    known = None if cid in stale else store.index.get(cid)
     shape = (known.length, known.width) if known else (tuple(added[cid][2:]) if cid in added else None)
     if shape is not None:
         if shape != (length, width):
@@ -111,7 +126,8 @@ def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width:
     return pack, offset
 
 
-def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool) -> "_Stored":
+def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool,
+                 stale: dict) -> "_Stored":
     writer = PackWriter(store.backend, store.pack_size)
     single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
     added: dict[str, list] = {}
@@ -124,7 +140,8 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
     def sink(file_index, seg, data):
         cid = seg.root.hex()
         with writer.lock:
-            room = _claim(store, writer, added, cid, seg.length, chunk_width(meta, seg.length, file_index in single))
+            room = _claim(store, writer, added, cid, seg.length, chunk_width(meta, seg.length, file_index in single),
+                          stale)
             if room is None:
                 return
             out.new_bytes += seg.length
@@ -146,7 +163,7 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
             run = []
             with writer.lock:
                 for _piece, offset, length, cid, _xxh3 in itertools.islice(segs, RUN_CHUNKS):
-                    room = _claim(store, writer, added, cid, length, chunk_width(meta, length, is_single))
+                    room = _claim(store, writer, added, cid, length, chunk_width(meta, length, is_single), stale)
                     if room is not None:
                         out.new_bytes += length
                         run.append((*room, offset, length))
@@ -185,7 +202,12 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
         raise
     finally:
         sources.close()
-    store.index.write({p.pack_id: p.entries for p in packs})
+    replaced = {cid: stale[cid] for cid in added if cid in stale}
+    store.index.write({p.pack_id: p.entries for p in packs}, replaces=replaced)
+    if replaced:
+        forget_bad_copies(store.catalog, list(replaced.items()))
+        log.info("%s: stored %d chunks again whose stored copies were bad", meta.name, len(replaced))
+        clear_whole_suspects(store, replaced)
     out.cloned = sources.cloned
     return out
 

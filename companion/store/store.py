@@ -119,6 +119,12 @@ class Store:
         """Verify packs, index, snapshot records (and chunk data); see maintenance.check."""
         return maintenance.check(self, read_data)
 
+    def repair_packs(self, *, dry_run: bool = False):
+        """Rewrite damaged packs, bad chunks from payloads that still verify; see repair_packs.py."""
+        from .repair_packs import repair_packs
+
+        return repair_packs(self, dry_run=dry_run)
+
     # -- reading -------------------------------------------------------------------------------
 
     def snapshots(self, torrent_id: str | None = None) -> list[Snapshot]:
