@@ -139,8 +139,8 @@ def snapshot_chunks(cat, snapshot_id: str, file_index: int | None = None) -> lis
 
 
 def referenced_chunks(cat) -> set[str]:
-    """Every chunk id some snapshot still uses."""
-    return {r[0] for r in cat.query("SELECT DISTINCT chunk_id FROM snapshot_chunks")}
+    """Every chunk id some snapshot (or a torrent's kept zones, catalog/ladder.py) still uses."""
+    return {r[0] for r in cat.query("SELECT chunk_id FROM snapshot_chunks UNION SELECT chunk_id FROM zones")}
 
 
 def delete_snapshots(cat, ids: list[str]) -> None:

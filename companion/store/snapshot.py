@@ -75,6 +75,33 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
         return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
 
 
+def put_chunks(store, chunks) -> int:
+    """Store verified chunks given as (chunk id, tree width, bytes) that the store lacks (the
+    zones tier keeps parts of files this way). Returns the bytes added."""
+    with store.backend.lock(store.lock_timeout):
+        store.index.reload()
+        stale = stale_copies(store)
+        writer = PackWriter(store.backend, store.pack_size)
+        added: dict[str, list] = {}
+        new = 0
+        try:
+            for cid, width, data in chunks:
+                with writer.lock:
+                    room = _claim(store, writer, added, cid, len(data), width, stale)
+                if room is not None:
+                    writer.write(*room, data)
+                    new += len(data)
+            packs = writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+        replaced = {cid: stale[cid] for cid in added if cid in stale}
+        store.index.write({p.pack_id: p.entries for p in packs}, replaces=replaced)
+        if replaced:
+            forget_bad_copies(store.catalog, list(replaced.items()))
+        return new
+
+
 def stale_copies(store) -> dict[str, str]:
     """chunk id -> pack, for the indexed copies a check or scrub found bad: never reused; a
     snapshot that needs one stores the chunk again from the verified payload."""

@@ -90,6 +90,10 @@ class Store:
         """Snapshot the payload (or the given file indices); see snapshot.take."""
         return snapshot.take(self, meta, save_path, reason, job_id, files, trust_catalog=trust_catalog)
 
+    def put_chunks(self, chunks) -> int:
+        """Store (chunk id, width, bytes) the store lacks, under the lock; see snapshot.put_chunks."""
+        return snapshot.put_chunks(self, chunks)
+
     def restore(self, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
                 keep_cache: bool = False) -> RestoreResult:
         """Write the snapshot's files under dest_dir, verified; see restore.restore."""

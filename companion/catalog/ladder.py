@@ -1,0 +1,92 @@
+"""The protection ladder's records: each torrent's kept zones (head and tail segments of its files,
+stored as chunks) with the metadata extents found in each file, and sibling look-ups."""
+
+import sqlite3
+
+from .db_time import now_iso
+from .schema import migration
+
+migration(
+    1601,
+    """
+-- head and tail segments kept in the store for a torrent's files (ids: the segments' chunk ids)
+CREATE TABLE zones (
+    torrent_id TEXT NOT NULL,
+    file_index INTEGER NOT NULL,
+    piece INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    chunk_id TEXT NOT NULL,
+    PRIMARY KEY (torrent_id, file_index, piece)
+);
+CREATE INDEX zones_chunk ON zones(chunk_id);
+
+-- per file: what the zones were cut from (its size and SHA-256 then) and its metadata extents
+CREATE TABLE zone_files (
+    torrent_id TEXT NOT NULL,
+    file_index INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    kind TEXT NOT NULL,               -- flac | mp3 | mp4 | mkv | '' (layout.py)
+    head_extent INTEGER NOT NULL,     -- bytes of metadata found at the head
+    tail_extent INTEGER NOT NULL,
+    head_bytes INTEGER NOT NULL,      -- bytes kept at the head (whole segments)
+    tail_bytes INTEGER NOT NULL,
+    kept_at TEXT NOT NULL,
+    PRIMARY KEY (torrent_id, file_index)
+);
+CREATE INDEX files_sha256 ON files(sha256);
+CREATE INDEX files_v2_root ON files(v2_root);
+""",
+)
+
+
+def set_zones(cat, torrent_id: str, files: list[dict], zones: list[tuple]) -> None:
+    """Replace a torrent's zones. files: zone_files rows; zones: (file_index, piece, offset, length, chunk_id)."""
+    now = now_iso()
+    with cat.tx() as db:
+        db.execute("DELETE FROM zones WHERE torrent_id = ?", (torrent_id,))
+        db.execute("DELETE FROM zone_files WHERE torrent_id = ?", (torrent_id,))
+        db.executemany("INSERT INTO zone_files VALUES (:torrent_id, :file_index, :size, :sha256, :kind, :head_extent,"
+                       " :tail_extent, :head_bytes, :tail_bytes, :kept_at)",
+                       [dict(f, torrent_id=torrent_id, kept_at=now) for f in files])
+        db.executemany("INSERT INTO zones VALUES (?, ?, ?, ?, ?, ?)", [(torrent_id, *z) for z in zones])
+
+
+def zones(cat, torrent_id: str) -> list[sqlite3.Row]:
+    return cat.query("SELECT * FROM zones WHERE torrent_id = ? ORDER BY file_index, piece", (torrent_id,))
+
+
+def zone_files(cat, torrent_id: str) -> dict[int, sqlite3.Row]:
+    return {r["file_index"]: r for r in cat.query("SELECT * FROM zone_files WHERE torrent_id = ?", (torrent_id,))}
+
+
+def zone_totals(cat) -> dict[str, int]:
+    """torrent id -> bytes of zones kept (logical: before dedup in the store)."""
+    return {r["torrent_id"]: r["n"] for r in cat.query("SELECT torrent_id, SUM(length) AS n FROM zones"
+                                                       " GROUP BY torrent_id")}
+
+
+def drop_zones(cat, torrent_id: str) -> None:
+    with cat.tx() as db:
+        db.execute("DELETE FROM zones WHERE torrent_id = ?", (torrent_id,))
+        db.execute("DELETE FROM zone_files WHERE torrent_id = ?", (torrent_id,))
+
+
+def same_files(cat, torrent_id: str, size: int, sha256: str | None, v2_root: str | None) -> list[sqlite3.Row]:
+    """Files of other live torrents with the same content: same size and SHA-256, or same v2
+    pieces root. Each row has the torrent's save_path and torrent_file."""
+    if not sha256 and not v2_root:
+        return []
+    return cat.query(
+        """SELECT f.*, t.save_path, t.torrent_file, t.protection FROM files f JOIN torrents t ON t.id = f.torrent_id
+           WHERE f.torrent_id != ? AND t.removed_at IS NULL AND f.status = 'ok' AND f.size = ?
+             AND ((? IS NOT NULL AND f.sha256 = ?) OR (? IS NOT NULL AND f.v2_root = ?))
+           ORDER BY f.torrent_id, f.file_index""",
+        (torrent_id, size, sha256, sha256, v2_root, v2_root))
+
+
+def holders(cat, device: int, inode: int) -> list[sqlite3.Row]:
+    """(torrent_id, file_index, path) of every cataloged file on this inode (hard-linked cross-seeds)."""
+    return cat.query("SELECT f.torrent_id, f.file_index, f.path FROM files f JOIN torrents t ON t.id = f.torrent_id"
+                     " WHERE f.device = ? AND f.inode = ? AND t.removed_at IS NULL ORDER BY f.torrent_id", (device, inode))

@@ -1,0 +1,145 @@
+"""Original bytes for a drifted torrent from the ladder's tiers, cheapest first, each proven
+against the torrent's own hashes: sibling (another torrent's copy of the file), zones (head and
+tail segments in the store), the shift-aware rebuild (the drifted file's own bytes at a shift).
+
+The result plugs into the heal writer (drift/heal.py) as it is: `chunk_ids` and `read_chunk`
+for damage in place (ids are the segments' chunk ids, which the writer checks again), and
+`rebuilt` for whole files rebuilt in a staged file beside the payload."""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalog import ladder as zone_rows
+from ..errors import Error
+from ..piece_plan import Segment, file_segments
+from ..store.chunk import chunk_root, chunk_width
+from .proof import read_range, segment_ok
+from .shift import candidate_shifts, rebuild
+from .sibling import siblings
+
+log = logging.getLogger(__name__)
+
+SIBLING, ZONES, SHIFT, SNAPSHOT = "sibling", "zones", "shift", "snapshot"
+IN_PLACE = {"damaged"}  # drift kinds healed segment by segment; the others are rebuilt whole
+
+
+@dataclass
+class Supply:
+    torrent_id: str
+    chunk_ids: dict = field(default_factory=dict)  # (file_index, piece) -> chunk id (in-place damage)
+    data: dict = field(default_factory=dict)  # chunk id -> proven bytes not in the store (siblings)
+    rebuilt: dict = field(default_factory=dict)  # file_index -> staged whole file, every piece proven
+    tiers: dict = field(default_factory=dict)  # (file_index, piece) -> tier that gave it
+    missing: dict = field(default_factory=dict)  # file_index -> pieces no tier could give
+    store: object = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def read_chunk(self, chunk_id: str) -> bytes:
+        if chunk_id in self.data:
+            return self.data[chunk_id]
+        return self.store.read_chunk(chunk_id)
+
+    def discard(self) -> None:
+        for path in self.rebuilt.values():
+            Path(path).unlink(missing_ok=True)
+        self.rebuilt.clear()
+
+    def summary(self) -> dict:
+        counts: dict[str, int] = {}
+        for tier in self.tiers.values():
+            counts[tier] = counts.get(tier, 0) + 1
+        return counts
+
+
+class _Tiers:
+    """Proven bytes for one segment of one file: sibling, then zones."""
+
+    def __init__(self, catalog, store, meta, save_path: Path, entry, damaged_path: Path):
+        self.meta, self.save_path, self.entry, self.store = meta, save_path, entry, store
+        self.single = len(meta.file_pieces(entry)) == 1
+        self.sibs = siblings(catalog, meta.id, entry.index, damaged_path)
+        self.zones = {(r["file_index"], r["piece"]): r["chunk_id"] for r in zone_rows.zones(catalog, meta.id)
+                      if r["file_index"] == entry.index}
+
+    def width(self, seg: Segment) -> int:
+        return chunk_width(self.meta, seg.length, self.single)
+
+    def __call__(self, seg: Segment):
+        for path in self.sibs:
+            data = read_range(path, seg.offset, seg.length)
+            if data is not None and segment_ok(self.meta, self.save_path, seg, data):
+                return data, SIBLING
+        cid = self.zones.get((self.entry.index, seg.piece)) if self.store is not None else None
+        if cid is not None:
+            try:
+                data = self.store.read_chunk(cid)
+            except Error as exc:
+                log.warning("%s: zone chunk %s unreadable: %s", self.meta.name, cid[:16], exc)
+                return None
+            if segment_ok(self.meta, self.save_path, seg, data):
+                return data, ZONES
+        return None
+
+
+def supply_for(catalog, store, meta, save_path, damages) -> Supply:
+    """Original bytes for every damaged segment of `damages` (drift/heal.py FileDamage) from the
+    ladder's tiers. Check `complete` (else `missing` says what no tier has); call `discard` when
+    the supply is not used (it removes staged rebuilds)."""
+    save_path = Path(save_path)
+    out = Supply(meta.id, store=store)
+    baseline = {}
+    for r in catalog.get_segments(meta.id):
+        baseline.setdefault(r["file_index"], {})[r["piece"]] = r["xxh3"]
+    zoned = zone_rows.zone_files(catalog, meta.id)
+    try:
+        for dmg in damages:
+            entry = dmg.entry
+            tiers = _Tiers(catalog, store, meta, save_path, entry, dmg.path)
+            if dmg.drift.kind in IN_PLACE and not os.path.islink(dmg.path):
+                for seg in dmg.segments(meta):
+                    got = tiers(seg)
+                    if got is None:
+                        out.missing.setdefault(entry.index, []).append(seg.piece)
+                        continue
+                    data, tier = got
+                    cid = chunk_root(data, tiers.width(seg)).hex()
+                    out.chunk_ids[(entry.index, seg.piece)] = cid
+                    out.tiers[(entry.index, seg.piece)] = tier
+                    if tier == SIBLING:
+                        out.data[cid] = data
+                continue
+            _rebuild_whole(meta, save_path, dmg, tiers, baseline.get(entry.index), zoned.get(entry.index), out)
+    except BaseException:
+        out.discard()
+        raise
+    return out
+
+
+def _rebuild_whole(meta, save_path: Path, dmg, tiers: _Tiers, baseline, zoned, out: Supply) -> None:
+    entry = dmg.entry
+    staged = dmg.path.with_name(f".{dmg.path.name}.seedward-rebuild")
+    if not os.path.lexists(dmg.path) or os.path.islink(dmg.path) or not os.path.isfile(dmg.path):
+        source = tiers.sibs[0] if tiers.sibs else None  # a missing file: only a sibling has all of it
+        if source is None:
+            out.missing[entry.index] = [s.piece for s in file_segments(meta, entry)]
+            return
+        shifts, drifted = [0], source
+    else:
+        drifted = dmg.path
+        shifts = candidate_shifts(entry, drifted, zoned["head_extent"] if zoned else None,
+                                  zoned["kind"] if zoned else None)
+    result = rebuild(meta, save_path, entry, drifted, staged, baseline=baseline, shifts=shifts, supply=tiers)
+    if not result.complete:
+        out.missing[entry.index] = result.missing
+        return
+    out.rebuilt[entry.index] = staged
+    own = SHIFT if drifted == dmg.path else SIBLING
+    for piece, d in result.shifted.items():
+        out.tiers[(entry.index, piece)] = own if d or own == SIBLING else "intact"
+    for piece, tier in result.supplied.items():
+        out.tiers[(entry.index, piece)] = tier
