@@ -4,6 +4,7 @@ Settings are passed in as an object; the core never reads globals.
 """
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -65,6 +66,88 @@ class ServiceSettings:
     debounce_seconds: float = 0.3
     sweep_minutes: float = 10.0  # how often file renames inside torrents are looked for
     removal_grace_seconds: float = 30.0  # after a reconnect, before absent torrents count as removed
+
+
+NOTIFY_EVENTS = ("damaged", "healed", "heal_failed", "unreachable", "drill_failed", "archive_failed",
+                 "qbittorrent_down", "baseline_bad")
+
+
+@dataclass
+class NotifySettings:
+    """[notify]: Apprise URLs (companion/notify.py). URLs may carry tokens: never logged or shown."""
+
+    urls: list = field(default_factory=list)  # Apprise URLs; SEEDWARD_NOTIFY_URLS replaces them when set
+    urls_file: str = ""  # more URLs, one per line (a 0600 file or a container secret)
+    events: list = field(default_factory=lambda: list(NOTIFY_EVENTS))  # the events that notify
+    repeat_minutes: float = 60.0  # the same event of the same torrent: at most once in this long
+    max_per_hour: int = 20  # beyond, notifications are held and sent as one summary
+    digest: str = ""  # "HH:MM": a daily digest at that local time; events then wait for it, except `immediate`
+    immediate: list = field(default_factory=lambda: ["heal_failed", "qbittorrent_down", "unreachable",
+                                                     "drill_failed", "archive_failed"])
+
+    def check(self, where: str) -> None:
+        for key in ("events", "immediate"):
+            unknown = [e for e in getattr(self, key) if e not in NOTIFY_EVENTS]
+            if unknown:
+                raise ConfigError(where, f"notify.{key}: unknown event {unknown[0]!r} (one of {', '.join(NOTIFY_EVENTS)})")
+        if not all(isinstance(u, str) for u in self.urls):
+            raise ConfigError(where, "notify.urls should be a list of Apprise URL strings")
+        if self.digest and _clock(self.digest) is None:
+            raise ConfigError(where, f"notify.digest should be \"HH:MM\" (24-hour local time), not {self.digest!r}")
+        if self.max_per_hour < 1 or self.repeat_minutes < 0:
+            raise ConfigError(where, "notify.max_per_hour must be at least 1 and notify.repeat_minutes not negative")
+
+    def digest_time(self) -> tuple[int, int] | None:
+        return _clock(self.digest) if self.digest else None
+
+
+def _clock(text: str) -> tuple[int, int] | None:
+    hh, sep, mm = text.strip().partition(":")
+    if not sep or not (hh.isdigit() and mm.isdigit() and len(mm) == 2) or int(hh) > 23 or int(mm) > 59:
+        return None
+    return int(hh), int(mm)
+
+
+@dataclass
+class RetentionSettings:
+    """[retention]: what the scheduled `forget` keeps (restic's policy per torrent; -1: all), and for
+    how long the snapshots of torrents removed from qBittorrent stay (0: for ever)."""
+
+    keep_last: int = 3
+    keep_hourly: int = 0
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 6
+    keep_yearly: int = 0
+    removed_days: float = 0.0
+
+
+@dataclass
+class QuarantineSettings:
+    """[quarantine]: how long the drifted bytes heals keep stay (the scheduled expiry)."""
+
+    keep_days: float = 90.0  # 0: no age limit
+    max_mb: int = 0  # beyond, the oldest entries go first; 0: no cap
+
+
+@dataclass
+class MetricsSettings:
+    """[metrics]: the Prometheus endpoint (companion/metrics.py); off while `listen` is empty."""
+
+    listen: str = ""  # "127.0.0.1:9477", "[::1]:9477"
+    refresh_seconds: float = 60.0  # store size and dedup (costly to compute) are recomputed at most this often
+    per_torrent: bool = True  # per-torrent series (last drill); off for very large libraries
+
+    def check(self, where: str) -> None:
+        if self.listen and self.address() is None:
+            raise ConfigError(where, f"metrics.listen should be HOST:PORT (e.g. 127.0.0.1:9477), not {self.listen!r}")
+
+    def address(self) -> tuple[str, int] | None:
+        host, sep, port = self.listen.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        return host, int(port)
 
 
 @dataclass
@@ -134,6 +217,10 @@ class Settings:
     qbittorrent: QbtSettings = field(default_factory=QbtSettings)
     protection: ProtectionSettings = field(default_factory=ProtectionSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     scrub: ScrubSettings = field(default_factory=ScrubSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
@@ -178,4 +265,14 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
     qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)
     qbt.password = secret_env("QBITTORRENTAPI_PASSWORD", env) or qbt.password
+    notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
+    if notify_env:
+        settings.notify.urls = split_urls(notify_env)
+    for section in (settings.notify, settings.metrics):
+        section.check(str(path or "config"))
     return settings
+
+
+def split_urls(text: str) -> list[str]:
+    """URLs separated by whitespace, or by commas before the next scheme (an Apprise URL may hold commas)."""
+    return [u for u in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text.strip()) if u]
