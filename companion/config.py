@@ -145,7 +145,7 @@ class MetricsSettings:
     def address(self) -> tuple[str, int] | None:
         host, sep, port = self.listen.strip().rpartition(":")
         host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
             return None
         return host, int(port)
 

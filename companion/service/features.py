@@ -14,6 +14,8 @@ FEATURES = (
     "companion.drift.service",  # drift watch and heal (issue 4)
     "companion.drill.service",  # scheduled restore drills (issue 5)
     "companion.publish.service",  # AI jobs' companion torrents (issue 6)
+    "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
+    "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
     "tui.ops",  # the `pieces` op for the TUI's piece map (issue 7)
 )
 
