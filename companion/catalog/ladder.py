@@ -90,3 +90,25 @@ def holders(cat, device: int, inode: int) -> list[sqlite3.Row]:
     """(torrent_id, file_index, path) of every cataloged file on this inode (hard-linked cross-seeds)."""
     return cat.query("SELECT f.torrent_id, f.file_index, f.path FROM files f JOIN torrents t ON t.id = f.torrent_id"
                      " WHERE f.device = ? AND f.inode = ? AND t.removed_at IS NULL ORDER BY f.torrent_id", (device, inode))
+
+
+def store_usage(cat) -> dict:
+    """Bytes of the distinct chunks the store keeps for snapshots and zones (`bytes`), what those
+    records would take without dedup (`logical_bytes`), and the zones' share."""
+    stored = cat.one("SELECT SUM(length) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM"
+                     " (SELECT chunk_id, length FROM snapshot_chunks UNION ALL SELECT chunk_id, length FROM zones)"
+                     " GROUP BY chunk_id)")["n"] or 0
+    logical = ((cat.one("SELECT SUM(length) AS n FROM snapshot_chunks")["n"] or 0)
+               + (cat.one("SELECT SUM(length) AS n FROM zones")["n"] or 0))
+    zoned = cat.one("SELECT SUM(length) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM zones"
+                    " GROUP BY chunk_id)")["n"] or 0
+    payload = cat.one("SELECT SUM(payload_size) AS n FROM torrents WHERE removed_at IS NULL")["n"] or 0
+    return {"bytes": stored, "logical_bytes": logical, "zone_bytes": zoned, "payload_bytes": payload,
+            "dedup_saved_bytes": max(0, logical - stored)}
+
+
+def latest_full_snapshot(cat, torrent_id: str) -> sqlite3.Row | None:
+    """The newest snapshot of the torrent with its suspect mark (NULL when not suspect)."""
+    return cat.one("SELECT s.*, m.reason AS suspect_reason FROM snapshots s LEFT JOIN suspect_snapshots m"
+                   " ON m.snapshot_id = s.id WHERE s.torrent_id = ? ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
+                   (torrent_id,))

@@ -11,7 +11,12 @@ from ..drift.classify import REPLACED
 
 def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
     """(Quarantined, WriteResult) like drift.heal.heal_files. Raises HealError / StoreCorrupt
-    before any write when a byte does not prove out; the supply's staged files are then removed."""
+    before any write when a byte does not prove out; the supply's staged files are then removed.
+    A file whose every hard link is another seeded torrent's (supply.shared) is written in place,
+    healing all of them; the caller stops and resumes every torrent in supply.shared together."""
+    # Cross-seeds sharing one inode (every link a seeded torrent's file): healed once, in place.
+    damages = [replace(d, drift=replace(d.drift, hardlinked=False)) if d.entry.index in supply.shared else d
+               for d in damages]
     in_place = [d for d in damages if d.entry.index not in supply.rebuilt]
     try:
         staged = writer.stage(meta, save_path, in_place, supply.chunk_ids, supply.read_chunk, quarantine_root)

@@ -51,3 +51,14 @@ def holders(catalog, torrent_id: str, file_index: int) -> list[tuple[str, int]]:
         return [(torrent_id, file_index)]
     found = [(r["torrent_id"], r["file_index"]) for r in rows.holders(catalog, row["device"], row["inode"])]
     return found or [(torrent_id, file_index)]
+
+
+def links_all_seeded(catalog, torrent_id: str, file_index: int, path) -> bool:
+    """Every hard link of this file is a file of a cataloged torrent (cross-seeds on one inode, no
+    library copy): healing the inode in place heals them all at once, and nobody's edit is lost."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    found = [h for h in holders(catalog, torrent_id, file_index)]
+    return st.st_nlink > 1 and st.st_nlink == len(found)

@@ -17,7 +17,7 @@ from ..piece_plan import Segment, file_segments
 from ..store.chunk import chunk_root, chunk_width
 from .proof import read_range, segment_ok
 from .shift import candidate_shifts, rebuild
-from .sibling import siblings
+from .sibling import holders, links_all_seeded, siblings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class Supply:
     rebuilt: dict = field(default_factory=dict)  # file_index -> staged whole file, every piece proven
     tiers: dict = field(default_factory=dict)  # (file_index, piece) -> tier that gave it
     missing: dict = field(default_factory=dict)  # file_index -> pieces no tier could give
+    shared: dict = field(default_factory=dict)  # file_index -> [(torrent, file)] seeding the same inode: healed in place
     store: object = None
 
     @property
@@ -99,6 +100,8 @@ def supply_for(catalog, store, meta, save_path, damages) -> Supply:
     try:
         for dmg in damages:
             entry = dmg.entry
+            if dmg.drift.hardlinked and links_all_seeded(catalog, meta.id, entry.index, dmg.path):
+                out.shared[entry.index] = holders(catalog, meta.id, entry.index)
             tiers = _Tiers(catalog, store, meta, save_path, entry, dmg.path)
             if dmg.drift.kind in IN_PLACE and not os.path.islink(dmg.path):
                 for seg in dmg.segments(meta):

@@ -1,0 +1,43 @@
+"""What the catalog knows of a torrent's tiers, as coverage facts (reads only)."""
+
+import os
+
+from ..catalog import ladder as rows
+from ..errors import Error
+from ..locate import catalog_meta
+from ..scan import resolve_payload_path
+from .coverage import FileFacts, TorrentFacts
+
+
+def torrent_facts(catalog, torrent_id: str) -> TorrentFacts:
+    row = catalog.get_torrent(torrent_id)
+    files = catalog.get_files(torrent_id)
+    zoned = rows.zone_files(catalog, torrent_id)
+    snap = rows.latest_full_snapshot(catalog, torrent_id)
+    full = bool(snap) and snap["files"] >= len(files) and snap["suspect_reason"] is None
+    facts = TorrentFacts(torrent_id, row["name"] if row else torrent_id, [], full=full,
+                         full_suspect=bool(snap) and snap["suspect_reason"] is not None)
+    for f in files:
+        z = zoned.get(f["file_index"])
+        same = z is not None and z["size"] == f["size"] and (z["sha256"] is None or z["sha256"] == f["sha256"])
+        facts.files.append(FileFacts(
+            f["path"], f["size"], zoned=same, head_covered=same and z["head_bytes"] >= min(z["head_extent"], f["size"]),
+            tail_kept=same and (z["tail_bytes"] > 0 or z["head_bytes"] >= f["size"]),
+            sibling=_has_sibling(catalog, torrent_id, f)))
+    return facts
+
+
+def _has_sibling(catalog, torrent_id: str, f) -> bool:
+    for other in rows.same_files(catalog, torrent_id, f["size"], f["sha256"], f["v2_root"]):
+        if (other["device"], other["inode"]) != (f["device"], f["inode"]):
+            return _present(catalog, other)
+    return False
+
+
+def _present(catalog, other) -> bool:
+    try:
+        meta, save_path = catalog_meta(catalog, other["torrent_id"])
+        entry = next(e for e in meta.real_files if e.index == other["file_index"])
+        return os.path.isfile(resolve_payload_path(save_path, entry))
+    except (Error, StopIteration):
+        return False
