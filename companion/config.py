@@ -38,7 +38,7 @@ class QbtSettings:
 class Policy:
     """Protection for torrents matching a category or tag."""
 
-    level: str = "snapshot"  # catalog | snapshot | exclude
+    level: str = "snapshot"  # catalog | snapshot | exclude | auto (the ladder within [protection] budget)
     response: str = "heal"  # alert | quarantine | heal
     snapshot_max_bytes: int = 0  # 0: no cap
     recheck: bool = False  # after every heal, wait for qBittorrent's full recheck before resuming
@@ -49,6 +49,12 @@ class ProtectionSettings:
     default: Policy = field(default_factory=Policy)
     categories: dict[str, Policy] = field(default_factory=dict)
     tags: dict[str, Policy] = field(default_factory=dict)
+    # The protection ladder (companion/ladder): extra disk for zones, parity and full snapshots under
+    # `auto`, as a share of payload bytes ("2%") or a size ("500G").
+    budget: str = "2%"
+    zone_head_kb: int = 64  # at least this much of each file's head is kept (more when its metadata is bigger)
+    zone_tail_kb: int = 64  # and of its tail; both rounded up to whole pieces
+    auto_snapshot_max_mb: int = 64  # under `auto`, torrents up to this size also get a full snapshot (budget allowing)
 
     def policy_for(self, category: str = "", tags: list[str] | tuple = ()) -> Policy:
         for tag in tags:

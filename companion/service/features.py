@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 FEATURES = (
     "companion.store.job",  # "snapshot" jobs (issue 4)
     "companion.drift.service",  # drift watch and heal (issue 4)
+    "companion.ladder.service",  # the protection ladder: zones jobs, heal sources, budget (issue 16)
     "companion.drill.service",  # scheduled restore drills (issue 5)
     "companion.publish.service",  # AI jobs' companion torrents (issue 6)
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
