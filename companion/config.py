@@ -20,18 +20,11 @@ class QbtSettings:
     password: str = ""  # never logged; prefer password_file
     password_file: str = ""
     verify_tls: bool = True
-    # qBittorrent bans an address after repeated failed logins: keep tries few and slow.
-    login_retry_seconds: float = 300.0
+    # qBittorrent bans an address after repeated failed logins: seedward never retries a refused password
+    # and fails at most twice per ban window (qBittorrent's own web_ui_ban_duration once it has read it).
+    ban_window_seconds: float = 3600.0
     backoff_max_seconds: float = 60.0
     poll_seconds: float = 2.0
-
-    def secret(self) -> str:
-        if self.password_file:
-            try:
-                return Path(self.password_file).expanduser().read_text().strip()
-            except OSError as exc:
-                raise ConfigError(self.password_file, f"cannot read password file: {exc.strerror}") from exc
-        return self.password
 
 
 @dataclass

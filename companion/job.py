@@ -276,7 +276,7 @@ class JobRunner:
                         "runs unsandboxed", job_id)
             return None
         try:
-            qbt = Qbt.from_settings(settings)
+            qbt = Qbt.from_settings(settings, home=self.home)
             qbt.connect()
             info = qbt.torrent(torrent_id)
             if info is None or info["state"].startswith("stopped"):

@@ -3,17 +3,21 @@
 Handles qBittorrent 4.5 through 5.x: the library picks pause/stop and resume/start endpoints
 by the Web API version; states come back in 5.x names (`pausedUP` -> `stoppedUP`).
 
-qBittorrent bans an address after a few failed logins, so a refused login closes a gate:
-every call fails fast, without touching the network, until `login_retry_seconds` have passed.
+qBittorrent bans an address after a few failed logins, so every login (the first one and the ones
+qbittorrent-api makes by itself when a session expires) goes through a gate (`qbtlogin.LoginGate`):
+a refused password is not tried again until its source changes, `seedward qbt login` or SIGHUP, and
+never more than two failures fall in qBittorrent's ban window. A blocked login fails fast, without
+touching the network.
 """
 
 import logging
 import threading
-import time
+from pathlib import Path
 
 import qbittorrentapi
 
-from .errors import QbtError
+from .errors import ConfigError, QbtError
+from .qbtlogin import MAX_FAILURES, RECHECK_SECONDS, LoginGate, PasswordSource
 
 log = logging.getLogger(__name__)
 # urllib3 warns on every retry of a refused connection; QbtUnreachable reports it once, in our words.
@@ -52,16 +56,16 @@ class QbtNotFound(QbtError):
 class Qbt:
     """The qBittorrent Web API as seedward uses it. Thread-safe (calls are serialized)."""
 
-    def __init__(self, url: str, username: str, password: str, *, verify_tls: bool = True,
-                 login_retry_seconds: float = 300.0, timeout: float = 30.0):
+    def __init__(self, url: str, username: str, password: str = "", *, password_file=None, verify_tls: bool = True,
+                 timeout: float = 30.0, login_record: Path | None = None, ban_window_seconds: float = 3600.0):
         self.url = url
         self.username = username
-        self.login_retry_seconds = login_retry_seconds
-        self.login_blocked_until = 0.0
-        self.login_failures = 0
+        self.source = PasswordSource(inline=password, file=Path(password_file).expanduser().absolute()
+                                     if password_file else None)
+        self.gate = LoginGate(f"{username}@{url}", self.source, login_record, ban_window_seconds)
         self._lock = threading.RLock()
         self._client = qbittorrentapi.Client(
-            host=url, username=username, password=password, VERIFY_WEBUI_CERTIFICATE=verify_tls,
+            host=url, username=username, password="", VERIFY_WEBUI_CERTIFICATE=verify_tls,
             REQUESTS_ARGS={"timeout": (min(5.0, timeout), timeout)}, DISABLE_LOGGING_DEBUG_OUTPUT=True,
             RAISE_NOTIMPLEMENTEDERROR_FOR_UNIMPLEMENTED_API_ENDPOINTS=True,
         )
@@ -71,22 +75,24 @@ class Qbt:
         # tags, stop/start): answer from the value read at connect() instead of a request each time.
         fetch = self._client.app_web_api_version
         self._client.app_web_api_version = lambda **kw: self.api_version or fetch(**kw)
+        # Every login, also qbittorrent-api's own after an expired session, asks the gate first.
+        self._log_in = self._client.auth_log_in
+        self._client.auth_log_in = self._gated_login
 
     @classmethod
-    def from_settings(cls, settings) -> "Qbt":
-        """From a config.QbtSettings (the password may come from a file)."""
-        return cls(settings.url, settings.username, settings.secret(), verify_tls=settings.verify_tls,
-                   login_retry_seconds=settings.login_retry_seconds)
+    def from_settings(cls, settings, home=None) -> "Qbt":
+        """From a config.QbtSettings (the password file is read at each login). With the state home,
+        the login record is shared with every other seedward process of that home."""
+        return cls(settings.url, settings.username, settings.password, password_file=settings.password_file or None,
+                   verify_tls=settings.verify_tls, ban_window_seconds=settings.ban_window_seconds,
+                   login_record=home.root / "qbt-login.json" if home is not None else None)
 
     def _call(self, fn, *args, **kwargs):
         with self._lock:
-            wait = self.login_blocked_until - time.monotonic()
-            if wait > 0:
-                raise QbtLoginFailed(self.url, f"login refused for user {self.username!r}; next try in {wait:.0f}s")
             try:
                 return fn(*args, **kwargs)
-            except (qbittorrentapi.LoginFailed, qbittorrentapi.Forbidden403Error) as exc:
-                self._login_refused(exc)
+            except qbittorrentapi.Forbidden403Error as exc:
+                raise QbtError(self.url, f"request refused (403): {_reason(exc)}") from exc
             except qbittorrentapi.NotFound404Error as exc:
                 raise QbtNotFound(self.url, _hashes_of(kwargs)) from exc
             except qbittorrentapi.Conflict409Error as exc:
@@ -100,25 +106,66 @@ class Qbt:
             except NotImplementedError as exc:
                 raise QbtError(self.url, f"this qBittorrent ({self.version}) is too old: {_reason(exc)}") from exc
 
-    def _login_refused(self, exc) -> None:
-        self.login_failures += 1
-        self.login_blocked_until = time.monotonic() + self.login_retry_seconds
-        banned = "banned" in _reason(exc).lower()
-        why = "this address is banned after failed logins" if banned else "wrong username or password"
-        raise QbtLoginFailed(self.url, f"login refused for user {self.username!r} ({why}); "
-                             f"next try in {self.login_retry_seconds:.0f}s") from exc
+    def _gated_login(self, username=None, password=None, **kwargs) -> None:
+        state, why, wait = self.gate.check()
+        if state != "ok":
+            raise QbtLoginFailed(self.url, self._blocked(state, why, wait))
+        try:
+            secret = self.source.read()
+        except ConfigError as exc:
+            raise QbtLoginFailed(self.url, str(exc)) from None
+        try:
+            self._log_in(username=self.username, password=secret, **kwargs)
+        except (qbittorrentapi.LoginFailed, qbittorrentapi.Forbidden403Error) as exc:
+            banned = "banned" in _reason(exc).lower()
+            self.gate.refused(banned)
+            why = "this address is banned after failed logins" if banned else "wrong username or password"
+            raise QbtLoginFailed(self.url, f"login refused for user {self.username!r} ({why}); "
+                                 f"{self._until_changed()}") from exc
+        self.gate.succeeded()
+
+    def _until_changed(self) -> str:
+        return (f"seedward will not try this password again until {self.source.describe()} changes, "
+                "`seedward qbt login` is run or the service gets SIGHUP")
+
+    def _blocked(self, state: str, why: str | None, wait: float) -> str:
+        if state == "waiting_for_password":
+            return (f"login refused for user {self.username!r} (wrong username or password); "
+                    f"{self._until_changed()}")
+        status = self.gate.status()
+        return (f"{why}; next try in {wait:.0f}s (seedward fails at most {MAX_FAILURES} times per "
+                f"{status['ban_window_seconds'] / 60:.0f} min, below qBittorrent's ban)")
+
+    def retry_login(self) -> None:
+        """SIGHUP / `seedward qbt login`: the password source may be tried again (budget and ban still hold)."""
+        self.gate.reopen()
 
     @property
     def login_wait(self) -> float:
-        return max(0.0, self.login_blocked_until - time.monotonic())
+        """0 when a login may be tried, else how soon it is worth asking again (a few seconds: a new
+        password, `seedward qbt login` or SIGHUP can open the gate any time)."""
+        return 0.0 if self.gate.check()[0] == "ok" else RECHECK_SECONDS
+
+    @property
+    def login_failures(self) -> int:
+        return self.gate.status()["failures_in_window"]
+
+    def login_status(self) -> dict:
+        """For `seedward status`: {"state": ok | waiting_for_password | budget_spent | banned, "reason",
+        "failures_in_window", "max_failures_per_window", "ban_window_seconds", "next_try_in", "password_source"}."""
+        return self.gate.status()
 
     def connect(self) -> str:
-        """Log in and read the versions. Returns qBittorrent's version ("v4.5.2")."""
+        """Log in and read the versions (and qBittorrent's ban settings). Returns its version ("v4.5.2")."""
         self._call(self._client.auth_log_in)
         self.api_version = ""
         self.version = str(self._call(self._client.app_version))
         self.api_version = str(self._call(self._client.app_web_api_version))
-        self.login_failures = 0
+        try:
+            prefs = self.preferences()
+        except QbtError:
+            prefs = {}
+        self.gate.succeeded(prefs.get("web_ui_ban_duration"), prefs.get("web_ui_max_auth_fail_count"))
         return self.version
 
     @property
@@ -179,11 +226,13 @@ class Qbt:
         self._call(self._client.torrents_remove_tags, tags=list(tags), torrent_hashes=torrent_hash)
 
     def add_torrent(self, raw: bytes, save_path, *, category: str | None = None, tags=(), stopped: bool = False,
-                    skip_checking: bool = False, content_layout: str | None = None) -> None:
-        """Add a .torrent (bytes). Raises QbtError if qBittorrent refuses it."""
+                    skip_checking: bool = False, content_layout: str | None = None, **options) -> None:
+        """Add a .torrent (bytes). options: more of qbittorrent-api's torrents_add arguments
+        (upload_limit, ratio_limit, use_auto_torrent_management, ...). Raises QbtError if qBittorrent
+        refuses it."""
         result = self._call(self._client.torrents_add, torrent_files=raw, save_path=str(save_path),
                             category=category, tags=list(tags) or None, is_stopped=stopped,
-                            is_skip_checking=skip_checking, content_layout=content_layout)
+                            is_skip_checking=skip_checking, content_layout=content_layout, **options)
         if str(result).strip() != "Ok.":
             raise QbtError(self.url, f"refused the torrent: {result}")
 
@@ -192,6 +241,34 @@ class Qbt:
 
     def set_preferences(self, prefs: dict) -> None:
         self._call(self._client.app_set_preferences, prefs=prefs)
+
+    # -- categories, tags and per-torrent options (qbtstate: backup and restore) --
+
+    def categories(self) -> dict[str, dict]:
+        """{name: {"name", "savePath", ...}}"""
+        return {name: _plain(c) for name, c in dict(self._call(self._client.torrents_categories)).items()}
+
+    def create_category(self, name: str, save_path: str = "") -> None:
+        self._call(self._client.torrents_create_category, name=name, save_path=save_path or None)
+
+    def tags(self) -> list[str]:
+        return [str(t) for t in self._call(self._client.torrents_tags)]
+
+    def create_tags(self, tags) -> None:
+        self._call(self._client.torrents_create_tags, tags=list(tags))
+
+    def rename_path(self, torrent_hash: str, old_path: str, new_path: str) -> None:
+        self._call(self._client.torrents_rename_file, torrent_hash=torrent_hash, old_path=old_path, new_path=new_path)
+
+    def file_priority(self, torrent_hash: str, indices, priority: int) -> None:
+        self._call(self._client.torrents_file_priority, torrent_hash=torrent_hash, file_ids=list(indices),
+                   priority=priority)
+
+    def set_super_seeding(self, torrent_hash: str, enable: bool) -> None:
+        self._call(self._client.torrents_set_super_seeding, enable=enable, torrent_hashes=torrent_hash)
+
+    def set_auto_management(self, torrent_hash: str, enable: bool) -> None:
+        self._call(self._client.torrents_set_auto_management, enable=enable, torrent_hashes=torrent_hash)
 
 
 def _plain(obj) -> dict:

@@ -16,7 +16,7 @@ def seed_sample(qbt, root: Path, name: str, files: dict | None = None, *, seed: 
 
 
 def service_settings(qbt, *, poll_seconds: float = 0.2, sweep_minutes: float = 10.0, grace: float = 2.0,
-                     jobs: int = 2, password: str | None = None, login_retry_seconds: float = 300.0):
+                     jobs: int = 2, password: str | None = None):
     """Settings for a service talking to the test qbittorrent-nox (fast polling)."""
     from companion.config import Settings
 
@@ -26,7 +26,6 @@ def service_settings(qbt, *, poll_seconds: float = 0.2, sweep_minutes: float = 1
     s.qbittorrent.password = qbt.password if password is None else password
     s.qbittorrent.poll_seconds = poll_seconds
     s.qbittorrent.backoff_max_seconds = 2.0
-    s.qbittorrent.login_retry_seconds = login_retry_seconds
     s.service.sweep_minutes = sweep_minutes
     s.service.removal_grace_seconds = grace
     s.service.jobs = jobs

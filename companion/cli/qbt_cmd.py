@@ -26,6 +26,10 @@ def register(sub) -> None:
         v = verbs.add_parser(verb, help=helptext)
         v.add_argument("--json", action="store_true")
         v.set_defaults(func=run_install if verb == "install-hook" else run_uninstall)
+    login = verbs.add_parser("login", help="log in to qBittorrent now, with the configured password, even one it "
+                             "refused before (the service then reconnects by itself)")
+    login.add_argument("--json", action="store_true")
+    login.set_defaults(func=run_login)
 
 
 def hook_executable() -> str:
@@ -49,7 +53,7 @@ def hook_program(exe: str, home: Path, event: str, previous: str = "") -> str:
 
 
 def _connect(ctx) -> Qbt:
-    qbt = Qbt.from_settings(ctx.settings.qbittorrent)
+    qbt = Qbt.from_settings(ctx.settings.qbittorrent, home=ctx.home.ensure())
     qbt.connect()
     return qbt
 
@@ -135,3 +139,17 @@ def run_install(args, ctx) -> int:
 
 def run_uninstall(args, ctx) -> int:
     return _report(uninstall(ctx), args)
+
+
+def run_login(args, ctx) -> int:
+    """One login attempt now, whatever was refused before (qBittorrent's ban window still bounds the
+    failures). Success clears the shared login record: a running service sees it and reconnects."""
+    qbt = Qbt.from_settings(ctx.settings.qbittorrent, home=ctx.home.ensure())
+    qbt.retry_login()
+    version = qbt.connect()
+    if args.json:
+        print_json({"url": qbt.url, "username": qbt.username, "version": version, "logged_in": True})
+    else:
+        print(f"logged in to qBittorrent {version} at {qbt.url} as {qbt.username!r}; a running service "
+              "reconnects by itself within a few seconds")
+    return EXIT_OK

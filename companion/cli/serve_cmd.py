@@ -1,6 +1,8 @@
-"""`seedward serve`: the long-running service (foreground; logs on stderr; stops on SIGTERM/SIGINT)."""
+"""`seedward serve`: the long-running service (foreground; logs on stderr; stops on SIGTERM/SIGINT;
+SIGHUP tries the WebUI password again after qBittorrent refused it)."""
 
 import logging
+import signal
 
 from ..errors import EXIT_OK
 
@@ -29,6 +31,8 @@ def run(args, ctx) -> int:
     logging.getLogger("qbittorrentapi").setLevel(logging.WARNING)
     logging.getLogger("git").setLevel(logging.WARNING)
     service = Service(ctx.home, settings, catalog=ctx.catalog, manifests=ctx.manifests)
+    # SIGHUP: the WebUI password source may be tried again after a refused login (qbtlogin.py).
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: service.qbt.retry_login())
     installed = install_features(service)
     logging.getLogger(__name__).info("features: %s", ", ".join(installed) or "none")
     service.run_forever()
