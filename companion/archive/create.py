@@ -4,9 +4,16 @@ The set is built in the outbox first and recorded in the catalog as `local`; it 
 only after its manifest reached the remote. If the upload fails the set stays in the outbox (nothing
 lost) and the next `archive create` uploads it before making a new one; rclone skips the files that
 already arrived, so an interrupted upload resumes.
+
+With the 7-Zip command (sevenzip_tool), the payload is first written out of the store (verified
+chunks, each file's SHA-256 checked), then 7z writes two archives: `SET.7z.NNN` (media, stored as
+is) and `SET-z.7z.NNN` (the compressible rest: manifests, catalog, .torrent files, text), each volume
+hashed while 7z writes the next. Without it, py7zr streams the chunks into one archive `SET.7z.NNN`.
+Either way the volumes upload while PAR2 is computed over them; the manifest goes last.
 """
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -14,6 +21,7 @@ import secrets
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,15 +29,16 @@ from pathlib import Path
 
 from ..catalog import archives as records
 from ..errors import Locked
+from ..job import sha256_file
 from ..manifests import atomic_write
-from . import par2
-from .contents import select, stage
+from . import par2, sevenzip_tool
+from .contents import live_torrents, materialize, select, stage
 from .errors import ArchiveError, RemoteError
-from .remote import SET_MANIFEST, Remote, set_metadata
+from .remote import SET_MANIFEST, Lock, Remote, set_metadata
 from .retention import SetInfo, tier_on_create
 from .setmanifest import FORMAT, INNER_NAME, public_manifest
-from .sevenzip import Entry, sha256_file, write_archive
-from .tiers import FULL_TIERS, TIERS, RetentionPolicy, size_class
+from .sevenzip import Entry, write_archive
+from .tiers import FULL_TIERS, TIERS, RetentionPolicy, lock_until, size_class, volume_size_for
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,8 @@ class CreateResult:
     resumed: list
     error: str = ""
     dry_run: bool = False
+    writer: str = ""  # 7z | py7zr
+    locked_until: str | None = None
     seconds: dict | None = None  # wall-clock seconds per phase
 
     def to_json(self) -> dict:
@@ -83,6 +94,12 @@ def _set_infos(rows: list[dict]) -> list[SetInfo]:
             for r in rows]
 
 
+def set_lock(doc: dict) -> Lock | None:
+    if not doc.get("locked_until"):
+        return None
+    return Lock(doc.get("lock_mode") or "COMPLIANCE", datetime.fromisoformat(doc["locked_until"]))
+
+
 def upload_pending(cat, remote: Remote) -> list[str]:
     """Upload sets left in the outbox by an earlier failed or interrupted upload."""
     done = []
@@ -94,7 +111,8 @@ def upload_pending(cat, remote: Remote) -> list[str]:
             log.warning("set %s: outbox folder %s is gone; marking it lost", row["set_id"], local)
             records.update_set(cat, row["set_id"], state="lost", error="outbox folder missing")
             continue
-        remote.upload_set(local, row["tier"], row["set_id"], set_metadata(row["manifest"]))
+        doc = row["manifest"]
+        remote.upload_set(local, row["tier"], row["set_id"], set_metadata(doc), set_lock(doc))
         records.update_set(cat, row["set_id"], state="uploaded", local_path=None, error=None)
         shutil.rmtree(local, ignore_errors=True)
         done.append(row["set_id"])
@@ -110,8 +128,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     policy = RetentionPolicy.from_settings(cfg)
     resumed = []
     if remote is not None and not dry_run and check_remote:
-        remote.check()  # a remote that is down fails here, before anything is built
-        resumed = upload_pending(catalog, remote)
+        remote.check(lock=any(getattr(cfg.immutable_days, t) > 0 for t in TIERS))
+        resumed = upload_pending(catalog, remote)  # a remote that is down fails above, before anything is built
 
     if not dry_run:
         _clean_outbox(home, catalog)
@@ -124,53 +142,71 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     root = archive_root(home)
     staging = root / "staging" / set_id
     outbox = root / "outbox" / set_id
+    exe = sevenzip_tool.binary(cfg.sevenzip)
+    nominal = cfg.volume_mb * 1024 * 1024 if not cfg.volume_kb else cfg.volume_kb * 1024
+    until = lock_until(cfg, actual, now)
     if dry_run:
-        snaps = {tid: store.latest(tid) for tid in sel.torrents}
-        skipped = [{"torrent_id": t, "reason": "no snapshot in the store"} for t, s in snaps.items() if s is None]
-        return CreateResult(set_id, actual, tier, promoted, sel.full, False, remote.dest if remote else "",
-                            sum(s.files for s in snaps.values() if s), sum(s.bytes for s in snaps.values() if s),
-                            0, 0, {}, {}, skipped, [], dry_run=True)
+        staged = stage(sel, catalog, manifests.repo, store, home, staging, dry_run=True)
+        return _dry_run(set_id, actual, tier, promoted, sel, staged, remote, cfg, nominal, exe, until)
     clock = _Phases()
     early = None
     try:
         staged = stage(sel, catalog, manifests.repo, store, home, staging)
-        clock.lap("stage")
-        volume_size = cfg.volume_mb * 1024 * 1024 if not cfg.volume_kb else cfg.volume_kb * 1024
+        volume_size = volume_size_for(staged.bytes, nominal, cfg.min_volumes,
+                                      size_class(actual, staged.bytes).redundancy)
         doc = {
             "format": FORMAT, "set_id": set_id, "tier": actual, "requested": tier, "promoted": promoted,
             "full": sel.full, "why": sel.why, "base_set": None if sel.full else previous["set_id"],
             "created": now.isoformat(),  # full precision: dailies compare snapshot times with it
             "retain_until": policy.retain_until(actual, now).isoformat(timespec="seconds"),
+            "locked_until": until.isoformat(timespec="seconds") if until else None,
+            "lock_mode": cfg.lock_mode.upper() if until else None,
             "manifests_commit": sel.head, "deleted_manifests": sel.deleted_manifests,
             "volume_size": volume_size, "members": staged.members, "skipped": staged.skipped,
         }
         entries = list(staged.entries)
-
-        volumes = write_archive(entries, outbox, set_id, volume_size, passphrase,
-                                trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
+        if exe:
+            live = live_torrents(catalog, store, staged) if _can_bind() else {}
+            in_place = {id(e) for t in live.values() for e, _p, _i in t.files}
+            materialize([e for e in entries if id(e) not in in_place], staging)
+            clock.lap("stage")
+            archives, digests = _write_7z(exe, entries, live, staging, outbox, set_id, volume_size, passphrase, doc)
+            doc["writer"] = "7z"
+            doc["read_in_place"] = sorted(live)
+        else:
+            clock.lap("stage")
+            names = write_archive(entries, outbox, set_id, volume_size, passphrase,
+                                  trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
+            archives = [{"name": f"{set_id}.7z", "method": "mixed", "volumes": names}]
+            watcher = sevenzip_tool.VolumeWatcher()
+            digests = watcher.finish(outbox, names)
+            doc["writer"] = "py7zr"
         clock.lap("7z")
-        # the volumes are final: send them while PAR2 and the hashes are computed (the manifest still goes last)
-        early = _Background(remote.upload_volumes, outbox, actual, set_id, set_metadata(doc)) if remote else None
         shutil.rmtree(staging, ignore_errors=True)
-        archive_bytes = sum((outbox / v).stat().st_size for v in volumes)
-        cls = size_class(actual, archive_bytes)
-        strategy = par2.StrategySettings.from_settings(cfg)
-        sets = par2.create(outbox, set_id, volumes, volume_size, cls.redundancy, strategy)
+        volumes = [v for a in archives for v in a["volumes"]]
+        lock = set_lock(doc)
+        # the volumes are final: send them while PAR2 is computed (the manifest still goes last)
+        # (a local destination gets them moved at the end: a rename, when on the same filesystem)
+        early = _Background(remote.upload_volumes, outbox, actual, set_id, set_metadata(doc), volumes, lock) \
+            if remote and not remote.local else None
+        sizes = [(outbox / v).stat().st_size for v in volumes]
+        cls = size_class(actual, sum(sizes))
+        plan = par2.plan(sizes, cls.redundancy, par2.StrategySettings.from_settings(cfg))
+        set_names = par2.create(outbox, set_id, volumes, plan)
         clock.lap("par2")
-        guarantee = par2.guarantee(sets.layout, len(volumes), sets.blocks_per_volume, cls.redundancy, sets.block_size)
         par2_files = sorted(p.name for p in outbox.iterdir() if p.suffix == ".par2")
-        doc["volumes"] = [{"name": v, "size": (outbox / v).stat().st_size, "sha256": sha256_file(outbox / v)}
-                          for v in volumes]
+        par2_sizes = {n: (outbox / n).stat().st_size for n in par2_files}
+        doc["archives"] = archives
+        doc["volumes"] = [{"name": v, "size": s, "sha256": digests[v]} for v, s in zip(volumes, sizes)]
         doc["par2"] = {
-            "strategy": sets.layout.strategy, "size_class": cls.name, "redundancy": cls.redundancy,
-            "block_size": sets.block_size, "blocks_per_volume": sets.blocks_per_volume,
-            "window": sets.layout.window, "slide": sets.layout.slide,
-            "sets": [{"name": n, "volumes": list(v)} for n, v in zip(sets.names, sets.layout.sets)],
-            "files": [{"name": n, "size": (outbox / n).stat().st_size, "sha256": sha256_file(outbox / n)}
-                      for n in par2_files],
+            "strategy": plan.layout.strategy, "size_class": cls.name, "redundancy": cls.redundancy,
+            "block_size": plan.block_size, "window": plan.layout.window, "slide": plan.layout.slide,
+            "sets": [{"name": n, "volumes": list(v), "recovery_blocks": r}
+                     for n, v, r in zip(set_names, plan.layout.sets, plan.recovery)],
+            "files": [{"name": n, "size": par2_sizes[n], "sha256": sha256_file(outbox / n)} for n in par2_files],
         }
-        doc["protection"] = guarantee.to_json()
-        total = archive_bytes + sum(f["size"] for f in doc["par2"]["files"])
+        doc["protection"] = par2.guarantee(plan, sum(par2_sizes.values())).to_json()
+        total = sum(sizes) + sum(par2_sizes.values())
         atomic_write(outbox / SET_MANIFEST, (json.dumps(public_manifest(doc), indent=2, sort_keys=True) + "\n").encode())
         clock.lap("hash")
     except BaseException:
@@ -185,17 +221,19 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         "set_id": set_id, "tier": actual, "requested": tier, "full": int(sel.full), "base_set": doc["base_set"],
         "created_at": doc["created"], "retain_until": doc["retain_until"], "remote": dest, "state": "local",
         "manifests_commit": sel.head, "bytes": staged.bytes, "archive_bytes": total, "local_path": str(outbox),
-        "manifest": doc,
+        "manifest": doc, "locked_until": doc["locked_until"],
     })
     result = CreateResult(set_id, actual, tier, promoted, sel.full, False, dest, len(staged.members), staged.bytes,
                           total, len(volumes), {k: doc["par2"][k] for k in ("strategy", "size_class", "redundancy")},
-                          doc["protection"], staged.skipped, resumed, seconds=clock.laps)
+                          doc["protection"], staged.skipped, resumed, writer=doc["writer"],
+                          locked_until=doc["locked_until"], seconds=clock.laps)
     if remote is None:
         result.error = "no remote configured: the set waits in the outbox"
         return result
     try:
-        early.join()
-        remote.upload_set(outbox, actual, set_id, set_metadata(doc))
+        if early is not None:
+            early.join()
+        remote.upload_set(outbox, actual, set_id, set_metadata(doc), lock)
     except RemoteError as exc:
         records.update_set(catalog, set_id, error=str(exc))
         result.error = f"{exc}; the set is kept at {outbox} and the next `archive create` uploads it"
@@ -205,6 +243,75 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     shutil.rmtree(outbox, ignore_errors=True)
     result.uploaded = True
     return result
+
+
+def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox: Path, set_id: str,
+              volume_size: int, passphrase: str, doc: dict) -> tuple[list[dict], dict[str, str]]:
+    """Two archives by 7z: media stored as is, the compressible rest (with the inner manifest) in
+    LZMA2. Torrents in `live` are read in place, checked (SHA-256, identity) as 7z reads them.
+    Returns the archives and every volume's SHA-256."""
+    binds, in_place = {}, set()
+    for t in live.values():
+        point = staging / "payload" / t.torrent_id
+        point.mkdir(parents=True)
+        for e, _path, _before in t.files:
+            e.sha256 = e.expect_sha256  # checked below, against the bytes on disk
+            in_place.add(e.arcname)
+            binds[e.arcname] = (t.save_path, point)
+    atomic_write(staging / INNER_NAME, _inner_doc(doc, entries), 0o600)
+    compressed = [e.arcname for e in entries if e.compress] + [INNER_NAME]
+    stored = [e.arcname for e in entries if not e.compress]
+    watcher = sevenzip_tool.VolumeWatcher()
+    verifier = ThreadPoolExecutor(1, thread_name_prefix="archive-verify")
+    # the quick verify of what 7z reads in place runs on the other core meanwhile
+    checks = [verifier.submit(t.check) for t in live.values()]
+    archives = []
+    try:
+        for base, members, method in ((f"{set_id}-z", compressed, "lzma2"), (set_id, stored, "copy")):
+            if not members:
+                continue
+            mounts = sorted({binds[m] for m in members if m in binds})
+            names = sevenzip_tool.write(exe, staging, members, outbox, base, volume_size, passphrase,
+                                        compress=method == "lzma2", watcher=watcher, binds=mounts)
+            watcher.scan(outbox, base, final=True)
+            archives.append({"name": f"{base}.7z", "method": method, "volumes": names})
+        changed = [p for fut in checks for p in fut.result()]
+        if changed:
+            raise ArchiveError(changed[0], "changed while it was archived (its bytes or identity are no longer "
+                               "the snapshot's); the next run archives it from the store")
+    finally:
+        verifier.shutdown(cancel_futures=True)
+    archives.sort(key=lambda a: a["method"] != "copy")  # the payload archive first: SET.7z.001 opens it
+    volumes = watcher.finish(outbox, [v for a in archives for v in a["volumes"]])
+    return archives, volumes
+
+
+@functools.lru_cache(maxsize=1)
+def _can_bind() -> bool:
+    """Can 7z get a private mount namespace (bwrap) to read seeding files in place?"""
+    from ..sandbox import probe_bwrap
+
+    why = probe_bwrap()
+    if why:
+        log.info("archive sets copy their payload out of the store first: %s", why)
+    return why is None
+
+
+def _dry_run(set_id, actual, tier, promoted, sel, staged, remote, cfg, nominal, exe, until) -> CreateResult:
+    """What the set would hold, counted like the real one (payload, .torrent files, manifests,
+    catalog), and the volumes and PAR2 it would get if nothing compressed."""
+    cls = size_class(actual, staged.bytes)
+    volume_size = volume_size_for(staged.bytes, nominal, cfg.min_volumes, cls.redundancy)
+    n = max(1, -(-staged.bytes // volume_size))
+    sizes = [volume_size] * (n - 1) + [staged.bytes - volume_size * (n - 1) or 1]
+    plan = par2.plan(sizes, cls.redundancy, par2.StrategySettings.from_settings(cfg))
+    names = [f"{set_id}.7z.{i + 1:03d}" for i in range(n)]
+    g = par2.guarantee(plan, par2.predicted_bytes(plan, names))
+    return CreateResult(set_id, actual, tier, promoted, sel.full, False, remote.dest if remote else "",
+                        len(staged.members), staged.bytes, staged.bytes + g.par2_bytes, n,
+                        {"strategy": plan.layout.strategy, "size_class": cls.name, "redundancy": cls.redundancy},
+                        g.to_json(), staged.skipped, [], dry_run=True, writer="7z" if exe else "py7zr",
+                        locked_until=until.isoformat(timespec="seconds") if until else None)
 
 
 class _Background:

@@ -1,6 +1,14 @@
-"""Archive errors: one line naming what and where; never the passphrase."""
+"""Archive errors: one line naming what and where; never the passphrase.
 
-from ..errors import EXIT_DAMAGE, EXIT_ERROR, Error
+Exit codes of their own (README, exit codes): 12 wrong passphrase (restic's), 13 the remote cannot be
+reached or refused a transfer, 14 the set is incomplete (an interrupted upload).
+"""
+
+from ..errors import EXIT_DAMAGE, Error
+
+EXIT_WRONG_PASSPHRASE = 12
+EXIT_REMOTE = 13
+EXIT_INCOMPLETE = 14
 
 
 class ArchiveError(Error):
@@ -8,13 +16,13 @@ class ArchiveError(Error):
 
 
 class NoPassphrase(Error):
-    """no archive passphrase: give --passphrase-file FILE, set SEEDWARD_ARCHIVE_PASSPHRASE, or store one in the system keyring (service {!r}, user {!r})"""
+    """no archive passphrase: give --passphrase-file FILE, set SEEDWARD_ARCHIVE_PASSPHRASE, set [archive] passphrase_file, or store one in the system keyring (service {!r}, user {!r})"""
 
 
 class WrongPassphrase(Error):
     """archive set {}: wrong passphrase (its volumes are intact, but they do not decrypt with the passphrase given)"""
 
-    exit_code = EXIT_ERROR
+    exit_code = EXIT_WRONG_PASSPHRASE
 
 
 class ArchiveDamaged(Error):
@@ -26,6 +34,12 @@ class ArchiveDamaged(Error):
 class RemoteError(Error):
     """remote {}: {}"""
 
+    exit_code = EXIT_REMOTE
+
+
+class NoRemote(Error):
+    """no archive remote: {}"""
+
 
 class SetNotFound(Error):
     """archive set {!r} not found {}"""
@@ -33,3 +47,9 @@ class SetNotFound(Error):
 
 class IncompleteSet(Error):
     """archive set {} on {} is incomplete (no set manifest: an interrupted upload); `seedward archive prune` cleans it, the next `archive create` resumes it"""
+
+    exit_code = EXIT_INCOMPLETE
+
+
+class SetLocked(Error):
+    """archive set {} on {} is under S3 Object Lock until {}: it cannot be deleted or changed before then"""

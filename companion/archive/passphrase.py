@@ -1,6 +1,7 @@
-"""The archive passphrase: --passphrase-file, SEEDWARD_ARCHIVE_PASSPHRASE, or the system keyring.
+"""The archive passphrase: --passphrase-file, SEEDWARD_ARCHIVE_PASSPHRASE, [archive] passphrase_file, or
+the system keyring.
 
-Never argv, never logs, never error messages.
+Never argv, never logs, never error messages, never a child's environment (7z reads it on stdin).
 """
 
 import logging
@@ -18,7 +19,10 @@ KEYRING_SERVICE = "seedward-archive"
 KEYRING_USER = "archive"
 
 
-def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) -> str:
+def get_passphrase(passphrase_file: str | None = None, env: dict | None = None, configured: str = "") -> str:
+    """configured: [archive] passphrase_file, read after the flag and the environment variable."""
+    if not passphrase_file and configured and not secret_env(ENV, env):
+        passphrase_file = configured
     if passphrase_file:
         path = Path(passphrase_file).expanduser()
         try:
@@ -35,13 +39,6 @@ def get_passphrase(passphrase_file: str | None = None, env: dict | None = None) 
     if secret:
         return secret
     raise NoPassphrase(KEYRING_SERVICE, KEYRING_USER)
-
-
-def child_env(extra: dict | None = None) -> dict:
-    """The environment for rclone and par2: everything but the passphrase."""
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    env.update(extra or {})
-    return env
 
 
 def _from_keyring() -> str | None:

@@ -3,9 +3,12 @@
 The remote copy names no member (header encryption hides names, so must the manifest): contents are
 listed by SHA-256 and size only. The full manifest, with member paths, torrent and snapshot ids, is
 kept in the catalog and travels inside the encrypted archive as `SEEDWARD-SET.json`.
+
+Format 2 (issue 19) lists the set's 7z archives (`archives`: name, method, volumes); a format 1 set
+is one archive made of all its volumes.
 """
 
-FORMAT = 1
+FORMAT = 2
 INNER_NAME = "SEEDWARD-SET.json"
 
 
@@ -16,6 +19,8 @@ def public_manifest(doc: dict) -> dict:
     return out
 
 
-def volume_indices(doc: dict, names: list[str]) -> list[int]:
-    index = {v["name"]: i for i, v in enumerate(doc["volumes"])}
-    return [index[n] for n in names]
+def archives_of(doc: dict) -> list[dict]:
+    """The set's 7z archives, each {"name", "method", "volumes": [names]}."""
+    if doc.get("archives"):
+        return doc["archives"]
+    return [{"name": f"{doc['set_id']}.7z", "method": "mixed", "volumes": [v["name"] for v in doc["volumes"]]}]

@@ -1,4 +1,5 @@
-"""Write and read a set's encrypted 7z volumes with py7zr.
+"""Write and read a set's encrypted 7z volumes with py7zr (where the 7-Zip command is absent: see
+sevenzip_tool).
 
 AES-256 with header encryption (names hidden). Non-solid: every file of 256 KiB or more is a 7z block
 of its own (damage stays contained), small files share the first block. LZMA2 preset 5 for
@@ -203,12 +204,6 @@ def write_archive(entries: list[Entry], folder: Path, base: str, volume_size: in
         _forget_keys()
 
 
-def archive_names(folder: Path, volumes: list[str], volume_size: int, passphrase: str) -> list[str]:
-    vf = VolumeFile(folder, "", volume_size, "r", volumes)
-    with py7zr.SevenZipFile(vf, "r", password=passphrase) as z:
-        return z.getnames()
-
-
 def extract_archive(folder: Path, volumes: list[str], volume_size: int, passphrase: str, dest: Path,
                     workers: int = EXTRACT_WORKERS) -> None:
     """Decrypt and unpack every member under dest (py7zr refuses unsafe member paths). Members are
@@ -251,10 +246,3 @@ def extract_archive(folder: Path, volumes: list[str], volume_size: int, passphra
     finally:
         _forget_keys()
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()

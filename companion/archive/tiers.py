@@ -1,5 +1,7 @@
-"""Tiers, their PAR2 redundancy by archive size, and how long each is kept (the seed's table 1)."""
+"""Tiers, their PAR2 redundancy by archive size (the seed's table 1), how long each is kept, and how
+long each stays immutable (S3 Object Lock)."""
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,10 +40,6 @@ def size_class(tier: str, archive_bytes: int) -> SizeClass:
     raise AssertionError("unreachable: the last class is unbounded")
 
 
-def redundancy_table() -> dict[str, tuple[SizeClass, ...]]:
-    return dict(_REDUNDANCY)
-
-
 @dataclass(frozen=True)
 class RetentionPolicy:
     daily_days: int = 30
@@ -63,3 +61,20 @@ class RetentionPolicy:
 
     def retain_until(self, tier: str, created: datetime) -> datetime:
         return created + self.keep_for(tier)
+
+
+def lock_until(settings, tier: str, created: datetime) -> datetime | None:
+    """When a set's S3 Object Lock retention ends (None: the tier is not locked)."""
+    days = getattr(settings.immutable_days, tier)
+    return created + timedelta(days=days) if days > 0 else None
+
+
+def volume_size_for(estimate: int, volume_size: int, min_volumes: int, redundancy: float) -> int:
+    """The volume size for a set of about `estimate` bytes: the configured size, or smaller so that
+    a small set still has enough volumes for its PAR2 to rebuild a lost one (at least min_volumes,
+    and 100/redundancy + 1), each of at least 64 KiB."""
+    count = max(min_volumes, math.ceil(100 / redundancy) + 1) if redundancy > 0 else min_volumes
+    if count <= 1 or estimate >= volume_size * count:
+        return volume_size
+    size = max(64 << 10, -(-estimate // count))
+    return min(volume_size, -(-size // 512) * 512)

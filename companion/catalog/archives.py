@@ -1,4 +1,4 @@
-"""Archive sets made by `seedward archive create` (issue 8)."""
+"""Archive sets made by `seedward archive create` (issues 8 and 19): what was made, where it went, its state."""
 
 import json
 
@@ -30,16 +30,23 @@ CREATE INDEX archive_sets_created ON archive_sets(created_at);
 """,
 )
 
+migration(
+    1901,
+    """
+ALTER TABLE archive_sets ADD COLUMN locked_until TEXT;  -- S3 Object Lock retention end (NULL: not locked)
+""",
+)
+
 
 def add_set(cat, row: dict) -> None:
     now = now_iso()
     with cat.tx() as db:
         db.execute(
             "INSERT INTO archive_sets (set_id, tier, requested, full, base_set, created_at, retain_until, remote,"
-            " state, manifests_commit, bytes, archive_bytes, local_path, manifest, updated_at)"
+            " state, manifests_commit, bytes, archive_bytes, local_path, manifest, updated_at, locked_until)"
             " VALUES (:set_id, :tier, :requested, :full, :base_set, :created_at, :retain_until, :remote, :state,"
-            " :manifests_commit, :bytes, :archive_bytes, :local_path, :manifest, :updated_at)",
-            {**row, "manifest": json.dumps(row["manifest"], sort_keys=True), "updated_at": now},
+            " :manifests_commit, :bytes, :archive_bytes, :local_path, :manifest, :updated_at, :locked_until)",
+            {"locked_until": None, **row, "manifest": json.dumps(row["manifest"], sort_keys=True), "updated_at": now},
         )
 
 
@@ -55,6 +62,13 @@ def update_set(cat, set_id: str, **fields) -> None:
 def get_set(cat, set_id: str) -> dict | None:
     row = cat.one("SELECT * FROM archive_sets WHERE set_id = ?", (set_id,))
     return _row(row) if row else None
+
+
+def find_sets(cat, prefix: str) -> list[dict]:
+    """Sets whose id starts with prefix (any state)."""
+    rows = cat.query("SELECT * FROM archive_sets WHERE set_id LIKE ? ESCAPE '\\' ORDER BY created_at",
+                     (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",))
+    return [_row(r) for r in rows]
 
 
 def list_sets(cat, states: tuple[str, ...] = ("local", "uploaded")) -> list[dict]:
