@@ -1,9 +1,22 @@
-"""The control socket: how the hook, the CLI and the TUI talk to the running service.
+"""The control socket's client: the one door the CLI, the TUI and the hook use to reach the service.
 
-A Unix stream socket at `home.socket` (mode 0600; the home is 0700). One JSON object per
-line. Request `{"op": NAME, ...}`; response `{"ok": true, ...}` or `{"ok": false, "error": MESSAGE}`.
+Standard library only: the hook imports it on every qBittorrent add (asyncio is imported only by
+`AsyncClient`'s methods). The server side is `companion/service/control.py`.
 
-Ops:
+Protocol. A Unix stream socket at `home.socket` (mode 0600 in the 0700 home; no TCP port), one
+JSON object per line (UTF-8, ending in `\\n`; JSON escapes any newline inside a string).
+- Request `{"op": NAME, ...}`: at most MAX_REQUEST bytes and MAX_DEPTH levels of nesting. A
+  longer request is answered with an error and the connection is closed: nothing of it runs.
+  Each op's fields are checked against its schema (`companion/service/ops.py`); a wrong field
+  gets `{"ok": false, "error": "OP: FIELD: what is wrong"}`.
+- Response `{"ok": true, ...}` or `{"ok": false, "error": MESSAGE}` (with `"internal": true` when
+  the op failed inside the service rather than on the request), of any size: the service
+  writes big lists piece by piece and the client reads to the newline with no ceiling (the status
+  of 100,000 torrents is tens of MB on one line).
+- Connecting when the service's backlog is full fails with EAGAIN: clients retry, with a bound
+  (CONNECT_RETRY_SECONDS), then say the service is busy.
+
+Ops (the service's; features add theirs, see `seedward serve` in the README):
   ping                      -> {"pid", "version", "started_at"}
   status                    -> the `seedward status --json` object ({"service", "torrents"})
   hook   {"event": "added"|"finished", "hash", "hash_v2", "name", "save_path", "content_path"}
@@ -11,81 +24,157 @@ Ops:
   events {"since": id, "limit": n, "last": n, "torrent_id": id}
                             -> {"events": [...]} (oldest first, id > since; `last`: the newest n)
   jobs                      -> {"jobs": [queued and running jobs]}
+  job_history               -> {"ai": [AI jobs, newest first], "queue": [the work queue, newest first]}
+  detail {"id": ID}         -> {"id", "files", "pieces", "events", "snapshots", "drills", "companions"}
+  pieces {"id": ID}         -> {"id", "pieces": one char per piece: o ok, d damaged, h healing, u unverified}
   subscribe                 -> {"ok": true}, then one {"event": KIND, ...} line per service event
                                until either side closes
   action {"action": "verify"|"snapshot"|"heal"|"drill"|"stop"|"start", "id": ID}
                             -> {"job": queued job id or null, "id": full torrent id}
-No TCP port: the socket's file mode is the access control.
 """
 
+import errno
 import json
-import logging
-import os
-import queue
 import socket
-import socketserver
-import threading
+import time
 from pathlib import Path
 
-from .errors import Error, Locked, ServiceNotRunning
+from .errors import Error, ServiceNotRunning
 
-log = logging.getLogger(__name__)
-
-MAX_LINE = 1 << 20
+MAX_REQUEST = 1 << 20  # bytes of one request line
+MAX_DEPTH = 32  # levels of nesting in one request
+CONNECT_RETRY_SECONDS = 5.0  # how long a client retries a connect the full backlog refused (EAGAIN)
+READ_BYTES = 1 << 20
 
 
 class ControlError(Error):
     """seedward service: {}"""
 
 
-def _connect(path: Path, timeout: float | None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+class UnknownOp(ControlError):
+    """seedward service: {}"""
+
+
+class ServiceBusy(ControlError):
+    """seedward service on {} is busy: {}"""
+
+
+class NoAnswer(ControlError):
+    """seedward service: {}"""
+
+
+class ServiceFailed(ControlError):
+    """seedward service: {}"""
+
+
+def socket_path(home) -> Path:
+    """`home` is a Home or the socket's path."""
+    return Path(getattr(home, "socket", home))
+
+
+def encode(obj: dict) -> bytes:
+    return (json.dumps(obj, default=str) + "\n").encode()
+
+
+def decode_reply(op: str, line: bytes) -> dict:
+    """A response line -> its fields (without "ok"); raises ControlError when the service said no."""
     try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-        sock.close()
-        raise ServiceNotRunning(f"no service listening on {path}") from exc
-    except OSError:
-        sock.close()
-        raise
-    return sock
+        reply = json.loads(line)
+    except ValueError as exc:
+        raise ControlError(f"{op!r}: the answer is not JSON ({line[:80]!r})") from exc
+    if not isinstance(reply, dict):
+        raise ControlError(f"{op!r}: the answer is not a JSON object")
+    if not reply.pop("ok", False):
+        error = str(reply.get("error", "no reason given"))
+        if reply.get("internal"):
+            raise ServiceFailed(error)
+        raise (UnknownOp if error.startswith("unknown op") else ControlError)(error)
+    return reply
+
+
+def connect(path: Path, timeout: float | None) -> socket.socket:
+    """A connected socket; retries EAGAIN (the service's backlog is full) for a bounded time."""
+    deadline = time.monotonic() + CONNECT_RETRY_SECONDS
+    pause = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+            sock.close()
+            raise ServiceNotRunning(f"no service listening on {path}") from exc
+        except BlockingIOError as exc:
+            sock.close()
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK) or time.monotonic() > deadline:
+                raise ServiceBusy(path, f"its backlog stayed full for {CONNECT_RETRY_SECONDS:.0f}s") from exc
+        except OSError:
+            sock.close()
+            raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+class LineReader:
+    """Lines from a socket, each read whole however long it is."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = b""
+
+    def line(self) -> bytes:
+        """The next line (without the newline); b"" when the other side closed."""
+        parts, tail = [], self.buffer
+        while True:
+            end = tail.find(b"\n")
+            if end >= 0:
+                parts.append(tail[:end])
+                self.buffer = tail[end + 1:]
+                return b"".join(parts)
+            parts.append(tail)
+            tail = self.sock.recv(READ_BYTES)
+            if not tail:
+                self.buffer = b""
+                return b""  # closed: a line without its newline is not a whole answer
 
 
 def request(home, op: str, *, timeout: float = 30.0, **fields) -> dict:
     """Send one request to the running service; returns its response (without "ok").
 
-    Raises ServiceNotRunning when nothing listens, ControlError when the service says no."""
-    path = Path(getattr(home, "socket", home))
+    Raises ServiceNotRunning when nothing listens, ServiceBusy when it cannot take the call,
+    NoAnswer on a timeout, ServiceFailed when the op broke inside the service, ControlError
+    (UnknownOp) when the service refused the request."""
+    path = socket_path(home)
     try:
-        with _connect(path, timeout) as sock:
-            sock.sendall((json.dumps({"op": op, **fields}, default=str) + "\n").encode())
-            reader = sock.makefile("rb")
-            line = reader.readline(MAX_LINE)
+        with connect(path, timeout) as sock:
+            try:
+                sock.sendall(encode({"op": op, **fields}))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it may have closed after saying why (a request over MAX_REQUEST): read that
+            line = LineReader(sock).line()
     except socket.timeout as exc:
-        raise ControlError(f"no answer to {op!r} within {timeout:.0f}s") from exc
+        raise NoAnswer(f"no answer to {op!r} within {timeout:.0f}s") from exc
     except (ConnectionResetError, BrokenPipeError) as exc:
         raise ServiceNotRunning(f"the service on {path} closed the connection") from exc
     if not line:
         raise ServiceNotRunning(f"the service on {path} closed the connection")
-    response = json.loads(line)
-    if not response.pop("ok", False):
-        raise ControlError(response.get("error", "unknown error"))
-    return response
+    return decode_reply(op, line)
 
 
 def subscribe(home, timeout: float | None = None):
     """Yield service events ({"event": KIND, ...}) as they happen. Close the generator to stop."""
-    path = Path(getattr(home, "socket", home))
-    sock = _connect(path, timeout)
+    path = socket_path(home)
+    sock = connect(path, timeout)
     try:
-        sock.sendall(b'{"op": "subscribe"}\n')
-        reader = sock.makefile("rb")
-        first = reader.readline(MAX_LINE)
-        if not first or not json.loads(first).get("ok"):
-            raise ControlError("subscribe refused")
+        sock.sendall(encode({"op": "subscribe"}))
+        reader = LineReader(sock)
+        first = reader.line()
+        if not first:
+            raise ServiceNotRunning(f"the service on {path} closed the connection")
+        decode_reply("subscribe", first)
         while True:
-            line = reader.readline(MAX_LINE)
+            line = reader.line()
             if not line:
                 return
             yield json.loads(line)
@@ -93,95 +182,107 @@ def subscribe(home, timeout: float | None = None):
         sock.close()
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        server: ControlServer = self.server.control  # type: ignore[attr-defined]
-        while not server.stopping.is_set():
-            line = self.rfile.readline(MAX_LINE)
-            if not line:
-                return
+class AsyncClient:
+    """The same requests and event stream for an asyncio program (the TUI): no call blocks the loop."""
+
+    # Answers bigger than this are parsed on a thread (the status of thousands of torrents).
+    PARSE_ON_THREAD = 256 * 1024
+
+    def __init__(self, home, timeout: float = 30.0):
+        self.socket_path = socket_path(home)
+        self.timeout = timeout
+
+    async def _connect(self):
+        import asyncio
+
+        deadline = time.monotonic() + CONNECT_RETRY_SECONDS
+        pause = 0.005
+        while True:
             try:
-                message = json.loads(line)
-                if not isinstance(message, dict) or not isinstance(message.get("op"), str):
-                    raise ControlError("a request is one JSON object with a string \"op\"")
-            except (ValueError, ControlError) as exc:
-                self._send({"ok": False, "error": f"bad request: {exc}"})
-                continue
-            if message["op"] == "subscribe":
-                self._stream(server)
-                return
-            self._send(server.answer(message))
+                return await asyncio.wait_for(asyncio.open_unix_connection(str(self.socket_path), limit=READ_BYTES), self.timeout)
+            except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, asyncio.TimeoutError) as exc:
+                raise ServiceNotRunning(f"no answer on {self.socket_path}") from exc
+            except BlockingIOError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceBusy(self.socket_path, f"its backlog stayed full for {CONNECT_RETRY_SECONDS:.0f}s"
+                                      ) from exc
+            except OSError as exc:
+                raise ServiceNotRunning(f"{self.socket_path}: {exc.strerror or exc}") from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
-    def _send(self, obj: dict) -> None:
-        self.wfile.write((json.dumps(obj, default=str) + "\n").encode())
-        self.wfile.flush()
+    async def request(self, op: str, **fields) -> dict:
+        import asyncio
 
-    def _stream(self, server: "ControlServer") -> None:
-        events = server.subscribe()
+        reader, writer = await self._connect()
         try:
-            self._send({"ok": True})
-            while not server.stopping.is_set():
-                try:
-                    event = events.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if event is None:  # dropped: the subscriber fell too far behind
-                    return
-                self._send(event)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            writer.write(encode({"op": op, **fields}))
+            await writer.drain()
+            line = await asyncio.wait_for(read_line(reader), self.timeout)
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            raise ServiceNotRunning(f"{self.socket_path}: connection lost during {op!r}") from exc
         finally:
-            server.unsubscribe(events)
+            writer.close()
+        if not line:
+            raise ServiceNotRunning(f"{self.socket_path}: closed without answering {op!r}")
+        if len(line) > self.PARSE_ON_THREAD:
+            return await asyncio.to_thread(decode_reply, op, line)
+        return decode_reply(op, line)
 
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class ControlServer:
-    """Serves the control socket on a thread. dispatch(message) -> dict (or raises Error)."""
-
-    def __init__(self, path: Path, dispatch, subscribe, unsubscribe):
-        self.path = Path(path)
-        self.dispatch = dispatch
-        self.subscribe = subscribe
-        self.unsubscribe = unsubscribe
-        self.stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def answer(self, message: dict) -> dict:
+    async def subscribe(self) -> "Subscription":
+        """Open the event stream; iterate the result for events, close it when done."""
+        reader, writer = await self._connect()
         try:
-            return {"ok": True, **(self.dispatch(message) or {})}
-        except Error as exc:
-            return {"ok": False, "error": str(exc)}
-        except Exception as exc:  # a broken op must not take the service down
-            log.exception("control op %r failed", message.get("op"))
-            return {"ok": False, "error": f"internal error in {message.get('op')!r}: {type(exc).__name__}"}
+            writer.write(encode({"op": "subscribe"}))
+            await writer.drain()
+        except ConnectionError as exc:
+            writer.close()
+            raise ServiceNotRunning(f"{self.socket_path}: event stream lost") from exc
+        return Subscription(self.socket_path, reader, writer)
 
-    def start(self) -> None:
-        if self.path.exists() or self.path.is_symlink():
+
+async def read_line(reader) -> bytes:
+    """One whole line (without the newline) from an asyncio stream, however long: readuntil stops
+    at the reader's limit, so what it holds so far is taken and the search goes on."""
+    import asyncio
+
+    parts = []
+    while True:
+        try:
+            parts.append(await reader.readuntil(b"\n"))
+            return b"".join(parts)[:-1]
+        except asyncio.IncompleteReadError:
+            return b""  # closed: a line without its newline is not a whole answer
+        except asyncio.LimitOverrunError as exc:
+            parts.append(await reader.readexactly(exc.consumed))
+
+
+class Subscription:
+    """The service's events, one dict per `{"event": KIND, ...}` line."""
+
+    def __init__(self, socket_path, reader, writer):
+        self.socket_path, self.reader, self.writer = socket_path, reader, writer
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        while True:
             try:
-                _connect(self.path, 2.0).close()
-            except ServiceNotRunning:
-                self.path.unlink()  # left by a service that died
-            else:
-                raise Locked(self.path, "another running seedward service")
-        self._server = _Server(str(self.path), _Handler)
-        os.chmod(self.path, 0o600)
-        self._server.control = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="control", daemon=True)
-        self._thread.start()
+                line = await read_line(self.reader)
+            except ConnectionError as exc:
+                raise ServiceNotRunning(f"{self.socket_path}: event stream lost") from exc
+            if not line:
+                raise ServiceNotRunning(f"{self.socket_path}: the service closed the event stream")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # not an event
+            if "event" in msg:
+                return msg
+            if msg.get("ok") is False:
+                raise ControlError(f"subscribe refused: {msg.get('error', 'no reason given')}")
+            # anything else ({"ok": true} acknowledgements) carries no event
 
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+    def close(self) -> None:
+        self.writer.close()

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .catalog import snapshots as snap_rows
+from .catalog import views
 from .errors import BadInput, Error, NotFound
 
 COPY_BYTES = 4 * 1024 * 1024
@@ -93,8 +94,7 @@ def read_entry(folder: Path, catalog=None) -> Entry | None:
     entry = Entry(folder.name, folder, str(doc.get("torrent", "")), str(doc.get("name", "")), created,
                   doc.get("snapshot"), list(doc.get("files") or []), _size(folder))
     if catalog is not None:
-        row = catalog.one("SELECT id, outcome, source, snapshot_id, finished_at FROM heals WHERE quarantine = ?"
-                          " ORDER BY id DESC LIMIT 1", (str(folder),))
+        row = views.heal_of_quarantine(catalog, folder)
         if row is not None:
             entry.heal = {"id": row["id"], "outcome": row["outcome"], "source": row["source"],
                           "snapshot": row["snapshot_id"], "finished_at": row["finished_at"]}

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from . import quarantine
+from .catalog import views
 from .errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,7 @@ def removed_torrents(catalog, older_than_days: float, now: datetime) -> list[str
     if older_than_days <= 0:
         return []
     cutoff = (now - timedelta(days=older_than_days)).isoformat()
-    return [r["id"] for r in catalog.query("SELECT id, removed_at FROM torrents WHERE removed_at IS NOT NULL")
-            if _utc(r["removed_at"]) < cutoff]
+    return [r["id"] for r in views.removed_torrents(catalog) if _utc(r["removed_at"]) < cutoff]
 
 
 def _utc(iso: str) -> str:

@@ -19,16 +19,22 @@ V1 = "aa" * 20
 V2 = "bb" * 32
 
 
-def test_hook_loads_no_third_party_module():
-    code = ("import sys, plugin.hook; plugin.hook.main(['--home', sys.argv[1], 'added', 'x']); "
-            "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))")
+def test_hook_loads_only_the_standard_library():
+    """A whole call (the service down: the event is spooled) loads nothing but the standard library and
+    seedward's stdlib-only client, spool and errors modules."""
+    code = (f"import sys; before = set(sys.modules); import plugin.hook; "
+            f"code = plugin.hook.main(['--home', sys.argv[1], 'added', '{V1}']); "
+            "print(code, ' '.join(sorted(set(sys.modules) - before)))")
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"seedward-hook-import-{os.getpid()}"
     try:
         out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=True)
+        assert len(spool.pending(home / "spool")) == 1
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    loaded = set(out.stdout.split())
-    assert not loaded & {"libtorrent", "qbittorrentapi", "requests", "xxhash", "git", "textual", "watchdog", "urllib3"}
+    code, *loaded = out.stdout.split()
+    ours = {"plugin", "plugin.hook", "companion", "companion.control", "companion.spool", "companion.errors"}
+    foreign = [m for m in loaded if m not in ours and m.split(".")[0] not in sys.stdlib_module_names]
+    assert code == "0" and foreign == []
 
 
 def test_hook_spools_when_no_service_runs_and_the_service_drains_it(tmp_path):
@@ -46,13 +52,68 @@ def test_hook_spools_when_no_service_runs_and_the_service_drains_it(tmp_path):
     assert seen == [event] and spool.pending(home.spool) == []
 
 
-def test_hook_rejects_a_bad_call_and_spool_skips_garbage(tmp_path):
+def test_hook_rejects_a_call_it_cannot_use_and_spools_nothing(tmp_path):
     bad = subprocess.run([HOOK, "--home", str(tmp_path), "exploded"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
-    (tmp_path / "spool").mkdir()
-    (tmp_path / "spool" / "00000000000000000001-1-x.json").write_text("{not json")
-    assert spool.drain(tmp_path / "spool", lambda e: None) == 0
-    assert [p.name for p in (tmp_path / "spool").iterdir()] == ["00000000000000000001-1-x.json.bad"]
+    marker = tmp_path / "chained"
+    for hashes in (["", ""], ["-", "-"], ["xyz", "-"], ["aa" * 19, "bb" * 31]):
+        bad = subprocess.run([HOOK, "--home", str(tmp_path), "added", *hashes, "n", "/srv", "/srv/n", "--",
+                              "/usr/bin/touch", str(marker)], capture_output=True, text=True)
+        assert bad.returncode == 2 and "no valid info hash" in bad.stderr and "nothing sent or spooled" in bad.stderr
+        assert spool.pending(tmp_path / "spool") == []
+    wait_until(marker.exists, 10, what="the chained program, started whatever seedward decided")
+
+
+def test_spool_moves_bad_entries_aside_and_keeps_good_ones(tmp_path):
+    """Garbage, a directory, a symlink, an oversized file and events with a bad schema go to spool/bad/
+    with the reason; valid events around them are handled."""
+    folder = tmp_path / "spool"
+    good = spool.append(folder, {"event": "added", "hash": V1, "hash_v2": "", "name": "a", "save_path": "/s",
+                                 "content_path": "/s/a"})
+    bad = {
+        "00000000000000000001-1-a.json": b"{not json",
+        "00000000000000000002-1-b.json": b'{"event": "added", "hash": "", "hash_v2": ""}',
+        "00000000000000000003-1-c.json": b'{"event": "removed", "hash": "' + V1.encode() + b'"}',
+        "00000000000000000004-1-d.json": b'{"event": "added", "hash": 7}',
+        "00000000000000000005-1-e.json": b'{"event": "added", "hash": "' + V1.encode() + b'", "x": 1}',
+        "00000000000000000006-1-f.json": b"[1, 2]",
+        "00000000000000000007-1-g.json": b" " * (spool.MAX_EVENT_BYTES + 1),
+    }
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    (folder / "00000000000000000008-1-h.json").mkdir()
+    (folder / "00000000000000000009-1-i.json").symlink_to(good)
+    seen, rejected = [], []
+    assert spool.drain(folder, seen.append, on_bad=lambda moved, why: rejected.append((moved.name, why))) == 1
+    assert [e["hash"] for e in seen] == [V1]
+    assert sorted(name for name, _ in rejected) == sorted([*bad, "00000000000000000008-1-h.json",
+                                                           "00000000000000000009-1-i.json"])
+    whys = dict(rejected)
+    assert "not JSON" in whys["00000000000000000001-1-a.json"]
+    assert "no valid info hash" in whys["00000000000000000002-1-b.json"]
+    assert "'added' or 'finished'" in whys["00000000000000000003-1-c.json"]
+    assert "hash must be a string" in whys["00000000000000000004-1-d.json"]
+    assert "unknown field 'x'" in whys["00000000000000000005-1-e.json"]
+    assert "more than" in whys["00000000000000000007-1-g.json"]
+    assert "not a regular file" in whys["00000000000000000008-1-h.json"]
+    assert "not a regular file" in whys["00000000000000000009-1-i.json"]
+    assert spool.pending(folder) == []
+    assert (folder / "bad" / "00000000000000000001-1-a.json.why").read_text().startswith("unusable hook event")
+
+
+def test_a_handler_that_keeps_failing_is_retried_then_moved_aside(tmp_path):
+    folder = tmp_path / "spool"
+    spool.append(folder, {"event": "finished", "hash": V1})
+    tries: dict = {}
+    rejected = []
+
+    def broken(event):
+        raise OSError("disk full")
+
+    for _ in range(spool.MAX_TRIES):
+        assert spool.pending(folder)  # kept until the last try
+        assert spool.drain(folder, broken, on_bad=lambda moved, why: rejected.append(why), tries=tries) == 0
+    assert spool.pending(folder) == [] and rejected == [f"the service failed on it {spool.MAX_TRIES} times: disk full"]
 
 
 @pytest.mark.qbt
@@ -111,3 +172,89 @@ def test_hook_chains_after_its_five_fields_even_when_a_name_is_dashes(tmp_path):
     event = json.loads(spool.pending(tmp_path / "home" / "spool")[0].read_text())
     assert event["name"] == "--" and event["content_path"] == "/srv/--"
     wait_until(marker.exists, 10, what="the chained program")
+
+
+def queued(service) -> list[str]:
+    """Torrents with a protect job, whatever became of it (qBittorrent is unreachable here)."""
+    return [r["torrent_id"] for r in service.catalog.query("SELECT torrent_id FROM queue WHERE kind = 'protect'")]
+
+
+@pytest.fixture
+def gone_service():
+    """start() -> the real Service with qBittorrent unreachable (the spool and the socket need no qBittorrent)."""
+    import tempfile
+
+    from companion.demo.private_qbt import free_port
+    from companion.service import Service
+    from tests.qbt import service_settings
+
+    class Gone:
+        url, username, password = f"http://127.0.0.1:{free_port()}", "nobody", "x"
+
+    root = Path(tempfile.mkdtemp(prefix="sw-hook-", dir="/tmp"))
+    started = []
+
+    def start():
+        started.append(Service(Home(root / "home"), service_settings(Gone)).start())
+        return started[-1]
+
+    yield root / "home", start
+    for service in started:
+        service.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_service_always_starts_and_never_loops_on_a_bad_spool(gone_service):
+    """What took `seedward serve` down (an event without a hash: exit 2; a directory named *.json:
+    IsADirectoryError) is moved to spool/bad/ with one spool_bad event each; the good event is queued."""
+    root, start = gone_service
+    home = Home(root).ensure()
+    good = spool.append(home.spool, {"event": "added", "hash": V1, "hash_v2": "", "name": "ok", "save_path": "/s",
+                                     "content_path": "/s/ok"})
+    (home.spool / "00000000000000000001-1-nohash.json").write_text(json.dumps(
+        {"event": "added", "hash": "", "hash_v2": "", "name": "", "save_path": "", "content_path": ""}))
+    (home.spool / "00000000000000000002-1-dir.json").mkdir()
+    service = start()
+    assert spool.pending(home.spool) == [] and not good.exists()
+    assert queued(service) == [V1]
+    bad = sorted(p.name for p in (home.spool / "bad").iterdir())
+    assert bad == ["00000000000000000001-1-nohash.json", "00000000000000000001-1-nohash.json.why",
+                   "00000000000000000002-1-dir.json", "00000000000000000002-1-dir.json.why"]
+    said = [e for e in service.catalog.events() if e["kind"] == "spool_bad"]
+    assert len(said) == 2 and all(e["level"] == "warning" for e in said)
+    assert any("no valid info hash" in e["message"] for e in said)
+    assert any("not a regular file" in e["message"] for e in said)
+    for _ in range(3):  # every sync drains the spool: nothing is said twice
+        service.drain_spool()
+    assert len([e for e in service.catalog.events() if e["kind"] == "spool_bad"]) == 2
+
+
+def test_an_entry_that_cannot_be_moved_aside_is_said_once_then_skipped(gone_service):
+    root, start = gone_service
+    home = Home(root).ensure()
+    (home.spool / "bad").write_text("a file where the folder should be")
+    (home.spool / "00000000000000000001-1-x.json").write_text("{not json")
+    service = start()
+    for _ in range(3):
+        service.drain_spool()
+    said = [e for e in service.catalog.events() if e["kind"] == "spool_bad"]
+    assert len(said) == 1 and "left there, skipped" in said[0]["message"]
+    assert (home.spool / "00000000000000000001-1-x.json").exists()
+
+
+def test_with_the_service_up_the_hook_hands_the_event_over_and_never_spools_a_bad_one(gone_service):
+    root, start = gone_service
+    service = start()
+    done = subprocess.run([HOOK, "--home", str(root), "added", V1, V2, "Up", "/srv", "/srv/Up"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert spool.pending(service.home.spool) == []
+    assert queued(service) == [V2[:40]]
+    bad = subprocess.run([HOOK, "--home", str(root), "added", "", "", "", "", ""], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no valid info hash" in bad.stderr
+    assert spool.pending(service.home.spool) == [] and queued(service) == [V2[:40]]
+    # the service refuses a bad event sent straight to the socket, and says why
+    from companion.control import ControlError, request
+
+    with pytest.raises(ControlError, match="hook: no valid info hash"):
+        request(service.home, "hook", event="added", hash="", hash_v2="")

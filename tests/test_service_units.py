@@ -1,9 +1,9 @@
 """Pure parts of the service: state naming across qBittorrent versions, backoff, hook ids."""
 
 from companion.qbt import is_complete, normalize_state
-from companion.service.backoff import Backoff
+from companion.loops import Backoff
 from companion.service.protect_job import state_tag
-from companion.service.service import torrent_id_of
+from companion.spool import torrent_id_of
 
 
 def test_paused_and_stopped_states_mean_the_same():

@@ -289,54 +289,6 @@ async def test_every_screen_renders_in_16_colors(home, fake, theme):
         assert app.screen.query_one(DataTable).row_count == 6
 
 
-def test_status_is_completed_from_the_catalog_where_the_service_is_silent(home):
-    """Snapshot age and drift counts come from the catalog when `status` lacks them; the service wins."""
-    from datetime import timedelta
-
-    from companion.catalog import Catalog
-    from tests.tui_fake_service import iso
-    from tui.catalog_view import CatalogView, complete_status
-
-    home.ensure()
-    cat = Catalog(home.catalog_db)
-    with cat.tx() as db:
-        db.execute("INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
-                   " VALUES ('ab12', ?, 'x', ?, 'auto', 10, 10, 1, 't')", (BACH, iso(timedelta(hours=9))))
-        for tid in (BACH, BACH, DEBIAN):
-            db.execute("INSERT INTO heals (torrent_id, started_at, response, drift) VALUES (?, ?, 'heal', '{}')",
-                       (tid, iso(timedelta(days=1))))
-        db.execute("INSERT INTO heals (torrent_id, started_at, response, drift) VALUES (?, ?, 'heal', '{}')",
-                   (DEBIAN, iso(timedelta(days=90))))  # too old to count
-    cat.close()
-    raw = sample_status()
-    for t in raw["torrents"]:
-        for key in ("last_snapshot", "drift_alerts"):
-            t.pop(key, None)
-    raw["torrents"][5]["drift_alerts"] = 7  # the service's own figure wins
-    del raw["service"]["store"], raw["service"]["last_scrub"]
-    cat = Catalog(home.catalog_db)
-    with cat.tx() as db:  # two snapshots sharing one chunk of 100 bytes, plus 50 bytes of their own each
-        db.execute("INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
-                   " VALUES ('cd34', ?, 'x', ?, 'auto', 10, 10, 1, 't')", (BACH, iso(timedelta(days=3))))
-        for snap, piece, length, chunk in (("ab12", 0, 100, "c0"), ("ab12", 1, 50, "c1"), ("cd34", 0, 100, "c0"),
-                                           ("cd34", 1, 50, "c2")):
-            db.execute("INSERT INTO snapshot_chunks (snapshot_id, file_index, piece, offset, length, chunk_id)"
-                       " VALUES (?, 0, ?, 0, ?, ?)", (snap, piece, length, chunk))
-        db.execute("INSERT INTO torrents (id, name, kind, piece_length, num_pieces, total_size, payload_size,"
-                   " added_at, updated_at) VALUES (?, 'Bach', 'v1', 16384, 2, 150, 150, ?, ?)",
-                   (BACH, iso(timedelta(days=9)), iso(timedelta(days=9))))
-        db.execute("INSERT INTO file_checks VALUES (?, 0, ?, 'quick', 'scrub', 1)", (BACH, iso(timedelta(hours=4))))
-    cat.close()
-    status = complete_status(raw, CatalogView(home.catalog_db), NOW)
-    assert status.service.store_bytes == 200 and status.service.dedup_ratio == 300 / 200
-    assert status.service.last_scrub == iso(timedelta(hours=4))
-    assert status.torrents[BACH].snapshot_at == iso(timedelta(hours=9))
-    assert status.torrents[BACH].drift_alerts == 2
-    assert status.torrents[DEBIAN].drift_alerts == 1 and status.torrents[DEBIAN].snapshot_at is None
-    assert status.torrents[h(0xC0FFEE)].drift_alerts == 7
-    assert status.torrents[h(0x123456)].drift_alerts == 0  # watched, nothing found
-
-
 @aio
 async def test_mouse_sorts_opens_and_confirms(home, fake):
     app = make_app(home)

@@ -17,7 +17,6 @@ import pytest
 
 from tests.helpers import seedward, wait_until
 from tests.qbt import seed_sample
-from tui.catalog_view import CatalogView
 
 pytestmark = [pytest.mark.qbt, pytest.mark.slow]
 
@@ -92,16 +91,15 @@ def world(qbt):
 
 def test_dashboard_shows_damaged_healing_protected(qbt, world):
     home, tid, tmux = world["home"], world["tid"], world["tmux"]
-    catalog = CatalogView(home / "catalog.sqlite")
     log = world["root"] / "serve.log"
+    from companion.control import ServiceNotRunning, request
 
     def ready():
         if world["serve"].poll() is not None:
             raise AssertionError(f"seedward serve exited:\n{log.read_text()[-3000:]}")
         try:
-            detail = catalog.detail(tid)
-            status = catalog.offline_status()
-        except Exception:  # the catalog is being created
+            status = request(home / "control.sock", "status")
+        except ServiceNotRunning:  # still starting
             return False
         states = {t["id"]: t["protection"] for t in status["torrents"]}
         return states.get(tid) == "protected"
@@ -110,9 +108,7 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
         wait_until(ready, 60, 0.2, "the torrent protected by the real service")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
-    # The piece map's op, served by the service (installed as a feature)
-    from companion.control import request
-
+    # The piece map's op, served by the service
     pieces = request(home / "control.sock", "pieces", id=tid[:10])
     assert pieces["id"] == tid and pieces["pieces"] and set(pieces["pieces"]) == {"o"}
     # A manual snapshot, so the heal has a source (whatever the automatic policy did).

@@ -91,11 +91,13 @@ SAMPLE_EVENTS = [
 
 
 class FakeService:
-    """Serve `status`, `events`, `subscribe`, `action`, `pieces` (and `ping`) on a real Unix socket."""
+    """Serve `status`, `events`, `subscribe`, `action`, `pieces`, `detail`, `job_history` (and `ping`) on a
+    real Unix socket."""
 
     def __init__(self, socket_path: Path, status: dict | None = None, pieces: dict | None = None,
-                 events: list | None = None, jobs: list | None = None):
+                 events: list | None = None, jobs: list | None = None, catalog_db: Path | None = None):
         self.socket_path = Path(socket_path)
+        self.catalog_db = catalog_db
         self.status = status if status is not None else sample_status()
         self.pieces = pieces if pieces is not None else {h(0xD4E5F6): "o" * 40 + "dd" + "o" * 150 + "u" * 8}
         self.events = list(SAMPLE_EVENTS if events is None else events)
@@ -148,6 +150,18 @@ class FakeService:
                 if req.get("id") not in self.pieces:
                     return {"ok": False, "error": f"no torrent {req.get('id')}"}
                 return {"ok": True, "pieces": self.pieces[req["id"]]}
+            if op == "detail":  # as the service: the catalog's record (when there is one), its own events
+                out = {"files": [], "snapshots": [], "drills": [], "companions": []}
+                if self.catalog_db is not None and self.catalog_db.exists():
+                    from companion.catalog import views
+
+                    out = views.offline_answer(self.catalog_db, "detail", req)
+                out["events"] = sorted((e for e in self.events if e.get("torrent_id") == req.get("id")),
+                                       key=lambda e: e["id"], reverse=True)
+                out["pieces"] = self.pieces.get(req.get("id"), "")
+                return {"ok": True, **out, "id": req.get("id")}
+            if op == "job_history":
+                return {"ok": True, "ai": [], "queue": []}
             if op == "jobs" and self.jobs is not None:
                 return {"ok": True, "jobs": self.jobs}
             if op == "action":
@@ -218,6 +232,6 @@ def home():
 @pytest.fixture
 def fake(home):
     """A fake service speaking the control protocol on the home's real Unix socket."""
-    service = FakeService(home.socket).start()
+    service = FakeService(home.socket, catalog_db=home.catalog_db).start()
     yield service
     service.stop()

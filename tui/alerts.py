@@ -7,10 +7,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from companion.errors import ServiceNotRunning
-
 from .cells import palette
-from .client import ControlRefused
+from .client import ControlError, ServiceNotRunning
 from .model import age
 
 LAST_EVENTS = 2000  # the newest events the screen looks through
@@ -52,7 +50,7 @@ class AlertsScreen(Screen):
     async def load(self) -> None:
         try:
             answer = await self.app.client.request("events", last=LAST_EVENTS)
-        except (ServiceNotRunning, ControlRefused) as exc:
+        except (ServiceNotRunning, ControlError) as exc:
             if self in self.app.screen_stack:
                 self.show_empty(f"Cannot read events: {exc}")
             return

@@ -1,5 +1,5 @@
-"""`seedward tui`: the Textual app, a client of the service's control socket (plus read-only catalog reads
-for per-torrent detail); all I/O in workers, never on the UI thread."""
+"""`seedward tui`: the Textual app, a client of the service's control socket only (tui/client.py);
+all I/O in workers, never on the UI thread."""
 
 import asyncio
 import dataclasses
@@ -12,12 +12,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.signal import Signal
 
-from companion.errors import ServiceNotRunning
 from companion.home import Home
+from companion.states import PROTECTION_STATES
 
-from .catalog_view import CatalogView, complete_status
-from .client import ControlClient, ControlRefused
-from .model import Status, diff
+from .client import ControlError, Door, ServiceNotRunning
+from .model import Status, diff, parse_status
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,6 @@ log = logging.getLogger(__name__)
 EVENT_STATE = {"drift": "damaged", "quarantined": "damaged", "heal_failed": "damaged", "healing": "healing",
                "healed": "protected", "protected": "protected", "baseline_bad": "baseline_bad",
                "removed": "removed"}
-PROTECTION_STATES = frozenset({"pending", "protected", "damaged", "healing", "baseline_bad", "excluded", "removed"})
 STATE_HOLD_SECONDS = 0.6
 # After drift, poll the status quickly for a while: heals move through states without an event each.
 INCIDENT_SECONDS = 30.0
@@ -56,11 +54,11 @@ class SeedwardApp(App):
     ]
 
     def __init__(self, home: Home, *, clock=None, retry_seconds: float = 2.0, poll_seconds: float = 15.0,
-                 debounce_seconds: float = 0.3, theme: str | None = None):
+                 debounce_seconds: float = 0.3, theme: str | None = None, offline=None):
+        """offline(op, fields) -> dict: read-only answers from the catalog while no service runs."""
         super().__init__()
         self.home = home
-        self.client = ControlClient(home.socket)
-        self.catalog = CatalogView(home.catalog_db)
+        self.client = Door(home.socket, offline)
         self.now = clock or (lambda: datetime.now(timezone.utc))
         self.retry_seconds = retry_seconds
         self.poll_seconds = poll_seconds
@@ -108,7 +106,7 @@ class SeedwardApp(App):
                     self.apply_event(event)
             except ServiceNotRunning:
                 self.set_connection("down")  # the screens say how to start it
-            except ControlRefused as exc:
+            except ControlError as exc:
                 self.set_connection("down", str(exc))
             finally:
                 if sub is not None:
@@ -123,7 +121,7 @@ class SeedwardApp(App):
         self.status_serial += 1
         serial = self.status_serial
         raw = await self.client.request("status")
-        new = await asyncio.to_thread(complete_status, raw, self.catalog, self.now())
+        new = await asyncio.to_thread(parse_status, raw)
         self._keep_shown(new.torrents)
         old = self.status.torrents if self.status else {}
         added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
@@ -152,7 +150,7 @@ class SeedwardApp(App):
             await self.refresh_status()
         except ServiceNotRunning:
             self.set_connection("down")
-        except ControlRefused as exc:
+        except ControlError as exc:
             self.set_connection("down", str(exc))
         finally:
             self._refreshing = False

@@ -14,13 +14,11 @@ def finale(ctx) -> int:
 
         SeedwardApp(home).run()
         return 0
-    import asyncio
+    from companion.control import request
 
-    from .catalog_view import CatalogView, complete_status
-    from .client import ControlClient
+    from .model import parse_status
     from .table import status_table
 
-    raw = asyncio.run(ControlClient(home.socket).request("status"))
     now = datetime.now(timezone.utc)
-    sys.stdout.write(status_table(complete_status(raw, CatalogView(home.catalog_db), now), now))
+    sys.stdout.write(status_table(parse_status(request(home, "status")), now))
     return 0

@@ -1,7 +1,6 @@
 """One torrent: files, piece map, snapshots, drills, events, companions; actions with confirmation."""
 
-import asyncio
-import sqlite3
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import work
@@ -11,11 +10,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
-from companion.errors import ServiceNotRunning
-
-from .catalog_view import Detail
 from .cells import PROTECTION_TONE, palette
-from .client import ControlRefused
+from .client import ControlError, ServiceNotRunning
 from .confirm import ConfirmScreen
 from .model import PROTECTION_LABEL, age, companions_text, drill_text, human_bytes, swarm_text
 from .piece_map import PieceMap
@@ -31,6 +27,22 @@ ACTIONS = {
 # The service's job kind for each action (a job shows in the torrent's status while queued or running).
 JOB_KIND = {"verify": "protect", "snapshot": "snapshot", "heal": "heal", "drill": "drill", "stop": "stop",
             "start": "start"}
+
+
+@dataclass
+class Detail:
+    """The service's `detail` answer."""
+
+    files: list[dict] = field(default_factory=list)
+    pieces: str = ""
+    events: list[dict] = field(default_factory=list)
+    snapshots: list[dict] = field(default_factory=list)
+    drills: list[dict] = field(default_factory=list)
+    companions: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_answer(cls, answer: dict) -> "Detail":
+        return cls(**{k: answer.get(k) or ([] if k != "pieces" else "") for k in cls.__dataclass_fields__})
 
 
 class DetailScreen(Screen):
@@ -104,24 +116,11 @@ class DetailScreen(Screen):
 
     @work(exclusive=True, group="detail")
     async def load(self) -> None:
-        view = self.view
-        protection = view.protection if view else ""
-        catalog = self.app.catalog
-        try:
-            detail = await asyncio.to_thread(catalog.detail, self.torrent_id, protection)
-        except sqlite3.Error as exc:  # busy or mid-migration: show what the service says, try again later
-            self.notify(f"catalog: {exc}", title="cannot read the catalog", severity="warning")
+        try:  # files, piece map, events (newest first), snapshots, drills, companions
+            detail = Detail.from_answer(await self.app.client.read("detail", id=self.torrent_id))
+        except (ServiceNotRunning, ControlError) as exc:  # e.g. not cataloged yet: try again on reload
+            self.notify(str(exc), title="no detail for this torrent", severity="warning")
             detail = Detail()
-        try:
-            answer = await self.app.client.request("pieces", id=self.torrent_id)
-            detail.pieces = answer.get("pieces", detail.pieces)
-        except (ServiceNotRunning, ControlRefused):
-            pass  # the catalog's view of the pieces is the best we have
-        try:  # the service's events, newest first
-            answer = await self.app.client.request("events", torrent_id=self.torrent_id, last=100)
-            detail.events = sorted(answer.get("events", []), key=lambda e: e.get("id", 0), reverse=True)
-        except (ServiceNotRunning, ControlRefused):
-            pass
         if self.gone:
             return
         self.detail = detail
@@ -227,7 +226,7 @@ class DetailScreen(Screen):
         self.show_progress(f"{action}: asking the service…", None)
         try:
             answer = await self.app.client.request("action", action=action, id=self.torrent_id)
-        except (ServiceNotRunning, ControlRefused) as exc:
+        except (ServiceNotRunning, ControlError) as exc:
             if self.gone:
                 return
             self.show_progress(f"{action}: {exc}", 0, failed=True)

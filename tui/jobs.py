@@ -1,8 +1,5 @@
 """Jobs: AI jobs with their provenance and published companions, and the service's work queue."""
 
-import asyncio
-import sqlite3
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -10,10 +7,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from companion.errors import ServiceNotRunning
-
 from .cells import palette
-from .client import ControlRefused
+from .client import ControlError, Error, ServiceNotRunning
 from .model import age
 
 STATE_TONE = {"done": "success", "published": "success", "ok": "success", "failed": "error", "tainted": "error",
@@ -50,17 +45,18 @@ class JobsScreen(Screen):
 
     @work(exclusive=True, group="jobs")
     async def load(self) -> None:
-        try:
-            ai, queue = await asyncio.to_thread(self.app.catalog.jobs)
-        except sqlite3.Error as exc:  # busy or mid-migration: the service's queue still shows
-            self.notify(f"catalog: {exc}", title="cannot read the catalog", severity="warning")
+        try:  # AI jobs and the work queue, newest first: the service's, or the catalog's when it is down
+            history = await self.app.client.read("job_history")
+            ai, queue = history.get("ai", []), history.get("queue", [])
+        except (ServiceNotRunning, Error) as exc:
+            self.notify(str(exc), title="cannot read the jobs", severity="warning")
             ai, queue = [], []
-        try:  # the service's queued and running jobs are the freshest; the catalog keeps finished ones
+        try:  # the service's queued and running jobs are the freshest
             live = (await self.app.client.request("jobs")).get("jobs", [])
             by_id = {q["id"]: q for q in queue}
             by_id.update({q["id"]: q for q in live})
             queue = sorted(by_id.values(), key=lambda q: q["id"], reverse=True)
-        except (ServiceNotRunning, ControlRefused):
+        except (ServiceNotRunning, ControlError):
             pass
         if self not in self.app.screen_stack:  # closed meanwhile
             return

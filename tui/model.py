@@ -7,9 +7,10 @@ are optional: a missing value is None and is shown as "-".
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from companion.states import UNPROTECTED
+
 # Severity order: what needs a seeder's eyes first sorts first.
 PROTECTION_ORDER = ("damaged", "healing", "baseline_bad", "pending", "protected", "excluded", "removed")
-UNPROTECTED = frozenset({"pending", "baseline_bad", "excluded"})
 
 # Glyph + word, so the state reads without color (16-color terminals, color-blind users).
 PROTECTION_LABEL = {

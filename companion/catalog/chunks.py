@@ -45,3 +45,19 @@ def forget_bad_copies(cat, copies: list[tuple[str, str]]) -> None:
     """(chunk id, pack): copies no index names any more (rewritten elsewhere, or the pack dropped)."""
     with cat.tx() as db:
         db.executemany("DELETE FROM bad_chunks WHERE chunk_id = ? AND pack = ?", copies)
+
+
+def chunk_sources(cat, chunk_ids) -> dict[str, list]:
+    """chunk id -> [(torrent id, file index, piece, offset, length)] from every snapshot using it."""
+    out: dict[str, list] = {}
+    ids = sorted(chunk_ids)
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for r in cat.query(
+                f"SELECT DISTINCT s.torrent_id, c.file_index, c.piece, c.offset, c.length, c.chunk_id"
+                f" FROM snapshot_chunks c JOIN snapshots s ON s.id = c.snapshot_id WHERE c.chunk_id IN ({marks})",
+                tuple(part)):
+            out.setdefault(r["chunk_id"], []).append((r["torrent_id"], r["file_index"], r["piece"], r["offset"],
+                                                      r["length"]))
+    return out

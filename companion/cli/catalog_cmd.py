@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ..catalog import views
 from ..errors import EXIT_DAMAGE, EXIT_OK, NotFound
 from ..protect import catalog_torrent
 from ..torrent import load_torrent
@@ -44,11 +45,10 @@ def show_data(ctx, torrent_id: str) -> dict:
     if row is None:
         raise NotFound(f"no torrent {torrent_id}")
     files = ctx.catalog.get_files(torrent_id)
-    runs = ctx.catalog.query("SELECT * FROM runs WHERE torrent_id = ? ORDER BY id DESC LIMIT 10", (torrent_id,))
     return {
         **dict(row),
         "files": [{k: f[k] for k in ("path", "size", "sha256", "status", "v2_root")} for f in files],
-        "runs": [dict(r) for r in runs],
+        "runs": views.runs(ctx.catalog, torrent_id),
         "history": ctx.manifests.log(f"torrents/{torrent_id}.json", limit=20),
     }
 

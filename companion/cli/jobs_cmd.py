@@ -1,6 +1,7 @@
 """`seedward jobs`: every AI job, newest first."""
 
 from ..catalog import jobs as rows
+from ..catalog import views
 from ..errors import EXIT_OK
 from .context import print_json
 
@@ -16,12 +17,7 @@ def run(args, ctx) -> int:
 
     if rows.open_jobs(ctx.catalog):
         recover_stale(ctx.catalog, ctx.store)
-    jobs = rows.list_jobs(ctx.catalog)
-    counts = dict(ctx.catalog.query("SELECT job_id, COUNT(*) FROM job_outputs GROUP BY job_id"))
-    out = [{"id": j["id"], "state": j["state"], "torrent_id": j["torrent_id"], "model": j["model_name"],
-            "model_version": j["model_version"], "operator": j["operator"], "created_at": j["created_at"],
-            "ended_at": j["ended_at"], "exit_code": j["exit_code"], "tainted": bool(j["tainted"]),
-            "outputs": counts.get(j["id"], 0)} for j in jobs]
+    out = views.ai_jobs(ctx.catalog)
     if args.json:
         print_json({"jobs": out})
         return EXIT_OK

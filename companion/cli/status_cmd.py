@@ -1,8 +1,8 @@
 """`seedward status [--json]`: every torrent's protection; live data when the service runs."""
 
+from ..catalog import views
 from ..control import request
 from ..errors import EXIT_OK, ServiceNotRunning
-from ..service.status import offline_status
 from .context import print_json
 
 
@@ -16,7 +16,7 @@ def status_data(ctx) -> dict:
     try:
         return request(ctx.home, "status")
     except ServiceNotRunning:
-        return offline_status(ctx.home, ctx.catalog)
+        return views.offline_status(ctx.catalog, ctx.home.root)
 
 
 def run(args, ctx) -> int:

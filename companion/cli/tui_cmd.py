@@ -1,11 +1,11 @@
 """`seedward tui`: the terminal dashboard (Textual); without a terminal, the status table."""
 
-import asyncio
-import sqlite3
 import sys
 from datetime import datetime, timezone
+from functools import partial
 
-from ..catalog.db import CatalogError
+from ..catalog import views
+from ..control import ControlError, request
 from ..errors import ServiceNotRunning
 
 
@@ -24,25 +24,22 @@ def run(args, ctx) -> int:
     from tui.app import SeedwardApp
 
     theme = "ansi-dark" if args.ansi else ("textual-light" if args.light else None)
-    SeedwardApp(ctx.home, theme=theme).run()
+    if ctx.home.catalog_db.exists():
+        ctx.catalog.close()  # opening it migrates an older catalog before the TUI reads it read-only
+    SeedwardApp(ctx.home, theme=theme, offline=partial(views.offline_answer, ctx.home.catalog_db)).run()
     return 0
 
 
 def print_table(ctx) -> int:
-    from tui.catalog_view import CatalogView, complete_status
-    from tui.client import ControlClient, ControlRefused
+    from tui.model import parse_status
     from tui.table import status_table
 
     try:
-        raw = asyncio.run(ControlClient(ctx.home.socket).request("status"))
-    except (ServiceNotRunning, ControlRefused) as exc:
-        view = CatalogView(ctx.home.catalog_db)
-        if not view.available():
+        raw = request(ctx.home, "status")
+    except (ServiceNotRunning, ControlError) as exc:
+        if not ctx.home.catalog_db.exists():
             raise ServiceNotRunning(f"no answer on {ctx.home.socket}, and no catalog yet") from exc
-        try:
-            raw = view.offline_status()
-        except sqlite3.Error as err:
-            raise CatalogError(ctx.home.catalog_db, str(err)) from err
+        raw = views.offline_status(ctx.catalog, ctx.home.root)
     now = datetime.now(timezone.utc)
-    sys.stdout.write(status_table(complete_status(raw, CatalogView(ctx.home.catalog_db), now), now))
+    sys.stdout.write(status_table(parse_status(raw), now))
     return 0

@@ -87,9 +87,9 @@ SAMPLES = {
 
 
 def print_status(service) -> None:
-    from ..service.status import torrents
+    from ..catalog.views import torrent_entries
 
-    for t in torrents(service.catalog, service.sync.snapshot()):
+    for t in torrent_entries(service.catalog, service.sync.snapshot()):
         verified = (t["last_verified"] or "never")[:19]
         print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':10} {verified:19}  {t['name']}")
 

@@ -11,6 +11,7 @@ import threading
 from datetime import datetime, timezone
 
 from ..catalog import drills as rows
+from ..loops import Backoff, Loop
 from ..ltsession import Interrupted
 from ..scan import Cancelled
 from ..store.job import service_store
@@ -58,29 +59,21 @@ class DrillSchedule:
     def __init__(self, service, clock=lambda: datetime.now(timezone.utc)):
         self.service = service
         self.clock = clock
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.loop: Loop | None = None
 
     def start(self) -> None:
         removed = cleanup_scratch(self.service.home, self.service.settings, self.service.catalog)
         if removed:
             log.info("removed %d scratch folders of interrupted drills", len(removed))
-        self.stopping.clear()
-        self.thread = threading.Thread(target=self._loop, name="drill-schedule", daemon=True)
-        self.thread.start()
+        self.loop = Loop("drill-schedule", self._tick, CHECK_SECONDS,
+                         backoff=Backoff(CHECK_SECONDS, CHECK_SECONDS)).start()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(10)
+        if self.loop is not None:
+            self.loop.stop()
 
-    def _loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("drill schedule failed; retrying in %.0fs", CHECK_SECONDS)
-            self.stopping.wait(CHECK_SECONDS)
+    def _tick(self) -> None:
+        self.tick()
 
     def tick(self) -> list[int]:
         """Queue the scheduled drills if they are due. Returns the queued job ids."""

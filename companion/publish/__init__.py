@@ -13,6 +13,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from ..errors import BadInput, Error
+from ..states import COMPANION_TAG  # noqa: F401 - callers take it from here too
 from ..torrent import TorrentMeta, list_files, load_torrent
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ KIND_FLAGS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, 
 MIN_PIECE = 16 * 1024  # BEP 52's smallest piece
 MAX_PIECE = 16 * 1024 * 1024
 TARGET_PIECES = 1500  # few enough for a small .torrent, enough for swarm granularity
-COMPANION_TAG = "seedward:companion"
 METADATA_KEY = b"seedward"  # inside the info dictionary: covered by the info hash, so it cannot be stripped unseen
 
 

@@ -8,11 +8,11 @@ Control op `seed_companion` (`{"id": companion id}`) makes it pick up a new comp
 """
 
 import logging
-import threading
 from pathlib import Path
 
 from ..catalog import jobs as rows
 from ..errors import Error
+from ..loops import Loop
 from . import EmbeddedSeeder
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,15 @@ class CompanionComponent:
         if not listen.startswith("127."):
             extra["outgoing_interfaces"] = ""
         self.seeder = EmbeddedSeeder(**extra)
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.loop: Loop | None = None
 
     def start(self) -> None:
-        self.stopping.clear()
         self.refresh()
-        self.thread = threading.Thread(target=self._loop, name="continuity", daemon=True)
-        self.thread.start()
+        self.loop = Loop("continuity", self._observe, self.every, first_wait=True).start()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(10)
+        if self.loop is not None:
+            self.loop.stop()
         self.seeder.stop()
 
     def refresh(self) -> int:
@@ -55,15 +51,13 @@ class CompanionComponent:
                 log.error("companion %s: cannot seed it: %s", comp["id"][:12], exc)
         return len(self.seeder.handles)
 
-    def _loop(self) -> None:
+    def _observe(self) -> None:
         from ..continuity import observe
 
-        while not self.stopping.wait(self.every):
-            try:
-                observe(self.service.catalog, self.service.qbt, self.service.settings.jobs.parity_copies,
-                        emit=self._emit)
-            except Error as exc:
-                log.warning("continuity: %s", exc)
+        try:
+            observe(self.service.catalog, self.service.qbt, self.service.settings.jobs.parity_copies, emit=self._emit)
+        except Error as exc:
+            log.warning("continuity: %s", exc)
 
     def _emit(self, kind, torrent_id, message, **detail):
         self.service.emit(kind, torrent_id, message, **detail)
@@ -76,4 +70,6 @@ class CompanionComponent:
 def register(service) -> None:
     component = CompanionComponent(service)
     service.add_component(component)
-    service.register_op("seed_companion", component.op_seed)
+    service.register_op("seed_companion", component.op_seed, schema={
+        "type": "object", "required": ["op"], "additionalProperties": False,
+        "properties": {"op": {"type": "string"}, "id": {"type": "string", "pattern": "^[0-9a-fA-F]{1,64}$"}}})

@@ -17,7 +17,6 @@ FEATURES = (
     "companion.publish.service",  # AI jobs' companion torrents (issue 6)
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
     "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
-    "tui.ops",  # the `pieces` op for the TUI's piece map (issue 7)
 )
 
 

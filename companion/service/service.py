@@ -11,52 +11,46 @@ For features:
                                    stored in the catalog's events, pushed to subscribers
   service.on_status(fn)            fn(status: dict) adds a feature's fields to the status object
                                    (per torrent or under "service"); errors are logged, not fatal
-  service.register_op(name, fn)   fn(message: dict) -> dict answers control-socket op `name`
+  service.register_op(name, fn, schema=None)
+                                   fn(message: dict) -> dict answers control-socket op `name`;
+                                   `schema`: its fields as JSON Schema (ops.schema(...); None: it
+                                   takes none), checked before fn runs
   service.add_component(obj)       obj.start() when the service starts, obj.stop() in reverse
                                    order when it stops (a component added later starts at once)
 Events the service emits: qbt_connected, qbt_unreachable, qbt_login_failed, hook, protected,
-baseline_bad, damaged, excluded, relocated, removed, job_failed, service_started, service_stopping.
+baseline_bad, damaged, excluded, relocated, removed, job_failed, spool_bad, service_started,
+service_stopping.
 """
 
 import fcntl
-import json
 import logging
 import os
 import signal
 import threading
 
 from .. import __version__
-from ..catalog import Catalog
+from .. import spool
+from ..catalog import Catalog, views
 from ..catalog.db_time import now_iso
-from ..control import ControlError, ControlServer
+from ..control import ControlError
 from ..errors import Locked, NotFound
 from ..manifests import ManifestRepo
 from ..qbt import Qbt
 from ..scan import Scanner
-from .. import spool
-from . import status as status_mod
+from . import ops
 from .bus import EventBus
+from .control import ControlServer
 from .jobs import JobRunner
 from .protect_job import protect_torrent
+from .status import StatusBuilder
 from .sweep import LocationSweep
 from .sync import SyncLoop
 
 log = logging.getLogger(__name__)
 
-HEX = set("0123456789abcdef")
 ACTIONS = {"verify": "protect", "snapshot": "snapshot", "heal": "heal", "drill": "drill", "stop": "stop",
            "start": "start"}
-
-
-def torrent_id_of(hash_v1: str, hash_v2: str) -> str | None:
-    """qBittorrent's torrent hash from the hook's %I / %J ("-" or empty when absent)."""
-    v2 = (hash_v2 or "").strip().lower()
-    v1 = (hash_v1 or "").strip().lower()
-    if len(v2) == 64 and set(v2) <= HEX:
-        return v2[:40]
-    if len(v1) == 40 and set(v1) <= HEX:
-        return v1
-    return None
+EVENTS_MAX = 5000  # events in one answer
 
 
 class Service:
@@ -67,7 +61,7 @@ class Service:
         self._own_catalog = catalog is None
         self.catalog = catalog or Catalog(self.home.catalog_db)
         self.manifests = manifests or ManifestRepo(self.home.manifests)
-        self.qbt = qbt or Qbt.from_settings(settings.qbittorrent)
+        self.qbt = qbt or Qbt.from_settings(settings.qbittorrent, home=self.home)  # login record shared per home
         self.stopping = threading.Event()
         self.bus = EventBus(self.catalog)
         jobs = max(1, settings.service.jobs)
@@ -80,6 +74,11 @@ class Service:
         self.control = ControlServer(self.home.socket, self.dispatch, self.bus.subscribe, self.bus.unsubscribe)
         self.components: list = []
         self.ops: dict = {}
+        self.validators = ops.Validators()
+        for name, op_schema in ops.BUILTIN.items():
+            self.validators.add(name, op_schema)
+        self.status_builder = StatusBuilder(self)
+        self._spool_tries: dict = {}
         self.status_extras: list = []
         self.started_at: str | None = None
         self._started = False
@@ -112,7 +111,8 @@ class Service:
     def on_status(self, fn) -> None:
         self.status_extras.append(fn)
 
-    def register_op(self, name: str, fn) -> None:
+    def register_op(self, name: str, fn, schema: dict | None = None) -> None:
+        self.validators.add(name, schema or ops.schema())
         self.ops[name] = fn
 
     def add_component(self, obj) -> None:
@@ -205,16 +205,20 @@ class Service:
     # work sources
 
     def drain_spool(self) -> int:
+        """Hand every spooled hook event to on_hook; bad ones go to spool/bad/ (never raises)."""
         with self._spool_lock:
-            return spool.drain(self.home.spool, lambda event: self.on_hook(event, source="spool"))
+            return spool.drain(self.home.spool, lambda event: self.on_hook(event, source="spool"),
+                               on_bad=self._spool_bad, tries=self._spool_tries)
+
+    def _spool_bad(self, where, reason: str) -> None:
+        self.emit("spool_bad", None, f"spool: {where}: {reason}", level="warning", file=str(where), reason=reason)
 
     def on_hook(self, event: dict, source: str = "socket") -> dict:
-        kind = event.get("event")
-        if kind not in ("added", "finished"):
-            raise ControlError(f"hook event must be 'added' or 'finished', not {kind!r}")
-        torrent_id = torrent_id_of(event.get("hash", ""), event.get("hash_v2", ""))
-        if torrent_id is None:
-            raise ControlError("hook event without a valid info hash")
+        try:
+            torrent_id = spool.check_event(event)
+        except spool.BadEvent as exc:
+            raise ControlError(f"hook: {exc}") from None
+        kind = event["event"]
         name = str(event.get("name", ""))[:200]
         self.emit("hook", torrent_id, f"qBittorrent: {name or torrent_id} {kind} (via {source})", source=source,
                   hook_event=kind)
@@ -234,33 +238,7 @@ class Service:
     # control socket
 
     def status(self) -> dict:
-        qbt = self.qbt
-        sync = self.sync
-        status = {
-            "service": {
-                "running": True,
-                "pid": os.getpid(),
-                "version": __version__,
-                "started_at": self.started_at,
-                "home": str(self.home.root),
-                "qbittorrent": {
-                    "url": qbt.url,
-                    "state": sync.state,
-                    "version": qbt.version or None,
-                    "error": sync.error,
-                    "next_login_in": round(qbt.login_wait, 1) if sync.state == "login_failed" else None,
-                    "login_failures": qbt.login_failures,
-                    "syncs": sync.syncs,
-                },
-                "queue": status_mod.queue_counts(self.catalog),
-                "workers": self.jobs.workers,
-                "job_kinds": sorted(self.jobs.kinds),
-                "running_jobs": [{"id": j.id, "kind": j.kind, "torrent_id": j.torrent_id}
-                                 for j in list(self.jobs.running.values())],
-                "spool": len(spool.pending(self.home.spool)),
-            },
-            "torrents": status_mod.torrents(self.catalog, sync.snapshot()),
-        }
+        status = self.status_builder.build()
         for fn in self.status_extras:
             try:
                 fn(status)
@@ -269,42 +247,45 @@ class Service:
         return status
 
     def dispatch(self, message: dict) -> dict:
+        """Answer one control request (its fields checked against the op's schema first)."""
+        self.validators.check(message)
         op = message["op"]
         if op == "ping":
             return {"pid": os.getpid(), "version": __version__, "started_at": self.started_at}
         if op == "status":
             return self.status()
         if op == "hook":
-            return self.on_hook(message, source="socket")
+            return self.on_hook({k: v for k, v in message.items() if k != "op"}, source="socket")
         if op == "events":
-            return {"events": self.events(message)}
+            return {"events": views.events(self.catalog, since=message.get("since", 0),
+                                           limit=max(1, min(message.get("limit") or 500, EVENTS_MAX)),
+                                           last=min(message.get("last", 0), EVENTS_MAX),
+                                           torrent_id=message.get("torrent_id"))}
         if op == "jobs":
             return {"jobs": [dict(r) for r in self.catalog.pending_jobs()]}
+        if op == "job_history":
+            return views.job_history(self.catalog, limit=max(1, min(message.get("limit") or 500, EVENTS_MAX)))
+        if op == "detail":
+            return views.detail(self.catalog, self._torrent_id(message["id"]))
+        if op == "pieces":
+            torrent_id = self.catalog.resolve_id(message["id"])
+            row = self.catalog.get_torrent(torrent_id)
+            return {"id": torrent_id, "pieces": views.pieces(self.catalog, torrent_id, row["protection"])}
         if op == "action":
-            return self.action(str(message.get("action", "")), str(message.get("id", "")))
+            return self.action(message["action"], message["id"])
         if op in self.ops:
             return self.ops[op](message)
         raise ControlError(f"unknown op {op!r}")
 
-    def events(self, message: dict) -> list[dict]:
-        """Events after `since` (oldest first, at most `limit`); `last`: the newest N instead;
-        `torrent_id`: only that torrent's."""
+    def _torrent_id(self, prefix: str) -> str:
+        """A cataloged torrent's id from any unique prefix, else a torrent qBittorrent has."""
         try:
-            since = int(message.get("since") or 0)
-            limit = max(1, min(int(message.get("limit") or 500), 5000))
-            last = int(message.get("last") or 0)
-        except (TypeError, ValueError) as exc:
-            raise ControlError(f"events: since, limit and last are integers ({exc})") from None
-        where, params = "id > ?", [since]
-        if message.get("torrent_id"):
-            where += " AND torrent_id = ?"
-            params.append(str(message["torrent_id"]))
-        if last > 0:
-            rows = self.catalog.query(f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?",
-                                      (*params, min(last, 5000)))[::-1]
-        else:
-            rows = self.catalog.query(f"SELECT * FROM events WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
-        return [_event_row(r) for r in rows]
+            return self.catalog.resolve_id(prefix)
+        except NotFound:
+            live = [h for h in self.sync.snapshot() if prefix and h.startswith(prefix.lower())]
+            if len(live) != 1:
+                raise
+            return live[0]
 
     def action(self, action: str, prefix: str) -> dict:
         kind = ACTIONS.get(action)
@@ -312,23 +293,9 @@ class Service:
             raise ControlError(f"unknown action {action!r} (one of {', '.join(sorted(ACTIONS))})")
         if kind not in self.jobs.kinds:
             raise ControlError(f"no installed feature runs {kind!r} jobs")
-        try:
-            torrent_id = self.catalog.resolve_id(prefix)
-        except NotFound:
-            live = [h for h in self.sync.snapshot() if prefix and h.startswith(prefix.lower())]
-            if len(live) != 1:
-                raise
-            torrent_id = live[0]
+        torrent_id = self._torrent_id(prefix)
         payload = {"reason": action}
         if action == "verify":
             payload["force"] = True
         return {"id": torrent_id, "job": self.enqueue(kind, torrent_id, **payload)}
 
-
-def _event_row(r) -> dict:
-    event = dict(r)
-    try:
-        event["detail"] = json.loads(event.get("detail") or "{}")
-    except ValueError:
-        pass
-    return event

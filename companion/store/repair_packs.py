@@ -13,6 +13,7 @@ snapshot the repair made whole is cleared.
 import logging
 from dataclasses import asdict, dataclass, field
 
+from ..catalog import chunks
 from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import Error, StoreCorrupt
 from ..ladder.proof import read_range, segment_of, segment_ok
@@ -113,18 +114,7 @@ def repair_packs(store, *, dry_run: bool = False) -> RepairResult:
 
 def _payload_sources(store, chunk_ids: set[str]) -> dict[str, list]:
     """chunk id -> [(torrent id, file index, piece, offset, length)] from every snapshot using it."""
-    out: dict[str, list] = {}
-    ids = sorted(chunk_ids)
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        marks = ",".join("?" * len(part))
-        for r in store.catalog.query(
-                f"SELECT DISTINCT s.torrent_id, c.file_index, c.piece, c.offset, c.length, c.chunk_id"
-                f" FROM snapshot_chunks c JOIN snapshots s ON s.id = c.snapshot_id WHERE c.chunk_id IN ({marks})",
-                tuple(part)):
-            out.setdefault(r["chunk_id"], []).append((r["torrent_id"], r["file_index"], r["piece"], r["offset"],
-                                                      r["length"]))
-    return out
+    return chunks.chunk_sources(store.catalog, chunk_ids)
 
 
 def _from_payload(store, cid: str, width: int, sources: list) -> bytes | None:

@@ -1,0 +1,176 @@
+"""`seedward status --json` and the TUI's first screen with a big library, through the one door.
+
+Fills a catalog directly with --size torrents (each with a snapshot; every tenth with a finished
+drill, every fiftieth with a drift response), starts the real `seedward serve` on it (qBittorrent
+unreachable: the status then comes from the catalog alone, as it does for torrents qBittorrent has
+not reported yet), and times, best of --runs:
+- `seedward status --json` (the real command: connect, the service builds the status, streams it,
+  the CLI parses and prints it); the output is checked to be complete JSON with every torrent;
+- the same request from Python (companion.control.request: socket and parsing only);
+- the TUI's first screen: the real app headless (Textual's `run_test`) until its table holds every row;
+- `seedward status --json` with the service stopped (the catalog's offline view).
+
+    python benchmarks/bench_status.py --size 20000
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import load_note, machine, stamp, table, write_section  # noqa: E402
+from companion.catalog import Catalog  # noqa: E402
+from companion.control import request  # noqa: E402
+from companion.demo.private_qbt import free_port  # noqa: E402
+from companion.errors import Error  # noqa: E402
+from companion.home import Home  # noqa: E402
+
+BIN = Path(sys.executable).parent
+AT = "2026-11-01T12:00:00.000+00:00"
+
+
+def fill(home: Home, size: int) -> None:
+    """`size` torrents straight into a fresh catalog (the schema made by the real migrations)."""
+    cat = Catalog(home.catalog_db)
+    ids = [f"{i:040x}" for i in range(1, size + 1)]
+    with cat.tx() as db:
+        db.executemany(
+            "INSERT INTO torrents (id, info_hash_v1, info_hash_v2, name, kind, piece_length, num_pieces, total_size,"
+            " payload_size, save_path, category, protection, policy, last_verified, qbt_state, added_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 'hybrid', 1048576, 700, 734003200, 734003200, ?, 'music', 'protected', 'snapshot',"
+            " ?, 'stalledUP', ?, ?)",
+            [(t, t, t + "0" * 24, f"Artist {i % 997:03d} - Album {i:06d} (2024) [FLAC]", f"/srv/seed/music/{i:06d}",
+              AT, AT, AT) for i, t in enumerate(ids)])
+        db.executemany(
+            "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
+            " VALUES (?, ?, 'x', ?, 'auto', 734003200, 734003200, 12, 't')",
+            [(f"{i:064x}", t, AT) for i, t in enumerate(ids)])
+        db.executemany(
+            "INSERT INTO drills (id, torrent_id, snapshot_id, reason, state, started_at, finished_at, rto_seconds)"
+            " VALUES (?, ?, ?, 'schedule', 'passed', ?, ?, 41.5)",
+            [(f"{i:016x}", t, f"{i:064x}", AT, AT) for i, t in enumerate(ids) if i % 10 == 0])
+        db.executemany("INSERT INTO heals (torrent_id, started_at, response, drift) VALUES (?, ?, 'heal', '{}')",
+                       [(t, AT) for i, t in enumerate(ids) if i % 50 == 0])
+    cat.close()
+
+
+def serve(home: Home) -> subprocess.Popen:
+    home.config.write_text(f'[qbittorrent]\nurl = "http://127.0.0.1:{free_port()}"\nusername = "nobody"\n')
+    env = dict(os.environ, SEEDWARD_HOME=str(home.root), QBITTORRENTAPI_PASSWORD="unused")
+    log = open(home.root / "serve.log", "ab")
+    proc = subprocess.Popen([str(BIN / "seedward"), "serve"], env=env, stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            request(home, "ping", timeout=5)
+            return proc
+        except Error:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"seedward serve did not start; see {home.root / 'serve.log'}")
+            time.sleep(0.1)
+
+
+def cli_status(home: Home, size: int) -> tuple[float, int]:
+    """Seconds for `seedward status --json`, and the bytes it printed (checked: every torrent, whole JSON)."""
+    env = dict(os.environ, SEEDWARD_HOME=str(home.root))
+    t = time.perf_counter()
+    out = subprocess.run([str(BIN / "seedward"), "status", "--json"], env=env, capture_output=True, check=True)
+    seconds = time.perf_counter() - t
+    data = json.loads(out.stdout)
+    if len(data["torrents"]) != size:
+        raise SystemExit(f"bench_status: status listed {len(data['torrents'])} torrents, not {size}")
+    return seconds, len(out.stdout)
+
+
+def socket_status(home: Home, size: int) -> float:
+    t = time.perf_counter()
+    data = request(home, "status", timeout=600)
+    seconds = time.perf_counter() - t
+    if len(data["torrents"]) != size:
+        raise SystemExit(f"bench_status: the socket's status listed {len(data['torrents'])} torrents, not {size}")
+    return seconds
+
+
+async def tui_first_screen(home: Home, size: int) -> float:
+    """Seconds from the app's start to its table holding every torrent (the real service behind it)."""
+    from textual.widgets import DataTable
+
+    from tui.app import SeedwardApp
+
+    app = SeedwardApp(home, debounce_seconds=0.0)
+    t0 = time.perf_counter()
+    async with app.run_test(size=(150, 40)) as pilot:
+        while True:
+            tables = app.screen.query(DataTable)
+            if tables and tables.first().row_count == size:
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > 600:
+                raise SystemExit("bench_status: the dashboard never showed every torrent")
+            await pilot.pause(0.005)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    load = load_note()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=20_000, help="torrents in the catalog (default 20000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each measurement; the best is shown")
+    ap.add_argument("--no-tui", action="store_true", help="skip the TUI measurement")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="sw-bench-status-", dir="/tmp"))  # a short socket path
+    home = Home(root / "home").ensure()
+    try:
+        t = time.perf_counter()
+        fill(home, args.size)
+        filled = time.perf_counter() - t
+        proc = serve(home)
+        try:
+            cli = [cli_status(home, args.size) for _ in range(args.runs)]
+            sock = [socket_status(home, args.size) for _ in range(args.runs)]
+            tui = [] if args.no_tui else [asyncio.run(tui_first_screen(home, args.size)) for _ in range(args.runs)]
+            peak = rss_mb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        offline = [cli_status(home, args.size) for _ in range(args.runs)]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    n = f"{args.size:,}"
+    size_mb = cli[0][1] / 1e6
+    rows = [
+        [f"`seedward status --json`, service running ({size_mb:.1f} MB of JSON, every torrent)",
+         f"{min(s for s, _ in cli):.2f}"],
+        ["the same `status` request from Python (socket, build, stream, parse)", f"{min(sock):.2f}"],
+        *([[f"TUI: start to all {n} rows on the first screen (real service behind it)", f"{min(tui):.2f}"]]
+          if tui else []),
+        ["`seedward status --json`, service stopped (the catalog's read-only view)", f"{min(s for s, _ in offline):.2f}"],
+        [f"(setup: {n} torrents written into the catalog)", f"{filled:.2f}"],
+    ]
+    body = (f"## Status of {n} torrents through the control socket\n\n{stamp()}; {machine()}.\n{load}\n"
+            f"Catalog filled directly (each torrent with a snapshot, every 10th a drill, every 50th a drift "
+            f"response); the real `seedward serve` with qBittorrent unreachable; best of {args.runs}, wall-clock "
+            f"seconds. The service's peak RSS: {peak:.0f} MB.\n\n" + table(["what", "seconds"], rows))
+    print(body)
+    if not args.no_write:
+        write_section("status", body)
+
+
+if __name__ == "__main__":
+    main()
