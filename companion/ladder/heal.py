@@ -30,8 +30,12 @@ def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
             staged.files[d.entry.index] = supply.rebuilt[d.entry.index]
             for seg in d.segments(meta):
                 staged.owners[(d.entry.index, seg.piece)] = supply.tiers.get((d.entry.index, seg.piece), "shift")
+    # A rebuilt file's pieces were each proven from the very bytes written into it (shift.py): the
+    # in-place ones are checked here, before and after writing, as the heal writer checks a snapshot's.
+    checked = sorted({p for d in in_place for p in d.drift.pieces} | {s.piece for d in in_place
+                                                                       for s in d.segments(meta)})
     try:
-        failing = writer.bad_pieces(meta, save_path, staged.pieces, overrides=staged.ranges, paths=staged.files)
+        failing = writer.bad_pieces(meta, save_path, checked, overrides=staged.ranges, paths=staged.files)
         if failing:
             raise writer.HealError(meta.name, f"the ladder's bytes do not make pieces {failing[:10]}; nothing written")
         kept = writer.quarantine(meta, whole, writer.quarantine_folder(quarantine_root, meta.id))
@@ -39,7 +43,7 @@ def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
         staged.discard()
         raise
     result = writer.write_staged(meta, whole, staged)
-    failing = writer.bad_pieces(meta, save_path, result.pieces)
+    failing = writer.bad_pieces(meta, save_path, checked)
     if failing:
         raise writer.HealError(meta.name, f"pieces {failing[:10]} still fail the torrent's hashes after writing")
     return kept, result
