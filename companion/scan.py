@@ -1,61 +1,54 @@
-"""The catalog engine: one read pass per file computes every hash seedward keeps.
+"""The catalog engine: one read pass computes every hash seedward keeps.
 
-Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per
-16 KiB block merkled per piece and per file, xxh3 per piece-aligned segment, and the
-SHA-256 of each whole file. Buffers come from a fixed pool, so memory stays bounded; reads
-are cache-sized (pieces bigger than a read are hashed in slices, hash states carried over),
-so every hash of a byte finds it in the CPU's cache. The reading thread does the in-order
-hashing (file SHA-256, pieces spanning files) and xxh3; helper threads do the 16 KiB leaves;
-SHA-1 of whole pieces goes to whichever side has spent less CPU (hashlib and xxhash release
-the GIL on large buffers, so both cores work).
+Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per 16 KiB
+block merkled per piece and per file, xxh3 per piece-aligned segment, and the SHA-256 of each
+whole file. The calling thread only reads: it fills windows of the torrent's byte space (whole
+pieces, many small files per window) from a fixed pool of buffers, asking the kernel for the
+next windows ahead (posix_fadvise), so reads overlap hashing and memory stays bounded. One
+hashing thread per core takes the work of each window in ~1 MiB tasks (hashlib and xxhash
+release the GIL); the SHA-256 of a file spanning windows runs as a chain of tasks in file
+order, ahead of the rest. File paths are libtorrent's (companion.torrent); opening them is
+companion.payload_io; verdicts are companion.blame.
 """
 
 import hashlib
 import os
 import queue
-import stat as stat_mod
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import xxhash
 
-from .errors import Error, PayloadError, UnsafePath
-from .merkle import file_root, merkle_root
+from .blame import DAMAGED, MISSING, OK, SIZE_MISMATCH, STATUSES, SUSPECT, judge
+from .errors import Error
+from .merkle import merkle_root
+from .payload_io import FileStat, Resolver, advise, check_save_path, read_at, resolve_payload_path
 from .piece_plan import Segment, file_segments
 from .torrent import BLOCK, FileEntry, TorrentMeta
 
-BUFFER_BYTES = 2 * 1024 * 1024  # a read; pieces bigger are hashed in slices (2 MiB measured best here)
-POOL_BUFFERS = 4
-WORKERS = max(2, os.cpu_count() or 2)
+__all__ = ["BUFFER_BYTES", "Cancelled", "DAMAGED", "FileScan", "FileStat", "MISSING", "OK", "QuickFile",
+           "QuickResult", "RateLimiter", "SIZE_MISMATCH", "STATUSES", "SUSPECT", "ScanResult", "Scanner",
+           "SegmentHash", "check_save_path", "quick_scan", "resolve_payload_path"]
 
-OK, DAMAGED, MISSING, SIZE_MISMATCH = "ok", "damaged", "missing", "size_mismatch"
-SKIP = object()  # a shared piece left out of a partial scan
+BUFFER_BYTES = 4 * 1024 * 1024  # one window (rounded to whole pieces; at least one piece)
+POOL_BUFFERS = 8  # windows in memory at once: what the reader may run ahead of the hashing
+MEMORY_BYTES = 64 * 1024 * 1024  # fewer windows when pieces are huge (never fewer than 2)
+TASK_BYTES = 1024 * 1024  # hashing work per task
+INLINE_BYTES = 64 * 1024  # smaller files are hashed by the reading thread (no hand-over)
+WORKERS = os.cpu_count() or 2
+SKIP = object()  # a piece shared with a file left out of a partial scan
+EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
 class Cancelled(Error):
     """scan of {} cancelled"""
 
 
-@dataclass(frozen=True)
-class FileStat:
-    size: int
-    mtime_ns: int
-    inode: int
-    device: int
-    nlink: int
-    ctime_ns: int = 0
-    seen_ns: int = 0  # wall clock just before the stat: a later write gets a later ctime
-
-    @classmethod
-    def of(cls, st: os.stat_result, seen_ns: int = 0) -> "FileStat":
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_nlink, st.st_ctime_ns, seen_ns)
-
-
-@dataclass
+@dataclass(slots=True)
 class SegmentHash:
     piece: int
     offset: int  # inside the file
@@ -66,23 +59,35 @@ class SegmentHash:
     whole_piece: bool = True
 
 
-@dataclass
 class FileScan:
-    entry: FileEntry
-    path: Path
-    status: str = OK
-    sha256: str | None = None
-    stat: FileStat | None = None
-    segments: list[SegmentHash] = field(default_factory=list)
-    v2_root: bytes | None = None
+    """One file of a scan: its status (companion.blame.STATUSES), SHA-256, stat and segments."""
+
+    __slots__ = ("entry", "save_path", "status", "digest", "stat", "segments", "v2_root")
+
+    def __init__(self, entry: FileEntry, save_path, status: str = OK, sha256: str | None = None,
+                 stat: FileStat | None = None, segments: list | None = None, v2_root: bytes | None = None):
+        self.entry, self.save_path, self.status = entry, save_path, status
+        self.digest = bytes.fromhex(sha256) if sha256 else None  # the file's SHA-256 (32 bytes)
+        self.stat, self.segments, self.v2_root = stat, segments if segments is not None else [], v2_root
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 of the whole file as `sha256sum` prints it; None when it is missing."""
+        return self.digest.hex() if self.digest is not None else None
+
+    @sha256.setter
+    def sha256(self, value: str | None) -> None:
+        self.digest = bytes.fromhex(value) if value else None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.save_path) / self.entry.path
 
     def to_json(self) -> dict:
-        return {
-            "path": self.entry.path,
-            "size": self.entry.size,
-            "sha256": self.sha256,
-            "status": self.status,
-        }
+        return {"path": self.entry.path, "size": self.entry.size, "sha256": self.sha256, "status": self.status}
+
+    def __repr__(self) -> str:
+        return f"FileScan({self.entry.path!r}, {self.status})"
 
 
 @dataclass
@@ -108,62 +113,6 @@ class ScanResult:
             "bad_pieces": self.bad_pieces,
             "files": [f.to_json() for f in self.files],
         }
-
-
-def resolve_payload_path(save_path: Path, entry: FileEntry) -> Path:
-    """The file's path under save_path; refuses anything that resolves outside it."""
-    base = os.path.realpath(save_path)
-    path = Path(save_path) / entry.path
-    real = os.path.realpath(path)
-    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
-        raise UnsafePath(path, f"resolves outside the save path to {real}")
-    return path
-
-
-def check_save_path(save_path: Path) -> Path:
-    save_path = Path(save_path)
-    if not save_path.exists():
-        raise PayloadError(save_path, "save path does not exist")
-    if not save_path.is_dir():
-        raise PayloadError(save_path, "save path is not a directory")
-    return save_path
-
-
-def open_payload_file(path: Path) -> tuple[int | None, FileStat | None]:
-    """Open for reading: (fd, stat), or (None, None) when missing. Raises PayloadError."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None, None
-    except IsADirectoryError as exc:
-        raise PayloadError(path, "is a directory where a file should be") from exc
-    except PermissionError as exc:
-        raise PayloadError(path, "permission denied") from exc
-    except OSError as exc:
-        raise PayloadError(path, exc.strerror or str(exc)) from exc
-    seen = time.time_ns()
-    st = os.fstat(fd)
-    if stat_mod.S_ISDIR(st.st_mode):
-        os.close(fd)
-        raise PayloadError(path, "is a directory where a file should be")
-    if not stat_mod.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise PayloadError(path, "is not a regular file")
-    return fd, FileStat.of(st, seen)
-
-
-def read_at(fd: int, view: memoryview, offset: int, path: Path) -> int:
-    """Fill `view` from `offset`; returns bytes read (less at end of file)."""
-    done = 0
-    while done < len(view):
-        try:
-            n = os.preadv(fd, [view[done:]], offset + done)
-        except OSError as exc:
-            raise PayloadError(path, f"read error at offset {offset + done}: {exc.strerror}") from exc
-        if n == 0:
-            break
-        done += n
-    return done
 
 
 def batches(segments: list[Segment], limit: int) -> list[list[Segment]]:
@@ -199,8 +148,116 @@ class RateLimiter:
             time.sleep(ahead)
 
 
-class BufferPool:
-    """A fixed set of buffers: what bounds a scan's memory, whatever the payload size."""
+@lru_cache(maxsize=4)
+def _zeros(n: int) -> bytes:
+    return bytes(n)
+
+
+class _Window:
+    """A run of the torrent's byte space [start, end) in one pool buffer (whole pieces)."""
+
+    __slots__ = ("buf", "view", "start", "end", "pending", "items")
+
+    def __init__(self, buf: bytearray, start: int, end: int):
+        self.buf, self.view, self.start, self.end = buf, memoryview(buf), start, end
+        self.pending = 1  # the reader's hold, dropped once the window is handed over
+        self.items: list = []  # (lo, hi, kind, a, b): free hashing work, in window offsets
+
+
+class _Hashers:
+    """One thread per core running hashing tasks. A task with a key runs after the previous
+    task of that key (a file's SHA-256 in order); keyed tasks go first, as they are the
+    pass's critical path."""
+
+    def __init__(self, threads: int, release):
+        self.release = release
+        self.cond = threading.Condition()
+        self.first: deque = deque()
+        self.rest: deque = deque()
+        self.chains: dict = {}  # key -> tasks waiting for the running one
+        self.closed = False
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self.work, name=f"scan-{i}", daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, win: _Window, fn, args, key=None) -> None:
+        task = (fn, args, win, key)
+        with self.cond:
+            win.pending += 1
+            if key is None:
+                self.rest.append(task)
+            elif key in self.chains:
+                self.chains[key].append(task)
+                return
+            else:
+                self.chains[key] = deque()
+                self.first.append(task)
+            self.cond.notify()
+
+    def work(self) -> None:
+        cond = self.cond
+        while True:
+            with cond:
+                while not self.first and not self.rest:
+                    if self.closed:
+                        return
+                    cond.wait()
+                fn, args, win, key = self.first.popleft() if self.first else self.rest.popleft()
+            if self.error is None:
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                    with cond:
+                        if self.error is None:
+                            self.error = exc
+            with cond:
+                if key is not None:
+                    waiting = self.chains[key]
+                    if waiting:
+                        self.first.append(waiting.popleft())
+                        cond.notify()
+                    else:
+                        del self.chains[key]
+            self.release(win)
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join()
+
+
+def _hash_items(items: list, view: memoryview, run: "_Run") -> None:
+    """A task: the free hashing work of part of a window."""
+    sha1, sha256, xxh = hashlib.sha1, hashlib.sha256, xxhash.xxh3_64_hexdigest
+    want_root, bpp, sink, piece_sha1 = run.want_root, run.bpp, run.sink, run.piece_sha1
+    for lo, hi, kind, a, b in items:
+        data = view[lo:hi]
+        if kind == 0:  # a whole v1 piece: a = piece
+            piece_sha1[a] = sha1(data).digest()
+        elif kind == 1:  # a segment: a = FileScan, b = (SegmentHash, single)
+            h, single = b
+            h.xxh3 = xxh(data)
+            if want_root:
+                leaves = [sha256(data[i : i + BLOCK]).digest() for i in range(0, hi - lo, BLOCK)]
+                h.root = merkle_root(leaves) if single else merkle_root(leaves, bpp)
+            if sink is not None:
+                sink(a.entry.index, h, data)
+        else:  # a whole file: a = FileScan
+            a.digest = sha256(data).digest()
+
+
+def _chain_step(state: list, data: memoryview, fs: FileScan | None) -> None:
+    """A task: the next bytes of a file spanning windows into its SHA-256; fs on the last."""
+    state[0].update(data)
+    if fs is not None:
+        fs.digest = state[0].digest()
+
+
+class _Buffers:
+    """The fixed pool of window buffers: what bounds a scan's memory."""
 
     def __init__(self, size: int, count: int):
         self.size = size
@@ -208,293 +265,269 @@ class BufferPool:
         for _ in range(count):
             self.free.put(bytearray(size))
 
-    def get(self) -> bytearray:
-        return self.free.get()
+    def get(self, run: "_Run") -> bytearray:
+        while True:
+            try:
+                return self.free.get(timeout=0.2)
+            except queue.Empty:
+                run.check("")
 
     def put(self, buf: bytearray) -> None:
         self.free.put(buf)
 
 
-def _fadvise_sequential(fd: int) -> None:
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    except (AttributeError, OSError):
-        pass  # advice only
-
-
-@lru_cache(maxsize=4)
-def _zeros(n: int) -> memoryview:
-    return memoryview(bytes(n))
-
-
-class _SegState:
-    """A segment being hashed, possibly over several reads (a piece bigger than a read)."""
-
-    __slots__ = ("seg", "h", "xxh3", "sha1", "sha1_by_reader", "leaves", "broken")
-
-    def __init__(self, seg: Segment, h: SegmentHash, sha1_by_reader: bool | None):
-        self.seg, self.h = seg, h
-        self.xxh3 = xxhash.xxh3_64()
-        self.sha1 = hashlib.sha1() if sha1_by_reader is not None else None
-        self.sha1_by_reader = sha1_by_reader
-        self.leaves: list[bytes] = []
-        self.broken = False  # the file ended inside it
-
-
-def _helper_part(parts: list, view: memoryview, want_root: bool, bpp: int, single: bool, file_index: int,
-                 sink) -> float:
-    """The helper's work on one read: 16 KiB SHA-256 leaves, the SHA-1 of whole pieces the
-    reader left, and, at a segment's end, its merkle root and the sink. Returns the CPU
-    seconds it took (the reader balances the SHA-1 work with it)."""
-    began = time.thread_time()
-    sha256 = hashlib.sha256
-    for state, lo, length, last in parts:
-        if state.broken:
-            continue
-        data = view[lo : lo + length]
-        if want_root:
-            state.leaves += [sha256(data[i : i + BLOCK]).digest() for i in range(0, length, BLOCK)]
-        if state.sha1 is not None and not state.sha1_by_reader:
-            state.sha1.update(data)
-        if last:
-            h = state.h
-            if want_root:
-                h.root = merkle_root(state.leaves) if single else merkle_root(state.leaves, bpp)
-            if state.sha1 is not None and not state.sha1_by_reader:
-                h.sha1 = state.sha1.digest()
-            if sink is not None:
-                sink(file_index, h, data)
-    return time.thread_time() - began
-
-
 class _Run:
-    """One full scan. The caller's thread reads each file in order and does the hashing that
-    must see bytes in order (file SHA-256, SHA-1 of pieces spanning files) plus xxh3; helper
-    threads do the 16 KiB SHA-256 leaves. The SHA-1 of whole pieces goes to whichever side has
-    spent less CPU so far, so both cores stay equally busy. Reads are small enough (1 MiB, a
-    few in flight) that the helper finds the bytes still in cache."""
+    """One full scan: the calling thread reads windows, _Hashers hash them."""
 
-    def __init__(self, scanner: "Scanner", meta: TorrentMeta, want_sha1: bool, want_root: bool, bpp: int,
-                 limiter: RateLimiter, cancel, progress, sink, total: int):
-        self.meta, self.want_sha1, self.want_root, self.bpp = meta, want_sha1, want_root, bpp
-        self.limiter, self.cancel, self.progress, self.sink, self.total = limiter, cancel, progress, sink, total
-        # A sink needs each segment whole in memory; otherwise reads are cache-sized slices.
-        if sink is not None:
-            self.unit = max(scanner.buffer_bytes, meta.piece_length)
-        else:
-            self.unit = max(BLOCK, scanner.buffer_bytes // BLOCK * BLOCK)
-        self.helpers = max(1, scanner.workers - 1)
-        self.pool = BufferPool(self.unit, max(2, scanner.buffers))
-        self.backlog = 0  # reads handed to helpers and not done yet
-        self.helper_cpu = 0.0  # CPU seconds all helpers spent
-        self.helper_jobs = 0
+    def __init__(self, scanner: "Scanner", meta: TorrentMeta, save_path: Path, want_sha1: bool, want_root: bool,
+                 limiter: RateLimiter, cancel, progress, sink, only_files):
+        self.meta, self.save_path, self.want_sha1, self.want_root = meta, save_path, want_sha1, want_root
+        self.limiter, self.cancel, self.progress, self.sink, self.only = limiter, cancel, progress, sink, only_files
+        pl = meta.piece_length
+        self.pl, self.total = pl, meta.total_size
+        self.bpp = max(1, pl // BLOCK)
+        self.unit = max(pl, scanner.buffer_bytes // pl * pl)
+        self.task_bytes = max(BLOCK, min(scanner.task_bytes, self.unit))
+        self.inline_bytes = scanner.inline_bytes
+        count = max(2, min(scanner.buffers, scanner.memory_bytes // self.unit))
+        self.pool = _Buffers(self.unit, count)
         self.lock = threading.Lock()
-        self.error: BaseException | None = None
-        self.assembler: dict[int, object] = {}  # piece -> running SHA-1 of a piece spanning files
-        self.done_bytes = 0
+        self.hashers = _Hashers(max(1, scanner.workers), self.release)
+        self.piece_sha1: dict[int, bytes | None] = {}
+        self.flags: dict[int, object] = {}  # piece -> SKIP, or None when some of its bytes are not there
+        self.results: list[FileScan] = []
         self.bytes_read = 0
+        self.done_bytes = 0
+        self.reported = 0
+        self.seen = time.time_ns()  # a clock reading before the stats of the current window
+        self.want = sum(f.size for f in meta.files if not f.pad and (only_files is None or f.index in only_files))
 
-    def scan(self, save_path: Path, only_files: set[int] | None) -> list[FileScan]:
-        results: list[FileScan] = []
-        self.reader_began = time.thread_time()
-        pools = [ThreadPoolExecutor(1, thread_name_prefix="scan") for _ in range(self.helpers)]
-        try:
-            try:
-                for entry in self.meta.files:
-                    self.check(save_path)
-                    if entry.pad:
-                        if self.want_sha1:
-                            self.feed_pad(entry)
-                        continue
-                    path = resolve_payload_path(save_path, entry)
-                    segments = file_segments(self.meta, entry)
-                    if only_files is not None and entry.index not in only_files:
-                        self.mark(segments, SKIP)
-                        continue
-                    fs = FileScan(entry, path)
-                    results.append(fs)
-                    fd, st = open_payload_file(path)
-                    if fd is None:
-                        fs.status = MISSING
-                        fs.segments = [SegmentHash(s.piece, s.offset, s.length, None, whole_piece=s.whole_piece)
-                                       for s in segments]
-                        self.mark(segments, None)
-                        continue
-                    fs.stat = st
-                    try:
-                        _fadvise_sequential(fd)
-                        self.scan_file(pools, fs, fd, st, segments)
-                    finally:
-                        os.close(fd)  # helpers never touch the fd, only buffers already read
-                    self.done_bytes += entry.size
-                    if self.progress:
-                        self.progress(self.done_bytes, self.total)
-            except BaseException:
-                self.fail(None)
-                raise
-        finally:
-            for ex in pools:
-                ex.shutdown(wait=True)
-        if self.error is not None:
-            raise self.error
-        return results
+    # -- bookkeeping ---------------------------------------------------------------------------
 
     def check(self, where) -> None:
-        if self.error is not None:
-            raise self.error
+        if self.hashers.error is not None:
+            raise self.hashers.error
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled(where)
+            raise Cancelled(where or self.save_path)
 
-    def fail(self, exc: BaseException | None) -> None:
+    def release(self, win: _Window) -> None:
         with self.lock:
-            if self.error is None and exc is not None:
-                self.error = exc
+            win.pending -= 1
+            if win.pending:
+                return
+        self.pool.put(win.buf)
 
-    def reads(self, segments: list[Segment]):
-        """Plan a file's reads: (start, length, [(segment, offset in segment, length)]).
-        Segments up to a read's size are batched whole; bigger ones are read in slices of
-        16 KiB multiples, so a read stays in the CPU's cache between the hashes that use it."""
-        unit, batch, size = self.unit, [], 0
-        for seg in segments:
-            if seg.length <= unit:
-                if batch and size + seg.length > unit:
-                    yield batch[0][0].offset, size, batch
-                    batch, size = [], 0
-                batch.append((seg, 0, seg.length))
-                size += seg.length
-                continue
-            if batch:
-                yield batch[0][0].offset, size, batch
-                batch, size = [], 0
-            for lo in range(0, seg.length, unit):
-                n = min(unit, seg.length - lo)
-                yield seg.offset + lo, n, [(seg, lo, n)]
-        if batch:
-            yield batch[0][0].offset, size, batch
+    def flag(self, start: int, end: int, value) -> None:
+        """Mark the pieces holding torrent bytes [start, end): SKIP, or None (not there)."""
+        if end <= start:
+            return
+        flags = self.flags
+        for p in range(start // self.pl, (end - 1) // self.pl + 1):
+            if value is SKIP or flags.get(p) is not SKIP:
+                flags[p] = value
 
-    def scan_file(self, pools, fs: FileScan, fd: int, st: FileStat, segments: list[Segment]) -> None:
-        entry, path, pool = fs.entry, fs.path, self.pool
-        file_hash = hashlib.sha256()
-        readable = min(st.size, entry.size)
-        single = len(segments) == 1
-        state = None
-        for start, length, parts in self.reads(segments):
-            helper_work = self.want_root or self.sink is not None
-            self.check(path)
-            buf = pool.get()  # blocks while every buffer is with the helpers: memory stays bounded
-            view = memoryview(buf)[:length]
-            try:
-                got = read_at(fd, view, start, path) if start < readable else 0
-            except BaseException:
-                pool.put(buf)
-                raise
-            got = min(got, max(0, readable - start))
-            self.bytes_read += got
-            self.limiter.spend(got)
-            if got:
-                file_hash.update(view[:got])
-            todo = []
-            for seg, lo, n in parts:
-                if lo == 0:
-                    h = SegmentHash(seg.piece, seg.offset, seg.length, None, whole_piece=seg.whole_piece)
-                    fs.segments.append(h)
-                    by_reader = (self.reader_is_ahead() if seg.whole_piece else None) if self.want_sha1 else None
-                    state = _SegState(seg, h, by_reader)
-                at = seg.offset + lo - start  # in this read
-                complete = at + n <= got
-                if self.want_sha1 and not seg.whole_piece:
-                    self.feed_piece(seg.piece, view[:got], at, n)
-                if not complete:
-                    state.broken = True
-                last = lo + n == seg.length
-                if not state.broken:
-                    data = view[at : at + n]
-                    state.xxh3.update(data)
-                    if state.sha1_by_reader:
-                        state.sha1.update(data)
-                    if last:
-                        state.h.xxh3 = state.xxh3.hexdigest()
-                        if state.sha1_by_reader:
-                            state.h.sha1 = state.sha1.digest()
-                    todo.append((state, at, n, last))
-                    helper_work = helper_work or (state.sha1 is not None and not state.sha1_by_reader)
-            if todo and helper_work:
-                with self.lock:
-                    self.backlog += 1
-                # Slices of one segment go to one helper, in order (streamed SHA-1 and leaves).
-                ex = pools[parts[0][0].piece % len(pools)]
-                fut = ex.submit(_helper_part, todo, view, self.want_root, self.bpp, single, entry.index, self.sink)
-                fut.add_done_callback(lambda f, b=buf: self.helper_done(f, b))
+    # -- reading -------------------------------------------------------------------------------
+
+    def scan(self) -> list[FileScan]:
+        res = Resolver(self.save_path)
+        win = None
+        try:
+            for entry in self.meta.files:
+                if entry.pad:
+                    if self.want_sha1 and entry.size and self.flags.get(entry.offset // self.pl) is not SKIP:
+                        win, _ = self.place(win, entry, None, None, 0)
+                    continue
+                if self.only is not None and entry.index not in self.only:
+                    self.flag(entry.offset, entry.offset + entry.size, SKIP)
+                    continue
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled(self.save_path)
+                win = self.scan_file(res, win, entry)
+                if self.progress:
+                    self.done_bytes += entry.size
+                    if self.done_bytes - self.reported >= (1 << 20):
+                        self.reported = self.done_bytes
+                        self.progress(self.done_bytes, self.want)
+            if win is not None:
+                self.hand_over(win)
+                win = None
+        except BaseException:
+            if win is not None:
+                self.hand_over(win, submit=False)
+            self.hashers.error = self.hashers.error or Cancelled(self.save_path)
+            self.hashers.close()
+            raise
+        self.hashers.close()
+        if self.hashers.error is not None:
+            raise self.hashers.error
+        if self.progress and self.reported != self.done_bytes:
+            self.progress(self.done_bytes, self.want)
+        return self.results
+
+    def scan_file(self, res: Resolver, win, entry: FileEntry):
+        fs = FileScan(entry, self.save_path)
+        self.results.append(fs)
+        if entry.symlink is not None:
+            fs.status, fs.stat = res.link(entry)
+            return win
+        size = entry.size
+        fd, st, path = res.open(entry.path, size, self.seen)
+        if fd is None:
+            fs.status = MISSING
+            fs.segments = [SegmentHash(s.piece, s.offset, s.length, None, whole_piece=s.whole_piece)
+                           for s in file_segments(self.meta, entry)]
+            self.flag(entry.offset, entry.offset + size, None)
+            return win
+        fs.stat = st
+        try:
+            if not size:
+                if st.size:
+                    self.read_tail(fs, fd, st.size, [hashlib.sha256()], path)
+                else:
+                    fs.digest = EMPTY_SHA256
+            elif size <= self.inline_bytes and st.size == size and (win is not None and entry.offset >= win.start
+                                                                    and entry.offset + size <= win.end):
+                self.small(win, fs, fd, path)
             else:
-                pool.put(buf)
-        # Bytes past the torrent's size (an extended file) count for the file's SHA-256 only.
-        pos = entry.size
-        while pos < st.size:
-            buf = pool.get()
-            try:
-                got = read_at(fd, memoryview(buf), pos, path)
-                if got == 0:
-                    break
+                if size >= self.unit:
+                    advise(fd)
+                win, state = self.place(win, entry, fs, fd, st.size, path)
+                if st.size > size:
+                    self.read_tail(fs, fd, st.size, state or [hashlib.sha256()], path)
+        finally:
+            os.close(fd)
+        return win
+
+    def small(self, win: _Window, fs: FileScan, fd: int, path: str) -> None:
+        """A small file inside the current window: read and hash it here, while its bytes are
+        in the CPU's cache (handing thousands of tiny files to other threads costs more)."""
+        entry = fs.entry
+        lo = entry.offset - win.start
+        data = win.view[lo : lo + entry.size]
+        got = read_at(fd, data, 0, path)
+        self.bytes_read += got
+        if self.limiter.rate:
+            self.limiter.spend(got)
+        if got < entry.size:  # shrank since the stat
+            self.flag(entry.offset + got, entry.offset + entry.size, None)
+        fs.digest = hashlib.sha256(data[:got]).digest()
+        self.plan_segments(win, fs, entry.offset, entry.offset + entry.size, entry.offset + got, True)
+
+    def new_window(self, win, pos: int) -> _Window:
+        if win is not None:
+            self.hand_over(win)
+        start = pos // self.unit * self.unit
+        self.seen = time.time_ns()
+        return _Window(self.pool.get(self), start, min(start + self.unit, self.total))
+
+    def place(self, win, entry: FileEntry, fs: FileScan | None, fd: int | None, disk_size: int, path: str = ""):
+        """Put the file's bytes (or a pad file's zeros) into windows and plan their hashing.
+        Returns (current window, the SHA-256 state of a file spanning windows or None)."""
+        pos, end = entry.offset, entry.offset + entry.size
+        readable = entry.offset + min(disk_size, entry.size)
+        spans = fd is not None and (entry.size > self.unit or disk_size != entry.size
+                                    or entry.offset // self.unit != (end - 1) // self.unit)
+        state = [hashlib.sha256()] if spans else None
+        inline = not spans and entry.size <= self.inline_bytes
+        while pos < end:
+            if win is None or pos >= win.end:
+                win = self.new_window(win, pos)
+            stop = min(end, win.end)
+            lo, hi = pos - win.start, stop - win.start
+            if fd is None:  # pad file: zeros in v1 piece hashes
+                win.view[lo:hi] = _zeros(self.unit)[: hi - lo]
+                pos = stop
+                continue
+            got = 0
+            if pos < readable:
+                want = min(stop, readable) - pos
+                got = read_at(fd, win.view[lo : lo + want], pos - entry.offset, path)
                 self.bytes_read += got
                 self.limiter.spend(got)
-                file_hash.update(memoryview(buf)[:got])
-                pos += got
-            finally:
-                pool.put(buf)
-        fs.sha256 = file_hash.hexdigest()
+            if pos + got < stop:
+                self.flag(pos + got, stop, None)
+            self.plan_segments(win, fs, pos, stop, pos + got, inline)
+            if state is not None:
+                last = stop == end and disk_size <= entry.size
+                self.hashers.submit(win, _chain_step, (state, win.view[lo : lo + got], fs if last else None),
+                                    key=entry.index)
+            elif inline:
+                fs.digest = hashlib.sha256(win.view[lo : lo + got]).digest()
+            else:
+                win.items.append((lo, lo + got, 2, fs, None))
+            pos = stop
+        return win, state
 
-    def reader_is_ahead(self) -> bool:
-        """Has this thread spent less CPU than each helper, counting the helpers' queued work?"""
-        with self.lock:
-            pending = self.backlog * self.helper_cpu / self.helper_jobs if self.helper_jobs else 0.0
-            helper = (self.helper_cpu + pending) / self.helpers
-        return time.thread_time() - self.reader_began < helper
+    def plan_segments(self, win: _Window, fs: FileScan, start: int, stop: int, got_end: int, inline: bool) -> None:
+        """The piece-aligned segments of torrent bytes [start, stop) of fs's file."""
+        entry, pl = fs.entry, self.pl
+        first, last = entry.offset, entry.offset + entry.size
+        single = first // pl == (last - 1) // pl
+        segs, items = fs.segments, win.items
+        p = start // pl
+        while p * pl < stop:
+            lo, hi = max(p * pl, first), min((p + 1) * pl, last)
+            whole = lo == p * pl and (hi == lo + pl or hi == self.total)
+            h = SegmentHash(p, lo - first, hi - lo, None, whole_piece=whole)
+            segs.append(h)
+            if hi <= got_end:
+                item = (lo - win.start, hi - win.start, 1, fs, (h, single))
+                if inline:
+                    _hash_items((item,), win.view, self)
+                else:
+                    items.append(item)
+            p += 1
 
-    def helper_done(self, fut, buf: bytearray) -> None:
-        exc = fut.exception()
-        with self.lock:
-            self.backlog -= 1
-            if exc is None:
-                self.helper_cpu += fut.result()
-                self.helper_jobs += 1
-        if exc is not None:
-            self.fail(exc)
-        self.pool.put(buf)
+    def read_tail(self, fs: FileScan, fd: int, disk_size: int, state: list, path: str) -> None:
+        """Bytes past the torrent's size (an extended file) count for its SHA-256 only."""
+        entry = fs.entry
+        pos = entry.size
+        while True:
+            buf = self.pool.get(self)
+            tail = _Window(buf, 0, 0)
+            got = read_at(fd, tail.view, pos, path) if pos < disk_size else 0
+            self.bytes_read += got
+            self.limiter.spend(got)
+            pos += got
+            done = got < len(buf) or pos >= disk_size
+            self.hashers.submit(tail, _chain_step, (state, tail.view[:got], fs if done else None), key=entry.index)
+            self.release(tail)
+            if done:
+                return
 
-    def feed_piece(self, piece: int, data: memoryview, lo: int, length: int) -> None:
-        """Add a file's part of a piece that spans files (in torrent order) to its SHA-1."""
-        h = self.assembler.setdefault(piece, hashlib.sha1())
-        if h is None or h is SKIP:
-            return
-        if lo + length <= len(data):
-            h.update(data[lo : lo + length])
-        else:
-            self.assembler[piece] = None  # the file ended before this piece did
-
-    def feed_pad(self, entry: FileEntry) -> None:
-        """BEP 47 pad files count as zeros in v1 piece hashes."""
-        zeros = _zeros(self.pool.size)
-        for seg in file_segments(self.meta, entry):
-            h = self.assembler.setdefault(seg.piece, hashlib.sha1())
-            if h is None or h is SKIP:
-                continue
-            for at in range(0, seg.length, len(zeros)):
-                h.update(zeros[: min(len(zeros), seg.length - at)])
-
-    def mark(self, segments: list[Segment], value) -> None:
-        """Pieces of a skipped (SKIP) or missing (None) file; SKIP wins."""
-        for seg in segments:
-            if value is SKIP or self.assembler.get(seg.piece) is not SKIP:
-                self.assembler[seg.piece] = value
+    def hand_over(self, win: _Window, submit: bool = True) -> None:
+        """The window is full: plan its v1 pieces, submit its free work, drop the reader's hold."""
+        if submit:
+            if self.want_sha1:
+                pl, flags = self.pl, self.flags
+                for p in range(win.start // pl, -(-win.end // pl)):
+                    if p not in flags:
+                        lo = p * pl - win.start
+                        win.items.append((lo, lo + self.meta.piece_size(p), 0, p, None))
+            items, chunk, size = win.items, [], 0
+            for item in items:
+                chunk.append(item)
+                size += item[1] - item[0]
+                if size >= self.task_bytes:
+                    self.hashers.submit(win, _hash_items, (chunk, win.view, self))
+                    chunk, size = [], 0
+            if chunk:
+                self.hashers.submit(win, _hash_items, (chunk, win.view, self))
+            win.items = []
+        self.release(win)
 
 
 class Scanner:
-    """Runs full scans (settings only: each scan starts its own helper threads)."""
+    """Runs full scans (settings only: each scan starts its own hashing threads)."""
 
-    def __init__(self, workers: int | None = None, buffer_bytes: int = BUFFER_BYTES, buffers: int = POOL_BUFFERS):
-        self.workers = workers or WORKERS  # the reading thread plus workers - 1 helpers (one at least)
-        self.buffer_bytes = buffer_bytes  # one read (a whole piece when a sink needs whole segments)
-        self.buffers = buffers  # how many reads may be in memory at once: the scan's memory
+    def __init__(self, workers: int | None = None, buffer_bytes: int = BUFFER_BYTES, buffers: int = POOL_BUFFERS,
+                 memory_bytes: int = MEMORY_BYTES, task_bytes: int = TASK_BYTES, inline_bytes: int = INLINE_BYTES):
+        self.workers = workers or WORKERS  # hashing threads (the calling thread only reads)
+        self.buffer_bytes = buffer_bytes  # one window, rounded down to whole pieces (one piece at least)
+        self.buffers = buffers  # windows in memory at once
+        self.memory_bytes = memory_bytes  # cap on buffers x window (two windows at least)
+        self.task_bytes = task_bytes
+        self.inline_bytes = inline_bytes  # files up to this size are hashed by the reading thread
 
     def full_scan(
         self,
@@ -507,36 +540,35 @@ class Scanner:
         progress=None,
         only_files: set[int] | None = None,
         sink=None,
+        baseline: dict[int, dict[int, str]] | None = None,
     ) -> ScanResult:
         """Hash the payload and compare it with the torrent's own hashes.
 
         chunk_roots: compute the SHA-256 merkle root of every segment even for v1-only
         torrents (the snapshot store's chunk ids). only_files: scan just these file indices
-        (pieces they share with other files are then reported from these files alone).
-        sink(file_index, SegmentHash, data): called on a helper thread for every complete
+        (pieces they share with other files are then left out of the verdict).
+        sink(file_index, SegmentHash, data): called on a hashing thread for every complete
         segment while its bytes are in memory (the store writes chunks here: one read pass).
-        progress(done_bytes, total_bytes): called on the caller's thread after each file.
+        progress(done_bytes, total_bytes): called on the caller's thread as files are read.
+        baseline: {file_index: {piece: xxh3}} from a verified scan (the catalog's), which proves
+        a file's bytes in a failed piece shared with other files unchanged (else `suspect`).
         """
         save_path = check_save_path(save_path)
         began = time.monotonic()
-        bpp = max(1, meta.piece_length // BLOCK)
-        total = sum(f.size for f in meta.files if not f.pad and (only_files is None or f.index in only_files))
-        run = _Run(self, meta, meta.has_v1, meta.has_v2 or chunk_roots or sink is not None, bpp,
-                   RateLimiter(rate), cancel, progress, sink, total)
-        results = run.scan(save_path, only_files)
-        piece_sha1: dict[int, bytes | None] = {}
-        for piece, h in run.assembler.items():
-            if h is not SKIP:
-                piece_sha1[piece] = h.digest() if h is not None else None
+        run = _Run(self, meta, save_path, meta.has_v1, meta.has_v2 or chunk_roots or sink is not None,
+                   RateLimiter(rate), cancel, progress, sink, only_files)
+        results = run.scan()
+        piece_sha1 = run.piece_sha1
+        for piece, flag in run.flags.items():
+            if flag is SKIP:
+                piece_sha1.pop(piece, None)
+            elif meta.has_v1:
+                piece_sha1[piece] = None
         for fs in results:
             for seg in fs.segments:
-                if seg.sha1 is not None:
-                    piece_sha1[seg.piece] = seg.sha1
-                elif seg.xxh3 is None:
-                    piece_sha1[seg.piece] = None
-        for piece in [p for p, h in run.assembler.items() if h is SKIP]:
-            piece_sha1.pop(piece, None)
-        bad = _compare(meta, results, piece_sha1, bpp)
+                if seg.whole_piece and seg.xxh3 is not None:
+                    seg.sha1 = piece_sha1.get(seg.piece)
+        bad = judge(meta, results, piece_sha1, run.bpp, baseline)
         return ScanResult(meta, save_path, results, sorted(bad), run.bytes_read, time.monotonic() - began)
 
 
@@ -550,74 +582,6 @@ def _drain(q: queue.Queue) -> None:
             q.get_nowait()
         except queue.Empty:
             return
-
-
-def _compare(meta: TorrentMeta, results: list[FileScan], piece_sha1: dict, bpp: int) -> set[int]:
-    """Mark bad pieces against the torrent's own hashes, then set each file's status."""
-    bad: set[int] = set()
-    scanned = {fs.entry.index for fs in results}
-    if meta.has_v1:
-        for piece, digest in piece_sha1.items():
-            if digest is None or digest != meta.v1_hashes[piece]:
-                bad.add(piece)
-    if meta.has_v2:
-        for fs in results:
-            entry = fs.entry
-            if entry.size == 0:
-                continue
-            roots = [s.root for s in fs.segments]
-            if any(r is None for r in roots):
-                bad.update(s.piece for s in fs.segments if s.root is None)
-            expected = meta.v2_piece_hashes(entry)
-            if expected is None:
-                if roots[0] is None or roots[0] != entry.root:
-                    bad.update(s.piece for s in fs.segments)
-                fs.v2_root = roots[0]
-            else:
-                for seg, want in zip(fs.segments, expected):
-                    if seg.root != want:
-                        bad.add(seg.piece)
-                if all(r is not None for r in roots):
-                    fs.v2_root = file_root(roots, bpp, [])
-    elif any(s.root is not None for fs in results for s in fs.segments):
-        for fs in results:
-            roots = [s.root for s in fs.segments]
-            if roots and all(r is not None for r in roots):
-                fs.v2_root = roots[0] if len(roots) == 1 else file_root(roots, bpp, [])
-    _set_statuses(meta, results, bad, scanned)
-    return bad
-
-
-def _set_statuses(meta: TorrentMeta, results: list[FileScan], bad: set[int], scanned: set[int]) -> None:
-    for fs in results:
-        if fs.status == MISSING:
-            fs.sha256 = None
-            continue
-        if fs.stat.size != fs.entry.size:
-            fs.status = SIZE_MISMATCH
-    # A bad piece inside one file blames that file; a bad piece shared by several files
-    # blames those already known bad, or all of them when none is.
-    for fs in results:
-        if fs.status != OK:
-            continue
-        for seg in fs.segments:
-            if seg.piece in bad and seg.whole_piece:
-                fs.status = DAMAGED
-                break
-    sharing: dict[int, list[FileScan]] = {}  # bad piece -> scanned files with bytes in it
-    partial: set[int] = set()  # bad pieces that no single segment fills
-    for fs in results:
-        for seg in fs.segments:
-            if seg.piece in bad:
-                sharing.setdefault(seg.piece, []).append(fs)
-                if not seg.whole_piece:
-                    partial.add(seg.piece)
-    for piece in sorted(partial):
-        files = sharing[piece]
-        if any(f.status != OK for f in files):
-            continue
-        for f in files:
-            f.status = DAMAGED
 
 
 @dataclass
@@ -642,8 +606,6 @@ class QuickResult:
     @property
     def bad_pieces(self) -> list[int]:
         return sorted({p for f in self.files for p, _, _ in f.bad_segments})
-
-
 
 
 class _QuickRun:
@@ -714,11 +676,13 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
 
     baseline: file_index -> {piece: xxh3 hex}. files / pieces narrow what is read.
     Each worker reads and hashes its own buffer (both cores read, nothing is copied twice).
+    BEP 47 symlink entries are checked as links (lstat/readlink), never read.
     """
     began = time.monotonic()
     save_path = check_save_path(save_path)
+    res = Resolver(save_path)
     run = _QuickRun(meta, max(buffer_bytes, meta.piece_length), workers or WORKERS, RateLimiter(rate), cancel)
-    plan = []  # (entry, path, stat, [(batch, digests)])
+    plan = []  # (entry, path, stat, [(batch, digests)], link status)
     threads = [threading.Thread(target=run.work, name=f"quick-{i}", daemon=True) for i in range(run.threads)]
     for t in threads:
         t.start()
@@ -728,15 +692,20 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
                 continue
             if cancel is not None and cancel.is_set():
                 raise Cancelled(save_path)
-            path = resolve_payload_path(save_path, entry)
-            segs = [s for s in file_segments(meta, entry) if pieces is None or s.piece in pieces]
-            fd, st = open_payload_file(path)
-            if fd is None:
-                plan.append((entry, path, None, [(segs, [None] * len(segs))]))
+            path = Path(save_path) / entry.path
+            if entry.symlink is not None:
+                status, st = res.link(entry)
+                plan.append((entry, path, st, [], status))
                 continue
-            _fadvise_sequential(fd)
+            segs = [s for s in file_segments(meta, entry) if pieces is None or s.piece in pieces]
+            fd, st, _where = res.open(entry.path)
+            if fd is None:
+                plan.append((entry, path, None, [(segs, [None] * len(segs))], None))
+                continue
+            if entry.size >= run.size:
+                advise(fd)
             jobs = [(batch, []) for batch in batches(segs, run.size)]
-            plan.append((entry, path, st, jobs))
+            plan.append((entry, path, st, jobs, None))
             if not jobs:
                 os.close(fd)
                 continue
@@ -767,12 +736,14 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
     if run.error is not None:
         raise run.error
     out: list[QuickFile] = []
-    for entry, path, st, jobs in plan:
+    for entry, path, st, jobs, link in plan:
         want = baseline.get(entry.index, {})
         bad = [(seg.piece, seg.offset, seg.length)
                for batch, digests in jobs for seg, digest in zip(batch, digests)
                if digest is None or digest != want.get(seg.piece)]
-        if st is None:
+        if link is not None:
+            status = link
+        elif st is None:
             status = MISSING
         else:
             status = SIZE_MISMATCH if st.size != entry.size else (DAMAGED if bad else OK)

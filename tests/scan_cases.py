@@ -7,7 +7,8 @@ companion.piece_plan, so a bug in the piece plan cannot hide itself.
 import hashlib
 import os
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import libtorrent as lt
@@ -44,7 +45,8 @@ class Built:
     offsets: dict[str, int]  # path -> offset in the torrent's byte space (pad files included)
     piece_length: int
     num_pieces: int
-    creator: str  # v1 | v2 | hybrid | mktorrent
+    creator: str  # v1 | v2 | hybrid (libtorrent) or one of INDEPENDENT
+    faults: set = field(default_factory=set)  # pieces libtorrent fails on the intact payload (a creator's bug)
 
     @property
     def content(self) -> Path:
@@ -64,7 +66,49 @@ class Built:
 
     @property
     def has_v2(self) -> bool:
-        return self.creator in ("v2", "hybrid")
+        return creator_kind(self.creator) in ("v2", "hybrid")
+
+
+# Independent creators (not libtorrent): Debian's mktorrent and transmission-create, PyPI's torf
+# and torrentfile (the only one of them making v2 and hybrid torrents).
+INDEPENDENT = ["mktorrent", "transmission", "torf", "torrentfile-v1", "torrentfile-v2", "torrentfile-hybrid"]
+DROPS_EMPTY = {"transmission"}  # leaves empty files out of the torrent
+
+
+def make_with(creator: str, top: Path, piece_length: int, out: Path) -> Path:
+    """Make a .torrent of `top` with the named creator (libtorrent: v1 | v2 | hybrid)."""
+    if out.exists():
+        out.unlink()
+    if creator == "mktorrent":
+        return make_mktorrent(top, piece_length, out=out)
+    if creator == "transmission":
+        subprocess.run(["transmission-create", "-s", str(piece_length // 1024), "-o", str(out), str(top)],
+                       check=True, capture_output=True, cwd=top.parent)
+        return out
+    if creator == "torf":
+        import torf
+
+        t = torf.Torrent(path=str(top), piece_size=piece_length)
+        t.generate()
+        t.write(str(out), overwrite=True)
+        return out
+    if creator.startswith("torrentfile-"):
+        version = {"v1": "1", "v2": "2", "hybrid": "3"}[creator.split("-", 1)[1]]
+        exe = Path(sys.executable).with_name("torrentfile")
+        subprocess.run([str(exe), "create", "--meta-version", version, "--piece-length",
+                        str(piece_length.bit_length() - 1), "--prog", "0", "-o", str(out), str(top)],
+                       check=True, capture_output=True, cwd=top.parent)
+        return out
+    return make_torrent(top, piece_length, creator, out=out)
+
+
+def creator_kind(creator: str) -> str:
+    """v1 | v2 | hybrid for a creator name."""
+    if creator in ("v2", "hybrid"):
+        return creator
+    if creator.startswith("torrentfile-"):
+        return creator.split("-", 1)[1]
+    return "v1"
 
 
 def build(tmp: Path, layout: dict[str, int], piece_length: int, creator: str, seed: int = 1) -> Built:
@@ -73,10 +117,7 @@ def build(tmp: Path, layout: dict[str, int], piece_length: int, creator: str, se
     write_payload(save, layout, seed=seed)
     top = save / next(iter(layout)).split("/")[0]
     out = tmp / f"payload.{creator}.torrent"
-    if creator == "mktorrent":
-        make_mktorrent(top, piece_length, out=out)
-    else:
-        make_torrent(top, piece_length, creator, out=out)
+    make_with(creator, top, piece_length, out)
     ti = lt.torrent_info(str(out))
     fs = ti.layout()
     files, offsets = {}, {}
@@ -85,14 +126,47 @@ def build(tmp: Path, layout: dict[str, int], piece_length: int, creator: str, se
             continue
         files[fs.file_path(i)] = fs.file_size(i)
         offsets[fs.file_path(i)] = fs.file_offset(i)
-    assert set(files) == set(layout), "the torrent lists exactly the payload's files"
-    return Built(save, out, files, offsets, ti.piece_length(), ti.num_pieces(), creator)
+    listed = {p for p, size in layout.items() if size or creator not in DROPS_EMPTY}
+    assert set(files) == listed, "the torrent lists exactly the payload's files"
+    faults = set()
+    if creator not in ("v1", "v2", "hybrid"):
+        from companion import ltsession
+
+        faults = set(ltsession.recheck(out.read_bytes(), save, timeout=60))
+    return Built(save, out, files, offsets, ti.piece_length(), ti.num_pieces(), creator, faults)
 
 
 @dataclass
 class Expect:
     bad: set[int]
     statuses: dict[str, str]
+
+
+RANK = {"ok": 0, "suspect": 1, "damaged": 2, "size_mismatch": 3, "missing": 4}
+
+
+def blame(b: Built, bad: set[int], statuses: dict[str, str], changed: set[str], unavailable: set[int]) -> Expect:
+    """The documented verdict rule, from what was done to the payload (not from the engine):
+    v2 hashes prove each file's part of a piece; in a v1 piece, the only file of a failed piece
+    is damaged, and when several share it none can be told apart: all are suspect (a file whose
+    bytes are not there keeps missing/size_mismatch). `unavailable`: pieces with bytes not on disk."""
+    out = dict(statuses)
+
+    def mark(path, status):
+        if RANK[status] > RANK[out[path]]:
+            out[path] = status
+
+    for piece in bad:
+        members = b.files_in_piece(piece)
+        if b.has_v2:
+            for path in members & changed:
+                mark(path, "damaged")
+        elif len(members) == 1 and piece not in unavailable:
+            mark(next(iter(members)), "damaged")
+        else:
+            for path in members:
+                mark(path, "suspect")
+    return Expect(bad, out)
 
 
 def damage(b: Built, kind: str, target: str, other: str | None = None) -> Expect:
@@ -105,19 +179,13 @@ def damage(b: Built, kind: str, target: str, other: str | None = None) -> Expect
     if kind == "flip":
         at = size * 3 // 5
         flip(path, at)
-        statuses[target] = "damaged"
-        bad = b.pieces_of(target, at, at + 1)
-        if not b.has_v2:
-            # v1 cannot tell which file of a piece spanning several holds the bad byte.
-            for piece in bad:
-                for other_file in b.files_in_piece(piece):
-                    statuses[other_file] = "damaged"
-        return Expect(bad, statuses)
+        return blame(b, b.pieces_of(target, at, at + 1), statuses, {target}, set())
     if kind == "truncate":
         keep = size // 3
         os.truncate(path, keep)
         statuses[target] = "size_mismatch"
-        return Expect(b.pieces_of(target, keep, size), statuses)
+        bad = b.pieces_of(target, keep, size)
+        return blame(b, bad, statuses, {target}, bad)
     if kind == "extend":
         with open(path, "ab") as fh:
             fh.write(b"tail bytes past the torrent's end")
@@ -126,7 +194,8 @@ def damage(b: Built, kind: str, target: str, other: str | None = None) -> Expect
     if kind == "missing":
         path.unlink()
         statuses[target] = "missing"
-        return Expect(b.pieces_of(target, 0, size), statuses)
+        bad = b.pieces_of(target, 0, size)
+        return blame(b, bad, statuses, {target}, bad)
     if kind == "swap":
         other_path = b.save / other
         tmp = path.with_name(path.name + ".swap")
@@ -135,7 +204,9 @@ def damage(b: Built, kind: str, target: str, other: str | None = None) -> Expect
         os.rename(tmp, other_path)
         same = b.files[other] == size
         statuses[target] = statuses[other] = "damaged" if same else "size_mismatch"
-        return Expect(b.pieces_of(target, 0, size) | b.pieces_of(other, 0, b.files[other]), statuses)
+        bad = b.pieces_of(target, 0, size) | b.pieces_of(other, 0, b.files[other])
+        short = set() if same else bad  # a file shorter than the torrent says leaves pieces unread
+        return blame(b, bad, statuses, {target, other}, short)
     raise ValueError(kind)
 
 
@@ -155,3 +226,29 @@ def sha256sum(path: Path) -> str:
 
 def sha256_py(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def retitle(raw: bytes, renames: dict[tuple, tuple]) -> bytes:
+    """The torrent with some file paths (inside the torrent's folder, as tuples of str) changed,
+    in v1 `files` and in the v2 `file tree`: piece hashes do not depend on names, so it stays a
+    valid torrent of the same bytes. Encoded by libtorrent (no hand-written bencode)."""
+    doc = lt.bdecode(raw)
+    info = doc[b"info"]
+    enc = {tuple(k): [p.encode() for p in v] for k, v in renames.items()}
+    for f in info.get(b"files") or []:
+        key = tuple(p.decode() for p in f[b"path"])
+        if key in enc:
+            f[b"path"] = enc[key]
+    tree = info.get(b"file tree")
+    if tree is not None:
+        top = tree
+        for old, new in enc.items():
+            node, parent = top, None
+            for part in old:
+                parent, node = node, node[part.encode()]
+            del parent[old[-1].encode()]
+            dest = top
+            for part in new[:-1]:
+                dest = dest.setdefault(part, {})
+            dest[new[-1]] = node
+    return lt.bencode(doc)

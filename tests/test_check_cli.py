@@ -163,21 +163,33 @@ def _v1_info(files, name="Album"):
 @pytest.mark.parametrize("info", [
     _v1_info([(5, ["..", "..", "etc", "passwd"])]),
     _v1_info([(5, ["ok", "..", "escape"])]),
-    _v1_info([(5, ["/etc", "passwd"])]),
     _v1_info([(5, ["a/../../b"])]),
     _v1_info([(5, ["x"])], name=".."),
-    _v1_info([(5, ["x"])], name="/abs"),
-    {"name": "..", "piece length": 16 * KIB, "pieces": b"\x00" * 20, "length": 5},
-], ids=["dotdot", "dotdot-inner", "absolute", "slash-in-element", "name-dotdot", "name-absolute", "single-dotdot"])
+    dict(_v1_info([(5, ["x"])]), **{"name.utf-8": ".."}),
+], ids=["dotdot", "dotdot-inner", "dotdot-in-element", "name-dotdot", "name-utf8-dotdot"])
 def test_unsafe_names_in_torrent(tmp_path, info):
     save = tmp_path / "save"
     save.mkdir()
     torrent = _crafted(tmp_path, info)
     before = tree_state(tmp_path)
     proc = seedward("check", torrent, save, home=tmp_path / "home")
-    assert_one_line_error(proc, torrent)
-    assert "unsafe path" in proc.stderr or "not a valid torrent" in proc.stderr
+    assert_one_line_error(proc, torrent, "unsafe path in torrent or payload: traversal rule:")
+    assert "'..'" in proc.stderr and "//" not in proc.stderr
     assert tree_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("info,placed", [
+    (_v1_info([(5, ["/etc", "passwd"])]), "Album/etc/passwd"),
+    (_v1_info([(5, ["x"])], name="/abs"), "abs/x"),
+], ids=["absolute", "name-absolute"])
+def test_absolute_names_are_placed_where_libtorrent_puts_them(tmp_path, info, placed):
+    """libtorrent drops the leading separator and keeps the file inside the save path; so does seedward."""
+    save = tmp_path / "save"
+    (save / placed).parent.mkdir(parents=True)
+    torrent = _crafted(tmp_path, info)
+    proc = seedward("check", torrent, save, "--json", home=tmp_path / "home")
+    assert proc.returncode == 1, proc.stderr
+    assert [(f["path"], f["status"]) for f in json.loads(proc.stdout)["files"]] == [(placed, "missing")]
 
 
 def test_unsafe_name_in_v2_file_tree(tmp_path):
