@@ -25,6 +25,7 @@ from . import provenance, sandbox
 from .catalog import jobs as rows
 from .catalog.db_time import now_iso
 from .errors import BadInput, Error, NotFound
+from .filehash import sha256_file
 from .manifests import atomic_write
 from .scan import Scanner, quick_scan
 from .locate import catalog_meta
@@ -153,11 +154,6 @@ def select_files(meta, globs: list[str]):
     if not chosen:
         raise BadInput("--files", f"{' '.join(globs)}: no file of {meta.name} matches")
     return chosen
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class JobRunner:

@@ -7,6 +7,7 @@ from pathlib import Path
 import libtorrent as lt
 
 from .errors import Error
+from .scan import Cancelled
 
 
 class RecheckError(Error):
@@ -95,15 +96,11 @@ class SwarmResult:
         return self.check.ok
 
 
-class Interrupted(Error):
-    """libtorrent session for {}: {}"""
-
-
 def _wait_checked(ses: lt.session, handle, save_path: Path, deadline: float, timeout: float, cancel=None) -> None:
     """Block until libtorrent's checked alert for handle; its errors, the deadline and cancel raise."""
     while True:
         if cancel is not None and cancel.is_set():
-            raise Interrupted(save_path, "cancelled")
+            raise Cancelled(f"libtorrent check of {save_path}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RecheckTimeout(save_path, f"libtorrent did not finish checking within {timeout:g}s")
@@ -176,7 +173,7 @@ def swarm_proof(seeder: lt.session, seed_handle, torrent_raw: bytes, dest: Path,
             if status.is_seeding:
                 break
             if cancel is not None and cancel.is_set():
-                raise Interrupted(dest, "cancelled")
+                raise Cancelled(f"libtorrent download to {dest}")
             if time.monotonic() > deadline:
                 raise SwarmError(dest, f"download stalled at {status.progress:.0%} after {timeout:g}s "
                                  f"({status.num_peers} peers)")

@@ -3,13 +3,14 @@
 DataTable measures every cell of every new row to size auto-width columns, and re-evaluates the
 cursor per added row: with 10,000 torrents that is seconds of UI-thread work per filter change.
 Every column here has a fixed width, so measuring is skipped and rows are added in one batch
-(this leans on DataTable's internals, checked by the 10,000-row test; add_row is the fallback).
+(this leans on DataTable's attributes, not only its API: checked by the 10,000-row test, with add_row
+as the fallback when a Textual lacks them; Row and RowKey come from the public textual.widgets.data_table).
 """
 
 from itertools import zip_longest
 
 from textual.widgets import DataTable
-from textual.widgets._data_table import Row, RowKey
+from textual.widgets.data_table import Row, RowKey
 
 
 class TorrentTable(DataTable):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..catalog import jobs as rows
 from ..errors import EXIT_OK, BadInput, NotFound
-from ..job import DONE, companion_name, sha256_file
+from ..filehash import sha256_file
+from ..job import DONE, companion_name
 from ..manifests import atomic_write
 from ..publish import COMPANION_TAG, Companion, EmbeddedSeeder, PublishError, add_to_qbittorrent, build, parse_piece_size
 from ..torrent import load_torrent

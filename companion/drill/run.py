@@ -18,6 +18,7 @@ from .. import ltsession
 from ..catalog import drills as rows
 from ..errors import Error, NotFound, StoreCorrupt
 from ..piece_plan import files_of_piece
+from ..scan import Cancelled
 from ..torrent import load_torrent
 from .restore import restore_snapshot
 from .scratch import Scratch, ScratchFull, check_not_seeding_path, check_space, scratch_root, this_process
@@ -174,13 +175,13 @@ class Drill:
             reason: str = "manual", cancel=None) -> DrillResult:
         """Drill one torrent's snapshot. Never raises for the drill's own failures: they are in
         the result, recorded in the catalog, and raised as an alert event. A set `cancel` event
-        stops it (recorded as failed) and raises Interrupted."""
+        stops it (recorded as failed) and raises scan.Cancelled."""
         result = DrillResult(secrets.token_hex(8), torrent_id)
         rows.start_drill(self.cat, result.drill_id, torrent_id, snapshot or "", reason, swarm, this_process())
         self.cancel = cancel
         try:
             self._run(result, snapshot, swarm)
-        except ltsession.Interrupted as exc:
+        except Cancelled as exc:
             result.error = f"interrupted: {exc}"
             self._record(result, interrupted=True)
             raise
@@ -252,7 +253,7 @@ class Drill:
 
     def _check_cancel(self, result: DrillResult) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise ltsession.Interrupted(result.torrent_id[:12], "cancelled")
+            raise Cancelled(f"drill of {result.torrent_id[:12]}")
 
     def _meta(self, snap, row):
         """The drilled torrent: the store's copy, else the one kept in the state home."""

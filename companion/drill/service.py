@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 
 from ..catalog import drills as rows
 from ..loops import Backoff, Loop
-from ..ltsession import Interrupted
-from ..scan import Cancelled
 from ..store.job import service_store
 from .run import Drill
 from .schedule import due, pick
@@ -45,12 +43,9 @@ def drill_job(service, job) -> None:
         drill = Drill(service.catalog, service_store(service), service.home, service.settings,
                       emit=lambda kind, tid, message, level="info", **data:
                       service.emit(kind, tid, message, level=level, **data))
-        try:
-            drill.run(job.torrent_id, snapshot=job.payload.get("snapshot"),
-                      swarm=bool(job.payload.get("swarm", cfg.swarm)),
-                      reason=job.payload.get("reason", "action"), cancel=job.cancel)
-        except Interrupted as exc:
-            raise Cancelled(job.torrent_id[:12]) from exc  # the service is stopping: the job stays queued
+        # a cancelled drill (the service is stopping) raises scan.Cancelled: the job stays queued
+        drill.run(job.torrent_id, snapshot=job.payload.get("snapshot"), swarm=bool(job.payload.get("swarm", cfg.swarm)),
+                  reason=job.payload.get("reason", "action"), cancel=job.cancel)
 
 
 class DrillSchedule:

@@ -1,12 +1,12 @@
 """SHA-256 of every restored file against the catalog: one read pass, both cores."""
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BUFFER = 4 * 1024 * 1024
+from ..filehash import sha256_file
+from ..scan import RateLimiter
 
 
 @dataclass
@@ -24,36 +24,12 @@ class VerifyResult:
     seconds: float = 0.0
 
 
-class RateLimit:
-    """A shared bytes-per-second budget for the hashing threads (0: unlimited)."""
-
-    def __init__(self, bytes_per_second: float):
-        self.rate = bytes_per_second
-        self.start = time.monotonic()
-        self.spent = 0
-
-    def take(self, n: int) -> None:
-        if not self.rate:
-            return
-        self.spent += n
-        ahead = self.spent / self.rate - (time.monotonic() - self.start)
-        if ahead > 0:
-            time.sleep(ahead)
-
-
-def _hash_file(path: Path, size: int, limit: RateLimit) -> str | None:
+def _hash_file(path: Path, size: int, limit: RateLimiter) -> str | None:
     """The file's SHA-256, or None when it is missing or not the expected size."""
     try:
         if path.stat().st_size != size:
             return None
-        digest = hashlib.sha256()
-        with open(path, "rb", buffering=0) as fh:
-            buf = bytearray(BUFFER)
-            view = memoryview(buf)
-            while n := fh.readinto(buf):
-                digest.update(view[:n])  # hashlib releases the GIL: two files hash on two cores
-                limit.take(n)
-        return digest.hexdigest()
+        return sha256_file(path, limit)
     except OSError:
         return None
 
@@ -65,7 +41,7 @@ def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, w
     each file as it writes it): those files are compared, not read again."""
     started = time.monotonic()
     result = VerifyResult()
-    limit = RateLimit(read_rate)
+    limit = RateLimiter(read_rate)
     known = known or {}
     # biggest first, so the two workers finish together
     todo = sorted(expected, key=lambda e: -e.size)
