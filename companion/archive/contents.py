@@ -199,10 +199,13 @@ class Live:
 
     def check(self) -> list[str]:
         """The files whose bytes (xxh3 of every piece-aligned segment, against the verifying scan's)
-        or identity are no longer the snapshot's."""
+        are no longer the snapshot's (a quick verify, while 7z reads them)."""
         quick = quick_scan(self.meta, self.save_path, self.baseline, files=set(self.baseline), workers=1)
-        bad = {str(f.path) for f in quick.files if f.status != OK}
-        return sorted(bad | {str(p) for _e, p, before in self.files if identity(p) != before})
+        return sorted(str(f.path) for f in quick.files if f.status != OK)
+
+    def moved(self) -> list[str]:
+        """The files whose identity changed (once 7z has read them: any write since moves ctime)."""
+        return [str(p) for _e, p, before in self.files if identity(p) != before]
 
 
 def live_torrents(catalog, store, staged: Staged) -> dict[str, Live]:

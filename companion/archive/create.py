@@ -275,7 +275,7 @@ def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox:
                                         compress=method == "lzma2", watcher=watcher, binds=mounts)
             watcher.scan(outbox, base, final=True)
             archives.append({"name": f"{base}.7z", "method": method, "volumes": names})
-        changed = [p for fut in checks for p in fut.result()]
+        changed = [p for fut in checks for p in fut.result()] + [p for t in live.values() for p in t.moved()]
         if changed:
             raise ArchiveError(changed[0], "changed while it was archived (its bytes or identity are no longer "
                                "the snapshot's); the next run archives it from the store")
