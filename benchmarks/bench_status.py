@@ -107,7 +107,7 @@ async def tui_first_screen(home: Home, size: int) -> float:
 
     from tui.app import SeedwardApp
 
-    app = SeedwardApp(home, debounce_seconds=0.0)
+    app = SeedwardApp(home)  # the defaults a user gets
     t0 = time.perf_counter()
     async with app.run_test(size=(150, 40)) as pilot:
         while True:

@@ -37,16 +37,17 @@ class Backoff:
 
 class Loop:
     def __init__(self, name: str, step, every: float, *, first_wait: bool = False, backoff: Backoff | None = None,
-                 stopping: threading.Event | None = None):
+                 stopping: threading.Event | None = None, wake: threading.Event | None = None):
         """step() -> None | seconds until the next step. first_wait: wait `every` before the first
-        step. stopping: an event that also ends the loop (e.g. the service's)."""
+        step. stopping: an event that also ends the loop (e.g. the service's). wake: an event that
+        ends a wait early, shared by several loops (e.g. job workers woken by a new job)."""
         self.name = name
         self.step = step
         self.every = every
         self.first_wait = first_wait
         self.backoff = backoff or Backoff(1.0, max(1.0, every))
         self.stopping = stopping or threading.Event()
-        self._wake = threading.Event()
+        self._wake = wake or threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "Loop":
