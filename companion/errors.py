@@ -8,6 +8,7 @@ Exit codes (documented in the README):
 
 import errno
 import os
+from contextlib import contextmanager
 
 EXIT_OK = 0
 EXIT_DAMAGE = 1
@@ -109,11 +110,24 @@ class DiskFull(Error):
         return free >= (self.needed or max(1 << 20, st.f_blocks * st.f_frsize // 100))
 
 
+@contextmanager
+def disk_full_as(path, needed=None):
+    """ENOSPC/EDQUOT inside becomes DiskFull(path, needed) (needed: bytes, or a callable giving them)."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(path, needed() if callable(needed) else needed) from exc
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT from the OS, or SQLite's "database or disk is full"."""
+    """ENOSPC or EDQUOT from the OS, or SQLite's full disk."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+    # SQLite: SQLITE_FULL, or no room to grow the WAL index (-shm) it maps
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or (
+        type(exc).__name__ == "OperationalError" and "disk is full" in str(exc))
 
 
 def existing_parent(path) -> str:

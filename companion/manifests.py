@@ -9,7 +9,7 @@ from pathlib import Path
 import git
 
 from .childenv import contain_git
-from .errors import Error
+from .errors import DiskFull, Error, disk_full_as, is_disk_full
 
 AUTHOR = git.Actor("seedward", "seedward@localhost")
 
@@ -20,21 +20,22 @@ class ManifestError(Error):
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write via a temp file, fsync, rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+    with disk_full_as(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -114,7 +115,19 @@ class ManifestRepo:
                 self.repo.git.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message)
                 return self.repo.head.commit.hexsha
             except (git.GitError, OSError, ValueError) as exc:
+                if is_disk_full(exc) or "No space left on device" in str(getattr(exc, "stderr", "")):
+                    raise DiskFull(self.path, self._commit_needs(documents)) from exc
                 raise ManifestError(self.path, str(exc)) from exc
+
+    def _commit_needs(self, documents) -> int:
+        """About what a commit writes: the documents (twice: file and object), git's index (rewritten
+        whole) and some room for trees and the commit."""
+        try:
+            index = (self.path / ".git" / "index").stat().st_size
+        except OSError:
+            index = 0
+        docs = sum(len(json.dumps(d, indent=2)) for d in documents.values() if d is not None)
+        return 2 * docs + index + (64 << 10)
 
     def _staged(self) -> bool:
         """Does the index differ from HEAD (or hold anything, before the first commit)?"""

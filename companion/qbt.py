@@ -168,10 +168,6 @@ class Qbt:
         self.gate.succeeded(prefs.get("web_ui_ban_duration"), prefs.get("web_ui_max_auth_fail_count"))
         return self.version
 
-    @property
-    def v5(self) -> bool:
-        return _version_tuple(self.api_version) >= (2, 11)
-
     def sync(self, rid: int = 0) -> dict:
         """`sync/maindata` since rid: {"rid", "full_update", "torrents": {hash: changed fields},
         "torrents_removed": [hash]}."""
@@ -292,10 +288,3 @@ def _connection_reason(exc) -> str:
         if needle in text:
             return short
     return _reason(exc)
-
-
-def _version_tuple(version: str) -> tuple:
-    try:
-        return tuple(int(x) for x in version.lstrip("v").split("."))
-    except ValueError:
-        return (0,)

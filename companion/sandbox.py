@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput, Error
+from .errors import BadInput, Error, disk_full_as
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,16 @@ def copy_inputs(staging: Staging) -> Path:
         make_writable(root)
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    for host, rel in staging.inputs:
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(host, dest)  # new bytes (never a hard link): writing the copy cannot reach the original
-        os.chmod(dest, 0o444)
+    try:
+        with disk_full_as(root, lambda: sum(os.path.getsize(h) for h, _rel in staging.inputs)):
+            for host, rel in staging.inputs:
+                dest = root / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(host, dest)  # new bytes (never a hard link): writing the copy cannot reach the original
+                os.chmod(dest, 0o444)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # no partial copy left behind
+        raise
     for dirpath, _dirs, _files in os.walk(root):
         os.chmod(dirpath, 0o555)
     return root

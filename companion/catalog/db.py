@@ -7,7 +7,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import Ambiguous, Error, NotFound
+from ..errors import Ambiguous, DiskFull, Error, NotFound, free_bytes, is_disk_full
 from . import schema
 from .db_time import now_iso
 
@@ -39,7 +39,7 @@ class Catalog:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.migrate()
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(self.path, str(exc)) from exc
+            raise self._full(exc) or CatalogError(self.path, str(exc)) from exc
 
     def migrate(self) -> None:
         migrations = _load_migrations()
@@ -56,24 +56,49 @@ class Catalog:
 
     @contextmanager
     def tx(self):
-        """One IMMEDIATE transaction: all or nothing."""
+        """One IMMEDIATE transaction: all or nothing. A full disk raises DiskFull (nothing written)."""
         with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            else:
-                self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    if self.db.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+                        self.db.execute("ROLLBACK")
+                    raise
+                else:
+                    self.db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise self._full(exc) or exc
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         with self.lock:
-            return self.db.execute(sql, params).fetchall()
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._full(exc) or exc
 
     def one(self, sql: str, params=()) -> sqlite3.Row | None:
         with self.lock:
-            return self.db.execute(sql, params).fetchone()
+            try:
+                return self.db.execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise self._full(exc) or exc
+
+    def _full(self, exc) -> DiskFull | None:
+        """A write on a full disk: DiskFull naming the catalog and what a write may need (SQLite logs
+        changes ahead, up to its checkpoint size, before they reach the database file)."""
+        io_error = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR")
+        if not is_disk_full(exc) and not (io_error and (free_bytes(self.path) or 0) < (1 << 20)):
+            return None
+        try:
+            page = self.db.execute("PRAGMA page_size").fetchone()[0]
+            pages = self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        except (sqlite3.Error, AttributeError):
+            page, pages = 4096, 1000
+        return DiskFull(self.path, page * max(pages, 256))
 
     def resolve_id(self, prefix: str, include_removed: bool = True) -> str:
         """Any unique prefix of a torrent id, v1 or v2 info hash, as git does."""

@@ -2,7 +2,10 @@
 
 Hashing runs here, never on the sync loop. A job whose function raises an Error is marked
 failed with that message; a cancelled job (service stopping) goes back to the queue; a job
-that hits an unreachable qBittorrent goes back to the queue after a pause.
+that hits an unreachable qBittorrent goes back to the queue after a pause. A job that hits a
+full disk (catalog, store, quarantine, scratch) goes back to the queue too, and no worker takes
+another job until there is room again (`disk_full`, then `disk_space_back`): the service keeps
+running, answering and following qBittorrent meanwhile.
 """
 
 import json
@@ -11,13 +14,14 @@ import threading
 from dataclasses import dataclass, field
 
 from ..catalog import queue as jobqueue
-from ..errors import Error
+from ..errors import DiskFull, Error
 from ..qbt import QbtLoginFailed, QbtUnreachable
 from ..scan import Cancelled
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0  # enqueue wakes the workers; this only covers jobs queued by another process
+SPACE_POLL_SECONDS = 5.0  # while a disk is full: how often the workers look for room again
 
 
 @dataclass
@@ -41,6 +45,8 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._torrent_locks: dict[str, threading.Lock] = {}
+        self.disk_full: DiskFull | None = None  # while set, no job is taken
+        self._stalled: list[int] = []  # jobs the full disk kept from going back to the queue
 
     def register(self, kind: str, fn) -> None:
         self.kinds[kind] = fn
@@ -68,7 +74,14 @@ class JobRunner:
     def _work(self) -> None:
         cat = self.service.catalog
         while not self.stopping.is_set():
-            row = cat.claim(tuple(self.kinds)) if self.kinds else None
+            if self.disk_full is not None:
+                self._wait_for_space()
+                continue
+            try:
+                row = cat.claim(tuple(self.kinds)) if self.kinds else None
+            except DiskFull as exc:  # the catalog's own disk
+                self._full(None, exc)
+                continue
             if row is None:
                 self.wake.wait(IDLE_POLL_SECONDS)
                 self.wake.clear()
@@ -95,6 +108,8 @@ class JobRunner:
         except Cancelled:
             jobqueue.requeue(cat, job.id)
             log.info("job %d (%s) interrupted; it stays queued", job.id, job.kind)
+        except DiskFull as exc:
+            self._full(job, exc)
         except (QbtUnreachable, QbtLoginFailed) as exc:
             jobqueue.requeue(cat, job.id)
             log.warning("job %d (%s) waits for qBittorrent: %s", job.id, job.kind, exc)
@@ -110,3 +125,47 @@ class JobRunner:
                          job=job.id, job_kind=job.kind)
         else:
             cat.finish(job.id)
+
+    def _full(self, job: Job | None, exc: DiskFull) -> None:
+        """No space: the job goes back to the queue (or waits to, when the catalog itself is full)."""
+        with self._lock:
+            first = self.disk_full is None
+            self.disk_full = exc
+        if job is not None:
+            try:
+                jobqueue.requeue(self.service.catalog, job.id)
+            except DiskFull:
+                with self._lock:
+                    self._stalled.append(job.id)
+            log.error("job %d (%s) waits for disk space: %s", job.id, job.kind, exc)
+        if first:
+            self._emit("disk_full", f"{exc}; work resumes by itself when there is room", level="error",
+                       path=exc.path, needed=exc.needed)
+
+    def _wait_for_space(self) -> None:
+        """One worker looks for room every few seconds; the others wait for it."""
+        exc = self.disk_full
+        if exc is None or self.stopping.wait(SPACE_POLL_SECONDS) or not exc.space_returned():
+            return
+        with self._lock:
+            if self.disk_full is not exc:
+                return
+            stalled, self._stalled = self._stalled, []
+        try:
+            for job_id in stalled:
+                jobqueue.requeue(self.service.catalog, job_id)
+        except DiskFull as again:
+            with self._lock:
+                self._stalled = stalled
+                self.disk_full = again
+            return
+        with self._lock:
+            self.disk_full = None
+        self._emit("disk_space_back", f"{exc.path}: room again; queued work resumes")
+        self.wake.set()
+
+    def _emit(self, kind: str, message: str, level: str = "info", **data) -> None:
+        try:
+            self.service.emit(kind, None, message, level=level, **data)
+        except DiskFull:  # the event cannot be stored either: the log has it
+            (log.error if level == "error" else log.info)("%s", message)

@@ -8,7 +8,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import StoreCorrupt
+from ..errors import DiskFull, StoreCorrupt, is_disk_full
 from ..scan import resolve_payload_path
 from ..torrent import FileEntry
 from . import reflink
@@ -29,8 +29,9 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     began = time.monotonic()
     snap = store.get(snapshot_id)
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     rows = store.select_files(snap.id, files)
+    created = _missing_folders(dest_dir, rows, paths)
+    dest_dir.mkdir(parents=True, exist_ok=True)
     chunks = store.chunk_map(snap.id)
     by_file: dict[int, list] = {}
     for (fi, piece), v in chunks.items():
@@ -55,6 +56,13 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     if error is not None:
         for tmp, *_rest in done:
             tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first; only the empty folders this restore made
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        if is_disk_full(error):
+            raise DiskFull(dest_dir, sum(r["size"] for r in rows)) from error
         raise error
     for tmp, path, _cloned, _sha in done:
         os.replace(tmp, path)
@@ -63,6 +71,24 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
                          time.monotonic() - began, sum(d[2] for d in done),
                          {job[0]: d[3] for job, d in zip(jobs, done)})
+
+
+def _missing_folders(dest_dir: Path, rows, paths) -> list[Path]:
+    """The folders a restore of these rows would create under (and including) dest_dir, deepest first."""
+    missing, present = set(), set()
+    for row in rows:
+        folder = (dest_dir / (paths or {}).get(row["file_index"], row["path"])).parent
+        while folder not in missing and folder not in present:
+            if folder.exists():
+                present.add(folder)
+                break
+            missing.add(folder)
+            if folder == dest_dir:
+                break
+            folder = folder.parent
+    if not dest_dir.exists():
+        missing.add(dest_dir)
+    return sorted(missing, key=lambda f: -len(f.parts))
 
 
 def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int, str]:

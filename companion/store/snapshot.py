@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..catalog import snapshots as records
 from ..catalog.chunks import bad_chunks, forget_bad_copies
-from ..errors import BadInput
+from ..errors import BadInput, disk_full_as
 from ..scan import OK, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta
 from .chunk import chunk_width
@@ -70,15 +70,19 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
             else:
                 changed.append(entry)
         stored = _Stored()
-        if changed:
-            stored = _store_files(store, meta, save_path, changed, trust, stale)
-        return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
+        # A full disk: one DiskFull naming the store and what this snapshot writes at most (its staged
+        # packs are gone; nothing is recorded).
+        with disk_full_as(store.backend.where, lambda: sum(e.size for e in changed)):
+            if changed:
+                stored = _store_files(store, meta, save_path, changed, trust, stale)
+            return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
 
 
 def put_chunks(store, chunks) -> int:
     """Store verified chunks given as (chunk id, tree width, bytes) that the store lacks (the
     zones tier keeps parts of files this way). Returns the bytes added."""
-    with store.backend.lock(store.lock_timeout):
+    needed = (lambda: sum(len(c[2]) for c in chunks)) if isinstance(chunks, (list, tuple)) else None
+    with disk_full_as(store.backend.where, needed), store.backend.lock(store.lock_timeout):
         store.index.reload()
         stale = stale_copies(store)
         writer = PackWriter(store.backend, store.pack_size)

@@ -1,0 +1,181 @@
+"""Full disks: small tmpfs filesystems of the test's own (mounted as root) under the store, the state
+home, the jobs folder and the drill scratch. Every ENOSPC is one line naming the path and the space
+needed, exit code 6, nothing partial left; the service keeps running and resumes when room returns."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from companion.errors import EXIT_DISK_FULL
+from tests.helpers import make_torrent, seedward, wait_until, write_payload
+
+
+class SmallDisk:
+    """A tmpfs of `size` bytes at `path`, resizable; unmounted at the end."""
+
+    def __init__(self, path: Path, size: int):
+        self.path = path
+        path.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True,
+                       capture_output=True)
+
+    def resize(self, size: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
+
+    def free(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave: int = 0) -> Path:
+        """A filler file taking all but `leave` bytes."""
+        filler = self.path / "filler"
+        with open(filler, "ab") as fh:
+            room = self.free() - leave
+            while room > 0:
+                try:
+                    fh.write(b"\0" * min(room, 1 << 20))
+                    fh.flush()
+                except OSError:
+                    break
+                room = self.free() - leave
+        return filler
+
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file())
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+def _can_mount(tmp: Path) -> bool:
+    if os.geteuid() != 0:
+        return False
+    probe = tmp / "probe"
+    probe.mkdir()
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["umount", str(probe)], capture_output=True)
+    return ok
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if not _can_mount(tmp_path):
+        pytest.skip("needs root to mount a tmpfs of the test's own")
+    disks = []
+
+    def make(name: str, size: int) -> SmallDisk:
+        disk = SmallDisk(tmp_path / name, size)
+        disks.append(disk)
+        return disk
+
+    yield make
+    for disk in disks:
+        disk.unmount()
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def cataloged(tmp_path, home: Path, sizes=None) -> str:
+    seed = tmp_path / "seed"
+    write_payload(seed / "big", sizes or {"a.bin": 3_000_000, "b.bin": 200_000}, seed=5)
+    torrent = make_torrent(seed / "big", out=tmp_path / "big.torrent")
+    proc = seedward("catalog", "add", torrent, seed, "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["id"]
+
+
+def test_a_full_store_refuses_the_snapshot_in_one_line_and_leaves_nothing(tmp_path, small_disk):
+    disk = small_disk("store-disk", 1 << 20)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[store]\npath = "{disk.path / "store"}"\n')
+    tid = cataloged(tmp_path, home)
+    proc = seedward("snapshot", tid, home=home)
+    assert proc.returncode == EXIT_DISK_FULL
+    line = one_line(proc.stderr)
+    assert str(disk.path / "store") in line and "no space left" in line and "needs 3.1 MiB" in line, line
+    # Nothing partial: no pack, no staged file, no snapshot tree, no record.
+    assert [f for f in disk.files() if not f.endswith(("config.json", "lock"))] == []
+    assert json.loads(seedward("snapshots", "--json", home=home).stdout)["snapshots"] == []
+    disk.resize(16 << 20)
+    proc = seedward("snapshot", tid, home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(seedward("snapshots", "--json", home=home).stdout)["snapshots"]) == 1
+
+
+def test_a_full_state_home_is_one_line_and_the_next_try_works(tmp_path, small_disk):
+    disk = small_disk("home-disk", 8 << 20)
+    home = disk.path / "home"
+    cataloged(tmp_path, home, {"a.bin": 50_000})
+    filler = disk.fill()
+    seed2 = tmp_path / "seed2"
+    write_payload(seed2 / "other", {"b.bin": 60_000}, seed=6)
+    torrent = make_torrent(seed2 / "other", out=tmp_path / "other.torrent")
+    proc = seedward("catalog", "add", torrent, seed2, home=home)
+    assert proc.returncode == EXIT_DISK_FULL, proc.stderr
+    line = one_line(proc.stderr)
+    assert str(home) in line and "no space left" in line and "needs" in line, line
+    assert not [p for p in home.rglob("*.tmp")]  # no temp file left
+    filler.unlink()
+    proc = seedward("catalog", "add", torrent, seed2, home=home)
+    assert proc.returncode == 0, proc.stderr
+    ids = {t["id"] for t in json.loads(seedward("status", "--json", home=home).stdout)["torrents"]}
+    assert len(ids) == 2
+
+
+def test_a_job_whose_scratch_fills_fails_with_its_json_and_no_partial_copy(tmp_path, small_disk):
+    disk = small_disk("jobs-disk", 1 << 20)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[jobs]\nsandbox = "none"\nworkdir = "{disk.path}"\n')
+    tid = cataloged(tmp_path, home)
+    proc = seedward("job", "run", "--torrent", tid, "--model", "m", "--model-version", "1", "--json", "--",
+                    sys.executable, "-c", "pass", home=home)
+    assert proc.returncode == EXIT_DISK_FULL, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["state"] == "failed" and str(disk.path) in out["error"] and "needs 3.1 MiB" in out["error"]
+    assert not list(disk.path.rglob("input"))  # the private copy is gone
+
+
+@pytest.mark.qbt
+def test_the_service_keeps_running_on_a_full_store_and_resumes_when_room_returns(qbt, make_service, tmp_path,
+                                                                                small_disk):
+    from companion.control import request
+    from companion.service.features import install_features
+    from tests.qbt import seed_sample, service_settings
+
+    disk = small_disk("store-disk", 1 << 20)
+    settings = service_settings(qbt)
+    settings.store.path = str(disk.path / "store")
+    service = make_service(settings=settings)
+    install_features(service, ("companion.store.job",))  # "snapshot" jobs
+    tid, _torrent = seed_sample(qbt, tmp_path / "data", "big", {"a.bin": 2_500_000, "b.bin": 300_000}, seed=9)
+
+    def events(kind):
+        return [e for e in service.catalog.events() if e["kind"] == kind]
+
+    try:
+        wait_until(lambda: events("disk_full"), 60, what="the snapshot to hit the full store")
+    except AssertionError:
+        raise AssertionError([(e["kind"], e["message"][:200]) for e in service.catalog.events()])
+    full = events("disk_full")[0]
+    assert str(disk.path / "store") in full["message"] and "needs 2.7 MiB" in full["message"]
+    assert request(service.home, "ping")["pid"] == os.getpid()  # still serving
+    assert [j["kind"] for j in service.catalog.pending_jobs()] == ["snapshot"]  # queued again, not failed
+    assert [f for f in disk.files() if "tmp" in f or "packs" in f] == []  # no partial pack
+    disk.resize(32 << 20)
+    wait_until(lambda: events("disk_space_back") and not service.catalog.pending_jobs(), 60,
+               what="the snapshot once there is room")
+    from companion.store import Store
+
+    store = Store.open(disk.path / "store", service.catalog)
+    assert [s.torrent_id for s in store.snapshots(tid)] == [tid]
