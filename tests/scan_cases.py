@@ -127,7 +127,7 @@ def build(tmp: Path, layout: dict[str, int], piece_length: int, creator: str, se
         files[fs.file_path(i)] = fs.file_size(i)
         offsets[fs.file_path(i)] = fs.file_offset(i)
     listed = {p for p, size in layout.items() if size or creator not in DROPS_EMPTY}
-    assert set(files) == listed, "the torrent lists exactly the payload's files"
+    assert set(files) == listed, f"the torrent lists exactly the payload's files: {sorted(files)} vs {sorted(listed)}"
     faults = set()
     if creator not in ("v1", "v2", "hybrid"):
         from companion import ltsession
