@@ -179,3 +179,18 @@ def test_the_service_keeps_running_on_a_full_store_and_resumes_when_room_returns
 
     store = Store.open(disk.path / "store", service.catalog)
     assert [s.torrent_id for s in store.snapshots(tid)] == [tid]
+
+
+def test_a_drill_whose_scratch_is_too_small_says_so_with_exit_6(tmp_path, small_disk):
+    disk = small_disk("scratch-disk", 1 << 20)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[drill]\nscratch = "{disk.path / "scratch"}"\n')
+    tid = cataloged(tmp_path, home)
+    assert seedward("snapshot", tid, home=home).returncode == 0
+    proc = seedward("drill", tid, "--json", home=home)
+    assert proc.returncode == EXIT_DISK_FULL, proc.stderr
+    drill = json.loads(proc.stdout)["drills"][0]
+    assert not drill["ok"] and str(disk.path / "scratch") in drill["error"] and "needs 3,200,000 bytes" in drill["error"]
+    assert one_line(proc.stderr).startswith("seedward: drill of")
+    assert disk.files() == []  # nothing written

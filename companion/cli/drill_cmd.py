@@ -3,7 +3,7 @@
 import random
 import sys
 
-from ..errors import EXIT_DAMAGE, EXIT_ERROR, EXIT_OK, BadInput
+from ..errors import EXIT_DAMAGE, EXIT_DISK_FULL, EXIT_ERROR, EXIT_OK, BadInput
 from .context import print_json
 
 
@@ -53,6 +53,8 @@ def snapshot_owner(ctx, prefix: str) -> str:
 
 
 def exit_code(results) -> int:
+    if any(r.error and not r.damaged and r.error_code == EXIT_DISK_FULL for r in results):
+        return EXIT_DISK_FULL  # the scratch disk is too small or filled up: nothing proven either way
     if any(r.error and not r.damaged for r in results):
         return EXIT_ERROR
     return EXIT_OK if all(r.ok for r in results) else EXIT_DAMAGE

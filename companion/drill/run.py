@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import ltsession
 from ..catalog import drills as rows
-from ..errors import Error, NotFound, StoreCorrupt
+from ..errors import EXIT_DISK_FULL, Error, NotFound, StoreCorrupt, is_disk_full
 from ..piece_plan import files_of_piece
 from ..scan import Cancelled
 from ..torrent import load_torrent
@@ -50,6 +50,7 @@ class DrillResult:
     bad_pieces: list[int] = field(default_factory=list)
     bad_files: list[str] = field(default_factory=list)
     error: str | None = None
+    error_code: int | None = None  # the exit code of the error that ended the drill (6: scratch full)
 
     @property
     def rto_seconds(self) -> float:
@@ -188,6 +189,7 @@ class Drill:
         except (Error, OSError, RuntimeError) as exc:
             # RuntimeError: what libtorrent's bindings raise
             result.error = describe(exc, scratch_root(self.home, self.settings))
+            result.error_code = EXIT_DISK_FULL if is_disk_full(exc) else getattr(exc, "exit_code", None)
             log.info("drill %s of %s: %s", result.drill_id, torrent_id[:12], result.error)
         except BaseException as exc:
             result.error = f"interrupted ({type(exc).__name__})"

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import EXIT_DISK_FULL, Error
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ SPACE_MARGIN = 64 * 1024 * 1024  # room for libtorrent's and the filesystem's ow
 
 class ScratchFull(Error):
     """scratch {}: {}"""
+
+    exit_code = EXIT_DISK_FULL
 
 
 class ScratchUnsafe(Error):
