@@ -50,10 +50,11 @@ def torrent_document(qbt, t: dict, kept_torrents: Path | None = None) -> dict:
     kept = kept_torrents / f"{h}.torrent" if kept_torrents else None
     raw = kept.read_bytes() if kept is not None and kept.is_file() else qbt.export(h)
     meta = load_torrent(raw)
-    files = qbt.files(h)
-    names = {e.index: e.path for e in meta.real_files}
-    renamed = {names[f["index"]]: f["name"] for f in files if f["index"] in names and f["name"] != names[f["index"]]}
-    priorities = [f.get("priority", 1) for f in sorted(files, key=lambda f: f["index"])]
+    # qBittorrent numbers files without the pad files: its n-th file is the torrent's n-th real one
+    files = sorted(qbt.files(h), key=lambda f: f["index"])
+    paths = [e.path for e in sorted(meta.real_files, key=lambda e: e.index)]
+    renamed = {p: f["name"] for p, f in zip(paths, files) if f["name"] != p} if len(paths) == len(files) else {}
+    priorities = [f.get("priority", 1) for f in files]
     return {
         "hash": h, "name": t.get("name", meta.name), "save_path": t.get("save_path", ""),
         "category": t.get("category", "") or "", "tags": _tags(t.get("tags")),

@@ -197,14 +197,10 @@ def run_restore(args, ctx) -> int:
         print(f"  every SHA-256 checked; {result.checked_against_catalog} also against the catalog")
         for d in result.drill:
             print(f"  drill {d['torrent_id'][:12]}: {'ok' if d['ok'] else d.get('why') or 'FAILED'}")
-        q = result.qbittorrent
-        if q is not None:
-            for a in q["added"]:
-                print(f"  qBittorrent: added {a['name']} at {a['save_path']} (checked by {a['checked_by']})")
-            for h in q["present"]:
-                print(f"  qBittorrent: {h[:12]} already there, left alone")
-            for f in q["failed"]:
-                print(f"  qBittorrent: {f['name'] or f['hash'][:12]} not added: {f['error']}")
+        if result.qbittorrent is not None:
+            from .qbt_cmd import print_restore_report
+
+            print_restore_report(result.qbittorrent)
     if any(d["ok"] is False for d in result.drill):
         return EXIT_DAMAGE
     if result.qbittorrent and result.qbittorrent["failed"]:
@@ -228,7 +224,7 @@ def into_qbittorrent(ctx, to: Path, result) -> dict:
         if tid not in state["torrents"] and raw.is_file():
             state["torrents"][tid] = qbtstate.bare_document(tid, raw.read_bytes())
     verified = {d["torrent_id"] for d in result.drill if d["ok"]}
-    qbt = Qbt.from_settings(ctx.settings.qbittorrent)
+    qbt = Qbt.from_settings(ctx.settings.qbittorrent, home=ctx.home.ensure())
     qbt.connect()
     report = qbtstate.restore(qbt, state, only=list(result.torrents),
                               save_paths={tid: str(to / "payload" / tid) for tid in result.torrents}, verified=verified)

@@ -1,11 +1,12 @@
-"""`seedward qbt install-hook|uninstall-hook`: qBittorrent's "run external program" settings."""
+"""`seedward qbt install-hook|uninstall-hook|login|backup|restore`: qBittorrent's "run external program"
+settings, its login, and its own state (companion/qbtstate.py)."""
 
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, BadInput
+from ..errors import EXIT_ERROR, EXIT_OK, BadInput
 from ..manifests import atomic_write
 from ..qbt import Qbt
 from .context import print_json
@@ -26,6 +27,17 @@ def register(sub) -> None:
         v = verbs.add_parser(verb, help=helptext)
         v.add_argument("--json", action="store_true")
         v.set_defaults(func=run_install if verb == "install-hook" else run_uninstall)
+    b = verbs.add_parser("backup", help="keep qBittorrent's state (categories, tags, save paths, torrent options, "
+                         ".torrent files) in the manifests repo (archive sets carry it)")
+    b.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=run_backup)
+    r = verbs.add_parser("restore", help="re-add the backed-up torrents, categories and tags qBittorrent lacks")
+    r.add_argument("--from", dest="source", metavar="DIR", help="a manifests folder (default: this home's "
+                   "manifests repo; after `archive restore --to D`, give D/manifests)")
+    r.add_argument("--dry-run", action="store_true", help="show what would be added; change nothing")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=run_restore)
     login = verbs.add_parser("login", help="log in to qBittorrent now, with the configured password, even one it "
                              "refused before (the service then reconnects by itself)")
     login.add_argument("--json", action="store_true")
@@ -153,3 +165,48 @@ def run_login(args, ctx) -> int:
         print(f"logged in to qBittorrent {version} at {qbt.url} as {qbt.username!r}; a running service "
               "reconnects by itself within a few seconds")
     return EXIT_OK
+
+
+def run_backup(args, ctx) -> int:
+    from .. import qbtstate
+
+    result = qbtstate.backup(_connect(ctx), ctx.manifests, kept_torrents=ctx.home.torrents, dry_run=args.dry_run)
+    if args.json:
+        print_json(result.to_json())
+        return EXIT_OK
+    verb = "would write" if args.dry_run else "wrote"
+    print(f"qBittorrent state: {result.torrents} torrents, {result.categories} categories, {result.tags} tags")
+    if result.changed:
+        print(f"  {verb} {len(result.changed)} documents in the manifests repo"
+              + (f" (commit {result.commit[:12]})" if result.commit else ""))
+    else:
+        print("  unchanged since the last backup")
+    return EXIT_OK
+
+
+def run_restore(args, ctx) -> int:
+    from .. import qbtstate
+
+    state = qbtstate.load(Path(args.source).absolute() if args.source else ctx.manifests.path)
+    report = qbtstate.restore(_connect(ctx), state, dry_run=args.dry_run)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print_restore_report(report.to_json())
+    return EXIT_ERROR if report.failed else EXIT_OK
+
+
+def print_restore_report(r: dict) -> None:
+    verb = "would " if r["dry_run"] else ""
+    for name in r["categories_created"]:
+        print(f"{verb}create category {name}")
+    if r["tags_created"]:
+        print(f"{verb}create tags {', '.join(r['tags_created'])}")
+    for a in r["added"]:
+        note = f"; {a['note']}" if a.get("note") else ""
+        print(f"{verb}add {a['name']} at {a['save_path']} (hash check: {a['checked_by']}"
+              f"{', stopped' if a['stopped'] else ''}{note})")
+    for h in r["present"]:
+        print(f"{h[:12]}: already in qBittorrent, left alone")
+    for f in r["failed"]:
+        print(f"{f['name'] or f['hash'][:12]}: not added: {f['error']}")
