@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import load_note, machine, stamp, table, wait_for, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, serve, stamp, table, wait_for, write_section  # noqa: E402
 from companion.control import request  # noqa: E402
-from companion.errors import Error  # noqa: E402
 from companion.home import Home  # noqa: E402
 from companion.demo.private_qbt import QbtProcess  # noqa: E402
 from tests.helpers import make_torrent, write_payload  # noqa: E402
@@ -52,22 +51,6 @@ def counts(db: Path) -> tuple[int, int, int]:
         return protected, open_jobs, runs
     finally:
         con.close()
-
-
-def serve(home: Home, qbt: QbtProcess) -> subprocess.Popen:
-    env = dict(os.environ, SEEDWARD_HOME=str(home.root), QBITTORRENTAPI_PASSWORD=qbt.password)
-    log = open(home.root / "serve.log", "ab")
-    proc = subprocess.Popen([str(BIN / "seedward"), "serve"], env=env, stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            request(home, "ping", timeout=5)
-            return proc
-        except Error:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"seedward serve did not start; see {home.root / 'serve.log'}")
-            time.sleep(0.1)
 
 
 def median_ms(argv: list[str], runs: int = 20) -> float:
@@ -107,7 +90,7 @@ def main() -> int:
     with QbtProcess(root / "qbittorrent") as qbt:
         home.config.write_text(f'[qbittorrent]\nurl = "{qbt.url}"\nusername = "{qbt.username}"\npoll_seconds = 2.0\n'
                                '\n[protection.default]\nlevel = "catalog"\n\n[service]\njobs = 2\n')
-        proc = serve(home, qbt)
+        proc = serve(home, {"QBITTORRENTAPI_PASSWORD": qbt.password})
         try:
             t0 = time.perf_counter()
             for start in range(0, len(torrents), 50):
@@ -127,7 +110,7 @@ def main() -> int:
             proc.wait(60)
 
             t1 = time.perf_counter()
-            proc = serve(home, qbt)
+            proc = serve(home, {"QBITTORRENTAPI_PASSWORD": qbt.password})
             wait_for(lambda: (s := request(home, "status", timeout=60))["service"]["qbittorrent"]["syncs"] > 0
                      and s["service"]["queue"] == {"queued": 0, "running": 0}, 600, "the resync")
             resync = time.perf_counter() - t1

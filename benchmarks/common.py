@@ -104,3 +104,26 @@ def make_payload(root: Path, size: int, files: int = 8, folder: str = "payload",
         left -= n
         i += 1
     return content
+
+
+def serve(home, env: dict | None = None, timeout: float = 60.0) -> subprocess.Popen:
+    """The real `seedward serve` on `home` in the background (its log in home/serve.log), returned
+    once its control socket answers; `env`: extra environment (e.g. the WebUI password)."""
+    import sys
+
+    from companion.control import request
+    from companion.errors import Error
+
+    env = dict(os.environ, SEEDWARD_HOME=str(home.root), **(env or {}))
+    with open(home.root / "serve.log", "ab") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "seedward"), "serve"], env=env, stdout=log,
+                                stderr=log)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request(home, "ping", timeout=5)
+            return proc
+        except Error:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"benchmark: seedward serve did not start; see {home.root / 'serve.log'}")
+            time.sleep(0.1)
