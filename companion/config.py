@@ -225,6 +225,12 @@ class ArchiveSettings:
     immutable_days: ImmutableDays = field(default_factory=ImmutableDays)  # S3 Object Lock per tier
     lock_mode: str = "COMPLIANCE"  # S3 Object Lock mode: COMPLIANCE or GOVERNANCE
 
+    def check(self, where: str) -> None:
+        if self.lock_mode.upper() not in ("COMPLIANCE", "GOVERNANCE"):
+            raise ConfigError(where, f"[archive] lock_mode {self.lock_mode!r}: COMPLIANCE or GOVERNANCE")
+        if any(getattr(self.immutable_days, t) < 0 for t in ("daily", "weekly", "monthly", "yearly")):
+            raise ConfigError(where, "[archive.immutable_days] days must be >= 0")
+
 
 @dataclass
 class ScheduleSettings:
@@ -239,6 +245,18 @@ class ScheduleSettings:
     archive_prune: str = ""
     retries: int = 3
     retry_minutes: float = 30.0
+
+    def check(self, where: str) -> None:
+        from .timespec import BadSpec, parse
+
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), str):
+                try:
+                    parse(getattr(self, f.name))
+                except BadSpec as exc:
+                    raise ConfigError(where, f"[schedule] {f.name}: {exc}") from exc
+        if self.retries < 0 or self.retry_minutes <= 0:
+            raise ConfigError(where, "[schedule] retries must be >= 0 and retry_minutes > 0")
 
 
 @dataclass
@@ -298,7 +316,7 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
-    for section in (settings.notify, settings.metrics):
+    for section in (settings.notify, settings.metrics, settings.archive, settings.schedule):
         section.check(str(path or "config"))
     return settings
 

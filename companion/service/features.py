@@ -15,6 +15,7 @@ FEATURES = (
     "companion.ladder.service",  # the protection ladder: zones jobs, heal sources, budget (issue 16)
     "companion.drill.service",  # scheduled restore drills (issue 5)
     "companion.publish.service",  # AI jobs' companion torrents (issue 6)
+    "companion.archive.service",  # scheduled archive tiers: job kinds archive_* and their [schedule] (issue 19)
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
     "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
 )
