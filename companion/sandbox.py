@@ -68,7 +68,7 @@ def probe_bwrap() -> str | None:
         return "bwrap is not installed (Debian package bubblewrap)"
     try:
         proc = subprocess.run([exe, *root_options(network=True), "--dir", INSIDE_OUTPUT, "--remount-ro", "/", "--", "true"],
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, env={"PATH": DEFAULT_PATH})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap failed to start: {exc}"
     if proc.returncode != 0:

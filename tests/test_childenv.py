@@ -95,3 +95,72 @@ def test_the_private_qbittorrent_gets_only_its_environment(tmp_path, monkeypatch
     _args, child = runs[0]
     assert_contained(child, "qbittorrent-nox", extra_names={"PWD"})
     assert child["HOME"] == str(tmp_path / "qbt") and "XDG_CONFIG_HOME" not in child
+
+
+def traced_execs(log: Path) -> list[tuple[str, str, list[str]]]:
+    """[(program path, the whole execve line, environment names)] from `strace -f -v -e trace=execve`."""
+    import re
+
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.search(r'execve\("([^"]+)", \[.*\], \[(.*)\]', line)
+        if m and "= 0" in line.rsplit(")", 1)[-1]:
+            out.append((m.group(1), line, re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)=', m.group(2))))
+    return out
+
+
+def strace_works(tmp_path) -> bool:
+    exe = shutil.which("strace")
+    if exe is None:
+        return False
+    import subprocess
+
+    proc = subprocess.run([exe, "-f", "-o", str(tmp_path / "probe.log"), "-e", "trace=execve", "true"],
+                          capture_output=True)
+    return proc.returncode == 0
+
+
+def test_archive_create_children_get_only_their_environment(tmp_path):
+    """`seedward archive create` with the documented environment variables set (the passphrase and the
+    WebUI password): every program it starts, traced with strace (rclone and par2 come from their
+    wheels beside Python, not from PATH, so a PATH shim cannot catch them), gets neither secret and,
+    for git, rclone, par2 and 7z, only its profile's variables."""
+    import subprocess
+
+    from tests.test_archive import add_torrent, configure
+
+    if not strace_works(tmp_path):
+        pytest.skip("strace cannot trace here")
+    home = tmp_path / "home"
+    home.mkdir()
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    rclone_conf = tmp_path / "rclone.conf"  # a remote rclone must drive (an alias of a local folder)
+    rclone_conf.write_text(f"[offsite]\ntype = alias\nremote = {remote}\n")
+    configure(home, volume_kb=64, remote="offsite:sets", rclone_config=str(rclone_conf))
+    add_torrent(tmp_path, home, "show", {"ep1.mkv": 300_000, "ep2.mkv": 200_000}, seed=3)
+    log = tmp_path / "execve.log"
+    env = dict(os.environ, SEEDWARD_HOME=str(home), EDITOR="not-for-children", **SECRETS)
+    exe = shutil.which("seedward") or str(Path(os.sys.executable).parent / "seedward")
+    proc = subprocess.run(["strace", "-f", "-v", "-s", "65536", "-e", "trace=execve", "-o", str(log),
+                           exe, "archive", "create", "--tier", "daily", "--json"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    execs = traced_execs(log)
+    assert Path(execs[0][0]).name == "seedward"  # the command itself, with what the user gave it
+    children = execs[1:]
+    names = {Path(path).name for path, _line, _env in children}
+    assert {"git", "rclone", "par2"} <= names, names
+    for path, line, env_names in children:
+        for secret in SECRETS.values():
+            assert secret not in line, f"{path} got a secret"
+        if '["git", "version"]' in line:
+            continue  # GitPython's own probe when it is imported: seedward's secrets are already gone
+        assert "EDITOR" not in env_names and "SEEDWARD_HOME" not in env_names, (path, env_names)
+        program = {"7zz": "7z", "7za": "7z"}.get(Path(path).name, Path(path).name)
+        if program in PROFILES:
+            names_, prefixes = PROFILES[program]
+            allowed = set(BASE) | set(names_) | {"PWD"}
+            extra = [n for n in env_names if n not in allowed and not n.startswith(prefixes)
+                     and not (program == "git" and n.startswith("GIT_"))]
+            assert not extra, (path, extra)
