@@ -71,7 +71,9 @@ class Loop:
         return self._thread is not None and self._thread.is_alive()
 
     def _wait(self, seconds: float) -> None:
-        self._wake.wait(max(0.0, seconds))
+        if seconds <= 0:
+            return  # go on at once (and leave a wake for a loop that waits)
+        self._wake.wait(seconds)
         self._wake.clear()
 
     def _run(self) -> None:

@@ -258,3 +258,25 @@ def test_with_the_service_up_the_hook_hands_the_event_over_and_never_spools_a_ba
 
     with pytest.raises(ControlError, match="hook: no valid info hash"):
         request(service.home, "hook", event="added", hash="", hash_v2="")
+
+
+@pytest.mark.qbt
+def test_bad_spool_entries_never_loop_the_sync_with_real_qbittorrent(qbt, make_service, tmp_path):
+    """The reported loop: a bad spooled event made every sync raise (qBittorrent shown `error`, a
+    reconnect and re-login every backoff, the removed-torrent audit never run). Now: bad entries are
+    moved aside once, the sync stays connected for many rounds, the audit runs, no error is emitted."""
+    home = Home(tmp_path / "home").ensure()
+    (home.spool / "00000000000000000001-1-nohash.json").write_text(json.dumps(
+        {"event": "added", "hash": "", "hash_v2": "", "name": "", "save_path": "", "content_path": ""}))
+    (home.spool / "00000000000000000002-1-dir.json").mkdir()
+    (home.spool / "00000000000000000003-1-junk.json").write_bytes(b"\xff\xfe not json")
+    service = make_service(home=home.root)
+    syncs = service.sync.syncs
+    wait_until(lambda: service.sync.syncs >= syncs + 10, 30, what="ten syncs")
+    wait_until(lambda: service.sync.audit_at is None, 30, what="the removed-torrent audit after the grace")
+    assert service.sync.state == "connected" and service.sync.error is None
+    kinds = [e["kind"] for e in service.catalog.events()]
+    assert kinds.count("spool_bad") == 3
+    assert not {"qbt_error", "qbt_unreachable", "qbt_login_failed"} & set(kinds)
+    assert kinds.count("qbt_connected") == 1  # no reconnect loop
+    assert spool.pending(home.spool) == []

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..catalog import queue as jobqueue
 from ..errors import DiskFull, Error
+from ..loops import Loop
 from ..qbt import QbtLoginFailed, QbtUnreachable
 from ..scan import Cancelled
 
@@ -42,7 +43,7 @@ class JobRunner:
         self.running: dict[int, Job] = {}
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops: list[Loop] = []
         self._lock = threading.Lock()
         self._torrent_locks: dict[str, threading.Lock] = {}
         self.disk_full: DiskFull | None = None  # while set, no job is taken
@@ -54,9 +55,8 @@ class JobRunner:
 
     def start(self) -> None:
         for n in range(self.workers):
-            t = threading.Thread(target=self._work, name=f"job-{n}", daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._loops.append(Loop(f"job-{n}", self._step, IDLE_POLL_SECONDS, stopping=self.stopping,
+                                    wake=self.wake).start())
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -64,38 +64,37 @@ class JobRunner:
             for job in self.running.values():
                 job.cancel.set()
         self.wake.set()
-        for t in self._threads:
-            t.join(timeout)
+        for loop in self._loops:
+            loop.join(timeout)
 
     def _torrent_lock(self, torrent_id: str | None) -> threading.Lock:
         with self._lock:
             return self._torrent_locks.setdefault(torrent_id or "", threading.Lock())
 
-    def _work(self) -> None:
-        cat = self.service.catalog
-        while not self.stopping.is_set():
-            if self.disk_full is not None:
-                self._wait_for_space()
-                continue
-            try:
-                row = cat.claim(tuple(self.kinds)) if self.kinds else None
-            except DiskFull as exc:  # the catalog's own disk
-                self._full(None, exc)
-                continue
-            if row is None:
-                self.wake.wait(IDLE_POLL_SECONDS)
-                self.wake.clear()
-                continue
-            job = Job(row["id"], row["kind"], row["torrent_id"], json.loads(row["payload"] or "{}"), row["attempts"])
+    def _step(self) -> float | None:
+        """One worker's turn: run the next queued job and look again at once; None: wait for a job
+        (enqueue wakes the workers) or IDLE_POLL_SECONDS."""
+        if self.disk_full is not None:
+            self._wait_for_space()
+            return 0.0
+        try:
+            row = self.service.catalog.claim(tuple(self.kinds)) if self.kinds else None
+        except DiskFull as exc:  # the catalog's own disk
+            self._full(None, exc)
+            return 0.0
+        if row is None:
+            return None
+        job = Job(row["id"], row["kind"], row["torrent_id"], json.loads(row["payload"] or "{}"), row["attempts"])
+        with self._lock:
+            self.running[job.id] = job
+        try:
+            self._run(job)
+        except Exception:  # even recording the outcome failed: keep the worker alive
+            log.exception("job %d (%s): outcome not recorded", job.id, job.kind)
+        finally:
             with self._lock:
-                self.running[job.id] = job
-            try:
-                self._run(job)
-            except Exception:  # even recording the outcome failed: keep the worker alive
-                log.exception("job %d (%s): outcome not recorded", job.id, job.kind)
-            finally:
-                with self._lock:
-                    self.running.pop(job.id, None)
+                self.running.pop(job.id, None)
+        return 0.0
 
     def _run(self, job: Job) -> None:
         cat, service = self.service.catalog, self.service
