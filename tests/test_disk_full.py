@@ -84,6 +84,14 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def configured_home(tmp_path, config: str) -> tuple[Path, str]:
+    """A state home with this config.toml and the 3.2 MB torrent `big` cataloged: (home, its id)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(config)
+    return home, cataloged(tmp_path, home)
+
+
 def cataloged(tmp_path, home: Path, sizes=None) -> str:
     seed = tmp_path / "seed"
     write_payload(seed / "big", sizes or {"a.bin": 3_000_000, "b.bin": 200_000}, seed=5)
@@ -95,10 +103,7 @@ def cataloged(tmp_path, home: Path, sizes=None) -> str:
 
 def test_a_full_store_refuses_the_snapshot_in_one_line_and_leaves_nothing(tmp_path, small_disk):
     disk = small_disk("store-disk", 1 << 20)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f'[store]\npath = "{disk.path / "store"}"\n')
-    tid = cataloged(tmp_path, home)
+    home, tid = configured_home(tmp_path, f'[store]\npath = "{disk.path / "store"}"\n')
     proc = seedward("snapshot", tid, home=home)
     assert proc.returncode == EXIT_DISK_FULL
     line = one_line(proc.stderr)
@@ -134,10 +139,7 @@ def test_a_full_state_home_is_one_line_and_the_next_try_works(tmp_path, small_di
 
 def test_a_job_whose_scratch_fills_fails_with_its_json_and_no_partial_copy(tmp_path, small_disk):
     disk = small_disk("jobs-disk", 1 << 20)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f'[jobs]\nsandbox = "none"\nworkdir = "{disk.path}"\n')
-    tid = cataloged(tmp_path, home)
+    home, tid = configured_home(tmp_path, f'[jobs]\nsandbox = "none"\nworkdir = "{disk.path}"\n')
     proc = seedward("job", "run", "--torrent", tid, "--model", "m", "--model-version", "1", "--json", "--",
                     sys.executable, "-c", "pass", home=home)
     assert proc.returncode == EXIT_DISK_FULL, proc.stderr
@@ -183,10 +185,7 @@ def test_the_service_keeps_running_on_a_full_store_and_resumes_when_room_returns
 
 def test_a_drill_whose_scratch_is_too_small_says_so_with_exit_6(tmp_path, small_disk):
     disk = small_disk("scratch-disk", 1 << 20)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.toml").write_text(f'[drill]\nscratch = "{disk.path / "scratch"}"\n')
-    tid = cataloged(tmp_path, home)
+    home, tid = configured_home(tmp_path, f'[drill]\nscratch = "{disk.path / "scratch"}"\n')
     assert seedward("snapshot", tid, home=home).returncode == 0
     proc = seedward("drill", tid, "--json", home=home)
     assert proc.returncode == EXIT_DISK_FULL, proc.stderr
