@@ -90,6 +90,35 @@ def other_client_logs_in(qbt: QbtProcess) -> str:
     return str(client.app_version())
 
 
+def tui_health(status: dict) -> str:
+    """The TUI's health line for this status object (the TUI speaks only to the service: a fake one
+    answering with the real service's status)."""
+    import asyncio
+    import tempfile
+
+    from tests.tui_fake_service import FakeService
+    from tui.app import SeedwardApp
+
+    root = Path(tempfile.mkdtemp(prefix="sw-login-", dir="/tmp"))  # a short Unix socket path
+    service = FakeService(Home(root).socket, status=status).start()
+
+    async def run():
+        app = SeedwardApp(Home(root), retry_seconds=0.2, debounce_seconds=0.05)
+        async with app.run_test(size=(160, 30)) as pilot:
+            for _ in range(400):
+                health = str(app.screen.query_one("#health").render())
+                if "qBittorrent" in health:
+                    return health
+                await pilot.pause(0.025)
+        raise AssertionError("the TUI never showed qBittorrent's state")
+
+    try:
+        return asyncio.run(run())
+    finally:
+        service.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.qbt
 def test_a_changed_password_never_gets_the_address_banned(served):
@@ -107,6 +136,9 @@ def test_a_changed_password_never_gets_the_address_banned(served):
     assert "will not try this password again" in state["error"] and str(served["password_file"]) in state["error"]
     text = seedward("status", home=home.root).stdout
     assert "login_failed" in text and "will not try this password again" in text
+    health = tui_health(request(home, "status"))
+    assert "refused our login" in health and "will not try this password again" in health
+    assert str(served["password_file"]) in health
     # Fixing the password file is enough: the service notices and reconnects by itself.
     served["password_file"].write_text("second-password\n")
     wait_until(lambda: (q := qbt_state(home)) and q["state"] == "connected", 60, what="the reconnect")
