@@ -17,14 +17,20 @@ def skipped_note(meta, result) -> str:
 
 def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner: Scanner | None = None,
                     torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None,
-                    keep_torrent=None, only_files: set[int] | None = None, **fields):
+                    keep_torrent=None, only_files: set[int] | None = None, accept=None, **fields):
     """Full-scan and record. A payload that does not match is recorded as baseline_bad and its
     hashes are not kept as the baseline. keep_torrent: a path to save the .torrent to, written
     only once the scan has run (bad input leaves nothing behind). only_files: the files to verify
-    and catalog (the others are skipped in qBittorrent). Returns the ScanResult."""
+    and catalog (the others are skipped in qBittorrent). accept(result): called between the read
+    and the record; it returns False to have nothing recorded (a write overlapped the read: the
+    result is None then), or a protection state for a payload that does not match (`damaged`:
+    it drifted after qBittorrent completed it), or True. Returns the ScanResult."""
     scanner = scanner or Scanner()
     result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel,
                                only_files=only_files)
+    verdict = accept(result) if accept is not None else True
+    if verdict is False:
+        return None
     if keep_torrent is not None:
         if not keep_torrent.exists():
             atomic_write(keep_torrent, meta.raw)
@@ -33,6 +39,8 @@ def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner
     had_baseline = previous is not None and previous["protection"] not in ("pending", "baseline_bad")
     if result.ok:
         state = "protected"
+    elif isinstance(verdict, str):
+        state = verdict
     else:
         state = "damaged" if had_baseline else "baseline_bad"
     catalog.record_scan(result, reason=reason, save_path=str(save_path), torrent_file=torrent_file,
@@ -46,6 +54,8 @@ def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner
     else:
         level = "error"
         catalog.add_event(meta.id, state, f"{meta.name}: payload does not match its torrent "
-                          f"({len(result.bad_pieces)} bad pieces)", level=level, bad_pieces=result.bad_pieces[:100])
+                          f"({len(result.bad_pieces)} bad pieces)"
+                          + ("; it changed after qBittorrent completed it" if isinstance(verdict, str) else ""),
+                          level=level, bad_pieces=result.bad_pieces[:100])
         log.error("%s: payload does not match its torrent: %d bad pieces", meta.name, len(result.bad_pieces))
     return result

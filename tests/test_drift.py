@@ -6,8 +6,8 @@ import queue
 import time
 
 from companion.drift import Baseline, Debouncer, Observed, PayloadWatch, classify
-from companion.reconcile import diff_stat
-from companion.scrub import plan_scrub
+from companion.drift.reconcile import diff_stat
+from companion.drift.scrub import plan_scrub
 
 
 

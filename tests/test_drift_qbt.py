@@ -12,9 +12,10 @@ import pytest
 
 from companion.catalog import drift as drift_rows
 from companion.catalog import snapshots as snap_rows
+from companion.catalog import trust
 from companion.config import Policy, Settings
 from companion.drift.service import install
-from companion.heal import bad_pieces
+from companion.drift.heal import bad_pieces
 from companion.home import Home
 from companion.ltsession import add_params, isolated_session
 from companion.scan import Scanner
@@ -82,15 +83,18 @@ class World:
         return rows[0]["id"] if rows else 0
 
     def assert_seeding_again(self, tid: str) -> dict:
+        """qBittorrent seeds it complete, seedward says protected, and the tags agree (all at once:
+        qBittorrent briefly runs a stopped torrent for a recheck, before seedward starts it)."""
         def seeding():
             t = self.qbt.client.torrents_info(torrent_hashes=tid)[0]
-            return t if t["progress"] >= 1 and t["state"] in SEEDING else None
+            tags = {x.strip() for x in t["tags"].split(",")}
+            together = (t["progress"] >= 1 and t["state"] in SEEDING
+                        and self.service.catalog.get_torrent(tid)["protection"] == "protected"
+                        and "seedward:protected" in tags and not tags & {"seedward:damaged", "seedward:healing"}
+                        and trust.get_hold(self.service.catalog, tid) is None)  # nothing left held
+            return t if together else None
 
-        t = wait_until(seeding, 60, 0.1, f"{tid[:12]} seeding again")
-        assert self.service.catalog.get_torrent(tid)["protection"] == "protected"
-        tags = {x.strip() for x in t["tags"].split(",")}
-        assert "seedward:protected" in tags and "seedward:damaged" not in tags and "seedward:healing" not in tags
-        return t
+        return wait_until(seeding, 60, 0.1, f"{tid[:12]} seeding again, protected")
 
 
 def start_service(w: World) -> Service:
@@ -287,22 +291,18 @@ def test_two_torrents_sharing_a_directory(world):
 def test_reconcile_and_scrub_find_drift_made_while_unwatched(world):
     """A change the live watch did not see (written while the torrent was not watched) is found
     by the start-up reconciliation's stat comparison and by the scrub's quick verify."""
-    from companion.reconcile import find_suspects
-    from companion.scrub import run_scrub
+    from companion.drift.reconcile import find_suspects
+    from companion.drift.scrub import run_scrub
 
     tid = world.ids["Flip"]
     target = world.path("Flip", "cover.jpg")
     monitor = world.component.monitor
-    with monitor.lock:
-        monitor.busy.add(tid)  # as if the service were down: events for it are ignored
-    try:
+    with monitor.claimed(tid) as mine:  # as if someone else worked on it: its events wait
+        assert mine
         last = world.last_heal(tid)
         flip_byte(target, 5)
-        time.sleep(0.5)  # let the ignored events pass (not an assertion)
+        time.sleep(0.5)  # let the events arrive (not an assertion)
         assert [(s.torrent_id, s.reason) for s in find_suspects(world.service.catalog)] == [(tid, "mtime")]
-    finally:
-        with monitor.lock:
-            monitor.busy.discard(tid)
     report = run_scrub(monitor, 100.0, 0)
     assert report.damaged == [tid]
     world.heal_after(tid, last)
@@ -419,8 +419,9 @@ def test_a_write_under_a_lease_is_recataloged_not_healed(world):
     assert world.component.monitor.wait_idle(30)
     assert target.read_bytes() == edited  # intended: not healed back
     assert world.last_heal(tid) == last
+    # The baseline stays the torrent's (quick and full verify agree the file differs from it).
     rows = {r["path"]: r["sha256"] for r in cat.get_files(tid)}
-    assert rows["Leased/cover.png"] == hashlib.sha256(edited).hexdigest()
+    assert rows["Leased/cover.png"] == hashlib.sha256(world.original[target]).hexdigest()
     assert any(e["kind"] == "intended" for e in cat.events(tid, 20))
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from companion.drift.classify import Baseline, Observed, classify
 from companion.errors import StoreCorrupt
-from companion.heal import FileDamage, bad_pieces, heal_files
+from companion.drift.heal import FileDamage, bad_pieces, heal_files
 from companion.scan import Scanner, quick_scan
 from companion.torrent import load_torrent
 
@@ -133,7 +133,7 @@ def test_a_bad_chunk_is_refused_before_anything_is_written(payload):
 
 
 def test_large_damage_is_spilled_not_held_in_memory(payload, monkeypatch):
-    import companion.heal as heal
+    import companion.drift.heal as heal
 
     root, meta, chunks, ids, baseline, stats, originals = payload
     monkeypatch.setattr(heal, "IN_MEMORY_BYTES", 1)

@@ -96,10 +96,11 @@ def test_leased_write_is_intended_unleased_write_is_healed(qbt, tmp_path):
         assert a.read_bytes()[:13] == b"INTENDED-EDIT"
     finally:
         monitor.stop()
-    # Re-cataloged as intended: the new bytes are the baseline, so nothing heals them later.
+    # Recorded as intended (baseline_bad: no longer the torrent's bytes, not watched, not healed), while
+    # the catalog keeps the torrent's own baseline: quick and full verification agree the file differs.
     assert lease.record_intended(cat, manifests, meta, root, granted, store=store) == "baseline_bad"
     assert a.read_bytes()[:13] == b"INTENDED-EDIT" and a.read_bytes() != original_a
     rows = {r["path"]: r["sha256"] for r in cat.get_files(tid)}
-    assert rows["album/a.flac"] == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert rows["album/a.flac"] == hashlib.sha256(original_a).hexdigest()
     cat.close()
     qbt.client.torrents_delete(delete_files=False, torrent_hashes=tid)

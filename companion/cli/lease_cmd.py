@@ -15,6 +15,8 @@ def register(sub) -> None:
     acq.add_argument("path", metavar="PATH", help="a file or folder (a folder covers everything below it)")
     acq.add_argument("--ttl", required=True, type=float, metavar="SECONDS")
     acq.add_argument("--operator", metavar="NAME")
+    acq.add_argument("--no-snapshot", action="store_true",
+                     help="do not snapshot the covered files first (then `restore` cannot undo the edit)")
     acq.add_argument("--json", action="store_true")
     acq.set_defaults(func=run_acquire)
     rel = verbs.add_parser("release", help="end a lease")
@@ -28,13 +30,19 @@ def register(sub) -> None:
 
 
 def run_acquire(args, ctx) -> int:
-    token, granted = lease.acquire(ctx.catalog, args.path, args.ttl, args.operator or default_operator())
+    store = None if args.no_snapshot else (lambda: ctx.store)
+    token, granted = lease.acquire(ctx.catalog, args.path, args.ttl, args.operator or default_operator(), store=store)
+    undo = lease.undo_points(ctx.catalog, granted.id)
     if args.json:
-        print_json({"token": token, **granted.to_json()})
+        print_json({"token": token, **granted.to_json(), "undo": undo})
     else:
         print(token)
         print(f"lease {granted.id} on {granted.path} for {granted.operator}, until {granted.expires_at}",
               file=sys.stderr)
+        for u in undo:
+            print(f"  {u['torrent_id'][:12]}: " + (f"snapshot {u['snapshot_id'][:12]} taken: `seedward restore "
+                                                  f"{u['torrent_id'][:12]}` undoes an edit" if u["snapshot_id"]
+                                                  else u["note"]), file=sys.stderr)
     return EXIT_OK
 
 

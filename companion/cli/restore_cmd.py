@@ -1,16 +1,17 @@
 """`seedward restore ID [--snapshot S] [--files PATH...] [--to DIR] [--dry-run] [--json]`.
 
 With --to: the snapshot's files are written under DIR, laid out as the torrent does. Without:
-in place, only the damaged pieces (found by a quick verify against the snapshot) are written
-back, with the drifted bytes kept in the quarantine folder and the torrent stopped, rechecked
-when sizes changed, and resumed in qBittorrent (through the service when it runs; see
-companion/drift/restore.py). --dry-run only shows the damage.
+in place, only the damaged pieces (found by a quick verify against the catalog's baseline, which
+is always the torrent's own bytes) are written back from the snapshot, with the drifted bytes
+kept in the quarantine folder; qBittorrent stops the torrent, rechecks it when sizes changed and
+starts it again (queued in the catalog when it does not answer: the service carries it out).
+Through the service when it runs (companion/drift/restore.py). --dry-run only shows the damage.
 """
 
+import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, NotFound
-from ..store.repair import heal_in_place
+from ..errors import EXIT_DAMAGE, EXIT_OK, NotFound, QbtError, ServiceNotRunning
 from .context import print_json
 
 
@@ -35,31 +36,71 @@ def run(args, ctx) -> int:
         raise NotFound(f"snapshot {snap.id[:12]} belongs to torrent {snap.torrent_id[:12]}, not {tid[:12]}")
     if args.to:
         return _restore_to(args, store, snap)
-    if not args.dry_run:
-        # In place: quarantine, stop, write the damaged pieces, recheck, resume (issue 4, drift).
-        from ..drift.restore import run_restore
-
-        return run_restore(args, ctx, tid, snap.id, store)
-    row = ctx.catalog.get_torrent(tid)
-    save_path = Path(row["save_path"] or snap.save_path)
-    damage, healed = heal_in_place(store, snap.id, save_path, files=args.files, dry_run=args.dry_run)
+    # In place, the newest snapshot holding the damaged pieces is used unless one is named.
+    report = _in_place(args, ctx, tid, snap.id if args.snapshot else None, store)
     if args.json:
-        print_json({"snapshot": snap.id, "save_path": str(save_path), "dry_run": args.dry_run,
-                    "damage": damage.to_json(), "healed": healed.to_json() if healed else None})
-        return EXIT_OK
-    if damage.ok:
-        print(f"{snap.name}: intact, nothing to restore (snapshot {snap.id[:12]})")
-        return EXIT_OK
-    for path, status in damage.files.items():
-        if status != "ok":
-            print(f"  {status:13} {path}")
-    pieces = ", ".join(f"{fi}:{p}" for fi, p in damage.segments[:20])
-    if healed is None:
-        print(f"would write back {len(damage.segments)} segments (file:piece {pieces}) from snapshot {snap.id[:12]}")
+        print_json(report)
     else:
-        print(f"wrote back {len(healed.segments)} segments ({healed.bytes:,} bytes, file:piece {pieces})"
-              f" from snapshot {snap.id[:12]} in {healed.seconds:.2f}s")
-    return EXIT_OK
+        _print(report)
+    if report["outcome"] in ("intact", "healed") or report["dry_run"]:
+        return EXIT_OK
+    return report.get("exit_code") or EXIT_DAMAGE
+
+
+def _in_place(args, ctx, tid: str, snapshot_id: str, store) -> dict:
+    """Through the service, else locally (with qBittorrent when it answers)."""
+    from ..control import request
+
+    try:
+        report = request(ctx.home, "restore", timeout=3600, id=tid, snapshot=snapshot_id, files=args.files,
+                         dry_run=args.dry_run)
+        report["via"] = "service"
+        return report
+    except ServiceNotRunning:
+        pass
+    from ..drift.respond import Responder
+    from ..drift.restore import restore_in_place
+
+    qbt = None if args.dry_run else _qbt(ctx.settings)
+    responder = Responder(ctx.catalog, ctx.settings, ctx.home.ensure().quarantine, qbt=qbt,
+                          read_chunk=store.read_chunk, recheck_timeout=ctx.settings.drift.recheck_timeout_seconds)
+    if responder.steps is not None:
+        responder.steps.live = qbt.torrent  # no sync loop here: ask qBittorrent itself
+    report = restore_in_place(ctx.catalog, responder, tid, snapshot_id=snapshot_id, files=args.files,
+                              dry_run=args.dry_run)
+    report["via"] = "local" if qbt is not None else "local, without qBittorrent"
+    return report
+
+
+def _qbt(settings):
+    from ..qbt import Qbt
+
+    try:
+        qbt = Qbt.from_settings(settings.qbittorrent)
+        qbt.connect()
+        return qbt
+    except QbtError as exc:
+        print(f"seedward: {exc}; writing back without qBittorrent (its stop, recheck and start wait in the catalog "
+              "for the service)", file=sys.stderr)
+        return None
+
+
+def _print(r: dict) -> None:
+    snap = (r.get("snapshot") or "")[:12]
+    if r["outcome"] == "intact":
+        print(f"{r['name']}: intact, nothing to restore")
+        return
+    for path, kind in r["files"].items():
+        print(f"  {kind:13} {path}")
+    if r["dry_run"]:
+        print(f"{r['name']}: would write back pieces {r['pieces'][:20]} from snapshot {snap}")
+    elif r["outcome"] == "healed":
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in r.get("timings", {}).items() if isinstance(v, (int, float)))
+        print(f"{r['name']}: wrote back {len(r['pieces'])} pieces ({r['bytes_written']:,} bytes) from snapshot {snap}"
+              f" [{steps}] ({r['via']}); qBittorrent: {r.get('qbittorrent')}")
+        print(f"  drifted bytes kept in {r['quarantine']}")
+    else:
+        print(f"{r['name']}: not restored, nothing written: {r.get('error') or r['outcome']}", file=sys.stderr)
 
 
 def _restore_to(args, store, snap) -> int:
@@ -81,4 +122,3 @@ def _restore_to(args, store, snap) -> int:
     print(f"restored {len(result.files)} files ({result.bytes:,} bytes) from snapshot {snap.id[:12]} to {dest}"
           f" in {result.seconds:.2f}s")
     return EXIT_OK
-

@@ -1,17 +1,25 @@
 """`seedward verify ID|--all [--full] [--json]`: quick (xxh3 per piece-aligned segment against the
 catalog) or full (the torrent's own SHA-1 / SHA-256 hashes). Reports; healing is `seedward restore`
-or the service's drift response."""
+or the service's drift response.
+
+Both modes judge a file the same way: the catalog's baseline is always bytes that matched the
+torrent, and the full pass uses it to prove a file's bytes in a failed piece shared with another
+file unchanged. A file replaced by a symbolic link is reported, never read through. Drift found
+in a `protected` torrent makes it `damaged` (the state must be true; the service heals it); a
+full verification that passes records the last-verified time.
+"""
 
 import sys
 
 from ..catalog import drift as rows
-from ..drift.detect import detect_drift
+from ..catalog.db_time import now_iso
+from ..drift.detect import detect_drift, not_a_file
 from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput
 from ..locate import catalog_meta
 from ..scan import OK, Scanner
 from .context import print_json
 
-BASELINE_STATES = ("protected", "damaged", "healing")
+BASELINE_STATES = ("protected", "damaged", "healing")  # --all; one ID: any torrent with a kept baseline
 
 
 def register(sub) -> None:
@@ -30,21 +38,43 @@ def verify_quick(catalog, tid: str, rate: float = 0.0) -> dict:
     rows.record_checks(catalog, tid, checks, kind="quick", reason="verify")
     files = [{"path": entries[i].path, "kind": "ok" if checks[i] else d.kind, "pieces": d.pieces,
               "hardlinked": d.hardlinked} for i, d in found.drifts.items()]
-    return {"id": tid, "name": found.meta.name, "mode": "quick", "ok": found.ok, "bad_pieces": found.result.bad_pieces,
+    return {"id": tid, "name": found.meta.name, "mode": "quick", "ok": found.ok, "bad_pieces": found.bad_pieces,
             "bytes_read": found.result.bytes_read, "seconds": round(found.seconds, 3), "files": files}
 
 
 def verify_full(catalog, tid: str, rate: float = 0.0) -> dict:
     meta, save_path = catalog_meta(catalog, tid)
     cataloged = {r["file_index"] for r in catalog.get_files(tid)}  # not the files skipped in qBittorrent
-    result = Scanner().full_scan(meta, save_path, rate=rate, only_files=cataloged)
-    rows.record_checks(catalog, tid, {f.entry.index: f.status == OK for f in result.files}, kind="full",
-                       reason="verify")
+    entries = {e.index: e for e in meta.real_files}
+    odd = {i: why for i in cataloged if (why := not_a_file(save_path / entries[i].path))}
+    result = Scanner().full_scan(meta, save_path, rate=rate, only_files=cataloged - set(odd),
+                                 baseline=rows.baseline_hashes(catalog, tid))
+    checks = {f.entry.index: f.status == OK for f in result.files} | {i: False for i in odd}
+    rows.record_checks(catalog, tid, checks, kind="full", reason="verify")
     bad = set(result.bad_pieces)
     files = [{"path": f.entry.path, "kind": f.status,
               "pieces": sorted(p for p in meta.file_pieces(f.entry) if p in bad)} for f in result.files]
-    return {"id": tid, "name": meta.name, "mode": "full", "ok": result.ok, "bad_pieces": result.bad_pieces,
+    files += [{"path": entries[i].path, "kind": "replaced", "detail": why, "pieces": list(meta.file_pieces(entries[i]))}
+              for i, why in sorted(odd.items())]
+    ok = all(checks.values())
+    if ok:
+        catalog.set_protection(tid, catalog.get_torrent(tid)["protection"], last_verified=now_iso())
+    return {"id": tid, "name": meta.name, "mode": "full", "ok": ok,
+            "bad_pieces": sorted(bad | {p for f in files if f["kind"] == "replaced" for p in f["pieces"]}),
             "bytes_read": result.bytes_read, "seconds": round(result.seconds, 3), "files": files}
+
+
+def mark_damaged(catalog, report: dict) -> bool:
+    """Drift found in a protected torrent: it is `damaged` now (the service heals it)."""
+    row = catalog.get_torrent(report["id"])
+    if report["ok"] or row is None or row["protection"] != "protected":
+        return False
+    catalog.set_protection(report["id"], "damaged")
+    bad = [f["path"] for f in report["files"] if f["kind"] != "ok"]
+    catalog.add_event(report["id"], "damaged", f"{report['name']}: `seedward verify{' --full' if report['mode'] == 'full' else ''}`"
+                      f" found drift in {', '.join(bad[:5])}; no longer protected", level="warning",
+                      files=bad[:100], pieces=report["bad_pieces"][:100])
+    return True
 
 
 def run(args, ctx) -> int:
@@ -55,13 +85,15 @@ def run(args, ctx) -> int:
         ids = [r["id"] for r in cat.list_torrents(include_removed=False) if r["protection"] in BASELINE_STATES]
     else:
         tid = cat.resolve_id(args.id)
-        if cat.get_torrent(tid)["protection"] not in BASELINE_STATES:
+        if cat.get_torrent(tid)["protection"] not in BASELINE_STATES and not cat.get_files(tid):
             raise BadInput(args.id, f"torrent {tid[:12]} has no verified baseline "
                            f"({cat.get_torrent(tid)['protection']}); run `seedward catalog add` first")
         ids = [tid]
     rate = ctx.settings.service.read_rate_mb * 1e6
     verify = verify_full if args.full else verify_quick
     reports = [verify(cat, tid, rate) for tid in ids]
+    for r in reports:
+        r["marked_damaged"] = mark_damaged(cat, r)
     ok = all(r["ok"] for r in reports)
     if args.json:
         print_json({"ok": ok, "torrents": reports})

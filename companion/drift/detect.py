@@ -1,16 +1,19 @@
 """Quick-verify a cataloged torrent's files and classify what changed (the drift monitor, the
 scrub, `seedward verify` and `seedward restore` share it)."""
 
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import drift as rows
 from ..errors import BadInput
-from ..heal import FileDamage
 from ..locate import catalog_meta
+from ..piece_plan import file_segments
 from ..scan import QuickResult, quick_scan
-from .classify import FALSE_ALARM, Baseline, Drift, Observed, classify
+from .classify import FALSE_ALARM, REPLACED, Baseline, Drift, Observed, classify
+from .heal import FileDamage
 
 
 @dataclass
@@ -26,6 +29,10 @@ class Detection:
     def ok(self) -> bool:
         return not self.damages
 
+    @property
+    def bad_pieces(self) -> list[int]:
+        return sorted(set(self.result.bad_pieces) | {p for d in self.damages for p in d.drift.pieces})
+
 
 def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=None, rate: float = 0.0,
                  cancel=None) -> Detection:
@@ -35,9 +42,18 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
     records = {f["file_index"]: f for f in catalog.get_files(tid)}
     if indices is None:
         indices = set(records)  # the cataloged files: a partly downloaded torrent's skipped ones are not
-    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=indices, rate=rate, cancel=cancel)
     entries = {e.index: e for e in meta.real_files}
+    # A seeded file replaced by a symbolic link (or anything but a regular file) is never read through.
+    odd = {i: why for i in indices if i in entries and (why := not_a_file(save_path / entries[i].path))}
+    result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=set(indices) - set(odd),
+                        rate=rate, cancel=cancel)
     found = Detection(meta, save_path, result)
+    for index, why in sorted(odd.items()):
+        entry = entries[index]
+        segs = tuple((s.piece, s.offset, s.length) for s in file_segments(meta, entry))
+        drift = Drift(REPLACED, segs, False, why)
+        found.drifts[index] = drift
+        found.damages.append(FileDamage(entry, save_path / entry.path, drift))
     for qf in result.files:
         rec, st = records.get(qf.file_index), qf.stat
         if rec is None:
@@ -50,6 +66,25 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
             found.damages.append(FileDamage(entries[qf.file_index], qf.path, drift))
     found.seconds = time.monotonic() - began
     return found
+
+
+def not_a_file(path) -> str | None:
+    """Why the payload path is not a plain file (it is a symbolic link, a folder, ...), or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None  # missing: the quick verify says so
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"replaced by a symbolic link to {target}"
+    if not stat.S_ISREG(st.st_mode):
+        return "replaced by something that is not a regular file"
+    return None
 
 
 def select_files(meta, paths) -> set[int] | None:

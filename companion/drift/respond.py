@@ -1,5 +1,12 @@
 """The response to drift, per protection policy: alert, quarantine, or heal (from a snapshot, or
-from the swarm when the torrent is catalog-only). qBittorrent's side of it lives here."""
+from the swarm when there is none).
+
+The bytes are this module's business and never wait for qBittorrent; what qBittorrent must do
+(stop, recheck, start) is handed to drift/qbtsteps.py, which records it in the catalog first and
+carries it out when qBittorrent answers. A healed torrent stays `healing` until qBittorrent has
+done its part, then it is `protected`: a torrent seedward stopped is always `damaged` or
+`healing` until it seeds again.
+"""
 
 import logging
 import os
@@ -9,15 +16,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..catalog import drift as rows
+from ..catalog import trust
 from ..errors import Error, StoreCorrupt
-from ..heal import FileDamage, HealError, bad_pieces, heal_files, quarantine, quarantine_folder
 from ..scan import FileStat
-from ..service.protect_job import STATES as STATE_TAGS
-from ..service.protect_job import state_tag
+from ..states import STATES as STATE_TAGS
+from ..states import state_tag
+from .classify import DAMAGED, EXTENDED, MISSING, TRUNCATED, Drift
+from .heal import FileDamage, HealError, bad_pieces, break_link, heal_files, quarantine, quarantine_folder
+from .qbtsteps import QbtSteps
 
 log = logging.getLogger(__name__)
 
 ERROR_STATES = {"error", "missingFiles"}
+HARDLINKED_TAG = "seedward:hardlinked"
 
 
 @dataclass
@@ -37,135 +48,207 @@ class Outcome:
 
 
 class Responder:
-    """Acts on classified drift. qbt: companion.qbt.Qbt (or None: no stop, recheck or resume); read_chunk: the
+    """Acts on classified drift. qbt: companion.qbt.Qbt (or None: nothing is asked of qBittorrent);
+    steps: the QbtSteps carrying qBittorrent's part out (made here when not given); read_chunk: the
     store's verified chunk reader (or None: catalog-only); emit(kind, torrent_id, message, level,
-    **detail) records an event (the service's bus, or the catalog's events table)."""
+    **detail) records an event; live(tid): the sync loop's last view of a torrent (never a call)."""
 
     def __init__(self, catalog, settings, quarantine_root: Path, *, qbt=None, read_chunk=None, emit=None,
-                 recheck_timeout: float = 600.0, swarm_stall: float = 120.0, swarm_timeout: float = 3600.0):
+                 recheck_timeout: float = 600.0, swarm_stall: float = 120.0, swarm_timeout: float = 3600.0,
+                 steps: QbtSteps | None = None, live=None):
         self.catalog = catalog
         self.settings = settings
         self.quarantine_root = Path(quarantine_root)
         self.qbt = qbt
         self.read_chunk = read_chunk
-        self.emit = emit or self._catalog_event
-        self.recheck_timeout = recheck_timeout
+        self._emit = emit or self._catalog_event
+        self.live = live or (lambda tid: None)
         self.swarm_stall = swarm_stall
         self.swarm_timeout = swarm_timeout
-        self.stopped: dict[str, float] = {}  # torrent -> monotonic time we stopped it
-        self.resume: set[str] = set()  # torrents we stopped that were running
-        self.last_stop: dict[str, float] = {}  # torrent -> when the last stop was acknowledged
+        self.steps = steps
+        if self.steps is None and qbt is not None:
+            self.steps = QbtSteps(catalog, qbt, emit=self.emit, live=self.live, recheck_timeout=recheck_timeout)
+        if self.steps is not None:
+            self.steps.on_settled = self._settled
+            self.steps.on_incomplete = self._incomplete
         self.swarm: set[str] = set()  # torrents whose pieces qBittorrent is fetching from peers
         self.swarm_threads: list[threading.Thread] = []
+        self.overlay: dict[str, str] = {}  # states the catalog could not store (its disk full): shown, retried
+        self.retry = None  # fn(tid, why): the monitor verifies the torrent again later (with backoff)
+        self.reprotect = None  # fn(tid): verify and catalog the torrent again (after a heal of an unverified one)
+        self.ladder = None  # fn(meta, save_path, damages) -> companion.ladder.sources.Supply | None (ladder/service.py)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
+    # events and state
+
     def _catalog_event(self, kind, torrent_id, message, level="info", **detail):
         self.catalog.add_event(torrent_id, kind, message, level=level, **detail)
+
+    def emit(self, kind, torrent_id, message, level="info", **detail) -> None:
+        try:
+            self._emit(kind, torrent_id, message, level, **detail)
+        except Exception:  # noqa: BLE001 - a full disk under the catalog must not stop a heal
+            log.log(logging.ERROR if level == "error" else logging.WARNING, "%s (event not recorded)", message)
+
+    @property
+    def last_stop(self) -> dict:
+        return self.steps.last_stop if self.steps is not None else {}
 
     def policy(self, torrent_id: str):
         row = self.catalog.get_torrent(torrent_id)
         tags = [t.strip() for t in (row["tags"] or "").split(",") if t.strip()] if row else []
         return self.settings.protection.policy_for(row["category"] if row else "", tags)
 
-    def set_state(self, torrent_id: str, state: str) -> None:
-        self.catalog.set_protection(torrent_id, state)
-        self.emit("state", torrent_id, f"protection: {state}", "info", state=state)
-        if self.qbt is None:
-            return
-        try:
-            self.qbt.remove_tags(torrent_id, [state_tag(s) for s in STATE_TAGS if s != state])
-            self.qbt.add_tags(torrent_id, [state_tag(state)])
-        except Error as exc:
-            log.warning("%s: cannot set qBittorrent tags: %s", torrent_id[:12], exc)
+    def state(self, torrent_id: str) -> str | None:
+        if torrent_id in self.overlay:
+            return self.overlay[torrent_id]
+        row = self.catalog.get_torrent(torrent_id)
+        return row["protection"] if row else None
 
-    def quarantine_now(self, torrent_id: str) -> bool:
-        """Stop the torrent in qBittorrent at once when the policy quarantines or heals.
-        Returns True when it is stopped (by us now, or already)."""
-        if self.policy(torrent_id).response not in ("quarantine", "heal") or self.qbt is None:
-            return False
-        with self.lock:
-            if torrent_id in self.stopped:
-                return True
+    def set_state(self, torrent_id: str, state: str) -> None:
+        """Record the protection state (kept in memory and shown while the catalog cannot store it)
+        and mirror it in qBittorrent's tags (queued)."""
+        try:
+            self.catalog.set_protection(torrent_id, state)
+            self.overlay.pop(torrent_id, None)
+        except Exception as exc:  # noqa: BLE001 - sqlite3's "database or disk is full" among others
+            self.overlay[torrent_id] = state
+            log.error("%s: cannot record protection %s in the catalog: %s", torrent_id[:12], state, exc)
+        self.emit("state", torrent_id, f"protection: {state}", "info", state=state)
+        if self.steps is not None:
+            self.steps.want_tags(torrent_id, add=[state_tag(state)],
+                                 remove=[state_tag(s) for s in STATE_TAGS if s != state])
+
+    def flush_overlay(self) -> None:
+        """Store the states kept in memory, once the catalog takes writes again."""
+        for tid, state in list(self.overlay.items()):
             try:
-                info = self.qbt.torrent(torrent_id)
-                running = info is not None and not info["state"].startswith("stopped")
-                self.qbt.stop(torrent_id)
-            except Error as exc:
-                log.error("%s: cannot stop the torrent in qBittorrent: %s", torrent_id[:12], exc)
-                return False
-            self.stopped[torrent_id] = self.last_stop[torrent_id] = time.monotonic()
-            if running:
-                self.resume.add(torrent_id)
-        self.emit("stopped", torrent_id, "a protected file changed on disk: stopped in qBittorrent until it is "
-                  "verified", "info")
+                self.catalog.set_protection(tid, state)
+            except Exception:  # noqa: BLE001
+                return
+            if self.overlay.get(tid) == state:
+                self.overlay.pop(tid, None)
+
+    def tag_hardlinked(self, torrent_id: str, linked: bool) -> None:
+        if self.steps is not None:
+            if linked:
+                self.steps.want_tags(torrent_id, add=[HARDLINKED_TAG])
+            else:
+                self.steps.want_tags(torrent_id, remove=[HARDLINKED_TAG])
+
+    # qBittorrent's side, through the steps
+
+    def quarantine_now(self, torrent_id: str, because: str = "a protected file changed on disk") -> bool:
+        """Stop the torrent in qBittorrent at once (queued; never waits) when the policy
+        quarantines or heals. Returns True when it is held (by this call or before)."""
+        if self.steps is None or self.policy(torrent_id).response not in ("quarantine", "heal"):
+            return False
+        if self.steps.hold(torrent_id, because):
+            self.emit("stopped", torrent_id, f"{because}: stopped in qBittorrent until it is verified", "info")
         return True
 
     def release(self, torrent_id: str) -> None:
         """A false alarm: seed again if we stopped it."""
+        if self.steps is not None and self.steps.held(torrent_id):
+            self.steps.settle(torrent_id, because="false alarm: every piece still matches")
+
+    def _settled(self, tid: str) -> None:
+        """qBittorrent has done its part of a handled torrent: a healed one is protected again."""
+        if self.state(tid) == "healing":
+            self.set_state(tid, "protected")
+            self.emit("resumed", tid, "qBittorrent has done its part (stop, recheck, start as needed): the healed "
+                      "torrent is protected again", "info")
+
+    def _incomplete(self, tid: str, progress: float, why: str) -> None:
+        self.set_state(tid, "damaged")
+        self.emit("heal_failed", tid, f"{why}; the torrent stays stopped and is verified again", "error",
+                  progress=progress)
+        if self.retry is not None:
+            self.retry(tid, why)
+
+    def busy(self, tid: str) -> bool:
+        """qBittorrent is re-downloading this torrent's pieces from the swarm: its writes are not drift."""
         with self.lock:
-            self.stopped.pop(torrent_id, None)
-            again = torrent_id in self.resume
-            self.resume.discard(torrent_id)
-        if again and self.qbt is not None:
-            self.qbt.start(torrent_id)
+            return tid in self.swarm
+
+    # the response
 
     def respond(self, meta, save_path: Path, damages: list[FileDamage], *, detected_at: float | None = None,
                 reason: str = "drift", response: str | None = None, snapshot_id: str | None = None) -> Outcome:
         """Alert, quarantine or heal, per the torrent's policy (or `response`; `snapshot_id`: heal
-        from this snapshot instead of the latest). Never raises for a failed heal: the torrent then
-        stays stopped and `damaged`, and the outcome says why. Without qBittorrent (qbt None) a heal
-        still writes and verifies; the stop, recheck and resume steps are left out."""
+        from this snapshot instead of the latest). A failed heal does not raise: the torrent stays
+        held and `damaged`, the outcome says why (the monitor retries it)."""
         tid = meta.id
         began = time.monotonic()
         detected_at = detected_at or began
         policy = self.policy(tid)
         if response:
             policy = replace(policy, response=response)
+        out = Outcome(tid, policy.response, "damaged", pieces=sorted({p for d in damages for p in d.drift.pieces}))
         drift = {d.entry.path: {"kind": d.drift.kind, "pieces": d.drift.pieces, "hardlinked": d.drift.hardlinked,
                                 "detail": d.drift.detail} for d in damages}
-        heal_id = rows.start_heal(self.catalog, tid, policy.response, drift)
-        out = Outcome(tid, policy.response, "damaged", pieces=sorted({p for d in damages for p in d.drift.pieces}))
         kinds = ", ".join(f"{d.entry.path}: {d.drift.kind}" for d in damages)
+        self.set_state(tid, "damaged")  # first: shown even when the catalog cannot record the rest
+        if policy.response in ("quarantine", "heal"):
+            self.quarantine_now(tid, f"drift found ({kinds})")
+        heal_id = rows.start_heal(self.catalog, tid, policy.response, drift)
         self.emit("drift", tid, f"{meta.name}: drift found ({kinds})", "warning", files=drift, reason=reason)
-        self.set_state(tid, "damaged")
         for d in damages:
             if d.drift.hardlinked:
                 self.emit("hardlinked", tid, f"{meta.name}: {d.entry.path} has other hard links; an edit through "
                           "any of them changes the seeded file", "warning", path=d.entry.path)
         try:
-            if policy.response == "alert" or (self.qbt is None and policy.response == "quarantine"):
+            if policy.response == "alert" or (self.steps is None and policy.response == "quarantine"):
                 out.outcome = "alerted"
             elif policy.response == "quarantine":
-                self.quarantine_now(tid)
                 out.timings["stop"] = self._stop_latency(tid, detected_at)
                 self.emit("quarantined", tid, f"{meta.name}: stopped in qBittorrent, pieces {out.pieces[:20]} damaged",
                           "warning")
             else:
-                self.quarantine_now(tid)
-                out.timings["stop"] = self._stop_latency(tid, detected_at)
                 self.set_state(tid, "healing")
-                snapshot = self._snapshot_for(meta, policy, damages, snapshot_id)
-                if snapshot is not None:
-                    self._heal_from_store(meta, save_path, damages, snapshot, policy, out)
-                elif self.qbt is None or snapshot_id:
-                    raise HealError(meta.name, f"snapshot {snapshot_id[:12]} cannot heal these files" if snapshot_id
-                                    else "no snapshot holds these files, and the swarm needs qBittorrent")
+                snapshot = self._snapshot_for(meta, policy, damages, snapshot_id, any_snapshot=reason == "restore")
+                supply = None if snapshot is not None or snapshot_id else self._ladder_supply(meta, save_path, damages)
+                if snapshot is not None or supply is not None:
+                    self._heal_from_store(meta, save_path, damages, snapshot, policy, out, detected_at, supply)
+                elif self.qbt is None or snapshot_id or reason == "restore":
+                    raise HealError(meta.name, f"snapshot {snapshot_id[:12]} cannot heal these files; nothing written"
+                                    if snapshot_id else "no snapshot holds these files; nothing written" if reason ==
+                                    "restore" else "no snapshot holds these files, and the swarm needs qBittorrent")
                 else:
                     self._heal_from_swarm(meta, save_path, damages, out, heal_id, detected_at, began)
                     return out  # finished by the swarm watcher thread
         except (HealError, StoreCorrupt) as exc:
-            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
-            self._forget_stop(tid)
-            self.set_state(tid, "damaged")
-            self.emit("heal_failed", tid, f"{meta.name}: heal refused: {exc}; the torrent stays stopped", "error")
+            self._failed(meta, out, exc, f"heal refused: {exc}; the torrent stays stopped")
         except Error as exc:
-            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
-            self._forget_stop(tid)
-            self.set_state(tid, "damaged")
-            self.emit("heal_failed", tid, f"{meta.name}: heal failed: {exc}", "error")
+            self._failed(meta, out, exc, f"heal failed: {exc}")
         self._finish(heal_id, out, detected_at, began)
         return out
+
+    def respond_unverified(self, meta, save_path: Path, result, *, reason: str) -> Outcome:
+        """The first verification of a torrent qBittorrent downloaded (and so had verified piece by
+        piece) found pieces that no longer match: drift before any baseline or snapshot existed.
+        The drifted files are kept whole in quarantine and the swarm heals them; the torrent is
+        verified and cataloged again afterwards."""
+        damages = []
+        for fs in result.files:
+            if fs.status == "ok":
+                continue
+            bad = set(result.bad_pieces)
+            segs = tuple((s.piece, s.offset, s.length) for s in fs.segments if s.piece in bad)
+            size = fs.stat.size if fs.stat else None
+            kind = (MISSING if fs.status == "missing" else TRUNCATED if size is not None and size < fs.entry.size
+                    else EXTENDED if size is not None and size > fs.entry.size else DAMAGED)
+            damages.append(FileDamage(fs.entry, fs.path, Drift(kind, segs, bool(fs.stat and fs.stat.nlink > 1),
+                                                                "changed after qBittorrent completed it")))
+        return self.respond(meta, save_path, damages, reason=reason)
+
+    def _failed(self, meta, out: Outcome, exc: Error, message: str) -> None:
+        out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
+        self.set_state(meta.id, "damaged")
+        if self.steps is not None:
+            self.steps.unsettle(meta.id, f"heal failed: {exc}")
+        self.emit("heal_failed", meta.id, f"{meta.name}: {message}", "error")
 
     def _finish(self, heal_id: int, out: Outcome, detected_at: float, began: float) -> None:
         out.timings["total"] = round(time.monotonic() - detected_at, 4)
@@ -174,24 +257,13 @@ class Responder:
                          bytes_written=out.bytes_written, quarantine=out.quarantine, recheck=out.recheck,
                          error=out.error, timings=out.timings, snapshot_id=out.snapshot_id)
 
-    def busy(self, tid: str) -> bool:
-        """qBittorrent is re-downloading this torrent's pieces from the swarm: its writes are not drift."""
-        with self.lock:
-            return tid in self.swarm
-
-    def _forget_stop(self, tid: str) -> None:
-        """A failed heal leaves the torrent stopped; the next drift stops it again (a person may have
-        started it meanwhile), and a later false alarm resumes it if we had stopped it running."""
-        with self.lock:
-            self.stopped.pop(tid, None)
-
     def _stop_latency(self, tid: str, detected_at: float) -> float | None:
-        at = self.stopped.get(tid)
-        return round(max(0.0, at - detected_at), 4) if at else None
+        at = self.last_stop.get(tid)
+        return round(max(0.0, at - detected_at), 4) if at and at >= detected_at - 60 else None
 
-    def _snapshot_for(self, meta, policy, damages, snapshot_id: str | None = None):
-        """The latest snapshot (or this one) that can heal these files, or None (catalog-only:
-        the swarm heals)."""
+    def _snapshot_for(self, meta, policy, damages, snapshot_id: str | None = None, any_snapshot: bool = False):
+        """The latest snapshot (or this one) that can heal these files, or None (the swarm heals).
+        any_snapshot: whatever the policy says (`restore`, which the user asked for)."""
         from ..catalog import snapshots
 
         if self.read_chunk is None:
@@ -200,50 +272,70 @@ class Responder:
             snap = snapshots.get_snapshot(self.catalog, snapshot_id)
             if snap is None or snap["torrent_id"] != meta.id:
                 raise HealError(meta.name, f"snapshot {snapshot_id[:12]} is not a snapshot of this torrent")
+            candidates = [snap]
         else:
-            if policy.level != "snapshot":
+            if policy.level not in ("snapshot", "auto") and not any_snapshot:
                 return None
-            if policy.snapshot_max_bytes and meta.payload_size > policy.snapshot_max_bytes:
+            if policy.snapshot_max_bytes and meta.payload_size > policy.snapshot_max_bytes and not any_snapshot:
                 return None
-            found = snapshots.list_snapshots(self.catalog, meta.id)
-            if not found:
-                return None
-            snap = found[-1]
-        chunks = {(r["file_index"], r["piece"]): r["chunk_id"]
-                  for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
-        for d in damages:
-            for seg in d.segments(meta):
-                if (d.entry.index, seg.piece) not in chunks:
-                    return None
-        return snap["id"], chunks
+            candidates = list(reversed(snapshots.list_snapshots(self.catalog, meta.id)))
+        for snap in candidates:  # the newest that holds every segment to write (a lease's holds only its files)
+            chunks = {(r["file_index"], r["piece"]): r["chunk_id"]
+                      for r in snapshots.snapshot_chunks(self.catalog, snap["id"])}
+            if all((d.entry.index, seg.piece) in chunks for d in damages for seg in d.segments(meta)):
+                return snap["id"], chunks
+        return None
 
-    def _heal_from_store(self, meta, save_path, damages, snapshot, policy, out: Outcome) -> None:
+    def _ladder_supply(self, meta, save_path, damages):
+        """The protection ladder's bytes (companion/ladder) when no snapshot holds the damaged ones;
+        None unless they cover every damaged segment."""
+        if self.ladder is None:
+            return None
+        supply = self.ladder(meta, save_path, damages)
+        if supply is not None and not supply.complete:
+            supply.discard()
+            return None
+        return supply
+
+    def _heal_from_store(self, meta, save_path, damages, snapshot, policy, out: Outcome, detected_at: float,
+                         supply=None) -> None:
+        """From a snapshot, or (supply) from the protection ladder: a sibling, the zones, a shift-aware rebuild."""
         tid = meta.id
-        snapshot_id, chunks = snapshot
-        out.source = "snapshot"
-        out.snapshot_id = snapshot_id
         t = time.monotonic()
-        kept, written = heal_files(meta, save_path, damages, chunks, self.read_chunk, self.quarantine_root)
+        if supply is not None:
+            from ..ladder.heal import heal_from_supply
+
+            snapshot_id, out.source = None, "ladder:" + "+".join(sorted(supply.summary()))
+            kept, written = heal_from_supply(meta, save_path, damages, supply, self.quarantine_root)
+        else:
+            snapshot_id, chunks = snapshot
+            out.source = "snapshot"
+            kept, written = heal_files(meta, save_path, damages, chunks, self.read_chunk, self.quarantine_root,
+                                       snapshot_id=snapshot_id)
+        out.snapshot_id = snapshot_id
         out.timings["write_verify"] = round(time.monotonic() - t, 4)
+        out.timings["stop"] = self._stop_latency(tid, detected_at)
         out.quarantine = str(kept.folder)
         out.bytes_written = written.bytes_written
         out.pieces = written.pieces
-        self._remember(meta, damages, reason="heal")
-        info = self._info(tid) if self.qbt is not None else None
-        # qBittorrent's view must be refreshed too when it already saw the damage (a recheck of its
-        # own, an error on a missing file): resuming would otherwise wait for peers.
+        self._remember(meta, damages, reason="heal", stats=written.stats)
+        info = self.live(tid)
+        # qBittorrent's view must be refreshed when it may have seen the damage (sizes changed, its
+        # own error on a missing file, a recheck of its own): resuming would otherwise wait for peers.
         out.recheck = (any(d.drift.needs_recheck for d in damages) or policy.recheck
-                       or (info is not None and (info["state"] in ERROR_STATES or info["progress"] < 1)))
-        if out.recheck and self.qbt is not None:
-            t = time.monotonic()
-            self._recheck(tid)
-            out.timings["recheck"] = round(time.monotonic() - t, 4)
-        self._resume(tid)
+                       or (info is not None and (info.get("state") in ERROR_STATES or info.get("progress", 1) < 1)))
         out.outcome = "healed"
-        self.set_state(tid, "protected")
+        source = f"snapshot {snapshot_id[:12]}" if snapshot_id else out.source
         self.emit("healed", tid, f"{meta.name}: healed {len(out.pieces)} pieces ({out.bytes_written} bytes) from "
-                  f"snapshot {snapshot_id[:12]}; drifted bytes kept in {kept.folder}", "info",
+                  f"{source}; drifted bytes kept in {kept.folder}", "info",
                   pieces=out.pieces[:100], timings=out.timings, quarantine=str(kept.folder), recheck=out.recheck)
+        if self.steps is not None and self.steps.held(tid):
+            self.steps.settle(tid, recheck=out.recheck, stale_if_unstopped=True,
+                              because="healed; waiting for qBittorrent to carry out its part")
+            if not self.steps.held(tid):  # nothing was left to do
+                self._settled(tid)
+        else:
+            self.set_state(tid, "protected")
 
     def _heal_from_swarm(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
                          began: float) -> None:
@@ -252,18 +344,17 @@ class Responder:
         tid = meta.id
         out.source = "swarm"
         kept = quarantine(meta, damages, quarantine_folder(self.quarantine_root, tid), keep_whole=True)
+        for d in damages:
+            if d.drift.hardlinked:
+                break_link(d.path)  # qBittorrent must download into the seed's own inode, not the library's
         out.quarantine = str(kept.folder)
         out.recheck = True
         out.outcome = "healing"
         with self.lock:
             self.swarm.add(tid)
-        try:
-            self._recheck(tid, want_complete=False)
-            self._resume(tid, force=True)
-        except BaseException:
-            with self.lock:
-                self.swarm.discard(tid)
-            raise
+        first = ["stop"] if "stop" in self.steps.pending(tid) else []
+        self.steps.replace_steps(tid, first + ["recheck_any", "start"], because="healing from the swarm: qBittorrent rechecks "
+                                 "and downloads the damaged pieces")
         self.emit("healing", tid, f"{meta.name}: no snapshot; asking the swarm for pieces {out.pieces[:20]}", "info")
         thread = threading.Thread(target=self._swarm_watch, name=f"swarm-{tid[:8]}", daemon=True,
                                   args=(meta, save_path, damages, out, heal_id, detected_at, began))
@@ -286,9 +377,15 @@ class Responder:
             if done and not bad_pieces(meta, save_path, out.pieces):
                 self._remember(meta, damages, reason="heal")
                 out.outcome = "healed"
-                self.set_state(tid, "protected")
+                hold = self.steps.info(tid)
+                if hold is not None and not hold["resume"]:
+                    self.steps.replace_steps(tid, ["stop"])
+                self.steps.settle(tid, because="healed by the swarm")
+                self.set_state(tid, "protected" if not self.steps.held(tid) else "healing")
                 self.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {out.quarantine}",
                           "info", timings=out.timings)
+                if self.reprotect is not None and (not self.catalog.get_files(tid) or not self._has_snapshot(tid)):
+                    self.reprotect(tid)  # no baseline or snapshot yet: verify, catalog (and snapshot) it now
             else:
                 out.outcome = "alerted"
                 self.set_state(tid, "damaged")
@@ -296,6 +393,8 @@ class Responder:
                        if self.stopping.is_set() else "not supplied by any peer")
                 self.emit("alert", tid, f"{meta.name}: pieces {out.pieces[:20]} {why}; the torrent is incomplete "
                           f"until they return (drifted copy in {out.quarantine})", "error")
+                if self.retry is not None and not self.stopping.is_set():
+                    self.retry(tid, f"the swarm: {why}", None, slow=True)
         except Error as exc:
             out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
             self.set_state(tid, "damaged")
@@ -306,73 +405,53 @@ class Responder:
         finally:
             with self.lock:
                 self.swarm.discard(tid)
-            self._finish(heal_id, out, detected_at, began)
-
-    def _remember(self, meta, damages, *, reason: str) -> None:
-        """The files match their baseline again: record their new stat and the check."""
-        for d in damages:
             try:
-                rows.update_file_stat(self.catalog, meta.id, d.entry.index, FileStat.of(os.stat(d.path)))
-            except FileNotFoundError:
-                pass
+                self._finish(heal_id, out, detected_at, began)
+            except Exception:  # noqa: BLE001
+                log.exception("%s: cannot record the swarm heal's end", tid[:12])
+
+    def _has_snapshot(self, tid: str) -> bool:
+        from ..catalog import snapshots
+
+        return bool(snapshots.list_snapshots(self.catalog, tid))
+
+    def _remember(self, meta, damages, *, reason: str, stats: dict | None = None) -> None:
+        """The files match their baseline again: record the stat of what the heal wrote (a change
+        landing after the write then still differs from it, and is drift) and the check."""
+        stats = stats or {}
+        unlinked = False
+        for d in damages:
+            st = stats.get(d.entry.index)
+            if st is None:
+                try:
+                    st = FileStat.of(os.lstat(d.path))
+                except FileNotFoundError:
+                    continue
+            unlinked = unlinked or (d.drift.hardlinked and st.nlink <= 1)
+            rows.update_file_stat(self.catalog, meta.id, d.entry.index, st)
         rows.record_checks(self.catalog, meta.id, {d.entry.index: True for d in damages}, kind="full", reason=reason)
-
-    def _info(self, tid: str) -> dict | None:
-        try:
-            return self.qbt.torrent(tid)
-        except Error:
-            return None
-
-    def _recheck(self, tid: str, want_complete: bool = True) -> dict:
-        """Ask qBittorrent for a full recheck and wait until it is done (at 100% when want_complete)."""
-        self.qbt.recheck(tid)
-        began = time.monotonic()
-        seen_checking = False
-        while True:
-            info = self.qbt.torrent(tid)
-            if info is None:
-                raise HealError(tid, "the torrent left qBittorrent during the recheck")
-            checking = info["state"].startswith("checking") or info["state"] in ("queuedForChecking", "moving")
-            seen_checking = seen_checking or checking
-            # qBittorrent's WebUI refreshes torrent states every ~1.5 s: a check too short to be seen
-            # is over once that much time has passed.
-            settled = not checking and (seen_checking or time.monotonic() - began > 2.5)
-            if settled and (not want_complete or info["progress"] >= 1):
-                return info
-            if settled and info["progress"] < 1 and want_complete and time.monotonic() - began > 10:
-                # (a few WebUI refreshes later, so a stale state is not taken for the result)
-                raise HealError(tid, f"qBittorrent's recheck found the payload at {info['progress']:.1%}")
-            if time.monotonic() - began > self.recheck_timeout:
-                raise HealError(tid, f"qBittorrent's recheck did not finish in {self.recheck_timeout:.0f}s")
-            if self.stopping.wait(0.05):
-                raise HealError(tid, "the service stopped during qBittorrent's recheck; the torrent stays stopped")
-
-    def _resume(self, tid: str, force: bool = False) -> None:
-        if self.qbt is None:
-            return
-        with self.lock:
-            again = force or tid in self.resume
-            self.resume.discard(tid)
-            self.stopped.pop(tid, None)
-        if again:
-            self.qbt.start(tid)
+        if unlinked:  # the seed got its own inode: no longer hard-linked (unless another file still is)
+            self.tag_hardlinked(meta.id, bool(trust.hardlinked(self.catalog).get(meta.id)))
 
     def _wait_swarm(self, meta) -> bool:
         began = last_progress_at = time.monotonic()
         last = -1.0
         while time.monotonic() - began < self.swarm_timeout:
+            if self.stopping.wait(0.5):
+                return False
+            if self.steps.pending(meta.id):
+                last_progress_at = time.monotonic()  # qBittorrent has not rechecked and started it yet
+                continue
             info = self.qbt.torrent(meta.id)
             if info is None:
                 return False
             progress = info["progress"]
-            if progress >= 1:
+            if progress >= 1 and not info["state"].startswith("checking"):
                 return True
             if progress > last:
                 last, last_progress_at = progress, time.monotonic()
                 self.emit("heal_progress", meta.id, f"{meta.name}: {progress:.1%} from the swarm", "info",
                           progress=progress)
             if time.monotonic() - last_progress_at > self.swarm_stall:
-                return False
-            if self.stopping.wait(0.5):
                 return False
         return False

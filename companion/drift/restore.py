@@ -1,110 +1,88 @@
 """`seedward restore ID` in place: the drift response on demand. Finds the damaged pieces by a
-quick verify, keeps the drifted bytes in the quarantine folder, stops the torrent in qBittorrent,
-writes back only those pieces from the snapshot, rechecks when sizes changed, and resumes.
+quick verify against the catalog's baseline (always the torrent's own bytes), keeps the drifted
+bytes in the quarantine folder, writes back only those pieces from the snapshot (verified against
+the torrent before anything is written: else nothing changes), and has qBittorrent stop, recheck
+when sizes changed, and start the torrent (queued when qBittorrent does not answer).
 
 Through the running service when there is one (op `restore`), so the service's own watch does
-not take the repair for drift; else directly, with qBittorrent when it answers."""
+not take the repair for drift; else the CLI runs it with a responder of its own."""
 
 import logging
-import sys
 from dataclasses import asdict
 
-from ..control import request
-from ..errors import EXIT_DAMAGE, EXIT_OK, Error, QbtError, ServiceNotRunning
+from ..errors import Error
 from .detect import detect_drift, select_files
 from .respond import Responder
 
 log = logging.getLogger(__name__)
 
+STEPS_WAIT = 120.0  # seconds a restore waits for qBittorrent's part before reporting it queued
 
-def restore_in_place(catalog, responder: Responder, tid: str, *, snapshot_id: str | None = None,
-                     files=None) -> dict:
-    """Heal the damaged pieces of one torrent from a snapshot. Returns a JSON-ready report."""
+
+def plan_restore(catalog, tid: str, files=None):
+    """What an in-place restore would write (the quick verify; nothing is changed)."""
     from ..locate import catalog_meta
 
     meta, save_path = catalog_meta(catalog, tid)
-    found = detect_drift(catalog, tid, select_files(meta, files), meta=meta)
+    return detect_drift(catalog, tid, select_files(meta, files), meta=meta)
+
+
+def restore_in_place(catalog, responder: Responder, tid: str, *, snapshot_id: str | None = None,
+                     files=None, dry_run: bool = False, steps_wait: float = STEPS_WAIT) -> dict:
+    """Heal the damaged pieces of one torrent from a snapshot. Returns a JSON-ready report."""
+    found = plan_restore(catalog, tid, files)
+    meta, save_path = found.meta, found.save_path
     report = {"id": tid, "name": meta.name, "save_path": str(save_path), "snapshot": snapshot_id,
-              "files": {d.entry.path: d.drift.kind for d in found.damages}}
-    report["dry_run"] = False
-    if found.ok:
-        report.update(outcome="intact", pieces=[], bytes_written=0, healed=None)
+              "files": {d.entry.path: d.drift.kind for d in found.damages}, "dry_run": dry_run,
+              "pieces": found.bad_pieces}
+    report["damage"] = {"segments": sorted((d.entry.index, s.piece) for d in found.damages for s in d.segments(meta)),
+                        "files": report["files"]}
+    if found.ok or dry_run:
+        report.update(outcome="intact" if found.ok else "damaged", bytes_written=0, healed=None, qbittorrent=None)
         return report
+    before = responder.state(tid)
+    held = responder.steps is not None and responder.steps.held(tid)
     out = responder.respond(meta, save_path, found.damages, reason="restore", response="heal",
                             snapshot_id=snapshot_id)
+    if out.outcome == "failed" and before not in ("protected", "damaged", "healing"):
+        # Refused with nothing written: a torrent drift does not watch (a leased edit) stays as it was.
+        responder.set_state(tid, before)
+        if responder.steps is not None and not held:
+            responder.steps.settle(tid, because="restore refused; nothing written")
     report.update({k: v for k, v in asdict(out).items() if k not in ("torrent_id", "response")})
     report["snapshot"] = out.snapshot_id or snapshot_id
-    # The same shape as the offline store repair's report.
     report["healed"] = ({"bytes": out.bytes_written, "pieces": out.pieces, "seconds": out.timings.get("respond")}
                         if out.outcome == "healed" else None)
+    steps = responder.steps
+    if steps is None:
+        report["qbittorrent"] = "not asked (no qBittorrent)"
+    elif out.outcome == "healed":
+        done = steps.wait_done(tid, steps_wait)
+        report["qbittorrent"] = "done" if done else f"queued: {', '.join(steps.pending(tid))} ({steps.error or 'waiting'})"
+    else:
+        report["qbittorrent"] = "held: " + ", ".join(steps.pending(tid) or ["stopped"])
+    report["protection"] = responder.state(tid)
     return report
 
 
-def run_restore(args, ctx, tid: str, snapshot_id: str, store) -> int:
-    """The CLI side: through the service, else locally."""
-    try:
-        report = request(ctx.home, "restore", timeout=3600, id=tid, snapshot=snapshot_id, files=args.files)
-        report["via"] = "service"
-    except ServiceNotRunning:
-        qbt = _qbt(ctx.settings)
-        responder = Responder(ctx.catalog, ctx.settings, ctx.home.ensure().quarantine, qbt=qbt,
-                              read_chunk=store.read_chunk,
-                              recheck_timeout=ctx.settings.drift.recheck_timeout_seconds)
-        report = restore_in_place(ctx.catalog, responder, tid, snapshot_id=snapshot_id, files=args.files)
-        report["via"] = "local" if qbt is not None else "local, without qBittorrent"
-    if args.json:
-        from ..cli.context import print_json
-
-        print_json(report)
-    else:
-        _print(report)
-    if report["outcome"] in ("intact", "healed"):
-        return EXIT_OK
-    return report.get("exit_code") or EXIT_DAMAGE
-
-
-def _qbt(settings):
-    from ..qbt import Qbt
-
-    try:
-        qbt = Qbt.from_settings(settings.qbittorrent)
-        qbt.connect()
-        return qbt
-    except QbtError as exc:
-        print(f"seedward: {exc}; writing back without stopping or rechecking the torrent", file=sys.stderr)
-        return None
-
-
-def _print(r: dict) -> None:
-    snap = (r.get("snapshot") or "")[:12]
-    if r["outcome"] == "intact":
-        print(f"{r['name']}: intact, nothing to restore")
-        return
-    for path, kind in r["files"].items():
-        print(f"  {kind:13} {path}")
-    if r["outcome"] == "healed":
-        steps = ", ".join(f"{k} {v:.2f}s" for k, v in r.get("timings", {}).items() if isinstance(v, (int, float)))
-        print(f"{r['name']}: wrote back {len(r['pieces'])} pieces ({r['bytes_written']:,} bytes) from snapshot {snap}"
-              f"{', qBittorrent rechecked it' if r.get('recheck') else ''} [{steps}] ({r['via']})")
-        print(f"  drifted bytes kept in {r['quarantine']}")
-    else:
-        print(f"{r['name']}: not restored: {r.get('error') or r['outcome']}", file=sys.stderr)
+# The `restore` op's fields, checked by the service before the op runs (JSON Schema).
+RESTORE_ARGS = {"type": "object", "required": ["op", "id"], "additionalProperties": False, "properties": {
+    "op": {"type": "string"}, "id": {"type": "string", "pattern": "^[0-9a-fA-F]{1,64}$"},
+    "snapshot": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{1,64}$"},
+    "files": {"type": ["array", "null"], "maxItems": 100000, "items": {"type": ["string", "integer"], "maxLength": 4096}},
+    "dry_run": {"type": "boolean"},
+}}
 
 
 def restore_op(monitor, responder: Responder):
-    """The service's control op `restore`: {id, snapshot, files} -> the report."""
+    """The service's control op `restore`: {id, snapshot, files, dry_run} -> the report."""
 
     def op(message: dict) -> dict:
         tid = monitor.catalog.resolve_id(str(message.get("id", "")))
-        with monitor.lock:
-            if tid in monitor.busy:
+        with monitor.claimed(tid, wait=10) as mine:
+            if not mine:
                 raise Error(f"{tid[:12]} is being checked or healed right now; try again when it is done")
-            monitor.busy.add(tid)
-        try:
             return restore_in_place(monitor.catalog, responder, tid, snapshot_id=message.get("snapshot"),
-                                    files=message.get("files"))
-        finally:
-            with monitor.lock:
-                monitor.busy.discard(tid)
+                                    files=message.get("files"), dry_run=bool(message.get("dry_run")))
 
     return op

@@ -4,6 +4,9 @@ One inotify watch per directory (watchdog), shared by every torrent with files i
 hard-linked payload file also gets an inotify watch on its inode (inotify_simple; watchdog
 watches a file through its folder): a directory's watch sees a write only when it goes through
 that directory's link, and a tagger editing the library copy writes through the other one.
+Attribute changes are passed on as `attrib` events: a new hard link changes the file's link count
+(inotify IN_ATTRIB), which is how the monitor follows hard links as they appear.
+A torrent not yet verified is watched through its content folder (`track_tree`, recursive).
 Producers only enqueue events; the monitor decides.
 """
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import inotify_simple
 from watchdog.events import (
     DirDeletedEvent,
+    FileAttribEvent,
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -29,15 +33,16 @@ from watchdog.observers.inotify import InotifyObserver
 
 log = logging.getLogger(__name__)
 
-# Content changes only: attribute changes and opens (qBittorrent reading to seed) are not drift.
+# Content changes, and attribute changes (link counts); opens (qBittorrent reading to seed) are not drift.
 CONTENT_EVENTS = (FileModifiedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
-                  DirDeletedEvent, DirMovedEvent)
-LINK_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+                  DirDeletedEvent, DirMovedEvent, FileAttribEvent)
+WRITE_MASK = inotify_simple.flags.MODIFY | inotify_simple.flags.CLOSE_WRITE
+LINK_MASK = WRITE_MASK | inotify_simple.flags.ATTRIB
 
 
 @dataclass(frozen=True)
 class RawEvent:
-    kind: str  # watchdog's event_type: modified, closed, created, deleted, moved
+    kind: str  # watchdog's event_type: modified, closed, created, deleted, moved, attrib
     path: str
     at: float  # time.monotonic() when enqueued
 
@@ -104,8 +109,10 @@ class InodeWatch:
             for ev in events:
                 with self.lock:
                     path = self.paths.get(ev.wd)
-                if path is not None and ev.mask & LINK_MASK:
+                if path is not None and ev.mask & WRITE_MASK:
                     self.out.put(RawEvent("modified", path, now))
+                elif path is not None and ev.mask & inotify_simple.flags.ATTRIB:
+                    self.out.put(RawEvent("attrib", path, now))
 
 
 def canonical(path) -> str:
@@ -128,6 +135,7 @@ class PayloadWatch:
         self.dir_watches: dict[str, object] = {}
         self.dir_users: dict[str, int] = {}
         self.link_watches: dict[str, object] = {}
+        self.trees: dict[str, tuple[str, object]] = {}  # torrent -> (content path, watch): not yet verified
         self.started = False
 
     def start(self) -> None:
@@ -165,6 +173,46 @@ class PayloadWatch:
         with self.lock:
             for index, path in (self.by_torrent.pop(torrent_id, None) or {}).items():
                 self._drop(torrent_id, index, path)
+        self.untrack_tree(torrent_id)
+
+    def track_tree(self, torrent_id: str, content_path: str) -> None:
+        """Watch a torrent's content before its files are cataloged: its folder (recursive), or the
+        folder of its single file. Events there name the torrent, without a file index."""
+        content = canonical(content_path)
+        folder, recursive = (content, True) if os.path.isdir(content) else (os.path.dirname(content), False)
+        with self.lock:
+            old = self.trees.get(torrent_id)
+            if old is not None and old[0] == content and (old[1] is None or old[1].is_recursive == recursive):
+                return  # (a folder that did not exist yet is watched recursively once it does)
+        try:
+            watch = self.observer.schedule(self.handler, folder, recursive=recursive)
+        except OSError as exc:
+            log.warning("cannot watch %s: %s", folder, exc.strerror or exc)
+            watch = None
+        with self.lock:
+            old = self.trees.get(torrent_id)
+            self.trees[torrent_id] = (content, watch)
+        if old is not None:
+            self._unschedule_tree(old[1])
+
+    def untrack_tree(self, torrent_id: str) -> None:
+        with self.lock:
+            old = self.trees.pop(torrent_id, None)
+        if old is not None:
+            self._unschedule_tree(old[1])
+
+    def _unschedule_tree(self, watch) -> None:
+        if watch is None:
+            return
+        with self.lock:
+            # watchdog keys watches by (path, recursive): an equal one may be another torrent's
+            shared = any(w == watch for _, w in self.trees.values()) or any(
+                w == watch for w in self.dir_watches.values())
+        if not shared:
+            try:
+                self.observer.unschedule(watch)
+            except KeyError:
+                pass
 
     def _add(self, torrent_id: str, index: int, path: str) -> None:
         self.files.setdefault(path, set()).add((torrent_id, index))
@@ -185,7 +233,7 @@ class PayloadWatch:
         if self.dir_users[folder] <= 0:
             del self.dir_users[folder]
             watch = self.dir_watches.pop(folder, None)
-            if watch is not None:
+            if watch is not None and not any(w == watch for _, w in self.trees.values()):
                 self.observer.unschedule(watch)
 
     def _schedule_dir(self, folder: str) -> None:
@@ -217,11 +265,15 @@ class PayloadWatch:
         """(torrent_id, file_index) pairs an event path concerns; a deleted or moved folder concerns
         every tracked file under it."""
         with self.lock:
+            out: set[tuple[str, int | None]] = set()
+            for tid, (content, _watch) in self.trees.items():
+                if path == content or path.startswith(content.rstrip(os.sep) + os.sep) or \
+                        content.startswith(path.rstrip(os.sep) + os.sep):
+                    out.add((tid, None))
             hit = self.files.get(path)
             if hit:
-                return set(hit)
+                return out | set(hit)
             prefix = path.rstrip(os.sep) + os.sep
-            out: set[tuple[str, int]] = set()
             if path in self.dir_users or any(f.startswith(prefix) for f in self.dir_users):
                 for fpath, users in self.files.items():
                     if fpath.startswith(prefix):

@@ -3,37 +3,38 @@
 Idempotent, so a replayed job (crash, hook + sync for the same torrent) does no second hash:
 a cataloged payload whose files are unchanged by stat (size, mtime, inode, device) is only
 followed to its new paths; anything else is fully verified against the torrent's own hashes.
+
+With a guard (the drift monitor; drift/service.py registers the job with it) the torrent's
+content is watched before the verifying read starts, and the read is only accepted when no
+write landed on its files meanwhile (otherwise it is read again once they are quiet). A first
+verification that finds pieces no longer matching a torrent qBittorrent downloaded itself (and so
+verified piece by piece) is drift, not a bad baseline: the guard heals it from the swarm.
 """
 
 import logging
 import os
+import time
 from pathlib import Path
 
+from .. import ownpaths
 from ..catalog import locations
-from ..errors import BadInput
+from ..errors import BadInput, Error
 from ..locate import located_meta, wanted_files
 from ..manifests import atomic_write, torrent_manifest, torrent_relpath
 from ..protect import catalog_torrent, skipped_note
 from ..qbt import QbtNotFound, is_complete
 from ..scan import FileStat
+from ..states import HAS_BASELINE, STATES, TAG_PREFIX, split_tags, state_tag  # noqa: F401 - also used from here
 from ..torrent import load_torrent
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "protected", "damaged", "healing", "baseline_bad", "excluded")
-TAG_PREFIX = "seedward:"
-HAS_BASELINE = ("protected", "damaged", "healing")
+VERIFY_TRIES = 5  # reads overlapped by writes before the job gives up for now (it is queued again)
+QUIET_SECONDS = 0.5  # after an overlapping write: how long the files must be quiet before reading again
 
 
-def state_tag(state: str) -> str:
-    """qBittorrent's tag for a protection state: seedward:protected, seedward:baseline-bad, ..."""
-    return TAG_PREFIX + state.replace("_", "-")
-
-
-def split_tags(tags) -> list[str]:
-    if isinstance(tags, str):
-        return [t.strip() for t in tags.split(",") if t.strip()]
-    return list(tags or ())
+class StillChanging(Error):
+    """{}: its files kept changing during {} verifying reads; it stays pending and is verified again later"""
 
 
 def set_state_tag(qbt, torrent_id: str, state: str, current: list[str]) -> None:
@@ -79,14 +80,39 @@ def unchanged_files(catalog, meta, save_path: Path, torrent_id: str, wanted: set
     return out
 
 
-def protect_torrent(service, job) -> None:
+def protect_torrent(service, job, guard=None) -> None:
     try:
-        _protect(service, job)
+        _protect(service, job, guard)
     except QbtNotFound:
         log.info("%s: removed from qBittorrent during protection", job.torrent_id)
 
 
-def _protect(service, job) -> None:
+def drifted_after_completion(t: dict, result) -> bool:
+    """A payload that does not match, of a torrent qBittorrent downloaded itself (it verified each
+    piece it wrote) or whose files were written after qBittorrent's completion time: drift."""
+    if int(t.get("downloaded") or 0) > 0:
+        return True
+    done = int(t.get("completion_on") or 0)
+    if done <= 0:
+        return False
+    return any(f.stat is not None and f.stat.mtime_ns > (done + 1) * 10**9 for f in result.files if f.status != "ok")
+
+
+def _wait_quiet(guard, h: str, cancel) -> float:
+    """Until no event for the torrent's files for QUIET_SECONDS (bounded); returns the new start."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        since = time.monotonic()
+        if cancel is not None and cancel.wait(QUIET_SECONDS):
+            break
+        if cancel is None:
+            time.sleep(QUIET_SECONDS)
+        if not guard.changed_since(h, since):
+            return since
+    return time.monotonic()
+
+
+def _protect(service, job, guard=None) -> None:
     h = job.torrent_id
     qbt, cat = service.qbt, service.catalog
     reason = job.payload.get("reason", "added")
@@ -117,6 +143,14 @@ def _protect(service, job) -> None:
     qbt_files = qbt.files(h)
     located = located_meta(meta, qbt_files)
     wanted = wanted_files(meta, qbt_files)
+    own = ownpaths.reason(service.home, service.settings, [save_path / f.path for f in located.real_files])
+    if own:  # seedward's own files (its home, store, quarantine, scratch) are never payload
+        if row is None or row["protection"] != "excluded":
+            cat.upsert_torrent(meta, save_path=str(save_path), torrent_file=str(torrent_file),
+                               protection="excluded", **fields)
+            service.emit("excluded", h, f"{meta.name}: excluded: {own}", reason=own)
+        set_state_tag(qbt, h, "excluded", tags)
+        return
     if row is not None and row["protection"] == "excluded":
         cat.set_protection(h, "pending")  # a new baseline, not a drift against an old one
         row = cat.get_torrent(h)
@@ -132,10 +166,33 @@ def _protect(service, job) -> None:
 
     # Under a snapshot policy the verifying pass also computes the chunk ids (v1 torrents have none
     # of their own): the snapshot job then copies verified, unchanged files without hashing them.
-    result = catalog_torrent(cat, service.manifests, located, save_path, reason=reason, scanner=service.scanner,
-                             torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel,
-                             chunk_roots=policy.level == "snapshot", only_files=wanted, **fields)
+    since = guard.begin_verify(h, t.get("content_path") or save_path) if guard is not None else 0.0
+    first = not cat.get_files(h)  # no baseline yet: a mismatch may be drift since qBittorrent completed it
+
+    def accept(result):
+        if guard is not None and guard.changed_since(h, since):
+            return False  # a write overlapped the read: read again
+        if not result.ok and first and guard is not None and drifted_after_completion(t, result):
+            return "damaged"
+        return True
+
+    for _attempt in range(VERIFY_TRIES):
+        result = catalog_torrent(cat, service.manifests, located, save_path, reason=reason, scanner=service.scanner,
+                                 torrent_file=str(torrent_file), rate=service.read_rate, cancel=job.cancel,
+                                 chunk_roots=policy.level == "snapshot", only_files=wanted, accept=accept, **fields)
+        if result is not None:
+            break
+        log.info("%s: a write landed during its verification; reading it again once it is quiet", h[:12])
+        since = _wait_quiet(guard, h, job.cancel)
+    else:
+        raise StillChanging(meta.name, VERIFY_TRIES)
     state = cat.get_torrent(h)["protection"]
+    if guard is not None:
+        if state == "damaged" and first:
+            set_state_tag(qbt, h, state, tags)
+            guard.respond_unverified(located, save_path, result)
+            return
+        guard.verified(h, since)
     set_state_tag(qbt, h, state, tags)
     if result.ok:
         service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged"

@@ -4,6 +4,12 @@ It only decides and enqueues; hashing happens in the job workers. Unreachable qB
 bounded exponential backoff, then a full resync (rid 0). Refused login: one try per
 `login_retry_seconds`, so qBittorrent never bans us. Torrents missing after a reconnect are
 marked removed only after a grace period (qBittorrent loads its torrents after its WebUI is up).
+A call that has not returned after `ANSWER_SECONDS` (qBittorrent frozen, e.g. SIGSTOP) shows as
+`not_answering`: not connected, whatever the TCP connection says.
+
+Features follow the loop without calls of their own: `listeners` get (hash, torrent) for every
+torrent a sync changed, `after_sync` callbacks run after each sync with the changed hashes (the
+drift component checks its invariants there), and `get(hash)` is the last view of one torrent.
 """
 
 import logging
@@ -12,11 +18,12 @@ import threading
 import time
 
 from ..qbt import BUSY_STATES, QbtError, QbtLoginFailed, QbtUnreachable, is_complete
-from .backoff import Backoff
+from ..loops import Backoff
 from .protect_job import HAS_BASELINE, split_tags
 
 log = logging.getLogger(__name__)
 
+ANSWER_SECONDS = 3.0  # a qBittorrent call pending this long: shown as not answering (not connected)
 
 # Fields whose change can matter for protection; the rest are counters.
 RELEVANT = {"state", "progress", "amount_left", "save_path", "content_path", "name", "category", "tags"}
@@ -37,8 +44,11 @@ class SyncLoop:
         self.live: dict[str, dict] = {}
         self.rid = 0
         self.connected = False
-        self.state = "connecting"
-        self.error: str | None = None
+        self._state = "connecting"
+        self._error: str | None = None
+        self.call_since: float | None = None  # monotonic start of the qBittorrent call in flight
+        self.listeners: list = []  # fn(hash, torrent) for each torrent a sync changed
+        self.after_sync: list = []  # fn(changed hashes, full_update) after each sync
         self.syncs = 0
         self.audit_at: float | None = None
         self.next_sweep = time.monotonic() + self.sweep_seconds
@@ -56,6 +66,37 @@ class SyncLoop:
     def snapshot(self) -> dict[str, dict]:
         with self._lock:
             return {h: dict(t) for h, t in self.live.items()}
+
+    def get(self, h: str) -> dict | None:
+        with self._lock:
+            t = self.live.get(h)
+            return dict(t) if t is not None else None
+
+    @property
+    def state(self) -> str:
+        since = self.call_since
+        if since is not None and self._state == "connected" and time.monotonic() - since > ANSWER_SECONDS:
+            return "not_answering"
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+
+    @property
+    def error(self) -> str | None:
+        since = self.call_since
+        if self.state == "not_answering" and since is not None:
+            return f"qBittorrent has not answered for {time.monotonic() - since:.0f}s"
+        return self._error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._error = value
+
+    @property
+    def answering(self) -> bool:
+        return self.state == "connected"
 
     def run(self) -> None:
         stopping = self.service.stopping
@@ -76,22 +117,29 @@ class SyncLoop:
             stopping.wait(wait)
 
     def _down(self, state: str, exc: Exception) -> None:
-        was = self.state
+        was = self._state
         self.connected = False
         self.state, self.error = state, str(exc)
         if was != state:
             self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning")
 
+    def _timed(self, fn, *args):
+        self.call_since = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self.call_since = None
+
     def step(self) -> None:
         s = self.service
         if not self.connected:
-            version = s.qbt.connect()
+            version = self._timed(s.qbt.connect)
             self.connected, self.rid, self.error = True, 0, None
             self.backoff.reset()
             self.state = "connected"
             self.audit_at = time.monotonic() + self.grace
             s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {s.qbt.url}", version=version)
-        data = s.qbt.sync(self.rid)
+        data = self._timed(s.qbt.sync, self.rid)
         self.apply(data)
         self.rid = data["rid"]
         self.syncs += 1
@@ -126,6 +174,10 @@ class SyncLoop:
             self.service.torrent_removed(h)
         for h, t in current.items():
             self.consider(h, t, prev.get(h, {}), set(changes[h]), data["full_update"])
+            for fn in self.listeners:
+                _safely(fn, h, t)
+        for fn in self.after_sync:
+            _safely(fn, set(current) | set(removed), data["full_update"])
 
     def consider(self, h: str, t: dict, prev: dict, keys: set, full: bool) -> None:
         """Queue a protect job when a complete torrent is new, moved, renamed or re-policied."""
@@ -161,3 +213,10 @@ class SyncLoop:
         for row in self.service.catalog.list_torrents(include_removed=False):
             if row["id"] not in live and row["qbt_state"]:
                 self.service.torrent_removed(row["id"])
+
+
+def _safely(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a feature's bug must not stop following qBittorrent
+        log.exception("sync listener %r failed", fn)

@@ -5,7 +5,11 @@ The steps a heal takes, each a function here: keep the drifted bytes in the quar
 check them against the torrent's own hashes before anything is written, write only those byte
 ranges (a whole file, through a temp file and a rename, when it was replaced, truncated or
 missing), then verify the written pieces against the torrent again. qBittorrent's part (stop,
-recheck, resume) lives in companion.respond.
+recheck, resume) is not here: drift/respond.py decides it and drift/qbtsteps.py carries it out,
+so a heal never waits for qBittorrent.
+
+A file replaced by a symbolic link is never read through: the link is moved to the quarantine
+as a link and the torrent's bytes are written in its place.
 """
 
 import hashlib
@@ -17,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .drift.classify import EXTENDED, MISSING, Drift
-from .errors import Error, StoreCorrupt
-from .manifests import atomic_write
-from .merkle import merkle_root
-from .piece_plan import Segment, file_segments, piece_plan
-from .scan import resolve_payload_path
-from .torrent import BLOCK, FileEntry, TorrentMeta
+from .classify import EXTENDED, MISSING, Drift
+from ..errors import Error, StoreCorrupt
+from ..manifests import atomic_write
+from ..merkle import merkle_root
+from ..piece_plan import Segment, file_segments, piece_plan
+from ..scan import FileStat, resolve_payload_path
+from ..torrent import BLOCK, FileEntry, TorrentMeta
 
 log = logging.getLogger(__name__)
 
@@ -86,28 +90,47 @@ def _copy_range(src_fd: int, dst: Path, offset: int, length: int) -> int:
 
 
 def _move_whole(src: Path, dst: Path) -> None:
-    """Move a file aside: a rename on the same filesystem, else copy, fsync, unlink."""
+    """Move a file (or a symbolic link, as a link) aside: a rename on the same filesystem, else
+    copy, fsync, unlink."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(src, dst)
     except OSError as exc:
         if exc.errno != 18:  # EXDEV: the quarantine is on another filesystem
             raise
-        shutil.copy2(src, dst)
-        with open(dst, "rb") as fh:
-            os.fsync(fh.fileno())
+        shutil.copy2(src, dst, follow_symlinks=False)
+        if not os.path.islink(dst):
+            with open(dst, "rb") as fh:
+                os.fsync(fh.fileno())
         os.unlink(src)
     _fsync_dir(dst.parent)
 
 
-def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, keep_whole: bool = False) -> Quarantined:
+def is_link(path) -> bool:
+    return os.path.islink(path)
+
+
+def break_link(path: Path) -> None:
+    """Give a hard-linked file its own inode with the same bytes (copy, fsync, rename over it): the
+    other links (a library copy) keep the old inode and whatever is written to them."""
+    tmp = path.with_name(f".{path.name}.seedward-unlink")
+    shutil.copyfile(path, tmp)  # copy_file_range: a reflink or in-kernel copy where possible
+    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, keep_whole: bool = False,
+               snapshot_id: str | None = None) -> Quarantined:
     """Keep the drifted bytes in `folder` before anything is written over them.
 
     Replaced or truncated files move there whole. For pieces changed in place (and an extended
     file) only the changed segments' current bytes, and the bytes past the torrent's size, are
     copied: every other byte of the file still equals the snapshot, so nothing written is lost.
     keep_whole copies the whole drifted file instead and leaves it in place (a heal by the swarm).
-    `drift.json` in the folder lists what is where.
+    `drift.json` in the folder lists what is where (with when, and the snapshot the heal wrote from).
     """
     kept = Quarantined(folder)
     for dmg in damages:
@@ -115,8 +138,13 @@ def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, ke
         record = {"path": rel, "kind": dmg.drift.kind, "pieces": dmg.drift.pieces, "hardlinked": dmg.drift.hardlinked,
                   "detail": dmg.drift.detail}
         try:
-            if dmg.drift.kind == MISSING or not dmg.path.exists():
+            if dmg.drift.kind == MISSING or not os.path.lexists(dmg.path):
                 record["kept"] = "nothing (the file was gone)"
+            elif is_link(dmg.path):
+                record["link"] = os.readlink(dmg.path)
+                _move_whole(dmg.path, folder / rel)
+                record["kept"] = "the symbolic link itself (moved; not followed)"
+                record["file"] = rel
             elif keep_whole:
                 dst = folder / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +163,9 @@ def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, ke
         except OSError as exc:
             raise HealError(dmg.path, f"cannot keep the drifted bytes in {folder}: {exc.strerror or exc}") from exc
         kept.files.append(record)
-    atomic_write(folder / "drift.json", (json.dumps({"torrent": meta.id, "name": meta.name, "files": kept.files},
-                                                    indent=2) + "\n").encode())
+    record = {"torrent": meta.id, "name": meta.name, "created_at": datetime.now(timezone.utc).isoformat(),
+              "snapshot": snapshot_id, "files": kept.files}
+    atomic_write(folder / "drift.json", (json.dumps(record, indent=2) + "\n").encode())
     return kept
 
 
@@ -160,9 +189,10 @@ def _keep_ranges(meta: TorrentMeta, dmg: FileDamage, folder: Path) -> list[dict]
     return ranges
 
 
-def _segment_root(meta: TorrentMeta, entry: FileEntry, seg: Segment, data) -> bytes:
+def _segment_root(meta: TorrentMeta, entry: FileEntry, data) -> bytes:
+    """The SHA-256 merkle root of a segment's 16 KiB blocks (its chunk id; its v2 piece hash)."""
     leaves = [hashlib.sha256(data[i : i + BLOCK]).digest() for i in range(0, len(data), BLOCK)]
-    if len(file_segments(meta, entry)) == 1:
+    if len(meta.file_pieces(entry)) == 1:
         return merkle_root(leaves)
     return merkle_root(leaves, max(1, meta.piece_length // BLOCK))
 
@@ -236,12 +266,14 @@ def bad_pieces(meta: TorrentMeta, save_path: Path, pieces, overrides: dict | Non
 
 
 def _v2_ok(meta: TorrentMeta, entry: FileEntry, piece: int, data) -> bool:
-    seg = next(s for s in file_segments(meta, entry) if s.piece == piece)
-    root = _segment_root(meta, entry, seg, data)
-    layer = meta.v2_piece_hashes(entry)
+    """The segment against the torrent's v2 hash: its piece layer entry, or the pieces root of a
+    file within one piece. (Constant work per piece: the layer is sliced, not listed.)"""
+    root = _segment_root(meta, entry, data)
+    layer = meta.piece_layers.get(entry.root) if entry.root else None
     if layer is None:
         return root == entry.root
-    return root == layer[piece - meta.file_pieces(entry).start]
+    at = (piece - meta.file_pieces(entry).start) * 32
+    return root == layer[at : at + 32]
 
 
 @dataclass
@@ -249,6 +281,7 @@ class WriteResult:
     pieces: list[int]
     bytes_written: int
     files: list[str]
+    stats: dict = field(default_factory=dict)  # file_index -> FileStat of the inode the heal wrote
 
 
 IN_MEMORY_BYTES = 64 * 1024 * 1024  # damage above this is spilled to a scratch file while it is checked
@@ -259,7 +292,7 @@ def _chunk(meta: TorrentMeta, dmg: FileDamage, seg: Segment, chunk_ids: dict, re
     if not cid:
         raise HealError(meta.name, f"the snapshot has no chunk for {dmg.entry.path} piece {seg.piece}")
     data = read_chunk(cid)
-    if len(data) != seg.length or _segment_root(meta, dmg.entry, seg, data).hex() != cid:
+    if len(data) != seg.length or _segment_root(meta, dmg.entry, data).hex() != cid:
         raise StoreCorrupt("store", f"chunk {cid} does not match its id; nothing written")
     return cid, data
 
@@ -304,7 +337,7 @@ def _stage_file(meta: TorrentMeta, dmg: FileDamage, chunk_ids: dict, read_chunk,
             staged.owners[(dmg.entry.index, seg.piece)] = cid
         out.flush()
         os.fsync(out.fileno())
-    if dmg.path.exists():
+    if os.path.lexists(dmg.path) and not is_link(dmg.path):
         os.chmod(tmp, os.stat(dmg.path).st_mode & 0o7777)
 
 
@@ -356,15 +389,17 @@ def write_staged(meta: TorrentMeta, damages: list[FileDamage], staged: Staged) -
     """Write back: byte ranges in place (pwrite, fsync; an extended file is cut to size first), staged
     whole files renamed over the payload path (so a crash never leaves half a file there)."""
     written = 0
+    stats = {}
     for dmg in damages:
         path = dmg.path
         tmp = staged.files.get(dmg.entry.index)
         if tmp is not None:
-            os.replace(tmp, path)
+            stats[dmg.entry.index] = FileStat.of(os.stat(tmp))  # a rename keeps inode, size and mtime
+            os.replace(tmp, path)  # over a symbolic link too: the link itself is replaced
             _fsync_dir(path.parent)
             written += sum(s.length for s in dmg.segments(meta))
             continue
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             if os.fstat(fd).st_size != dmg.entry.size:
                 os.ftruncate(fd, dmg.entry.size)  # an extended file: its tail is in quarantine
@@ -375,20 +410,21 @@ def write_staged(meta: TorrentMeta, damages: list[FileDamage], staged: Staged) -
                     done += os.pwrite(fd, data[done:], seg.offset + done)
                 written += seg.length
             os.fsync(fd)
+            stats[dmg.entry.index] = FileStat.of(os.fstat(fd))
         finally:
             os.close(fd)
     staged.discard()
-    return WriteResult(staged.pieces, written, [d.entry.path for d in damages])
+    return WriteResult(staged.pieces, written, [d.entry.path for d in damages], stats)
 
 
 def heal_files(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_ids: dict, read_chunk,
-               quarantine_root: Path) -> tuple[Quarantined, WriteResult]:
+               quarantine_root: Path, snapshot_id: str | None = None) -> tuple[Quarantined, WriteResult]:
     """Stage and check every chunk first, keep the drifted bytes, write, then verify the written
     pieces against the torrent. Raises HealError / StoreCorrupt before any write when the store
     cannot supply good data."""
     staged = stage(meta, save_path, damages, chunk_ids, read_chunk, Path(quarantine_root))
     try:
-        kept = quarantine(meta, damages, quarantine_folder(quarantine_root, meta.id))
+        kept = quarantine(meta, damages, quarantine_folder(quarantine_root, meta.id), snapshot_id=snapshot_id)
     except BaseException:
         staged.discard()
         raise

@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from .catalog import drift as rows
+from ..catalog import drift as rows
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,10 @@ def run_scrub(monitor, share_percent: float, read_rate_mb: float) -> ScrubReport
         report.bytes += f["size"]
     rate = read_rate_mb * 1e6 if read_rate_mb > 0 else 0.0
     for tid, indices in by_torrent.items():
-        with monitor.lock:
-            if tid in monitor.busy:
-                continue
-            monitor.busy.add(tid)
-        try:
+        with monitor.claimed(tid) as mine:
+            if not mine:
+                continue  # being checked or healed right now
             outcome = monitor.check_files(tid, indices, reason="scrub", rate=rate)
-        finally:
-            with monitor.lock:
-                monitor.busy.discard(tid)
         if outcome is not None:
             report.damaged.append(tid)
     report.seconds = time.monotonic() - began

@@ -1,0 +1,182 @@
+"""What seedward does to torrents in qBittorrent, and what the user chose (issue 12).
+
+holds: a torrent seedward stopped, recorded before the stop is sent: since when, why, whether
+to start it again, and the qBittorrent steps still to carry out in order (stop, recheck, start),
+so a restart after kill -9 finishes them. user_stops: `seedward stop ID`, the user's choice, which
+nothing in seedward undoes. lease_snapshots: the snapshot taken when a lease was granted
+(`restore` undoes the leased edit from it).
+"""
+
+import json
+import sqlite3
+
+from .db_time import now_iso
+from .schema import migration
+
+migration(
+    1201,
+    """
+CREATE TABLE holds (
+    torrent_id TEXT PRIMARY KEY,
+    since TEXT NOT NULL,
+    because TEXT NOT NULL,
+    resume INTEGER NOT NULL DEFAULT 1,      -- start it again once handled (it was running)
+    steps TEXT NOT NULL DEFAULT '[]',       -- JSON: qBittorrent steps not yet done, in order
+    stage TEXT NOT NULL DEFAULT 'stopping', -- stopping | stopped | rechecking | resuming
+    settled INTEGER NOT NULL DEFAULT 0,     -- the payload is handled: once the steps are done, the hold ends
+    error TEXT,                             -- the last qBittorrent error, while it lasts
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE user_stops (
+    torrent_id TEXT PRIMARY KEY,
+    since TEXT NOT NULL,
+    operator TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE lease_snapshots (
+    lease_id TEXT NOT NULL,
+    torrent_id TEXT NOT NULL,
+    snapshot_id TEXT,                       -- NULL: none could be taken (note says why)
+    note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (lease_id, torrent_id)
+);
+""",
+)
+
+
+def _hold(row) -> dict:
+    out = dict(row)
+    out["steps"] = json.loads(out["steps"] or "[]")
+    out["resume"] = bool(out["resume"])
+    out["settled"] = bool(out["settled"])
+    return out
+
+
+def get_hold(cat, torrent_id: str) -> dict | None:
+    row = cat.one("SELECT * FROM holds WHERE torrent_id = ?", (torrent_id,))
+    return _hold(row) if row else None
+
+
+def holds(cat) -> dict[str, dict]:
+    return {r["torrent_id"]: _hold(r) for r in cat.query("SELECT * FROM holds ORDER BY since, torrent_id")}
+
+
+def put_hold(cat, torrent_id: str, *, because: str, resume: bool, steps: list[str], stage: str = "stopping",
+             settled: bool = False) -> None:
+    """Record (or replace) a hold. The first `since` is kept while the hold lasts."""
+    now = now_iso()
+    with cat.tx() as db:
+        db.execute(
+            "INSERT INTO holds (torrent_id, since, because, resume, steps, stage, settled, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(torrent_id) DO UPDATE SET because = excluded.because,"
+            " resume = excluded.resume, steps = excluded.steps, stage = excluded.stage, settled = excluded.settled,"
+            " error = NULL, updated_at = excluded.updated_at",
+            (torrent_id, now, because, int(resume), json.dumps(steps), stage, int(settled), now),
+        )
+
+
+def update_hold(cat, torrent_id: str, **fields) -> None:
+    allowed = {"because", "resume", "steps", "stage", "settled", "error"}
+    sets, params = [], []
+    for key, value in fields.items():
+        if key not in allowed:
+            raise ValueError(key)
+        if key == "steps":
+            value = json.dumps(value)
+        elif key in ("resume", "settled"):
+            value = int(value)
+        sets.append(f"{key} = ?")
+        params.append(value)
+    with cat.tx() as db:
+        db.execute(f"UPDATE holds SET {', '.join(sets)}, updated_at = ? WHERE torrent_id = ?",
+                   (*params, now_iso(), torrent_id))
+
+
+def drop_hold(cat, torrent_id: str) -> None:
+    with cat.tx() as db:
+        db.execute("DELETE FROM holds WHERE torrent_id = ?", (torrent_id,))
+
+
+def user_stop(cat, torrent_id: str, operator: str = "", note: str = "") -> None:
+    with cat.tx() as db:
+        db.execute("INSERT INTO user_stops VALUES (?, ?, ?, ?) ON CONFLICT(torrent_id) DO NOTHING",
+                   (torrent_id, now_iso(), operator, note))
+
+
+def user_start(cat, torrent_id: str) -> None:
+    with cat.tx() as db:
+        db.execute("DELETE FROM user_stops WHERE torrent_id = ?", (torrent_id,))
+
+
+def user_stops(cat) -> dict[str, sqlite3.Row]:
+    return {r["torrent_id"]: r for r in cat.query("SELECT * FROM user_stops")}
+
+
+def is_user_stopped(cat, torrent_id: str) -> bool:
+    return cat.one("SELECT 1 FROM user_stops WHERE torrent_id = ?", (torrent_id,)) is not None
+
+
+def add_lease_snapshot(cat, lease_id: str, torrent_id: str, snapshot_id: str | None, note: str = "") -> None:
+    with cat.tx() as db:
+        db.execute("INSERT OR REPLACE INTO lease_snapshots VALUES (?, ?, ?, ?)", (lease_id, torrent_id, snapshot_id, note))
+
+
+def lease_snapshots(cat, lease_id: str | None = None, torrent_id: str | None = None) -> list[sqlite3.Row]:
+    where, params = [], []
+    if lease_id:
+        where.append("lease_id = ?")
+        params.append(lease_id)
+    if torrent_id:
+        where.append("torrent_id = ?")
+        params.append(torrent_id)
+    sql = "SELECT * FROM lease_snapshots" + (" WHERE " + " AND ".join(where) if where else "")
+    return cat.query(sql + " ORDER BY rowid", tuple(params))
+
+
+def watched_files(cat, states, *, after: tuple | None = None, limit: int = 0) -> list[sqlite3.Row]:
+    """The cataloged payload files of torrents in these states, with the torrent's save path, in
+    (torrent, file) order: all of them (start-up reconciliation), or `limit` after `after` (the
+    rolling stat sweep)."""
+    marks = ",".join("?" * len(states))
+    params = list(states)
+    where = ""
+    if after is not None:
+        where = " AND (f.torrent_id > ? OR (f.torrent_id = ? AND f.file_index > ?))"
+        params += [after[0], after[0], after[1]]
+    sql = (f"""SELECT f.torrent_id, f.file_index, f.path, f.size, f.mtime_ns, f.inode, f.device, f.nlink, t.save_path
+            FROM files f JOIN torrents t ON t.id = f.torrent_id
+            WHERE t.protection IN ({marks}) AND t.removed_at IS NULL AND t.save_path IS NOT NULL{where}
+            ORDER BY f.torrent_id, f.file_index""")
+    if limit:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return cat.query(sql, tuple(params))
+
+
+def set_nlink(cat, torrent_id: str, file_index: int, nlink: int) -> None:
+    """A link count change (a hard link made or removed): the file's bytes, size, mtime and
+    inode are what the last verification saw; the trusted-snapshot stat (ctime) no longer
+    matches, so a snapshot hashes the file again."""
+    with cat.tx() as db:
+        db.execute("UPDATE files SET nlink = ? WHERE torrent_id = ? AND file_index = ?", (nlink, torrent_id, file_index))
+
+
+def hardlinked(cat) -> dict[str, list[str]]:
+    """torrent id -> paths of its files that have other hard links."""
+    out: dict[str, list[str]] = {}
+    for r in cat.query("SELECT torrent_id, path FROM files WHERE nlink > 1 ORDER BY torrent_id, file_index"):
+        out.setdefault(r["torrent_id"], []).append(r["path"])
+    return out
+
+
+def interrupted_heals(cat) -> list[sqlite3.Row]:
+    return cat.query("SELECT * FROM heals WHERE outcome = 'running' ORDER BY id")
+
+
+def finish_interrupted_heals(cat, error: str) -> int:
+    with cat.tx() as db:
+        cur = db.execute("UPDATE heals SET outcome = 'interrupted', finished_at = ?, error = ? WHERE outcome = 'running'",
+                         (now_iso(), error))
+        return cur.rowcount
