@@ -2,9 +2,12 @@
 
 import os
 
+import pytest
+
 from companion.config import Settings
 from companion.home import Home
 from companion.ownpaths import reason
+from tests.helpers import write_payload
 
 
 def test_files_in_seedwards_places_are_named_with_the_place(tmp_path):
@@ -48,3 +51,39 @@ def test_companion_torrents_in_the_jobs_folder_are_payload(tmp_path):
     content = home.root / "jobs" / "0123456789abcdef" / "show.seedward-01234567"
     assert reason(home, settings, [content / "output" / "a.srt", content / "provenance" / "a.srt.provenance.json"]) is None
     assert "state home" in reason(home, settings, [home.root / "jobs" / "0123456789abcdef" / "scratch" / "x"])
+
+
+@pytest.mark.qbt
+def test_the_service_excludes_torrents_inside_its_own_places(qbt, make_service, tmp_path):
+    """A real qbittorrent-nox seeding a one-file torrent `config.toml` saved into the state home and a
+    torrent `store` there: both `excluded` with the reason, never cataloged, snapshotted or healed."""
+    from companion.service.features import install_features
+    from tests.helpers import make_torrent, wait_until
+
+    home = tmp_path / "home"
+    config = home / "config.toml"
+    write_payload(home, {"config.toml": b"# the user's settings\n" + b"#" * 40_000 + b"\n"})
+    write_payload(home / "store", {"a.bin": 30_000, "b.bin": 20_000}, seed=4)
+    torrents = [make_torrent(config, out=tmp_path / "config.torrent"),
+                make_torrent(home / "store", out=tmp_path / "store.torrent")]
+    service = make_service(home=home)
+    install_features(service, ("companion.store.job", "companion.drift.service"))
+    ids = [qbt.add_torrent(t, home) for t in torrents]
+
+    def states():
+        rows = {r["id"]: r["protection"] for r in service.catalog.list_torrents()}
+        return [rows.get(h) for h in ids]
+
+    wait_until(lambda: states() == ["excluded", "excluded"], 60, what="both torrents excluded")
+    reasons = {e["torrent_id"]: e["message"] for e in service.catalog.events() if e["kind"] == "excluded"}
+    assert "inside seedward's state home" in reasons[ids[0]] and str(config) in reasons[ids[0]]
+    assert "inside seedward's snapshot store" in reasons[ids[1]]  # home/store is the store
+    assert not service.catalog.get_files(ids[0]) and not service.catalog.get_files(ids[1])  # never cataloged
+    # The user edits config.toml: it stays edited (no drift, no heal), and nothing was snapshotted.
+    config.write_bytes(b"# the user's settings, edited\n")
+    wait_until(lambda: service.sync.syncs > 5 and not service.catalog.pending_jobs(), 60, what="a few syncs")
+    assert config.read_bytes() == b"# the user's settings, edited\n"
+    assert states() == ["excluded", "excluded"]
+    kinds = {e["kind"] for e in service.catalog.events() if e["torrent_id"] in ids}
+    assert not kinds & {"protected", "drift", "damaged", "healing", "healed"}, kinds
+    assert not (home / "store" / "snapshots").exists()
