@@ -8,10 +8,11 @@ no service running, the CLI calls them itself, and hands the TUI a `ReadOnly` co
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .db import CatalogError
+from .db import Catalog, CatalogError, is_url
 from .queue import pending_jobs
 
 # A torrent's drift_alerts counts its drift responses this recent.
@@ -25,8 +26,11 @@ class ReadOnly:
     Has `query` and `one` like Catalog, so every view below takes either."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
         self.lock = threading.RLock()
+        if is_url(path):  # a shared catalog on PostgreSQL: a read-only session (fleet)
+            self.path, self.db = path, Catalog(path, readonly=True)
+            return
+        self.path = Path(path)
         if not self.path.exists():
             raise CatalogError(self.path, "no catalog yet")
         try:
@@ -36,6 +40,8 @@ class ReadOnly:
         self.db.row_factory = sqlite3.Row
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        if isinstance(self.db, Catalog):
+            return self.db.query(sql, params)
         with self.lock:
             try:
                 return self.db.execute(sql, params).fetchall()
@@ -45,6 +51,16 @@ class ReadOnly:
     def one(self, sql: str, params=()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    @contextmanager
+    def snapshot(self):
+        """Queries inside see one point in time (a read transaction)."""
+        with self.lock:
+            self.db.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                self.db.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
@@ -62,39 +78,32 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
         if j["torrent_id"]:
             jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
     extras = _latest(cat, now or datetime.now(timezone.utc))
+    snapshot, drill, drift, companions = extras["snapshot"], extras["drill"], extras["drift"], extras["companions"]
     out, known = [], set()
-    for row in cat.query("SELECT * FROM torrents ORDER BY name, id"):
-        known.add(row["id"])
-        out.append(_entry(row, live.get(row["id"]), jobs, extras))
+    # Positional columns, not Row lookups by name: at 100,000 torrents that is seconds.
+    for (tid, v1, v2, name, size, qbt_state, protection, verified, save_path, category, kind, policy,
+         removed_at) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
+        known.add(tid)
+        here = live.get(tid)
+        entry = {
+            "id": tid, "info_hash_v1": v1, "info_hash_v2": v2, "name": name, "size": size,
+            "qbt_state": (here or {}).get("state") or qbt_state or None, "protection": protection,
+            "last_verified": verified, "save_path": (here or {}).get("save_path") or save_path,
+            "category": category, "kind": kind, "policy": policy or None, "removed_at": removed_at,
+            "jobs": jobs.get(tid, []), "snapshot": snapshot.get(tid), "last_drill": drill.get(tid),
+            "drift_alerts": drift.get(tid, 0), "companions": companions.get(tid, []),
+        }
+        if here:
+            entry.update(_swarm(here))
+        out.append(entry)
     for h, t in sorted(live.items(), key=lambda kv: kv[1].get("name", "")):
         if h not in known:
             out.append(_live_entry(h, t, jobs))
     return out
 
 
-def _entry(row, live: dict | None, jobs: dict, extras: dict) -> dict:
-    tid = row["id"]
-    return {
-        "id": tid,
-        "info_hash_v1": row["info_hash_v1"],
-        "info_hash_v2": row["info_hash_v2"],
-        "name": row["name"],
-        "size": row["payload_size"],
-        "qbt_state": (live or {}).get("state") or row["qbt_state"] or None,
-        "protection": row["protection"],
-        "last_verified": row["last_verified"],
-        "save_path": (live or {}).get("save_path") or row["save_path"],
-        "category": row["category"],
-        "kind": row["kind"],
-        "policy": row["policy"] or None,
-        "removed_at": row["removed_at"],
-        "jobs": jobs.get(tid, []),
-        "snapshot": extras["snapshot"].get(tid),
-        "last_drill": extras["drill"].get(tid),
-        "drift_alerts": extras["drift"].get(tid, 0),
-        "companions": extras["companions"].get(tid, []),
-        **_swarm(live),
-    }
+ENTRY_COLUMNS = ("id, info_hash_v1, info_hash_v2, name, payload_size, qbt_state, protection, last_verified, save_path,"
+                 " category, kind, policy, removed_at")
 
 
 def _live_entry(h: str, t: dict, jobs: dict) -> dict:

@@ -161,6 +161,7 @@ class Service:
         self.sweep.join()
         self.jobs.stop()
         self.control.stop()
+        self.status_builder.close()
         self._started = False
         self._release_lock()
         if self._own_catalog:

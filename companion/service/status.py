@@ -12,21 +12,42 @@ STORE_SUMMARY_SECONDS = 60.0  # the store's totals read every chunk record: reco
 
 
 class StatusBuilder:
+    """Reads through its own read-only connection (WAL: no wait for the service's writers, nor
+    for the one shared connection's lock), opened on the first status."""
+
     def __init__(self, service):
         self.service = service
         self._summary: tuple[float, dict] | None = None
         self._lock = threading.Lock()
+        self._reader = None
 
-    def store_summary(self) -> dict:
+    def reader(self):
+        with self._lock:
+            if self._reader is None:
+                self._reader = views.ReadOnly(self.service.catalog.path)
+            return self._reader
+
+    def close(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def store_summary(self, cat) -> dict:
         with self._lock:
             now = time.monotonic()
             if self._summary is None or now - self._summary[0] >= STORE_SUMMARY_SECONDS:
-                self._summary = (now, views.store_summary(self.service.catalog))
+                self._summary = (now, views.store_summary(cat))
             return self._summary[1]
 
     def build(self) -> dict:
         s = self.service
         qbt, sync = s.qbt, s.sync
+        cat = self.reader()
+        with cat.snapshot():  # every figure from one point in time
+            return self._build(s, qbt, sync, cat)
+
+    def _build(self, s, qbt, sync, cat) -> dict:
         return {
             "service": {
                 "running": True,
@@ -44,13 +65,13 @@ class StatusBuilder:
                     "login": qbt.login_status(),  # the login gate: why seedward does not try, until when
                     "syncs": sync.syncs,
                 },
-                "queue": views.queue_counts(s.catalog),
+                "queue": views.queue_counts(cat),
                 "workers": s.jobs.workers,
                 "job_kinds": sorted(s.jobs.kinds),
                 "running_jobs": [{"id": j.id, "kind": j.kind, "torrent_id": j.torrent_id}
                                  for j in list(s.jobs.running.values())],
                 "spool": len(spool.pending(s.home.spool)),
-                **self.store_summary(),
+                **self.store_summary(cat),
             },
-            "torrents": views.torrent_entries(s.catalog, sync.snapshot()),
+            "torrents": views.torrent_entries(cat, sync.snapshot()),
         }
