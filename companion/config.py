@@ -243,6 +243,11 @@ class ScheduleSettings:
     archive_monthly: str = ""
     archive_yearly: str = ""
     archive_prune: str = ""
+    forget: str = ""  # the store's retention ([retention]); e.g. "daily 03:30"
+    prune: str = ""  # free the chunks no snapshot uses; e.g. "weekly sun 04:00"
+    drills: str = ""  # a run of [drill] per_run drills; set, it replaces [drill] interval_hours
+    scrub: str = ""  # the drift scrub (and the store's read-back); set, it replaces [scrub] interval_hours
+    quarantine_expiry: str = "daily 04:30"  # remove quarantine entries past [quarantine] keep_days / max_mb
     retries: int = 3
     retry_minutes: float = 30.0
 

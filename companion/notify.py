@@ -36,7 +36,8 @@ SOURCES = {
     "alert": "heal_failed",  # the swarm did not supply the damaged pieces
     "unreachable": "unreachable",
     "drill_failed": "drill_failed",
-    "archive_failed": "archive_failed",
+    "drills_failed": "drill_failed",  # the scheduled run of drills failed every try
+    "archive_failed": "archive_failed",  # the schedule's, after the last retry of an archive run
     "qbt_unreachable": "qbittorrent_down",
     "qbt_login_failed": "qbittorrent_down",
     "qbt_error": "qbittorrent_down",
@@ -60,9 +61,8 @@ def notice_of(event: dict) -> str | None:
     kind = event.get("event")
     if kind == "state":
         return "unreachable" if event.get("state") == "unreachable" else None
-    if kind == "job_failed":
-        job_kind = str(event.get("job_kind") or "")
-        return "archive_failed" if job_kind.startswith("archive") else "drill_failed" if job_kind == "drill" else None
+    if kind == "job_failed":  # an archive job's tries are retried by the schedule: archive_failed says the last
+        return "drill_failed" if event.get("job_kind") == "drill" else None
     return SOURCES.get(kind)
 
 

@@ -1,5 +1,6 @@
 """What is kept, and for how long: the service's "forget", "prune" and "quarantine_expiry" jobs,
-which the scheduler queues ([schedule] forget / prune / quarantine_expiry).
+queued by the schedule ([schedule] forget / prune / quarantine_expiry; and scrub, the drift
+feature's job kind, whose entry replaces [scrub] interval_hours when set).
 
 forget applies [retention] per torrent (restic's policy: the newest snapshot of a torrent is
 always kept, and every snapshot of a torrent holds the same verified bytes), then drops every
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from . import quarantine
 from .catalog import views
 from .errors import BadInput
+from .service.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +91,9 @@ def register(service) -> None:
     service.register_job("forget", forget_job)
     service.register_job("prune", prune_job)
     service.register_job("quarantine_expiry", quarantine_expiry_job)
+    schedule = Schedule.of(service)
+    for name in ("forget", "prune", "quarantine_expiry"):
+        schedule.add(name, name)
+    schedule.add("scrub", "scrub")  # the drift feature's job kind
+    if service.settings.schedule.scrub:  # [schedule] scrub replaces the drift feature's interval timer
+        service.settings.scrub.interval_hours = 0

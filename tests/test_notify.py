@@ -98,8 +98,9 @@ def test_service_events_map_to_the_eight_notification_events():
         "healed": [{"event": "healed"}],
         "heal_failed": [{"event": "heal_failed"}, {"event": "alert"}],
         "unreachable": [{"event": "unreachable"}, {"event": "state", "state": "unreachable"}],
-        "drill_failed": [{"event": "drill_failed"}, {"event": "job_failed", "job_kind": "drill"}],
-        "archive_failed": [{"event": "archive_failed"}, {"event": "job_failed", "job_kind": "archive"}],
+        "drill_failed": [{"event": "drill_failed"}, {"event": "job_failed", "job_kind": "drill"},
+                         {"event": "drills_failed"}],
+        "archive_failed": [{"event": "archive_failed"}],
         "qbittorrent_down": [{"event": "qbt_unreachable"}, {"event": "qbt_login_failed"}],
         "baseline_bad": [{"event": "baseline_bad"}],
     }
@@ -108,7 +109,8 @@ def test_service_events_map_to_the_eight_notification_events():
         for event in events:
             assert notice_of(event) == notice, event
     for quiet in ({"event": "protected"}, {"event": "state", "state": "damaged"}, {"event": "snapshot"},
-                  {"event": "job_failed", "job_kind": "protect"}, {"event": "qbt_connected"}):
+                  {"event": "job_failed", "job_kind": "protect"}, {"event": "qbt_connected"},
+                  {"event": "job_failed", "job_kind": "archive_daily"}):  # retried: archive_failed says the last
         assert notice_of(quiet) is None
 
 

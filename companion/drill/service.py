@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from ..catalog import drills as rows
 from ..loops import Backoff, Loop
+from ..service.schedule import Schedule
 from ..store.job import service_store
 from .run import Drill
 from .schedule import due, pick
@@ -25,7 +26,9 @@ _one_at_a_time = threading.Lock()
 
 def register(service) -> None:
     service.register_job("drill", drill_job)
+    service.register_job("drills", lambda service, job: DrillSchedule(service).queue_run())
     service.add_component(DrillSchedule(service))
+    Schedule.of(service).add("drills", "drills")  # [schedule] drills, when set, replaces the interval
     if hasattr(service, "register_op"):
         service.register_op("drills", lambda message: {"drills": _last_drills(service.catalog)})
 
@@ -72,11 +75,19 @@ class DrillSchedule:
 
     def tick(self) -> list[int]:
         """Queue the scheduled drills if they are due. Returns the queued job ids."""
+        if self.service.settings.schedule.drills:  # [schedule] drills queues the runs instead
+            return []
         cat, cfg = self.service.catalog, self.service.settings.drill
         last = rows.last_scheduled_run(cat)
         now = self.clock()
         if not due(datetime.fromisoformat(last) if last else None, now, cfg.interval_hours):
             return []
+        return self.queue_run(now)
+
+    def queue_run(self, now: datetime | None = None) -> list[int]:
+        """Queue one run of scheduled drills now (`per_run` torrents, least recently drilled first)."""
+        cat, cfg = self.service.catalog, self.service.settings.drill
+        now = now or self.clock()
         candidates = [dict(r) for r in rows.drill_candidates(cat)]
         swarm = cfg.swarm
         picked, skipped = pick(candidates, max(0, cfg.per_run), cfg.scratch_max_mb * 2**20, swarm)

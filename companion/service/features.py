@@ -16,6 +16,7 @@ FEATURES = (
     "companion.drill.service",  # scheduled restore drills (issue 5)
     "companion.publish.service",  # AI jobs' companion torrents (issue 6)
     "companion.archive.service",  # scheduled archive tiers: job kinds archive_* and their [schedule] (issue 19)
+    "companion.retention",  # scheduled forget, prune, quarantine expiry and scrub ([schedule], issue 17)
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
     "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
 )
