@@ -128,7 +128,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
     policy = RetentionPolicy.from_settings(cfg)
     resumed = []
     if remote is not None and not dry_run and check_remote:
-        remote.check(lock=any(getattr(cfg.immutable_days, t) > 0 for t in TIERS))
+        locking = any(getattr(cfg.immutable_days, t) > 0 for t in TIERS)
+        remote.check(lock=cfg.lock_mode.upper() if locking else "", scratch=archive_root(home) / "scratch")
         resumed = upload_pending(catalog, remote)  # a remote that is down fails above, before anything is built
 
     if not dry_run:

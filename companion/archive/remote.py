@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -28,6 +28,7 @@ from .errors import ArchiveError, RemoteError
 log = logging.getLogger(__name__)
 
 SET_MANIFEST = "set.json"
+LOCK_PROBE = ".seedward-lock-probe.txt"
 TIER_ORDER = {"daily": 0, "weekly": 1, "monthly": 2, "yearly": 3}
 
 
@@ -131,11 +132,13 @@ class Remote:
             raise RemoteError(self.dest, f"{what} failed: {_last_error(result.stderr)}")
         return result.stdout
 
-    def check(self, lock: bool = False) -> None:
+    def check(self, lock: str = "", scratch: Path | None = None) -> None:
         """Fail clearly when the remote cannot be reached (or its config is wrong), or when a lock
-        is wanted from a backend that has none."""
+        (lock: its mode) is wanted from a backend or a bucket that does not enforce one."""
         if lock and self.kind() != "s3":
             raise ArchiveError(self.dest, f"immutable_days needs an S3 remote (S3 Object Lock), not {self.kind()}")
+        if lock:
+            self.prove_lock(lock, scratch or Path("/tmp"))
         if self.folder_path is not None:
             try:
                 self.folder_path.mkdir(parents=True, exist_ok=True)
@@ -157,6 +160,8 @@ class Remote:
         target = self.path(tier, set_id)
         args = self._copy_args(metadata, lock)
         self._run("move", *args, "--exclude", SET_MANIFEST, str(local), target, what=f"upload {set_id}")
+        if lock is not None:  # before the manifest: a set whose lock did not hold never looks complete
+            self.check_locked(tier, set_id, lock)
         self._run("moveto", *args, str(local / SET_MANIFEST), self.path(tier, set_id, SET_MANIFEST),
                   what=f"upload {set_id}/{SET_MANIFEST}")
         if lock is not None:
@@ -172,6 +177,38 @@ class Remote:
                       str(local), self.path(tier, set_id), what=f"upload {set_id} volumes")
         finally:
             listing.unlink(missing_ok=True)
+
+    def prove_lock(self, mode: str, scratch: Path) -> None:
+        """Prove the bucket enforces Object Lock before trusting it with sets: write a probe object
+        twice under a one-day lock, then try to delete its older version, which the S3 server must
+        refuse. (Reading a lock back proves nothing: `rclone serve s3` stores the headers and
+        enforces none.) Each probe costs two tiny objects kept for a day."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(timezone.utc)
+        lock = Lock(mode, now + timedelta(days=1, minutes=5))
+        probe = scratch / LOCK_PROBE
+        for i in (1, 2):
+            probe.write_text(f"seedward Object Lock probe {i} {now.isoformat()}\n")
+            self._run("copyto", *lock.args(), str(probe), self.path(LOCK_PROBE), what="write a lock probe")
+        probe.unlink()
+        try:
+            names = self._run("lsf", "--s3-versions", "--files-only", "--max-depth", "1", self.dest,
+                              what="list the lock probe's versions").split()
+        except RemoteError as exc:
+            raise RemoteError(self.dest, f"no Object Lock here: the server cannot list object versions "
+                              f"({exc.args[-1]})") from exc
+        old = sorted(n for n in names if n.startswith(LOCK_PROBE.removesuffix(".txt") + "-v"))
+        if not old:
+            raise RemoteError(self.dest, "the bucket keeps no object versions, so no Object Lock: make it with Object "
+                              "Lock enabled (rclone mkdir --s3-bucket-object-lock-enabled NAME:BUCKET)")
+        try:
+            self._run("deletefile", "--s3-versions", "--retries", "1", "--low-level-retries", "1",
+                      self.path(old[-1]), what="delete a locked probe version")
+        except RemoteError:
+            log.info("remote %s refused to delete a locked object version: Object Lock holds", self.dest)
+            return
+        raise RemoteError(self.dest, "the S3 server deleted a locked object version: it does not enforce Object Lock, "
+                          "so immutable_days would promise nothing")
 
     def check_locked(self, tier: str, set_id: str, lock: Lock) -> None:
         """Every object of the set carries the lock (read back: a bucket without Object Lock would
@@ -261,6 +298,13 @@ class Remote:
         except RemoteError:
             log.debug("no manifest to delete for %s", set_id)
         self._run("purge", self.path(tier, set_id), what=f"delete {set_id}")
+        if self.kind() == "s3":
+            # a versioned bucket (Object Lock needs one) keeps the old versions behind delete markers
+            try:
+                self._run("delete", "--s3-versions", self.path(tier, set_id), what=f"delete {set_id}'s old versions")
+            except RemoteError as exc:
+                if "not found" not in str(exc):
+                    raise
 
     def move_set(self, old_tier: str, new_tier: str, set_id: str, document: dict, scratch: Path,
                  lock: Lock | None = None, delete_old: bool = True) -> None:
