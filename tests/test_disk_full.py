@@ -193,3 +193,52 @@ def test_a_drill_whose_scratch_is_too_small_says_so_with_exit_6(tmp_path, small_
     assert not drill["ok"] and str(disk.path / "scratch") in drill["error"] and "needs 3,200,000 bytes" in drill["error"]
     assert one_line(proc.stderr).startswith("seedward: drill of")
     assert disk.files() == []  # nothing written
+
+
+@pytest.mark.qbt
+def test_a_full_quarantine_keeps_nothing_half_and_the_heal_follows_when_room_returns(qbt, tmp_path, small_disk):
+    """The service's drift response on a real qbittorrent-nox with the quarantine on a full tmpfs: the heal
+    does not write over drifted bytes it could not keep; one line names the quarantine and the space; no
+    partial `.drift` folder; once there is room the retry keeps the bytes and heals."""
+    from companion.catalog import drift as drift_rows
+    from companion.catalog import snapshots as snap_rows
+    from companion.control import request
+    from companion.drift.service import install
+    from companion.home import Home
+    from companion.service import Service
+    from companion.store.job import register as register_snapshots
+    from tests.helpers import flip_byte
+    from tests.qbt import seed_sample, service_settings
+
+    home = Home(tmp_path / "home")
+    disk = small_disk("home/quarantine", 1 << 20)
+    settings = service_settings(qbt)
+    service = Service(home, settings)
+    register_snapshots(service)
+    component = install(service)
+    service.start()
+    try:
+        tid, _torrent = seed_sample(qbt, tmp_path / "dl", "Tagged", {"track.flac": 90_000}, seed=21)
+        target = tmp_path / "dl" / "Tagged" / "track.flac"
+        original = target.read_bytes()
+        wait_until(lambda: service.catalog.get_torrent(tid) and service.catalog.get_torrent(tid)["protection"]
+                   == "protected" and snap_rows.list_snapshots(service.catalog) and tid in
+                   component.monitor.watch.tracked() and not service.catalog.pending_jobs(), 60,
+                   what="protected, snapshotted, watched")
+        filler = disk.fill()
+        flip_byte(target, 40_000)
+        failed = wait_until(lambda: [e for e in service.catalog.events(tid, 50) if "no space left" in e["message"]],
+                            60, what="the heal to hit the full quarantine")
+        line = failed[0]["message"]
+        assert str(disk.path) in line and "needs 16.0 KiB" in line and "\n" not in line, line
+        assert target.read_bytes() != original  # nothing written over bytes it could not keep
+        assert disk.files() == ["filler"]  # no partial folder
+        assert request(home, "ping")["pid"] == os.getpid()
+        filler.unlink()
+        wait_until(lambda: target.read_bytes() == original, 120, what="the heal once there is room")
+        healed = [r for r in drift_rows.heals(service.catalog, tid) if r["outcome"] == "healed"]
+        assert healed and Path(healed[0]["quarantine"]).is_relative_to(disk.path)
+        assert any(f.endswith("drift.json") for f in disk.files())
+    finally:
+        service.stop()
+        qbt.client.torrents_delete(delete_files=False, torrent_hashes="all")
