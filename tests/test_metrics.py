@@ -47,6 +47,7 @@ def pack_bytes(store_root) -> int:
     return sum(p.stat().st_size for p in (store_root / "data").rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_scrape_matches_the_catalog_through_drift_heal_drill_and_qbittorrent_down(qbt, tmp_path):
     from companion.drift.service import install
     from companion.drill.service import register as register_drills

@@ -285,6 +285,7 @@ def test_per_event_filter_and_daily_digest(tmp_path, hook):
 
 
 @pytest.mark.qbt
+@pytest.mark.slow
 def test_a_real_drift_is_notified_damaged_then_healed(qbt, tmp_path, hook):
     from companion.drift.service import install
     from companion.store.job import register as register_snapshots

@@ -21,7 +21,7 @@ from companion.service import Service
 from .helpers import seedward, wait_until
 from .qbt import seed_sample
 
-pytestmark = pytest.mark.qbt
+pytestmark = [pytest.mark.qbt, pytest.mark.slow]
 
 CASES = {
     "Retag": {"song.mp3": 90_000, "cover.jpg": 8_000},

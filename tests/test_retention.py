@@ -45,6 +45,7 @@ def test_config_names_a_bad_schedule_entry(tmp_path):
     assert load_settings(None).schedule.quarantine_expiry == "daily 04:30"  # expiry on by default
 
 
+@pytest.mark.slow
 def test_scheduled_upkeep_in_a_real_service(qbt, tmp_path):
     from companion.drift.service import install
     from companion.drill.service import register as register_drills
