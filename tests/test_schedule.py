@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from companion.archive import service as archive_feature
+from companion.catalog import archives as records
 from companion.catalog import schedule as runs
 from companion.config import ConfigError, load_settings
 from companion.service.schedule import Schedule
@@ -112,6 +113,10 @@ def test_service_runs_a_due_tier_and_retries_a_failing_one(make_service, qbt, tm
     assert row["last_result"] == "ok" and row["job_id"] is None
     [folder] = [p for p in (remote / "daily").iterdir() if p.is_dir()]
     assert (folder / "set.json").is_file() and json.loads((folder / "set.json").read_text())["tier"] == "daily"
+    # the run refreshed qBittorrent's state first: the set carries it
+    members = {m["path"] for m in records.get_set(service.catalog, folder.name)["manifest"]["members"]}
+    assert "manifests/qbittorrent/state.json" in members
+    assert [e["kind"] for e in events(service, "archive_created")] == ["archive_created"]
     assert sched.tick() == []  # not due again today
 
     # the remote goes away (a file where its folder should be): every try fails

@@ -23,6 +23,7 @@ import git
 from ..catalog.archives import backup_catalog
 from ..catalog.snapshots import snapshot_files
 from ..errors import BadTorrent, NotFound, StoreCorrupt, UnsafePath
+from ..job import sha256_file
 from ..manifests import atomic_write
 from ..scan import OK, quick_scan
 from ..store.trusted import identity, trusted_files
@@ -152,8 +153,7 @@ def materialize(entries: list[Entry], root: Path, workers: int = 2) -> None:
     checking each file's SHA-256 against its snapshot; entries already on disk get their SHA-256."""
     def one(e: Entry) -> None:
         if e.blocks is None:
-            with open(e.source, "rb") as fh:
-                e.sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+            e.sha256 = sha256_file(e.source)
             return
         path = root / e.arcname
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ keyring; the remote from `[archive] remote`. Runs take the state home's archive 
 import logging
 import threading
 
+from .. import qbtstate
+from ..errors import Error
 from ..service.schedule import Schedule
 from ..store.job import service_store
 from .create import archive_lock, archive_root, create_set
@@ -46,6 +48,7 @@ def archive_job(service, job, tier: str) -> None:
     remote = _remote(service.settings)
     passphrase = get_passphrase(None, configured=cfg.passphrase_file)
     with _one_at_a_time, archive_lock(service.home):
+        _backup_qbt_state(service)
         result = create_set(home=service.home, settings=service.settings, catalog=service.catalog,
                             manifests=service.manifests, store=service_store(service), tier=tier, remote=remote,
                             passphrase=passphrase)
@@ -64,3 +67,14 @@ def prune_job(service, job) -> None:
     service.emit("archive_pruned", None, f"archive prune: {len(report['promoted'])} promoted, "
                  f"{len(report['expired'])} expired, {len(report['cleaned'])} cleaned, "
                  f"{len(report['locked'])} kept locked", job=job.id)
+
+
+def _backup_qbt_state(service) -> None:
+    """Refresh qBittorrent's state in the manifests repo first, so the set carries today's."""
+    try:
+        result = qbtstate.backup(service.qbt, service.manifests, kept_torrents=service.home.torrents)
+    except Error as exc:  # an unreachable qBittorrent must not stop the set: it carries the last backup
+        log.warning("archive run: qBittorrent state not refreshed (%s); the set carries the last backup", exc)
+        return
+    if result.commit:
+        log.info("archive run: qBittorrent state backed up (%d documents changed)", len(result.changed))
