@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from companion.config import NOTIFY_EVENTS, Settings, load_settings, split_urls
 from companion.errors import ConfigError
@@ -126,6 +128,29 @@ def test_limiter_repeats_and_hourly_cap():
     assert lim.admit(("damaged", "a"), 700) == "full"  # no longer a repeat, but the hour is full
     assert lim.repeated(("damaged", "a")) == 2 and lim.repeated(("damaged", "a")) == 0
     assert lim.room(3600) and lim.admit(("damaged", "c"), 3600) == "send"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 50), st.integers(0, 3)), max_size=200),
+       st.floats(0, 1800), st.integers(1, 10))
+def test_limiter_invariants(steps, repeat, per_hour):
+    """Whatever arrives: never more than per_hour sends in any hour, never the same key twice
+    within `repeat`, and every event is sent, counted as a repeat, or reported full."""
+    lim = Limiter(repeat, per_hour)
+    now, sent, counts = 0.0, [], {"send": 0, "repeat": 0, "full": 0}
+    for gap, key in steps:
+        now += gap
+        verdict = lim.admit(key, now)
+        counts[verdict] += 1
+        if verdict == "send":
+            sent.append((now, key))
+    assert sum(counts.values()) == len(steps)
+    for i, (t, _k) in enumerate(sent):
+        assert sum(1 for u, _ in sent[i:] if u - t < 3600) <= per_hour
+    last = {}
+    for t, k in sent:
+        assert k not in last or t - last[k] >= repeat
+        last[k] = t
 
 
 def test_digest_time_is_local_and_once_a_day():

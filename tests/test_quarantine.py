@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from companion import quarantine
 from companion.catalog import drift as drift_rows
@@ -179,6 +181,32 @@ def test_without_a_snapshot_the_verified_payload_is_the_base(world, tmp_path):
     out = export_cli(world, entry.id, tmp_path / "out")
     assert out["files"][0]["base"] == "payload (verified against the torrent)"
     assert Path(out["files"][0]["dest"]).read_bytes() == tagged
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 5000), st.booleans()), max_size=30),
+       st.floats(0, 200), st.integers(0, 60_000))
+def test_expiry_invariants(ages, keep_days, max_bytes):
+    """expired() never removes an entry of a running heal, removes every settled entry older than
+    keep_days, removes oldest first, and leaves the rest within max_bytes when it can."""
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    found = [quarantine.Entry(f"e{i:03d}", Path(f"/q/e{i:03d}"), "ab" * 20, "", now - timedelta(days=age), None, [],
+                              size, {"outcome": "running" if running else "healed"})
+             for i, (age, size, running) in enumerate(ages)]
+    out = quarantine.expired(found, now, keep_days, max_bytes)
+    assert not [e for e in out if e.heal["outcome"] == "running"]
+    settled = [e for e in found if e.heal["outcome"] != "running"]
+    if keep_days > 0:
+        assert {e.id for e in settled if now - e.created_at > timedelta(days=keep_days)} <= {e.id for e in out}
+    kept = [e for e in found if e not in out]
+    if max_bytes > 0:
+        running_bytes = sum(e.bytes for e in found if e.heal["outcome"] == "running")
+        assert sum(e.bytes for e in kept) <= max(max_bytes, running_bytes)
+        by_age = sorted(settled, key=lambda e: (e.created_at, e.id))
+        capped = [e for e in out if keep_days <= 0 or now - e.created_at <= timedelta(days=keep_days)]
+        if capped:  # removed for size: every settled entry older than one removed for size went too
+            newest = max(by_age.index(e) for e in capped)
+            assert {e.id for e in by_age[:newest + 1]} <= {e.id for e in out}
 
 
 def test_list_show_agree_with_the_heals_and_purge_removes_one(world, tmp_path):
