@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from ..childenv import child_env
+from ..store.backend import fsync_dir
 from .errors import ArchiveError, RemoteError
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ def _move_local(src: Path, dst: Path) -> None:
     try:
         for name in names + [SET_MANIFEST]:
             if name == SET_MANIFEST:
-                _fsync_dir(dst)  # every volume and PAR2 file is in place before the manifest is
+                fsync_dir(dst)  # every volume and PAR2 file is in place before the manifest is
             with open(src / name, "rb") as fh:
                 os.fsync(fh.fileno())
             try:
@@ -341,17 +342,9 @@ def _move_local(src: Path, dst: Path) -> None:
                     os.fsync(fh.fileno())
                 os.replace(tmp, dst / name)
                 os.unlink(src / name)
-        _fsync_dir(dst)
+        fsync_dir(dst)
     except OSError as exc:
         raise RemoteError(str(dst.parent.parent), f"upload {dst.name} failed: {exc.strerror or exc}") from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def set_metadata(doc: dict) -> dict[str, str]:
