@@ -29,14 +29,6 @@ def worse(a: str, b: str) -> str:
     return a if _RANK[a] >= _RANK[b] else b
 
 
-def v2_expected(meta: TorrentMeta, entry, segments) -> list | None:
-    """The torrent's hash for each segment of a v2 file: its piece layer, or its pieces root
-    when the file fits in one piece; None when the torrent has no layer for a bigger file."""
-    if len(segments) == 1:
-        return [entry.root]
-    return meta.v2_piece_hashes(entry)
-
-
 def judge(meta: TorrentMeta, results: list, piece_sha1: dict, bpp: int, baseline: dict | None = None) -> set[int]:
     """Set bad pieces and file statuses (and v2 roots) on `results` (FileScans of one scan).
 
@@ -46,76 +38,112 @@ def judge(meta: TorrentMeta, results: list, piece_sha1: dict, bpp: int, baseline
     bad: set[int] = set()
     v1_failed: set[int] = set()  # failed by a computed SHA-1 (all its bytes were read)
     if meta.has_v1:
+        hashes = meta.v1_hashes
         for piece, digest in piece_sha1.items():
             if digest is None:
                 bad.add(piece)
-            elif digest != meta.v1_hashes[piece]:
+            elif digest != hashes[piece]:
                 bad.add(piece)
                 v1_failed.add(piece)
-    proofs: dict[tuple[int, int], str] = {}  # (file index, piece) -> proof
+    has_v2 = meta.has_v2
+    changed: set[tuple[int, int]] = set()  # (file index, piece): bytes proven to differ (or not there)
+    unproven: set[int] = set()  # v2 files whose pieces no hash of the torrent speaks for
     root_changed: set[int] = set()  # v2 files whose whole-file root is wrong
     for fs in results:
-        entry, segs = fs.entry, fs.segments
+        segs = fs.segments
         if not segs:
             continue
-        if meta.has_v2:
-            expected = v2_expected(meta, entry, segs)
-            roots = [s.root for s in segs]
-            if expected is not None:
-                for seg, want in zip(segs, expected):
-                    ok = seg.root is not None and seg.root == want
-                    proofs[(entry.index, seg.piece)] = UNCHANGED if ok else CHANGED
-                    if not ok:
-                        bad.add(seg.piece)
-            else:  # no piece layer: the file verifies from its pieces root alone (as libtorrent does)
-                whole = file_root(roots, bpp, []) if all(r is not None for r in roots) else None
-                if whole == entry.root:
-                    for seg in segs:
-                        proofs[(entry.index, seg.piece)] = UNCHANGED
-                else:
-                    root_changed.add(entry.index)
-                    if not meta.has_v1:  # libtorrent fails every piece of such a v2 file
-                        bad.update(s.piece for s in segs)
-        if all(s.root is not None for s in segs):
-            fs.v2_root = segs[0].root if len(segs) == 1 else file_root([s.root for s in segs], bpp, [])
-        known = (baseline or {}).get(entry.index) or {}
+        index = fs.entry.index
         for seg in segs:
-            key = (entry.index, seg.piece)
-            if seg.xxh3 is None:
-                proofs[key] = CHANGED  # the file ended before the segment did
-            elif key not in proofs and seg.piece in known:
-                proofs[key] = UNCHANGED if known[seg.piece] == seg.xxh3 else CHANGED
-    _set_statuses(results, bad, v1_failed, proofs, root_changed)
+            if seg.digest is None:
+                changed.add((index, seg.piece))  # the file ended before the segment did
+        if has_v2:
+            _v2_verdict(meta, fs, bpp, bad, changed, unproven, root_changed)
+        elif segs[0].root is not None and all(s.root is not None for s in segs):  # v1 with chunk roots
+            fs.v2_root = segs[0].root if len(segs) == 1 else file_root([s.root for s in segs], bpp, [])
+    if bad:
+        _blame(results, bad, v1_failed, changed, unproven, has_v2, baseline or {})
+    verdict = {}
+    for i in root_changed:
+        verdict[i] = DAMAGED
+    _finish(results, verdict)
     return bad
 
 
-def _set_statuses(results, bad: set[int], v1_failed: set[int], proofs: dict, root_changed: set[int]) -> None:
-    verdict: dict[int, str] = {}
-    sharing: dict[int, list[tuple[int, str]]] = {}  # bad piece -> [(file index, proof)]
+def _v2_verdict(meta, fs, bpp: int, bad: set, changed: set, unproven: set, root_changed: set) -> None:
+    entry, segs = fs.entry, fs.segments
+    index = entry.index
+    if len(segs) == 1:
+        seg = segs[0]
+        if seg.root is None or seg.root != entry.root:
+            bad.add(seg.piece)
+            changed.add((index, seg.piece))
+        if seg.root is not None:
+            fs.v2_root = seg.root
+        return
+    expected = meta.v2_piece_hashes(entry)
+    roots = [s.root for s in segs]
+    complete = None not in roots
+    whole = file_root(roots, bpp, []) if complete else None
+    if complete:
+        fs.v2_root = whole
+    if expected is not None:
+        for seg, want in zip(segs, expected):
+            if seg.root is None or seg.root != want:
+                bad.add(seg.piece)
+                changed.add((index, seg.piece))
+        return
+    # No piece layer: the file verifies from its pieces root alone (as libtorrent does).
+    if whole != entry.root:
+        root_changed.add(index)
+        unproven.add(index)
+        if not meta.has_v1:  # libtorrent fails every piece of such a v2 file
+            bad.update(s.piece for s in segs)
+
+
+def _blame(results, bad: set, v1_failed: set, changed: set, unproven: set, has_v2: bool, baseline: dict) -> None:
+    """Statuses for the files with bytes in failed pieces (companion.blame's rule)."""
+    sharing: dict[int, list] = {}  # bad piece -> [(FileScan, proof)]
     for fs in results:
+        index = fs.entry.index
         for seg in fs.segments:
-            if seg.piece in bad:
-                proof = proofs.get((fs.entry.index, seg.piece), UNKNOWN)
-                sharing.setdefault(seg.piece, []).append((fs.entry.index, proof))
+            piece = seg.piece
+            if piece not in bad:
+                continue
+            if (index, piece) in changed:
+                proof = CHANGED
+            elif has_v2 and index not in unproven:
+                proof = UNCHANGED
+            else:
+                known = baseline.get(index)
+                if known is not None and piece in known:
+                    proof = UNCHANGED if known[piece] == seg.xxh3 else CHANGED
+                else:
+                    proof = UNKNOWN
+            sharing.setdefault(piece, []).append((fs, proof))
     for piece, members in sharing.items():
-        changed = [i for i, p in members if p == CHANGED]
-        unknown = [i for i, p in members if p == UNKNOWN]
-        for i in changed:
-            verdict[i] = DAMAGED
-        if changed:
+        unknown = [fs for fs, p in members if p == UNKNOWN]
+        if any(p == CHANGED for _, p in members):
+            for fs, p in members:
+                if p == CHANGED:
+                    fs.status = worse(fs.status, DAMAGED)
             blamed, status = unknown, SUSPECT
         elif len(unknown) == 1 and piece in v1_failed:
             blamed, status = unknown, DAMAGED  # the only contributor not proven unchanged
         elif not unknown and piece in v1_failed:
-            blamed, status = [i for i, _ in members], DAMAGED  # every part proven, yet the piece fails
+            blamed, status = [fs for fs, _ in members], DAMAGED  # every part proven, yet the piece fails
         else:
             blamed, status = unknown, SUSPECT
-        for i in blamed:
-            verdict[i] = worse(verdict.get(i, OK), status)
-    for i in root_changed:
-        verdict[i] = DAMAGED
+        for fs in blamed:
+            fs.status = worse(fs.status, status)
+
+
+def _finish(results, verdict: dict) -> None:
     for fs in results:
-        status = fs.status
-        if fs.stat is not None and fs.entry.symlink is None and fs.stat.size != fs.entry.size:
-            status = worse(status, SIZE_MISMATCH)
-        fs.status = worse(status, verdict.get(fs.entry.index, OK))
+        stat = fs.stat
+        if stat is not None and fs.entry.symlink is None and stat.size != fs.entry.size:
+            fs.status = worse(fs.status, SIZE_MISMATCH)
+        if verdict:
+            v = verdict.get(fs.entry.index)
+            if v is not None:
+                fs.status = worse(fs.status, v)

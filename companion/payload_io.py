@@ -74,6 +74,7 @@ class Resolver:
 
     def __init__(self, save_path):
         self.save = str(save_path)
+        self.lead = self.save.rstrip(os.sep) + os.sep
         self.base = os.path.realpath(save_path)
         self.prefix = self.base.rstrip(os.sep) + os.sep
         self.folders: dict[str, str] = {}
@@ -84,13 +85,13 @@ class Resolver:
 
     def path(self, rel: str) -> str:
         """The path to open for `rel`; its folders checked to stay inside the save path."""
-        folder, _, _name = rel.rpartition("/")
+        folder = rel.rpartition("/")[0]
         if folder not in self.folders:
-            real = os.path.realpath(os.path.join(self.save, folder)) if folder else self.base
+            real = os.path.realpath(self.lead + folder) if folder else self.base
             if not self.inside(real):
-                raise UnsafePath(os.path.join(self.save, rel), f"resolves outside the save path to {real}")
+                raise UnsafePath(self.lead + rel, f"resolves outside the save path to {real}")
             self.folders[folder] = real
-        return os.path.join(self.save, rel)
+        return self.lead + rel
 
     def open(self, rel: str, size: int = -1, seen: int = 0) -> tuple[int | None, FileStat | None, str]:
         """(fd, stat, path) of a payload file, fd and stat None when it is missing. Raises
@@ -137,7 +138,10 @@ class Resolver:
             raise _not_a_file(path, st.st_mode)
         dev = self.devices.setdefault(st.st_dev, st.st_dev)
         got = size if st.st_size == size else st.st_size
-        return fd, FileStat(got, st.st_mtime_ns, st.st_ino, dev, st.st_nlink, st.st_ctime_ns, seen), path
+        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+        if ctime == mtime:
+            ctime = mtime  # one int object for both
+        return fd, FileStat(got, mtime, st.st_ino, dev, st.st_nlink, ctime, seen), path
 
     def link(self, entry: FileEntry) -> tuple[str, FileStat | None]:
         """A BEP 47 symlink entry: ('ok' | 'missing' | 'damaged', lstat). 'damaged' when the

@@ -34,9 +34,9 @@ __all__ = ["BUFFER_BYTES", "Cancelled", "DAMAGED", "FileScan", "FileStat", "MISS
            "QuickResult", "RateLimiter", "SIZE_MISMATCH", "STATUSES", "SUSPECT", "ScanResult", "Scanner",
            "SegmentHash", "check_save_path", "quick_scan", "resolve_payload_path"]
 
-BUFFER_BYTES = 4 * 1024 * 1024  # one window (rounded to whole pieces; at least one piece)
+BUFFER_BYTES = 2 * 1024 * 1024  # one window (rounded to whole pieces; at least one piece)
 POOL_BUFFERS = 8  # windows in memory at once: what the reader may run ahead of the hashing
-MEMORY_BYTES = 64 * 1024 * 1024  # fewer windows when pieces are huge (never fewer than 2)
+MEMORY_BYTES = 16 * 1024 * 1024  # fewer windows when pieces are big (never fewer than 2)
 TASK_BYTES = 1024 * 1024  # hashing work per task
 INLINE_BYTES = 64 * 1024  # smaller files are hashed by the reading thread (no hand-over)
 WORKERS = os.cpu_count() or 2
@@ -48,15 +48,33 @@ class Cancelled(Error):
     """scan of {} cancelled"""
 
 
-@dataclass(slots=True)
 class SegmentHash:
-    piece: int
-    offset: int  # inside the file
-    length: int
-    xxh3: str | None  # None: the file ended before this segment did
-    root: bytes | None = None  # SHA-256 merkle root of the segment's 16 KiB blocks
-    sha1: bytes | None = None  # v1 piece hash, when this segment is the whole piece
-    whole_piece: bool = True
+    """One piece-aligned segment of a file: its hashes from one scan."""
+
+    __slots__ = ("piece", "offset", "length", "digest", "root", "sha1", "whole_piece")
+
+    def __init__(self, piece: int, offset: int, length: int, xxh3: str | int | None, root: bytes | None = None,
+                 sha1: bytes | None = None, whole_piece: bool = True):
+        self.piece, self.offset, self.length = piece, offset, length  # offset: inside the file
+        self.digest = int(xxh3, 16) if isinstance(xxh3, str) else xxh3  # xxh3-64 as an int (small)
+        self.root = root  # SHA-256 merkle root of the segment's 16 KiB blocks
+        self.sha1 = sha1  # v1 piece hash, when this segment is the whole piece
+        self.whole_piece = whole_piece
+
+    @property
+    def xxh3(self) -> str | None:
+        """The segment's xxh3-64 in hex; None: the file ended before this segment did."""
+        return None if self.digest is None else f"{self.digest:016x}"
+
+    @xxh3.setter
+    def xxh3(self, value: str | int | None) -> None:
+        self.digest = int(value, 16) if isinstance(value, str) else value
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SegmentHash) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"SegmentHash(piece={self.piece}, offset={self.offset}, length={self.length}, xxh3={self.xxh3})"
 
 
 class FileScan:
@@ -231,7 +249,7 @@ class _Hashers:
 
 def _hash_items(items: list, view: memoryview, run: "_Run") -> None:
     """A task: the free hashing work of part of a window."""
-    sha1, sha256, xxh = hashlib.sha1, hashlib.sha256, xxhash.xxh3_64_hexdigest
+    sha1, sha256, xxh = hashlib.sha1, hashlib.sha256, xxhash.xxh3_64_intdigest
     want_root, bpp, sink, piece_sha1 = run.want_root, run.bpp, run.sink, run.piece_sha1
     for lo, hi, kind, a, b in items:
         data = view[lo:hi]
@@ -239,7 +257,7 @@ def _hash_items(items: list, view: memoryview, run: "_Run") -> None:
             piece_sha1[a] = sha1(data).digest()
         elif kind == 1:  # a segment: a = FileScan, b = (SegmentHash, single)
             h, single = b
-            h.xxh3 = xxh(data)
+            h.digest = xxh(data)
             if want_root:
                 leaves = [sha256(data[i : i + BLOCK]).digest() for i in range(0, hi - lo, BLOCK)]
                 h.root = merkle_root(leaves) if single else merkle_root(leaves, bpp)
@@ -257,15 +275,21 @@ def _chain_step(state: list, data: memoryview, fs: FileScan | None) -> None:
 
 
 class _Buffers:
-    """The fixed pool of window buffers: what bounds a scan's memory."""
+    """The pool of window buffers: what bounds a scan's memory. A buffer is made only when none
+    is free (up to `count`): a scan the hashing keeps up with holds few of them."""
 
     def __init__(self, size: int, count: int):
-        self.size = size
+        self.size, self.left = size, count
         self.free: queue.Queue = queue.Queue()
-        for _ in range(count):
-            self.free.put(bytearray(size))
 
     def get(self, run: "_Run") -> bytearray:
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        if self.left > 0:
+            self.left -= 1
+            return bytearray(self.size)
         while True:
             try:
                 return self.free.get(timeout=0.2)
@@ -402,16 +426,30 @@ class _Run:
         """A small file inside the current window: read and hash it here, while its bytes are
         in the CPU's cache (handing thousands of tiny files to other threads costs more)."""
         entry = fs.entry
-        lo = entry.offset - win.start
-        data = win.view[lo : lo + entry.size]
+        size, start = entry.size, entry.offset
+        lo = start - win.start
+        data = win.view[lo : lo + size]
         got = read_at(fd, data, 0, path)
         self.bytes_read += got
         if self.limiter.rate:
             self.limiter.spend(got)
-        if got < entry.size:  # shrank since the stat
-            self.flag(entry.offset + got, entry.offset + entry.size, None)
-        fs.digest = hashlib.sha256(data[:got]).digest()
-        self.plan_segments(win, fs, entry.offset, entry.offset + entry.size, entry.offset + got, True)
+        pl = self.pl
+        first = start // pl
+        if got < size or first != (start + size - 1) // pl or self.sink is not None:
+            if got < size:  # shrank since the stat
+                self.flag(start + got, start + size, None)
+            fs.digest = hashlib.sha256(data[:got]).digest()
+            self.plan_segments(win, fs, start, start + size, start + got, True)
+            return
+        # One segment, the whole file: its SHA-256 is also its only 16 KiB leaf, the v2 root.
+        digest = hashlib.sha256(data).digest()
+        fs.digest = digest
+        h = SegmentHash(first, 0, size, xxhash.xxh3_64_intdigest(data),
+                        whole_piece=start == first * pl and (size == pl or start + size == self.total))
+        if self.want_root:
+            h.root = digest if size <= BLOCK else merkle_root(
+                [hashlib.sha256(data[i : i + BLOCK]).digest() for i in range(0, size, BLOCK)])
+        fs.segments = (h,)  # a tuple: 100,000 one-segment files hold no spare list room
 
     def new_window(self, win, pos: int) -> _Window:
         if win is not None:
@@ -566,7 +604,7 @@ class Scanner:
                 piece_sha1[piece] = None
         for fs in results:
             for seg in fs.segments:
-                if seg.whole_piece and seg.xxh3 is not None:
+                if seg.whole_piece and seg.digest is not None:
                     seg.sha1 = piece_sha1.get(seg.piece)
         bad = judge(meta, results, piece_sha1, run.bpp, baseline)
         return ScanResult(meta, save_path, results, sorted(bad), run.bytes_read, time.monotonic() - began)

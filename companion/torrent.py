@@ -288,11 +288,12 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
     has_v2 = ih.has_v2()
     pad_flag, link_flag = lt.file_storage.flag_pad_file, lt.file_storage.flag_symlink
     piece_length = ti.piece_length()
-    files, needs_layers = [], False
+    files, needs_layers, sizes = [], False, {}
     for i in range(layout.num_files()):
         flags = layout.file_flags(i)
         pad = bool(flags & pad_flag)
         size = layout.file_size(i)
+        size = sizes.setdefault(size, size)  # one int object per distinct size
         root = layout.root(i).to_bytes() if has_v2 and not pad and size > 0 else None
         needs_layers = needs_layers or (root is not None and size > piece_length)
         path = renamed.get(i) or layout.file_path(i)
@@ -310,7 +311,7 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
         if not isinstance(raw_layers, dict):
             raise BadTorrent(source, "malformed piece layers")
         layers = {bytes(k): bytes(v) for k, v in raw_layers.items()}
-    return TorrentMeta(
+    meta = TorrentMeta(
         name=ti.name(),
         piece_length=piece_length,
         num_pieces=ti.num_pieces(),
@@ -322,3 +323,21 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
         piece_layers=layers,
         raw=raw,
     )
+    if len(files) >= TRIM_FILES:
+        del atp, ti, layout
+        _give_back_memory()
+    return meta
+
+
+TRIM_FILES = 10_000
+
+
+def _give_back_memory() -> None:
+    """Return the memory libtorrent's parse of a big torrent freed to the system (glibc keeps
+    freed heap otherwise): a 100,000-file torrent's parse leaves ~30-50 MB behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,145 @@
+"""Benchmark a torrent of many tiny files: `seedward check` against libtorrent's recheck, time and
+peak memory of each process.
+
+    python benchmarks/bench_files.py --files 100000 [--max-file 4K] [--piece 256K] [--repeat 3] [--dir DIR] [--no-write]
+
+Generates --files files of random sizes (1 byte to --max-file) in folders of 100, a v1 and a v2
+torrent of them (libtorrent), reads the payload once into the page cache, then for each torrent
+and each of --repeat rounds (the two take turns): libtorrent's recheck in a process of its own
+(benchmarks/lt_recheck.py, hashing_threads = cores) and the real `seedward check --json` command.
+Each figure: wall seconds of the whole process and its peak RSS (getrusage of the child), medians.
+Targets (issue 15): `seedward check` within 3x libtorrent's time and 2x its memory. Writes the
+`files` section of benchmarks/RESULTS.md unless --no-write.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import libtorrent as lt  # noqa: E402
+
+from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from companion.torrent import list_files  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CORES = os.cpu_count() or 2
+
+
+def make_payload(root: Path, count: int, max_file: int) -> tuple[Path, int]:
+    rnd = random.Random(15)
+    content = root / "many"
+    total = 0
+    for i in range(count):
+        folder = content / f"d{i // 100:05d}"
+        if i % 100 == 0:
+            folder.mkdir(parents=True)
+        size = rnd.randint(1, max_file)
+        (folder / f"f{i:07d}.bin").write_bytes(rnd.randbytes(size))
+        total += size
+    return content, total
+
+
+def run_process(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one command."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{cmd[0]} failed: {err.read().decode()[-500:]}")
+        return wall, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def main() -> int:
+    load = load_note()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=100_000, help="number of files; default 100000")
+    ap.add_argument("--max-file", default="4K", help="largest file; sizes are uniform from 1 byte; default 4K")
+    ap.add_argument("--piece", default="256K", help="piece size; default 256K")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (the median is kept)")
+    ap.add_argument("--dir", default=None, help="where to write the payload (default: a temp dir)")
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    args = ap.parse_args()
+    max_file, piece = parse_size(args.max_file), parse_size(args.piece)
+    exe = shutil.which("seedward") or str(Path(sys.executable).parent / "seedward")
+
+    work = Path(tempfile.mkdtemp(prefix="seedward-bench-files-", dir=args.dir))
+    rows, verdicts = [], []
+    try:
+        t0 = time.perf_counter()
+        content, total = make_payload(work, args.files, max_file)
+        torrents = {}
+        for kind, flags in (("v1", lt.create_torrent.v1_only), ("v2", lt.create_torrent.v2_only)):
+            ct = lt.create_torrent(list_files(content), piece, flags)
+            lt.set_piece_hashes(ct, str(work))
+            torrents[kind] = work / f"{kind}.torrent"
+            torrents[kind].write_bytes(lt.bencode(ct.generate()))
+        print(f"{args.files} files, {total / 1e6:.0f} MB, torrents made in {time.perf_counter() - t0:.0f}s",
+              file=sys.stderr)
+        subprocess.run(["sh", "-c", f"find '{content}' -type f -exec cat {{}} + > /dev/null"], check=True)
+        for kind, torrent in torrents.items():
+            lt_runs, sw_runs = [], []
+            for _ in range(args.repeat):
+                wall, rss, out = run_process([sys.executable, str(HERE / "lt_recheck.py"), str(torrent), str(work),
+                                              str(CORES)])
+                assert json.loads(out)["bad_pieces"] == 0
+                lt_runs.append((wall, rss, json.loads(out)["seconds"]))
+                wall, rss, out = run_process([exe, "check", str(torrent), str(work), "--json"])
+                doc = json.loads(out)
+                assert doc["ok"] and len(doc["files"]) == args.files
+                sw_runs.append((wall, rss))
+            lt_wall = statistics.median(r[0] for r in lt_runs)
+            lt_rss = statistics.median(r[1] for r in lt_runs)
+            lt_check = statistics.median(r[2] for r in lt_runs)
+            sw_wall = statistics.median(r[0] for r in sw_runs)
+            sw_rss = statistics.median(r[1] for r in sw_runs)
+            size_kb = torrent.stat().st_size / 1024
+            rows.append([kind, f"libtorrent recheck, hashing_threads {CORES} (its process)", f"{lt_wall:.2f}",
+                         f"{lt_check:.2f}", f"{lt_rss:.0f}", f".torrent {size_kb:.0f} KiB"])
+            rows.append([kind, "`seedward check --json` (its process)", f"{sw_wall:.2f}", "", f"{sw_rss:.0f}",
+                         f"{sw_wall / lt_wall:.2f}x time, {sw_rss / lt_rss:.2f}x memory"])
+            verdicts.append(f"- {kind}: {sw_wall / lt_wall:.2f}x libtorrent's time (target <= 3x: "
+                            f"{'met' if sw_wall <= 3 * lt_wall else 'NOT met'}), {sw_rss / lt_rss:.2f}x its memory "
+                            f"(target <= 2x: {'met' if sw_rss <= 2 * lt_rss else 'NOT met'}).")
+            print(rows[-2], rows[-1], file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    body = "\n".join([
+        f"## files: a torrent of {args.files:,} tiny files, `seedward check` vs libtorrent",
+        "",
+        f"{stamp()}; {machine()}. {load} Medians of {args.repeat} rounds, the two taking turns.",
+        f"{args.files:,} files of 1 byte to {max_file // 1024} KiB ({total / 1e6:.0f} MB) in folders of 100, piece size "
+        f"{piece // 1024} KiB, torrents made by libtorrent; the payload is in the page cache. Seconds are the wall "
+        "time of each whole process (interpreter start, load, check; seedward also writes its JSON report of every "
+        "file); `check s` is libtorrent's check alone; MiB is the process's peak RSS.",
+        "",
+        table(["torrent", "run", "seconds", "check s", "peak MiB", "note"], rows),
+        "",
+        *verdicts,
+        "",
+        f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_files.py --files {args.files} "
+        f"--max-file {args.max_file} --piece {args.piece} --repeat {args.repeat}`.",
+    ])
+    if args.no_write:
+        print(body)
+    else:
+        write_section("files", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
