@@ -227,17 +227,17 @@ def _base(entry: Entry, rel: str, staging: Path, store, catalog) -> tuple[Path, 
     """A staged copy of the torrent's own bytes of file `rel`, and where they came from."""
     why = []
     if store is not None:
-        for snap_id in _snapshots_for(entry, rel, catalog or store.catalog):
+        for snap_id, file_index in _snapshots_for(entry, rel, catalog or store.catalog):
             out = staging / "base" / snap_id[:12]
             try:
-                result = store.restore(snap_id, out, files=[rel])
+                store.restore(snap_id, out, files=[file_index])
             except (Error, OSError) as exc:
                 why.append(f"snapshot {snap_id[:12]}: {exc}")
                 continue
             restored = [p for p in out.rglob("*") if p.is_file()]
             if len(restored) == 1:
                 return restored[0], f"snapshot {snap_id[:12]}"
-            why.append(f"snapshot {snap_id[:12]}: restored {len(restored)} files ({result!r})")
+            why.append(f"snapshot {snap_id[:12]}: restored {len(restored)} files, not 1")
     if catalog is not None:
         staged, note = _from_payload(entry, rel, staging, catalog)
         if staged is not None:
@@ -247,45 +247,40 @@ def _base(entry: Entry, rel: str, staging: Path, store, catalog) -> tuple[Path, 
                           + (f" ({'; '.join(why)})" if why else " (no snapshot, no catalog)"))
 
 
-def _snapshots_for(entry: Entry, rel: str, catalog) -> list[str]:
-    """The heal's snapshot first, then the torrent's others, newest first, that hold file `rel`."""
+def _snapshots_for(entry: Entry, rel: str, catalog) -> list[tuple[str, int]]:
+    """(snapshot, file index) of the snapshots holding file `rel`: the heal's first, then the
+    torrent's others, newest first."""
     ids = [entry.snapshot_id] if entry.snapshot_id else []
     ids += [s["id"] for s in reversed(snap_rows.list_snapshots(catalog, entry.torrent_id)) if s["id"] not in ids]
     found = []
     for sid in ids:
         if snap_rows.get_snapshot(catalog, sid) is None:
             continue
-        paths = {r["path"] for r in snap_rows.snapshot_files(catalog, sid)}
-        if rel in paths:
-            found.append(sid)
+        found += [(sid, r["file_index"]) for r in snap_rows.snapshot_files(catalog, sid) if r["path"] == rel][:1]
     return found
 
 
 def _from_payload(entry: Entry, rel: str, staging: Path, catalog) -> tuple[Path | None, str]:
     """Copy the payload's file, then check the copy against the torrent's hashes."""
     from .drift.heal import bad_pieces
+    from .locate import catalog_meta
     from .payload_io import resolve_payload_path
-    from .torrent import load_torrent
 
-    row = catalog.get_torrent(entry.torrent_id)
-    if row is None or not row["torrent_file"] or not row["save_path"]:
-        return None, "the torrent is not in the catalog"
     try:
-        meta = load_torrent(Path(row["torrent_file"]))
+        meta, save_path = catalog_meta(catalog, entry.torrent_id)  # qBittorrent's renames applied
     except Error as exc:
-        return None, f"its .torrent cannot be read ({exc})"
+        return None, f"the torrent's record cannot be read ({exc})"
     found = [f for f in meta.real_files if f.path == rel]
     if not found:
         return None, f"the torrent has no file {rel!r}"
     fe = found[0]
-    source = resolve_payload_path(Path(row["save_path"]), fe)
     tmp = staging / "payload"
     try:
-        _copy(source, tmp)
+        _copy(resolve_payload_path(save_path, fe), tmp)
     except OSError as exc:
         return None, f"the payload's {rel} cannot be read ({exc.strerror or exc})"
     pieces = list(meta.file_pieces(fe))
-    if os.path.getsize(tmp) != fe.size or bad_pieces(meta, Path(row["save_path"]), pieces, paths={fe.index: tmp}):
+    if os.path.getsize(tmp) != fe.size or bad_pieces(meta, save_path, pieces, paths={fe.index: tmp}):
         return None, f"the payload's {rel} no longer verifies against the torrent"
     return tmp, "payload (verified against the torrent)"
 
