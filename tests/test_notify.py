@@ -354,3 +354,54 @@ def test_no_urls_no_notifier(tmp_path):
     assert not service.components
     service.catalog.close()
     assert not os.environ.get("SEEDWARD_NOTIFY_URLS")
+
+
+@pytest.mark.slow
+def test_seedward_serve_installs_notifications_and_metrics(tmp_path, hook):
+    """The real `seedward serve` (features loaded as in production), qBittorrent not there: the
+    down notification arrives, the endpoint answers, the status names both without secrets."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from companion.control import request
+    from companion.errors import Error
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = closed_port()
+    (home / "config.toml").write_text(
+        f'[qbittorrent]\nurl = "http://127.0.0.1:{closed_port()}"\nbackoff_max_seconds = 1.0\n'
+        f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    exe = str(Path(sys.executable).parent / "seedward")
+    env = dict(os.environ, SEEDWARD_HOME=str(home), SEEDWARD_NOTIFY_URLS=secret_url(hook))
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen([exe, "serve"], env=env, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: "seedward: qBittorrent down" in hook.titles(), 60, 0.1, "the down notification")
+
+        def scrape():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+
+        text = wait_until(scrape, 30, 0.1, "the metrics endpoint")
+        assert "seedward_qbittorrent_up 0.0" in text
+
+        def status():
+            try:
+                return request(Home(home), "status", timeout=10)
+            except Error:
+                return None
+
+        service = wait_until(status, 30, 0.1, "the control socket")["service"]
+        assert service["metrics"]["listen"] == f"127.0.0.1:{port}"
+        assert service["notify"]["targets"] == [f"JSON json://***@127.0.0.1:{hook.port}/***"]
+        assert_no_secret(json.dumps(service))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert_no_secret((tmp_path / "serve.log").read_text())
