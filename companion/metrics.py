@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import __version__
-from .catalog import Catalog
+from .catalog.db import catalog_for
 from .catalog import metrics as figures
 from .config import MetricsSettings
 from .errors import ConfigError
@@ -89,10 +89,16 @@ class SeedwardCollector:
 
         tiers = GaugeMetricFamily(
             "seedward_protected_bytes", "Payload bytes each tier protects: verified (protected torrents), snapshot "
-            "(protected torrents with a snapshot in the store), archive_<tier> (payload bytes in the tier's uploaded "
+            "(protected torrents with a snapshot in the store), zones (protected torrents with kept head and tail "
+            "zones, which heal damage there only), archive_<tier> (payload bytes in the tier's uploaded "
             "sets; an incremental set counts what it added)", labels=["tier"])
         tiers.add_metric(["verified"], by_state.get("protected", (0, 0))[1])
         tiers.add_metric(["snapshot"], figures.snapshot_protected_bytes(cat))
+        zoned, zone_bytes = figures.zones_protected_bytes(cat)
+        tiers.add_metric(["zones"], zoned)
+        zones = GaugeMetricFamily("seedward_zone_bytes", "Bytes of the head and tail zones the protection ladder "
+                                  "keeps (before dedup in the store)")
+        zones.add_metric([], zone_bytes)
         archived = {t: (n, b, ab) for t, n, b, ab in figures.archive_bytes_by_tier(cat)}
         remote = GaugeMetricFamily("seedward_archive_remote_bytes", "Bytes of the uploaded archive sets on the "
                                    "remote (volumes and PAR2)", labels=["tier"])
@@ -103,6 +109,7 @@ class SeedwardCollector:
             remote.add_metric([tier], ab)
             sets.add_metric([tier], n)
         yield tiers
+        yield zones
         yield remote
         yield sets
 
@@ -206,7 +213,7 @@ class MetricsServer:
         service = self.service
         settings = service.settings
         store_path = Path(settings.store.path).expanduser() if settings.store.path else service.home.store
-        self.catalog = Catalog(service.home.catalog_db)
+        self.catalog = catalog_for(service.home, settings)
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         registry.register(SeedwardCollector(self.catalog, store_path, self.settings,

@@ -51,6 +51,7 @@ def pack_bytes(store_root) -> int:
 def test_scrape_matches_the_catalog_through_drift_heal_drill_and_qbittorrent_down(qbt, tmp_path):
     from companion.drift.service import install
     from companion.drill.service import register as register_drills
+    from companion.ladder.service import register as register_ladder
     from companion.store.job import register as register_snapshots
 
     qbt.remove_all()
@@ -67,6 +68,7 @@ def test_scrape_matches_the_catalog_through_drift_heal_drill_and_qbittorrent_dow
     register_snapshots(service)
     drift = install(service)
     register_drills(service)
+    register_ladder(service)
     register(service)
     service.start()
     try:
@@ -75,8 +77,9 @@ def test_scrape_matches_the_catalog_through_drift_heal_drill_and_qbittorrent_dow
         wait_states(service, [a, b])
         cat = service.catalog
         wait_until(lambda: len(cat.query("SELECT DISTINCT torrent_id FROM snapshots")) == 2
+                   and len(cat.query("SELECT DISTINCT torrent_id FROM zones")) == 2
                    and {a, b} <= set(drift.monitor.watch.tracked()) and not cat.pending_jobs(), 60, 0.1,
-                   "both snapshotted and watched")
+                   "both snapshotted, zoned and watched")
         payload = sum(files.values())
 
         m = scrape(port)
@@ -86,6 +89,8 @@ def test_scrape_matches_the_catalog_through_drift_heal_drill_and_qbittorrent_dow
         assert value(m, "seedward_protected_bytes", tier="verified") == 2 * payload
         assert value(m, "seedward_protected_bytes", tier="snapshot") == 2 * payload
         assert value(m, "seedward_protected_bytes", tier="archive_daily") == 0
+        assert value(m, "seedward_protected_bytes", tier="zones") == 2 * payload
+        assert value(m, "seedward_zone_bytes") == cat.one("SELECT SUM(length) AS n FROM zones")["n"] > 0
         assert value(m, "seedward_store_logical_bytes") == 2 * payload
         assert value(m, "seedward_store_unique_bytes") == payload  # the cross-seed is deduplicated
         assert value(m, "seedward_store_dedup_ratio") == 2.0

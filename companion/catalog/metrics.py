@@ -17,6 +17,14 @@ def snapshot_protected_bytes(cat) -> int:
     return row["b"]
 
 
+def zones_protected_bytes(cat) -> tuple[int, int]:
+    """(payload bytes of protected torrents with kept zones, bytes of the zones kept)."""
+    row = cat.one("SELECT COALESCE(SUM(payload_size), 0) AS b FROM torrents t WHERE t.protection = 'protected'"
+                  " AND t.removed_at IS NULL AND EXISTS (SELECT 1 FROM zones z WHERE z.torrent_id = t.id)")
+    kept = cat.one("SELECT COALESCE(SUM(length), 0) AS n FROM zones")
+    return row["b"], kept["n"]
+
+
 def archive_bytes_by_tier(cat) -> list[tuple[str, int, int, int]]:
     """(tier, uploaded sets, payload bytes archived, bytes on the remote) of the uploaded sets."""
     rows = cat.query("SELECT tier, COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b, COALESCE(SUM(archive_bytes), 0) AS ab"
