@@ -8,11 +8,17 @@ import json
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
+import pytest
+
+from companion.archive.create import create_set
+from companion.archive.remote import Remote
 from companion.catalog import archives as records
 from companion.cli.context import Context
-from tests.helpers import flip_byte
+from companion.scan import Cancelled
+from tests.helpers import flip_byte, wait_until
 from tests.test_archive import PASS, add_torrent, configure, env, run, same_tree, the_set  # noqa: F401 (env: fixture)
 
 WRAPPER = """#!/bin/sh
@@ -206,3 +212,30 @@ def test_a_second_torrent_added_later_is_in_the_next_full_set(env):
     assert sorted(doc["read_in_place"]) == sorted([env["tid"], tid2])
     paths = {m["path"] for m in doc["members"]}
     assert {f"torrents/{env['tid']}.torrent", f"torrents/{tid2}.torrent"} <= paths
+
+
+def test_a_cancelled_run_stops_7z_and_keeps_nothing(env):
+    """The service stopping mid-run (the job's cancel event): 7z is ended, nothing of the set stays."""
+    seven = wrap_7z(env["tmp"], before="sleep 60")  # the real 7z waits for its passphrase meanwhile
+    records_dir = env["tmp"] / "7z-records"
+    ctx = Context(env["home"])
+    ctx.settings.archive.sevenzip = str(seven)
+    cancel = threading.Event()
+
+    def stop_when_7z_runs():
+        wait_until(lambda: list(records_dir.glob("*.cmdline")), 60, what="7z started")
+        cancel.set()
+
+    stopper = threading.Thread(target=stop_when_7z_runs)
+    stopper.start()
+    with pytest.raises(Cancelled):
+        create_set(home=ctx.home, settings=ctx.settings, catalog=ctx.catalog, manifests=ctx.manifests,
+                   store=ctx.store, tier="weekly", remote=Remote(str(env["remote"])), passphrase=PASS, cancel=cancel)
+    stopper.join()
+    [pid] = [int(p.name.split(".")[0]) for p in records_dir.glob("*.cmdline")]
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+               30, what="the real 7z ended")
+    archive = env["home"] / "archive"
+    assert not list((archive / "outbox").glob("*")) and not list((archive / "staging").glob("*"))
+    assert not [p for p in env["remote"].glob("*/*")] and records.list_sets(ctx.catalog) == []
+    ctx.close()

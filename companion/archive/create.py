@@ -120,7 +120,10 @@ def upload_pending(cat, remote: Remote) -> list[str]:
 
 
 def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: Remote | None, passphrase: str,
-               dry_run: bool = False, now: datetime | None = None, check_remote: bool = True) -> CreateResult:
+               dry_run: bool = False, now: datetime | None = None, check_remote: bool = True,
+               cancel: threading.Event | None = None) -> CreateResult:
+    """cancel: when set (the service is stopping), 7z and par2 are stopped and Cancelled is raised;
+    nothing of the set is kept."""
     if tier not in TIERS:
         raise ArchiveError(tier, f"unknown tier (one of {', '.join(TIERS)})")
     cfg = settings.archive
@@ -171,7 +174,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
             in_place = {id(e) for t in live.values() for e, _p, _i in t.files}
             materialize([e for e in entries if id(e) not in in_place], staging)
             clock.lap("stage")
-            archives, digests = _write_7z(exe, entries, live, staging, outbox, set_id, volume_size, passphrase, doc)
+            archives, digests = _write_7z(exe, entries, live, staging, outbox, set_id, volume_size, passphrase, doc,
+                                          cancel)
             doc["writer"] = "7z"
             doc["read_in_place"] = sorted(live)
         else:
@@ -193,7 +197,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         sizes = [(outbox / v).stat().st_size for v in volumes]
         cls = size_class(actual, sum(sizes))
         plan = par2.plan(sizes, cls.redundancy, par2.StrategySettings.from_settings(cfg))
-        set_names = par2.create(outbox, set_id, volumes, plan)
+        set_names = par2.create(outbox, set_id, volumes, plan, cancel=cancel)
         clock.lap("par2")
         par2_files = sorted(p.name for p in outbox.iterdir() if p.suffix == ".par2")
         par2_sizes = {n: (outbox / n).stat().st_size for n in par2_files}
@@ -247,7 +251,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
 
 
 def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox: Path, set_id: str,
-              volume_size: int, passphrase: str, doc: dict) -> tuple[list[dict], dict[str, str]]:
+              volume_size: int, passphrase: str, doc: dict, cancel=None) -> tuple[list[dict], dict[str, str]]:
     """Two archives by 7z: media stored as is, the compressible rest (with the inner manifest) in
     LZMA2. Torrents in `live` are read in place, checked (SHA-256, identity) as 7z reads them.
     Returns the archives and every volume's SHA-256."""
@@ -273,7 +277,7 @@ def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox:
                 continue
             mounts = sorted({binds[m] for m in members if m in binds})
             names = sevenzip_tool.write(exe, staging, members, outbox, base, volume_size, passphrase,
-                                        compress=method == "lzma2", watcher=watcher, binds=mounts)
+                                        compress=method == "lzma2", watcher=watcher, binds=mounts, cancel=cancel)
             watcher.scan(outbox, base, final=True)
             archives.append({"name": f"{base}.7z", "method": method, "volumes": names})
         changed = [p for fut in checks for p in fut.result()] + [p for t in live.values() for p in t.moved()]

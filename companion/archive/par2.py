@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from .errors import ArchiveError
 from ..childenv import child_env
+from ..scan import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +240,7 @@ def set_name(base: str, layout: Par2Layout, index: int) -> str:
     return f"{base}.{layout.strategy[0]}{vols[0]:04d}-{vols[-1]:04d}.par2"
 
 
-def create(folder: Path, base: str, volumes: list[str], p: Par2Plan, threads: int = 0) -> list[str]:
+def create(folder: Path, base: str, volumes: list[str], p: Par2Plan, threads: int = 0, cancel=None) -> list[str]:
     """Write the recovery sets beside the volumes; returns each set's index file name."""
     exe = par2_binary()
     names = []
@@ -248,7 +250,7 @@ def create(folder: Path, base: str, volumes: list[str], p: Par2Plan, threads: in
         if threads:
             cmd.append(f"-t{threads}")
         cmd += ["--", str(folder / name)] + [str(folder / volumes[v]) for v in vols]
-        _run(cmd, f"par2 create {name}")
+        _run(cmd, f"par2 create {name}", cancel)
         names.append(name)
     return names
 
@@ -276,11 +278,28 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
     return damaged
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, cancel=None) -> None:
+    """Run par2; a set `cancel` event kills it (the service is stopping)."""
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, env=child_env("par2"))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env("par2"),
+                                start_new_session=True)
     except OSError as exc:
         raise ArchiveError(what, exc.strerror) from exc
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(what) from None
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = (err or out).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
         raise ArchiveError(what, tail[0])

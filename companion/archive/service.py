@@ -51,7 +51,7 @@ def archive_job(service, job, tier: str) -> None:
         _backup_qbt_state(service)
         result = create_set(home=service.home, settings=service.settings, catalog=service.catalog,
                             manifests=service.manifests, store=service_store(service), tier=tier, remote=remote,
-                            passphrase=passphrase)
+                            passphrase=passphrase, cancel=job.cancel)
     if result.error:  # built, but not uploaded: it waits in the outbox and the retry uploads it first
         raise ArchiveError(result.set_id, result.error)
     service.emit("archive_created", None, f"archive set {result.set_id} ({result.tier}) uploaded to {result.remote}: "

@@ -11,6 +11,7 @@ when it ends.
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from ..childenv import child_env
 from ..errors import BadInput
 from ..job import sha256_file
+from ..scan import Cancelled
 from ..store.pack import start_writeback
 from .errors import ArchiveError, WrongPassphrase
 
@@ -71,7 +73,7 @@ def volume_names(folder: Path, base: str) -> list[str]:
 
 def write(exe: str, root: Path, members: list[str], folder: Path, base: str, volume_size: int, passphrase: str,
           compress: bool, watcher: "VolumeWatcher | None" = None, threads: int = 2,
-          binds: list[tuple[Path, Path]] = ()) -> list[str]:
+          binds: list[tuple[Path, Path]] = (), cancel: threading.Event | None = None) -> list[str]:
     """Archive `members` (paths relative to root, which become their names) as folder/base.7z.NNN.
     binds: (folder, mount point under root) pairs 7z sees read-only in a private mount namespace of
     its own (bwrap), so it reads seeding files in place under the names the set gives them (7-Zip
@@ -96,7 +98,7 @@ def write(exe: str, root: Path, members: list[str], folder: Path, base: str, vol
             options.seek(0)
             cmd = [shutil.which("bwrap") or "bwrap", "--args", str(options.fileno()), "--", *cmd]
         _run(cmd, root, passphrase, f"7z a {base}", watch=(watcher, folder, base) if watcher else None,
-             pass_fds=(options.fileno(),) if options else ())
+             pass_fds=(options.fileno(),) if options else (), cancel=cancel)
     finally:
         os.unlink(lst.name)
         if options is not None:
@@ -114,11 +116,12 @@ def extract(exe: str, folder: Path, first_volume: str, passphrase: str, dest: Pa
     _run(cmd, folder, passphrase, f"7z x {first_volume}", set_id=set_id)
 
 
-def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_id: str = "", pass_fds=()) -> None:
+def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_id: str = "", pass_fds=(),
+         cancel: threading.Event | None = None) -> None:
     line = _passphrase_line(passphrase)
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=_env(), pass_fds=pass_fds)
+                                stderr=subprocess.PIPE, env=_env(), pass_fds=pass_fds, start_new_session=True)
     except OSError as exc:
         raise ArchiveError(what, exc.strerror) from exc
     err = bytearray()
@@ -130,18 +133,17 @@ def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_
             proc.stdin.close()
         except BrokenPipeError:
             pass  # 7z did not ask (or failed first): its exit code says which
-        if watch is not None:
-            watcher, folder, base = watch
-            while proc.poll() is None:
-                watcher.scan(folder, base, final=False)
-                try:
-                    proc.wait(POLL_SECONDS)
-                except subprocess.TimeoutExpired:
-                    pass
-        proc.wait()
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(what)
+            if watch is not None:
+                watch[0].scan(watch[1], watch[2], final=False)
+            try:
+                proc.wait(POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
     except BaseException:
-        proc.kill()
-        proc.wait()
+        kill_group(proc)
         raise
     finally:
         reader.join()
@@ -151,6 +153,15 @@ def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_
             raise WrongPassphrase(set_id)
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("7-Zip", "p7zip"))]
         raise ArchiveError(what, (lines[-1] if lines else f"exit {proc.returncode}")[:300])
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """End a child started in a session of its own, and whatever it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 class VolumeWatcher:
