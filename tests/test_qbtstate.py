@@ -12,6 +12,8 @@ import pytest
 from companion.demo.private_qbt import QbtProcess
 from tests.helpers import flip_byte, make_torrent, seedward, wait_until, write_payload
 
+pytestmark = pytest.mark.slow
+
 PASS = "correct horse battery staple"
 
 
