@@ -154,6 +154,66 @@ class StoreSettings:
     path: str = ""  # empty: <home>/store
     pack_size_mb: int = 64
     trust_catalog: bool = True  # first snapshots copy verified, unchanged files unhashed (store/trusted.py)
+    # A store shared by several hosts on object storage (issue 20, store/remote.py): an rclone remote
+    # "name:bucket/path" (S3 and S3-compatible tested); empty: the local folder `path`.
+    remote: str = ""
+    rclone_config: str = ""  # empty: rclone's own default (or $RCLONE_CONFIG)
+    lock_expiry_seconds: float = 300.0  # a remote store's lock not refreshed this long is stale (its holder died)
+    staging: str = ""  # remote stores: where packs are built before upload; empty: <home>/scratch/store-staging
+
+    def check(self, where: str) -> None:
+        if self.remote and ":" not in self.remote:
+            raise ConfigError(where, f"store.remote should be an rclone remote NAME:bucket/path, not {self.remote!r}")
+        if self.lock_expiry_seconds < 10:
+            raise ConfigError(where, "store.lock_expiry_seconds should be at least 10")
+
+
+@dataclass
+class CatalogSettings:
+    """[catalog]: where the catalog lives (issue 20). Empty url: the embedded SQLite file in the state
+    home. A `postgresql://` URL: one catalog shared by several seedward services (one per seedbox),
+    each owning the torrents of its own qBittorrent. The password: password_file, ~/.pgpass or
+    PGPASSWORD (a password inside the URL works but is never shown)."""
+
+    url: str = ""  # postgresql://user@host:5432/dbname
+    password_file: str = ""
+    owner: str = ""  # this service's name in the fleet; empty: the host name (shared catalog) or "" (embedded)
+
+    def check(self, where: str) -> None:
+        if self.url:
+            scheme, sep, rest = self.url.partition("://")
+            if scheme not in ("postgresql", "postgres") or not sep or not rest:
+                raise ConfigError(where, "catalog.url should be a postgresql://user@host/dbname URL"
+                                  f" (got {_redact(self.url)!r})")
+        if self.owner and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", self.owner):
+            raise ConfigError(where, f"catalog.owner should be letters, digits, '.', '_', '-' or '/', not {self.owner!r}")
+        if self.password_file and not Path(self.password_file).expanduser().is_file():
+            raise ConfigError(where, f"catalog.password_file {self.password_file!r} is not a readable file")
+
+    def target(self, home):
+        """What Catalog() opens: the URL, else the home's SQLite file."""
+        return self.url or home.catalog_db
+
+    def owners(self) -> tuple[str, ...]:
+        if self.owner:
+            return (self.owner,)
+        if not self.url:
+            return ("",)
+        import socket
+
+        return (socket.gethostname().split(".")[0] or "localhost",)
+
+    def password(self) -> str | None:
+        if not self.password_file:
+            return None
+        try:
+            return Path(self.password_file).expanduser().read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(self.password_file, f"cannot read the catalog password: {exc.strerror}") from exc
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 @dataclass
@@ -274,6 +334,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
     scrub: ScrubSettings = field(default_factory=ScrubSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
@@ -321,7 +382,8 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
-    for section in (settings.notify, settings.metrics, settings.archive, settings.schedule):
+    for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
+                    settings.store):
         section.check(str(path or "config"))
     return settings
 

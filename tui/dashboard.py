@@ -207,6 +207,9 @@ class DashboardScreen(Screen):
             else:
                 parts.append("○ qBittorrent: unknown")
             parts.append(f"   last scrub {age(svc.last_scrub, app.now())}")
+            for owner, alive, protected, count in svc.fleet:  # several seedboxes on one catalog
+                parts += ["   ", (f"{'●' if alive else '✖'} {owner} {protected}/{count}",
+                                  self._color("success" if alive else "error"))]
             health.update(Text.assemble(*parts))
             if not app.status.torrents:
                 message = NO_TORRENTS

@@ -70,6 +70,7 @@ class ServiceView:
     dedup_ratio: float | None = None
     last_scrub: str | None = None
     version: str | None = None
+    fleet: tuple = ()  # (owner, alive, protected, torrents) of each service sharing the catalog (issue 20)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,16 @@ def service_view(status: dict) -> ServiceView:
         dedup_ratio=None if ratio is None else float(ratio),
         last_scrub=_when(scrub),
         version=svc.get("version"),
+        fleet=_fleet(svc.get("fleet")),
     )
+
+
+def _fleet(fleet) -> tuple:
+    members = (fleet or {}).get("members") if isinstance(fleet, dict) else None
+    if not members or (len(members) < 2 and all(not m.get("owner") for m in members)):
+        return ()
+    return tuple((m.get("owner") or "", bool(m.get("alive")), int((m.get("torrents") or {}).get("protected", 0)),
+                  sum(int(v) for k, v in (m.get("torrents") or {}).items() if k != "removed")) for m in members)
 
 
 def parse_status(status: dict, extra: dict[str, dict] | None = None) -> Status:

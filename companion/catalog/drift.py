@@ -4,6 +4,7 @@ import json
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import own
 from .schema import migration
 
 migration(
@@ -57,14 +58,15 @@ def record_checks(cat, torrent_id: str, results: dict[int, bool], *, kind: str, 
 def scrub_order(cat, states=("protected",)) -> list[sqlite3.Row]:
     """Every payload file of torrents in these states, least recently verified first (never first)."""
     marks = ",".join("?" * len(states))
+    mine, keys = own(cat, "t")  # fleet: only this service's torrents
     return cat.query(
         f"""SELECT f.torrent_id, f.file_index, f.path, f.size,
                    COALESCE(c.verified_at, t.last_verified, '') AS verified_at
             FROM files f JOIN torrents t ON t.id = f.torrent_id
             LEFT JOIN file_checks c ON c.torrent_id = f.torrent_id AND c.file_index = f.file_index
-            WHERE t.protection IN ({marks}) AND t.removed_at IS NULL
+            WHERE t.protection IN ({marks}) AND {mine} AND t.removed_at IS NULL
             ORDER BY verified_at, f.torrent_id, f.file_index""",
-        tuple(states),
+        (*states, *keys),
     )
 
 

@@ -4,6 +4,7 @@ import json
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import not_elsewhere, own
 from .schema import migration
 
 migration(
@@ -81,7 +82,8 @@ def fail_interrupted(cat, drill_ids: list[str], error: str) -> None:
 
 
 def running_drills(cat) -> list[sqlite3.Row]:
-    return cat.query("SELECT * FROM drills WHERE state = 'running' ORDER BY started_at")
+    mine, keys = not_elsewhere(cat)  # fleet: another host's drill process is not ours to judge
+    return cat.query(f"SELECT * FROM drills WHERE state = 'running' AND {mine} ORDER BY started_at", keys)
 
 
 def get_drill(cat, drill_id: str) -> sqlite3.Row | None:
@@ -109,14 +111,15 @@ def last_drill_per_torrent(cat) -> list[sqlite3.Row]:
 
 def drill_candidates(cat) -> list[sqlite3.Row]:
     """Torrents with a snapshot, least recently drilled first (never drilled first of all)."""
+    mine, keys = own(cat, "t")
     return cat.query(
         """SELECT t.id AS torrent_id, t.payload_size, MAX(d.started_at) AS last_drill
            FROM torrents t
            JOIN snapshots s ON s.torrent_id = t.id
            LEFT JOIN drills d ON d.torrent_id = t.id
-           WHERE t.removed_at IS NULL
+           WHERE t.removed_at IS NULL AND {mine}
            GROUP BY t.id
-           ORDER BY last_drill IS NOT NULL, last_drill, t.id"""
+           ORDER BY last_drill IS NOT NULL, last_drill, t.id""".format(mine=mine), keys
     )
 
 

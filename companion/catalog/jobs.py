@@ -4,6 +4,7 @@ import json
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import not_elsewhere
 from .schema import migration
 
 migration(
@@ -134,7 +135,9 @@ def resolve_job(cat, prefix: str) -> str | None:
 
 
 def open_jobs(cat) -> list[sqlite3.Row]:
-    return cat.query("SELECT * FROM jobs WHERE state IN ('preflight', 'running', 'collecting') ORDER BY created_at")
+    mine, keys = not_elsewhere(cat)  # fleet: another host's job processes are not ours to judge
+    return cat.query(f"SELECT * FROM jobs WHERE state IN ('preflight', 'running', 'collecting') AND {mine}"
+                     " ORDER BY created_at", keys)
 
 
 def list_jobs(cat, limit: int = 200) -> list[sqlite3.Row]:

@@ -4,6 +4,7 @@ stored as chunks) with the metadata extents found in each file, and sibling look
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import own
 from .schema import migration
 
 migration(
@@ -78,18 +79,21 @@ def same_files(cat, torrent_id: str, size: int, sha256: str | None, v2_root: str
     pieces root. Each row has the torrent's save_path and torrent_file."""
     if not sha256 and not v2_root:
         return []
+    mine, keys = own(cat, "t")  # fleet: another host's files are not readable here
     return cat.query(
         """SELECT f.*, t.save_path, t.torrent_file, t.protection FROM files f JOIN torrents t ON t.id = f.torrent_id
            WHERE f.torrent_id != ? AND t.removed_at IS NULL AND f.status = 'ok' AND f.size = ?
-             AND ((? IS NOT NULL AND f.sha256 = ?) OR (? IS NOT NULL AND f.v2_root = ?))
+             AND ((? IS NOT NULL AND f.sha256 = ?) OR (? IS NOT NULL AND f.v2_root = ?)) AND """ + mine + """
            ORDER BY f.torrent_id, f.file_index""",
-        (torrent_id, size, sha256, sha256, v2_root, v2_root))
+        (torrent_id, size, sha256, sha256, v2_root, v2_root, *keys))
 
 
 def holders(cat, device: int, inode: int) -> list[sqlite3.Row]:
     """(torrent_id, file_index, path) of every cataloged file on this inode (hard-linked cross-seeds)."""
+    mine, keys = own(cat, "t")  # fleet: device and inode numbers mean something on one host only
     return cat.query("SELECT f.torrent_id, f.file_index, f.path FROM files f JOIN torrents t ON t.id = f.torrent_id"
-                     " WHERE f.device = ? AND f.inode = ? AND t.removed_at IS NULL ORDER BY f.torrent_id", (device, inode))
+                     f" WHERE f.device = ? AND f.inode = ? AND t.removed_at IS NULL AND {mine} ORDER BY f.torrent_id",
+                     (device, inode, *keys))
 
 
 def store_usage(cat) -> dict:

@@ -1,8 +1,13 @@
-"""The persistent work queue: every long job is a row, so a crash loses nothing."""
+"""The persistent work queue: every long job is a row, so a crash loses nothing.
+
+On a shared catalog each row belongs to the service that queued it (`owner`): only that service
+claims it, with `FOR UPDATE SKIP LOCKED` so its workers (and nobody else) never wait on each other.
+"""
 
 import json
 
 from .db_time import now_iso
+from .fleet import own
 
 
 def enqueue(cat, kind: str, torrent_id: str | None, **payload) -> int | None:
@@ -16,22 +21,25 @@ def enqueue(cat, kind: str, torrent_id: str | None, **payload) -> int | None:
         if row:
             return None
         cur = db.execute(
-            "INSERT INTO queue (kind, torrent_id, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (kind, torrent_id, json.dumps(payload), now, now),
+            "INSERT INTO queue (kind, torrent_id, payload, created_at, updated_at, owner) VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, torrent_id, json.dumps(payload), now, now, cat.owner),
         )
         return cur.lastrowid
 
 
 def claim(cat, kinds: tuple[str, ...] | None = None):
     """Take the oldest queued job (marks it running). Returns the row or None."""
-    with cat.tx() as db:
+    mine, keys = own(cat)
+    with cat.tx(serial=False) as db:
         if kinds:
             marks = ",".join("?" * len(kinds))
             row = db.execute(
-                f"SELECT * FROM queue WHERE state = 'queued' AND kind IN ({marks}) ORDER BY id LIMIT 1", kinds
+                f"SELECT * FROM queue WHERE state = 'queued' AND {mine} AND kind IN ({marks}) ORDER BY id LIMIT 1"
+                " FOR UPDATE SKIP LOCKED", (*keys, *kinds)
             ).fetchone()
         else:
-            row = db.execute("SELECT * FROM queue WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            row = db.execute(f"SELECT * FROM queue WHERE state = 'queued' AND {mine} ORDER BY id LIMIT 1"
+                             " FOR UPDATE SKIP LOCKED", keys).fetchone()
         if row is None:
             return None
         db.execute(
@@ -57,10 +65,11 @@ def requeue(cat, job_id: int) -> None:
 
 
 def requeue_running(cat) -> int:
-    """At start: jobs a crashed service left running go back to the queue."""
+    """At start: jobs a crashed service (this one) left running go back to the queue."""
+    mine, keys = own(cat)
     with cat.tx() as db:
         return db.execute(
-            "UPDATE queue SET state = 'queued', updated_at = ? WHERE state = 'running'", (now_iso(),)
+            f"UPDATE queue SET state = 'queued', updated_at = ? WHERE state = 'running' AND {mine}", (now_iso(), *keys)
         ).rowcount
 
 

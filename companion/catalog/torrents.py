@@ -4,23 +4,25 @@ import json
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import check_owner, own
 
 
 def upsert_torrent(cat, meta, *, save_path=None, torrent_file=None, category=None, tags=None,
                    protection=None, policy=None, qbt_state=None) -> None:
     now = now_iso()
     with cat.tx() as db:
-        _upsert(db, meta, now, save_path, torrent_file, category, tags, protection, policy, qbt_state)
+        _upsert(cat, db, meta, now, save_path, torrent_file, category, tags, protection, policy, qbt_state)
 
 
-def _upsert(db, meta, now, save_path, torrent_file, category, tags, protection, policy, qbt_state):
+def _upsert(cat, db, meta, now, save_path, torrent_file, category, tags, protection, policy, qbt_state):
+    check_owner(db, cat, meta.id)  # a torrent another service owns is not ours to write (NotOwner)
     db.execute(
         """INSERT INTO torrents (id, info_hash_v1, info_hash_v2, name, kind, piece_length, num_pieces,
-               total_size, payload_size, added_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               total_size, payload_size, added_at, updated_at, owner)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, removed_at = NULL""",
         (meta.id, meta.info_hash_v1, meta.info_hash_v2, meta.name, meta.kind, meta.piece_length,
-         meta.num_pieces, meta.total_size, meta.payload_size, now, now),
+         meta.num_pieces, meta.total_size, meta.payload_size, now, now, cat.owner),
     )
     for column, value in (("save_path", save_path), ("torrent_file", torrent_file), ("category", category),
                           ("tags", tags), ("protection", protection), ("policy", policy), ("qbt_state", qbt_state)):
@@ -38,7 +40,7 @@ def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, 
     meta = result.meta
     now = now_iso()
     with cat.tx() as db:
-        _upsert(db, meta, now, save_path, torrent_file, torrent_fields.get("category"),
+        _upsert(cat, db, meta, now, save_path, torrent_file, torrent_fields.get("category"),
                 torrent_fields.get("tags"), protection, torrent_fields.get("policy"), torrent_fields.get("qbt_state"))
         if keep_baseline:
             db.execute("DELETE FROM files WHERE torrent_id = ?", (meta.id,))
@@ -85,9 +87,13 @@ def get_torrent(cat, torrent_id: str) -> sqlite3.Row | None:
     return cat.one("SELECT * FROM torrents WHERE id = ?", (torrent_id,))
 
 
-def list_torrents(cat, include_removed: bool = True) -> list[sqlite3.Row]:
-    where = "" if include_removed else "WHERE removed_at IS NULL"
-    return cat.query(f"SELECT * FROM torrents {where} ORDER BY name, id")
+def list_torrents(cat, include_removed: bool = True, *, fleet: bool = False) -> list[sqlite3.Row]:
+    """This service's torrents (on a shared catalog; fleet=True: every service's)."""
+    where, params = ([], []) if fleet else ([own(cat)[0]], list(own(cat)[1]))
+    if not include_removed:
+        where.append("removed_at IS NULL")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return cat.query(f"SELECT * FROM torrents {clause} ORDER BY name, id", params)
 
 
 def get_files(cat, torrent_id: str) -> list[sqlite3.Row]:
@@ -113,9 +119,10 @@ def set_protection(cat, torrent_id: str, state: str, **fields) -> None:
 
 def mark_removed(cat, torrent_id: str) -> None:
     now = now_iso()
+    mine, keys = own(cat)
     with cat.tx() as db:
-        db.execute("UPDATE torrents SET protection = 'removed', removed_at = ?, updated_at = ? WHERE id = ?",
-                   (now, now, torrent_id))
+        db.execute(f"UPDATE torrents SET protection = 'removed', removed_at = ?, updated_at = ? WHERE id = ? AND {mine}",
+                   (now, now, torrent_id, *keys))
 
 
 def add_event(cat, torrent_id: str | None, kind: str, message: str, level: str = "info", **detail) -> int:

@@ -11,6 +11,7 @@ import json
 import sqlite3
 
 from .db_time import now_iso
+from .fleet import not_elsewhere, own
 from .schema import migration
 
 migration(
@@ -60,7 +61,9 @@ def get_hold(cat, torrent_id: str) -> dict | None:
 
 
 def holds(cat) -> dict[str, dict]:
-    return {r["torrent_id"]: _hold(r) for r in cat.query("SELECT * FROM holds ORDER BY since, torrent_id")}
+    mine, keys = not_elsewhere(cat)  # fleet: only this service's torrents
+    return {r["torrent_id"]: _hold(r) for r in cat.query(f"SELECT * FROM holds WHERE {mine} ORDER BY since, torrent_id",
+                                                         keys)}
 
 
 def put_hold(cat, torrent_id: str, *, because: str, resume: bool, steps: list[str], stage: str = "stopping",
@@ -111,7 +114,8 @@ def user_start(cat, torrent_id: str) -> None:
 
 
 def user_stops(cat) -> dict[str, sqlite3.Row]:
-    return {r["torrent_id"]: r for r in cat.query("SELECT * FROM user_stops")}
+    mine, keys = not_elsewhere(cat)
+    return {r["torrent_id"]: r for r in cat.query(f"SELECT * FROM user_stops WHERE {mine}", keys)}
 
 
 def is_user_stopped(cat, torrent_id: str) -> bool:
@@ -140,14 +144,15 @@ def watched_files(cat, states, *, after: tuple | None = None, limit: int = 0) ->
     (torrent, file) order: all of them (start-up reconciliation), or `limit` after `after` (the
     rolling stat sweep)."""
     marks = ",".join("?" * len(states))
-    params = list(states)
+    mine, keys = own(cat, "t")
+    params = [*states, *keys]
     where = ""
     if after is not None:
         where = " AND (f.torrent_id > ? OR (f.torrent_id = ? AND f.file_index > ?))"
         params += [after[0], after[0], after[1]]
     sql = (f"""SELECT f.torrent_id, f.file_index, f.path, f.size, f.mtime_ns, f.inode, f.device, f.nlink, t.save_path
             FROM files f JOIN torrents t ON t.id = f.torrent_id
-            WHERE t.protection IN ({marks}) AND t.removed_at IS NULL AND t.save_path IS NOT NULL{where}
+            WHERE t.protection IN ({marks}) AND {mine} AND t.removed_at IS NULL AND t.save_path IS NOT NULL{where}
             ORDER BY f.torrent_id, f.file_index""")
     if limit:
         sql += " LIMIT ?"

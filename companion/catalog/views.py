@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .db import Catalog, CatalogError, is_url
+from .fleet import fleet as fleet_members
+from .fleet import own, owners
 from .queue import pending_jobs
 
 # A torrent's drift_alerts counts its drift responses this recent.
@@ -81,15 +83,18 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
     snapshot, drill, drift, companions = extras["snapshot"], extras["drill"], extras["drift"], extras["companions"]
     out, known = [], set()
     # Positional columns, not Row lookups by name: at 100,000 torrents that is seconds.
+    mine = set(owners(cat))
     for (tid, v1, v2, name, size, qbt_state, protection, verified, save_path, category, kind, policy,
-         removed_at) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
+         removed_at, owner) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
         known.add(tid)
-        here = live.get(tid)
+        # a shared catalog: this host's qBittorrent says nothing about another host's torrent
+        here = live.get(tid) if owner in mine else None
         entry = {
             "id": tid, "info_hash_v1": v1, "info_hash_v2": v2, "name": name, "size": size,
             "qbt_state": (here or {}).get("state") or qbt_state or None, "protection": protection,
             "last_verified": verified, "save_path": (here or {}).get("save_path") or save_path,
             "category": category, "kind": kind, "policy": policy or None, "removed_at": removed_at,
+            "owner": owner,  # the service (host) whose qBittorrent has it; "" on a one-host catalog
             "jobs": jobs.get(tid, []), "snapshot": snapshot.get(tid), "last_drill": drill.get(tid),
             "drift_alerts": drift.get(tid, 0), "companions": companions.get(tid, []),
         }
@@ -103,7 +108,7 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
 
 
 ENTRY_COLUMNS = ("id, info_hash_v1, info_hash_v2, name, payload_size, qbt_state, protection, last_verified, save_path,"
-                 " category, kind, policy, removed_at")
+                 " category, kind, policy, removed_at, owner")
 
 
 def _live_entry(h: str, t: dict, jobs: dict) -> dict:
@@ -189,7 +194,8 @@ def store_summary(cat) -> dict:
 def offline_status(cat, home_root) -> dict:
     """The status object without a running service: what the catalog knows."""
     return {
-        "service": {"running": False, "home": str(home_root), "queue": queue_counts(cat)},
+        "service": {"running": False, "home": str(home_root), "queue": queue_counts(cat),
+                    "fleet": fleet_members(cat)},
         "torrents": torrent_entries(cat),
     }
 
@@ -286,7 +292,10 @@ def ai_jobs(cat, limit: int = 200) -> list[dict]:
 
 
 def removed_torrents(cat) -> list:
-    """Torrents removed from qBittorrent: (id, removed_at) rows."""
+    """Torrents removed from qBittorrent: (id, removed_at) rows (on a shared catalog: this service's)."""
+    if hasattr(cat, "owners"):
+        mine, keys = own(cat)
+        return cat.query(f"SELECT id, removed_at FROM torrents WHERE removed_at IS NOT NULL AND {mine}", keys)
     return cat.query("SELECT id, removed_at FROM torrents WHERE removed_at IS NOT NULL")
 
 

@@ -21,10 +21,10 @@ class Context:
     # Imported on first use: commands that need neither (check) start faster without GitPython.
     @cached_property
     def catalog(self):
-        from ..catalog import Catalog
+        from ..catalog.db import catalog_for
 
         self.home.ensure()
-        return Catalog(self.home.catalog_db)
+        return catalog_for(self.home, self.settings)  # the home's SQLite file, or [catalog] url
 
     @cached_property
     def store(self):

@@ -34,6 +34,7 @@ def run(args, ctx) -> int:
     else:
         print("service: not running (catalog only; start it with `seedward serve`)")
     print(f"queue: {svc['queue']['queued']} queued, {svc['queue']['running']} running")
+    print_fleet(svc.get("fleet"))
     counts: dict[str, int] = {}
     for t in data["torrents"]:
         counts[t["protection"]] = counts.get(t["protection"], 0) + 1
@@ -49,6 +50,25 @@ def run(args, ctx) -> int:
             snap = "SUSPECT " + snap[:11]  # a failed drill or store check: not proven restorable
         drill = t.get("last_drill")
         drilled = "-" if not drill else ("passed" if drill["ok"] else "FAILED")
+        where = f"  [{t['owner']}]" if t.get("owner") else ""  # a shared catalog: the owning host
         print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {snap:19}  "
-              f"{drilled:10}  {t['name']}")
+              f"{drilled:10}  {t['name']}{where}")
     return EXIT_OK
+
+
+def print_fleet(fleet: dict | None) -> None:
+    """The services sharing this catalog (issue 20): shown once there is more than this one."""
+    members = (fleet or {}).get("members") or []
+    if len(members) < 2 and all(m["owner"] == "" for m in members):
+        return
+    me = set((fleet or {}).get("me") or ())
+    print(f"fleet: {len(members)} members, {sum(m['alive'] for m in members)} alive")
+    for m in members:
+        ago = m.get("seen_seconds_ago")
+        alive = "alive" if m["alive"] else ("GONE" if m.get("seen_at") else "no service")
+        seen = f" (seen {ago:.0f}s ago)" if ago is not None else ""
+        qbt = (m.get("qbittorrent") or {}).get("state") or "-"
+        states = ", ".join(f"{n} {s}" for s, n in sorted(m["torrents"].items())) or "no torrents"
+        mark = " (this host)" if m["owner"] in me else ""
+        print(f"  {m['owner'] or '(local)':16} {alive}{seen}{mark}  qBittorrent {qbt}  {states}  "
+              f"queue {m['queue']['queued']} queued, {m['queue']['running']} running")

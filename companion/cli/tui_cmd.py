@@ -24,9 +24,10 @@ def run(args, ctx) -> int:
     from tui.app import SeedwardApp
 
     theme = "ansi-dark" if args.ansi else ("textual-light" if args.light else None)
-    if ctx.home.catalog_db.exists():
+    target = ctx.settings.catalog.target(ctx.home)  # the home's file, or a shared catalog ([catalog] url)
+    if ctx.settings.catalog.url or ctx.home.catalog_db.exists():
         ctx.catalog.close()  # opening it migrates an older catalog before the TUI reads it read-only
-    SeedwardApp(ctx.home, theme=theme, offline=partial(views.offline_answer, ctx.home.catalog_db)).run()
+    SeedwardApp(ctx.home, theme=theme, offline=partial(views.offline_answer, target)).run()
     return 0
 
 
@@ -37,7 +38,7 @@ def print_table(ctx) -> int:
     try:
         raw = request(ctx.home, "status")
     except (ServiceNotRunning, ControlError) as exc:
-        if not ctx.home.catalog_db.exists():
+        if not ctx.settings.catalog.url and not ctx.home.catalog_db.exists():
             raise ServiceNotRunning(f"no answer on {ctx.home.socket}, and no catalog yet") from exc
         raw = views.offline_status(ctx.catalog, ctx.home.root)
     now = datetime.now(timezone.utc)

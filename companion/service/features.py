@@ -19,6 +19,7 @@ FEATURES = (
     "companion.retention",  # scheduled forget, prune, quarantine expiry and scrub ([schedule], issue 17)
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
     "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
+    "companion.fleet.service",  # several seedboxes on one catalog: heartbeat, the fleet in status (issue 20)
 )
 
 

@@ -31,6 +31,8 @@ import threading
 from .. import __version__
 from .. import spool
 from ..catalog import Catalog, views
+from ..catalog import fleet
+from ..catalog.db import catalog_for
 from ..catalog.db_time import now_iso
 from ..control import ControlError
 from ..errors import Locked, NotFound
@@ -59,7 +61,7 @@ class Service:
         self.home = home.ensure()
         self.settings = settings
         self._own_catalog = catalog is None
-        self.catalog = catalog or Catalog(self.home.catalog_db)
+        self.catalog = catalog or catalog_for(self.home, settings)  # the home's file, or [catalog] url
         self.manifests = manifests or ManifestRepo(self.home.manifests)
         self.qbt = qbt or Qbt.from_settings(settings.qbittorrent, home=self.home)  # login record shared per home
         self.stopping = threading.Event()
@@ -130,6 +132,7 @@ class Service:
 
     def start(self) -> "Service":
         self._take_lock()
+        fleet.take_owner_lock(self.catalog)  # a shared catalog: one service per owner key (issue 20)
         requeued = self.catalog.requeue_running()
         if requeued:
             log.info("%d interrupted jobs back in the queue", requeued)

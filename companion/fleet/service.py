@@ -1,0 +1,57 @@
+"""The fleet feature of `seedward serve`: on a shared catalog, one service per owner key (a
+PostgreSQL advisory lock held by the service's catalog session: a second service started with the
+same owner is refused), a heartbeat with a small summary every HEARTBEAT_SECONDS, and the fleet
+(every service, alive or gone, with its torrents and queue) under `service.fleet` in the status.
+On the embedded SQLite catalog it only adds the fleet to the status (one member)."""
+
+import logging
+import os
+import socket
+
+from .. import __version__
+from ..catalog import fleet as rows
+from ..loops import Loop
+
+log = logging.getLogger(__name__)
+
+
+class FleetMember:
+    def __init__(self, service):
+        self.service = service
+        self.catalog = service.catalog
+        self.host = socket.gethostname()
+        self.loop = Loop("fleet-heartbeat", self.beat, rows.HEARTBEAT_SECONDS, stopping=service.stopping)
+
+    @property
+    def shared(self) -> bool:
+        return getattr(self.catalog, "engine", "sqlite") == "postgresql"
+
+    def start(self) -> None:
+        # the owner lock itself is taken by Service.start (rows.take_owner_lock), before any job runs
+        if self.shared:
+            self.loop.start()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.loop.join()
+        if self.shared:
+            try:
+                rows.stopped(self.catalog)
+            except Exception:  # noqa: BLE001 - the catalog may be gone; the heartbeat then goes stale
+                log.warning("fleet: could not record this service as stopped")
+
+    def beat(self):
+        s = self.service
+        summary = {"qbittorrent": {"state": s.sync.state, "url": s.qbt.url}}
+        rows.heartbeat(self.catalog, host=self.host, pid=os.getpid(), version=__version__,
+                       started_at=s.started_at or "", summary=summary)
+        return None
+
+    def status(self, status: dict) -> None:
+        status.setdefault("service", {})["fleet"] = rows.fleet(self.catalog)
+
+
+def register(service) -> None:
+    member = FleetMember(service)
+    service.add_component(member)
+    service.on_status(member.status)
