@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import libtorrent as lt  # noqa: E402
 import xxhash  # noqa: E402
 
-from benchmarks.common import load_note, machine, make_payload, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import (load_note, machine, make_payload, parse_size, run_measured, stamp, table,  # noqa: E402
+                               write_section)
 from companion.scan import Scanner, quick_scan  # noqa: E402
 from companion.torrent import list_files, load_torrent  # noqa: E402
 
@@ -65,24 +66,9 @@ def warm(files: list[str]) -> None:
     subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)
 
 
-def run_process(cmd: list[str]) -> tuple[float, float, int, str]:
-    """(wall seconds, CPU seconds, peak RSS KiB, stdout) of one command."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err.read().decode()[-500:]}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out.read().decode()
-
-
 def lt_check(torrent: Path, save: Path, threads: int, whole: bool = False) -> tuple[float, float]:
     """libtorrent's recheck: (seconds of the check alone, or of its whole process; CPU seconds)."""
-    wall, cpu, _, out = run_process([sys.executable, str(HERE / "lt_recheck.py"), str(torrent), str(save), str(threads)])
+    wall, cpu, _, out = run_measured([sys.executable, str(HERE / "lt_recheck.py"), str(torrent), str(save), str(threads)])
     doc = json.loads(out)
     if doc["bad_pieces"]:
         raise SystemExit(f"libtorrent found {doc['bad_pieces']} bad pieces in {torrent.name}")
@@ -91,7 +77,7 @@ def lt_check(torrent: Path, save: Path, threads: int, whole: bool = False) -> tu
 
 def seedward_check(torrent: Path, save: Path) -> tuple[float, float]:
     exe = shutil.which("seedward") or str(Path(sys.executable).parent / "seedward")
-    wall, cpu, _, out = run_process([exe, "check", str(torrent), str(save), "--json"])
+    wall, cpu, _, out = run_measured([exe, "check", str(torrent), str(save), "--json"])
     if not json.loads(out)["ok"]:
         raise SystemExit(f"seedward check found damage in {torrent.name}")
     return wall, cpu

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libtorrent as lt  # noqa: E402
 
-from benchmarks.common import load_note, machine, parse_size, stamp, table, write_section  # noqa: E402
+from benchmarks.common import load_note, machine, parse_size, run_measured, stamp, table, write_section  # noqa: E402
 from companion.torrent import list_files  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -47,20 +47,6 @@ def make_payload(root: Path, count: int, max_file: int) -> tuple[Path, int]:
         (folder / f"f{i:07d}.bin").write_bytes(rnd.randbytes(size))
         total += size
     return content, total
-
-
-def run_process(cmd: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one command."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{cmd[0]} failed: {err.read().decode()[-500:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
 
 
 def main() -> int:
@@ -93,11 +79,13 @@ def main() -> int:
         for kind, torrent in torrents.items():
             lt_runs, sw_runs = [], []
             for _ in range(args.repeat):
-                wall, rss, out = run_process([sys.executable, str(HERE / "lt_recheck.py"), str(torrent), str(work),
-                                              str(CORES)])
+                wall, _, rss, out = run_measured([sys.executable, str(HERE / "lt_recheck.py"), str(torrent),
+                                                  str(work), str(CORES)])
+                rss /= 1024
                 assert json.loads(out)["bad_pieces"] == 0
                 lt_runs.append((wall, rss, json.loads(out)["seconds"]))
-                wall, rss, out = run_process([exe, "check", str(torrent), str(work), "--json"])
+                wall, _, rss, out = run_measured([exe, "check", str(torrent), str(work), "--json"])
+                rss /= 1024
                 doc = json.loads(out)
                 assert doc["ok"] and len(doc["files"]) == args.files
                 sw_runs.append((wall, rss))

@@ -127,3 +127,20 @@ def serve(home, env: dict | None = None, timeout: float = 60.0) -> subprocess.Po
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"benchmark: seedward serve did not start; see {home.root / 'serve.log'}")
             time.sleep(0.1)
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS KiB, stdout) of one command run to its end; its
+    failure ends the benchmark with its stderr."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{cmd[0]} failed: {err.read().decode()[-500:]}")
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out.read().decode()

@@ -11,7 +11,6 @@ import os
 import re
 import stat as stat_mod
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import libtorrent as lt
 
