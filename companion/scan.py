@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -116,6 +116,9 @@ class ScanResult:
     bad_pieces: list[int]
     bytes_read: int
     seconds: float
+    # v1 pieces holding bytes of the scanned files and of files left out (only_files): not
+    # verified (their other bytes are not read), so their scanned bytes are proven by nothing
+    unverified_pieces: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -315,7 +318,6 @@ class _Run:
         self.inline_bytes = scanner.inline_bytes
         count = max(2, min(scanner.buffers, scanner.memory_bytes // self.unit))
         self.pool = _Buffers(self.unit, count)
-        self.lock = threading.Lock()
         self.hashers = _Hashers(max(1, scanner.workers), self.release)
         self.piece_sha1: dict[int, bytes | None] = {}
         self.flags: dict[int, object] = {}  # piece -> SKIP, or None when some of its bytes are not there
@@ -335,7 +337,7 @@ class _Run:
             raise Cancelled(where or self.save_path)
 
     def release(self, win: _Window) -> None:
-        with self.lock:
+        with self.hashers.cond:  # the lock submit() counts under: one count, never lost
             win.pending -= 1
             if win.pending:
                 return
@@ -607,7 +609,12 @@ class Scanner:
                 if seg.whole_piece and seg.digest is not None:
                     seg.sha1 = piece_sha1.get(seg.piece)
         bad = judge(meta, results, piece_sha1, run.bpp, baseline)
-        return ScanResult(meta, save_path, results, sorted(bad), run.bytes_read, time.monotonic() - began)
+        unverified = []
+        if only_files is not None and meta.has_v1:
+            skipped = {p for p, flag in run.flags.items() if flag is SKIP}
+            unverified = sorted({s.piece for fs in results for s in fs.segments if s.piece in skipped})
+        return ScanResult(meta, save_path, results, sorted(bad), run.bytes_read, time.monotonic() - began,
+                          unverified)
 
 
 class _Stop(Exception):

@@ -194,6 +194,33 @@ def test_only_files_scans_just_those(tmp_path, scanner):
     assert result.ok and result.bad_pieces == []
 
 
+def test_only_files_says_which_shared_pieces_it_could_not_verify(tmp_path, scanner):
+    built = build(tmp_path, {f"{NAME}/a.bin": 20_000, f"{NAME}/b.bin": 30_000, f"{NAME}/c.bin": 40_000}, 16 * KIB, "v1")
+    meta = load_torrent(built.torrent)
+    b = next(f for f in meta.files if f.path == f"{NAME}/b.bin")
+    result = scanner.full_scan(meta, built.save, only_files={b.index})
+    # b spans pieces 1-3; piece 1 also holds a's tail and piece 3 c's head: neither can be verified
+    assert [s.piece for s in result.files[0].segments] == [1, 2, 3]
+    assert result.unverified_pieces == [1, 3] and result.bad_pieces == [] and result.ok
+    assert scanner.full_scan(meta, built.save).unverified_pieces == []
+
+
+@pytest.mark.parametrize("creator", ["v1", "hybrid", "v2"])
+def test_many_windows_few_buffers_many_threads(tmp_path, creator, session):
+    """Every byte through hand-overs: 16 KiB windows, two buffers, four hashing threads, no
+    in-place hashing; the hashes must be those of one thread with big windows."""
+    built = build(tmp_path, multi_layout(16 * KIB), 16 * KIB, creator, seed=11)
+    expect = damage(built, "flip", f"{NAME}/CD1/a.flac")
+    meta = load_torrent(built.torrent)
+    busy = Scanner(workers=4, buffer_bytes=16 * KIB, buffers=2, task_bytes=16 * KIB, inline_bytes=0)
+    one = Scanner(workers=1, buffer_bytes=4 * MIB, buffers=2)
+    want = one.full_scan(meta, built.save)
+    for _ in range(5):
+        got = verify(built, expect, busy, session)
+        assert [(f.sha256, f.v2_root, [(s.piece, s.xxh3, s.root, s.sha1) for s in f.segments]) for f in got.files] == \
+            [(f.sha256, f.v2_root, [(s.piece, s.xxh3, s.root, s.sha1) for s in f.segments]) for f in want.files]
+
+
 def test_cancel_stops_the_scan(tmp_path, scanner):
     built = build(tmp_path, multi_layout(16 * KIB), 16 * KIB, "v1")
     cancel = threading.Event()
