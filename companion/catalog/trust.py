@@ -171,17 +171,36 @@ def set_nlink(cat, torrent_id: str, file_index: int, nlink: int) -> None:
 def hardlinked(cat) -> dict[str, list[str]]:
     """torrent id -> paths of its files that have other hard links."""
     out: dict[str, list[str]] = {}
-    for r in cat.query("SELECT torrent_id, path FROM files WHERE nlink > 1 ORDER BY torrent_id, file_index"):
+    mine, keys = not_elsewhere(cat)
+    for r in cat.query(f"SELECT torrent_id, path FROM files WHERE nlink > 1 AND {mine} ORDER BY torrent_id, file_index",
+                       keys):
         out.setdefault(r["torrent_id"], []).append(r["path"])
     return out
 
 
 def interrupted_heals(cat) -> list[sqlite3.Row]:
-    return cat.query("SELECT * FROM heals WHERE outcome = 'running' ORDER BY id")
+    mine, keys = not_elsewhere(cat)
+    return cat.query(f"SELECT * FROM heals WHERE outcome = 'running' AND {mine} ORDER BY id", keys)
 
 
 def finish_interrupted_heals(cat, error: str) -> int:
+    mine, keys = not_elsewhere(cat)
     with cat.tx() as db:
-        cur = db.execute("UPDATE heals SET outcome = 'interrupted', finished_at = ?, error = ? WHERE outcome = 'running'",
-                         (now_iso(), error))
+        cur = db.execute("UPDATE heals SET outcome = 'interrupted', finished_at = ?, error = ? WHERE outcome = 'running'"
+                         f" AND {mine}", (now_iso(), error, *keys))
         return cur.rowcount
+
+
+def status_fields(cat) -> dict[str, dict]:
+    """Per torrent, what `status` says from the catalog alone: "stopped" ({by, since, because}:
+    a hold of seedward's, or the user's own stop) and "hardlinked" (paths with other links)."""
+    out: dict[str, dict] = {}
+    for tid, paths in hardlinked(cat).items():
+        out.setdefault(tid, {})["hardlinked"] = paths
+    for tid, row in user_stops(cat).items():
+        why = "seedward stop" + (f" ({row['operator']})" if row["operator"] else "")
+        out.setdefault(tid, {})["stopped"] = {"by": "user", "since": row["since"], "because": why}
+    for tid, hold in holds(cat).items():
+        out.setdefault(tid, {})["stopped"] = {"by": "seedward", "since": hold["since"], "because": hold["because"],
+                                              "steps": hold["steps"], "resume": hold["resume"], "error": hold["error"]}
+    return out

@@ -12,7 +12,7 @@ from ..errors import BadInput
 from ..locate import catalog_meta
 from ..piece_plan import file_segments
 from ..scan import QuickResult, quick_scan
-from .classify import FALSE_ALARM, REPLACED, Baseline, Drift, Observed, classify
+from .classify import FALSE_ALARM, MISSING, REPLACED, Baseline, Drift, Observed, classify
 from .heal import FileDamage
 
 
@@ -44,7 +44,8 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
         indices = set(records)  # the cataloged files: a partly downloaded torrent's skipped ones are not
     entries = {e.index: e for e in meta.real_files}
     # A seeded file replaced by a symbolic link (or anything but a regular file) is never read through.
-    odd = {i: why for i in indices if i in entries and (why := not_a_file(save_path / entries[i].path))}
+    odd = {i: why for i in indices if i in entries and entries[i].symlink is None
+           and (why := not_a_file(save_path / entries[i].path))}
     result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=set(indices) - set(odd),
                         rate=rate, cancel=cancel)
     found = Detection(meta, save_path, result)
@@ -58,6 +59,15 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
         rec, st = records.get(qf.file_index), qf.stat
         if rec is None:
             raise BadInput(tid, f"file {entries[qf.file_index].path} is not in the catalog; catalog it again")
+        entry = entries[qf.file_index]
+        if entry.symlink is not None:  # a BEP 47 link of the torrent: checked as a link, made again as one
+            drift = Drift(FALSE_ALARM) if qf.status == "ok" else Drift(
+                MISSING if qf.status == "missing" else REPLACED, (), False,
+                f"the torrent's symbolic link to {entry.symlink} is {'gone' if qf.status == 'missing' else 'changed'}")
+            found.drifts[qf.file_index] = drift
+            if drift.kind != FALSE_ALARM:
+                found.damages.append(FileDamage(entry, qf.path, drift))
+            continue
         drift = classify(Baseline(rec["size"], rec["inode"], rec["device"]),
                          Observed(qf.status, tuple(qf.bad_segments), st.size if st else None,
                                   st.inode if st else None, st.device if st else None, st.nlink if st else 1))

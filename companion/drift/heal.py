@@ -8,8 +8,8 @@ missing), then verify the written pieces against the torrent again. qBittorrent'
 recheck, resume) is not here: drift/respond.py decides it and drift/qbtsteps.py carries it out,
 so a heal never waits for qBittorrent.
 
-A file replaced by a symbolic link is never read through: the link is moved to the quarantine
-as a link and the torrent's bytes are written in its place.
+A file replaced by a symbolic link is never read through: the link is kept in the quarantine as
+a link and the torrent's bytes are written in its place.
 """
 
 import hashlib
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .classify import EXTENDED, MISSING, Drift
-from ..errors import Error, StoreCorrupt
+from ..errors import Error, StoreCorrupt, disk_full_as, is_disk_full
 from ..manifests import atomic_write
 from ..merkle import merkle_root
 from ..piece_plan import Segment, file_segments, piece_plan
@@ -89,23 +89,6 @@ def _copy_range(src_fd: int, dst: Path, offset: int, length: int) -> int:
     return done
 
 
-def _move_whole(src: Path, dst: Path) -> None:
-    """Move a file (or a symbolic link, as a link) aside: a rename on the same filesystem, else
-    copy, fsync, unlink."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno != 18:  # EXDEV: the quarantine is on another filesystem
-            raise
-        shutil.copy2(src, dst, follow_symlinks=False)
-        if not os.path.islink(dst):
-            with open(dst, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.unlink(src)
-    _fsync_dir(dst.parent)
-
-
 def is_link(path) -> bool:
     return os.path.islink(path)
 
@@ -126,47 +109,85 @@ def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, ke
                snapshot_id: str | None = None) -> Quarantined:
     """Keep the drifted bytes in `folder` before anything is written over them.
 
-    Replaced or truncated files move there whole. For pieces changed in place (and an extended
+    Replaced or truncated files are kept there whole (the drifted inode itself, or a copy when it
+    has other links); the payload path is never left empty: the heal renames over it. For pieces
+    changed in place (and an extended
     file) only the changed segments' current bytes, and the bytes past the torrent's size, are
     copied: every other byte of the file still equals the snapshot, so nothing written is lost.
     keep_whole copies the whole drifted file instead and leaves it in place (a heal by the swarm).
     `drift.json` in the folder lists what is where (with when, and the snapshot the heal wrote from).
+    All or nothing: when anything cannot be kept (a full disk: DiskFull), the folder is removed
+    and nothing is written to the payload.
     """
     kept = Quarantined(folder)
-    for dmg in damages:
-        rel = dmg.entry.path
-        record = {"path": rel, "kind": dmg.drift.kind, "pieces": dmg.drift.pieces, "hardlinked": dmg.drift.hardlinked,
-                  "detail": dmg.drift.detail}
-        try:
-            if dmg.drift.kind == MISSING or not os.path.lexists(dmg.path):
-                record["kept"] = "nothing (the file was gone)"
-            elif is_link(dmg.path):
-                record["link"] = os.readlink(dmg.path)
-                _move_whole(dmg.path, folder / rel)
-                record["kept"] = "the symbolic link itself (moved; not followed)"
-                record["file"] = rel
-            elif keep_whole:
-                dst = folder / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(dmg.path, dst)
-                with open(dst, "rb") as fh:
-                    os.fsync(fh.fileno())
-                record["kept"] = "whole file (copy)"
-                record["file"] = rel
-            elif dmg.drift.whole_file:
-                _move_whole(dmg.path, folder / rel)
-                record["kept"] = "whole file (moved)"
-                record["file"] = rel
-            else:
-                record["ranges"] = _keep_ranges(meta, dmg, folder)
-                record["kept"] = "changed ranges; every other byte equals the snapshot"
-        except OSError as exc:
-            raise HealError(dmg.path, f"cannot keep the drifted bytes in {folder}: {exc.strerror or exc}") from exc
-        kept.files.append(record)
-    record = {"torrent": meta.id, "name": meta.name, "created_at": datetime.now(timezone.utc).isoformat(),
-              "snapshot": snapshot_id, "files": kept.files}
-    atomic_write(folder / "drift.json", (json.dumps(record, indent=2) + "\n").encode())
+    try:
+        with disk_full_as(folder, lambda: _needed(damages, meta, keep_whole)):
+            for dmg in damages:
+                kept.files.append(_keep(meta, dmg, folder, keep_whole))
+            record = {"torrent": meta.id, "name": meta.name, "created_at": datetime.now(timezone.utc).isoformat(),
+                      "snapshot": snapshot_id, "files": kept.files}
+            atomic_write(folder / "drift.json", (json.dumps(record, indent=2) + "\n").encode())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return kept
+
+
+def _keep_whole(src: Path, dst: Path) -> str:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if os.lstat(src).st_nlink == 1:
+        try:
+            os.link(src, dst, follow_symlinks=False)
+            return "whole file (the drifted inode, kept)"
+        except OSError as exc:
+            if exc.errno not in (18, 1, 95):  # EXDEV, EPERM, EOPNOTSUPP: copied below
+                raise
+    shutil.copy2(src, dst, follow_symlinks=False)
+    with open(dst, "rb") as fh:
+        os.fsync(fh.fileno())
+    return "whole file (copy)"
+
+
+def _needed(damages, meta, keep_whole: bool) -> int:
+    """Bytes a quarantine copies (moves within a filesystem cost none)."""
+    return sum(d.entry.size if keep_whole else sum(s.length for s in d.segments(meta)) for d in damages
+               if not d.drift.whole_file or keep_whole)
+
+
+def _keep(meta: TorrentMeta, dmg: FileDamage, folder: Path, keep_whole: bool) -> dict:
+    rel = dmg.entry.path
+    record = {"path": rel, "kind": dmg.drift.kind, "pieces": dmg.drift.pieces, "hardlinked": dmg.drift.hardlinked,
+              "detail": dmg.drift.detail}
+    try:
+        if dmg.drift.kind == MISSING or not os.path.lexists(dmg.path):
+            record["kept"] = "nothing (the file was gone)"
+        elif is_link(dmg.path):
+            record["link"] = os.readlink(dmg.path)
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(record["link"], folder / rel)
+            record["kept"] = "the symbolic link itself (not followed)"
+            record["file"] = rel
+        elif keep_whole:
+            dst = folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(dmg.path, dst)
+            with open(dst, "rb") as fh:
+                os.fsync(fh.fileno())
+            record["kept"] = "whole file (copy)"
+            record["file"] = rel
+        elif dmg.drift.whole_file:
+            # Kept without leaving a gap at the payload path (the heal renames over it): a second link
+            # to the drifted inode, or a copy when it has other links (a library's: it would change).
+            record["kept"] = _keep_whole(dmg.path, folder / rel)
+            record["file"] = rel
+        else:
+            record["ranges"] = _keep_ranges(meta, dmg, folder)
+            record["kept"] = "changed ranges; every other byte equals the snapshot"
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise HealError(dmg.path, f"cannot keep the drifted bytes in {folder}: {exc.strerror or exc}") from exc
+    return record
 
 
 def _keep_ranges(meta: TorrentMeta, dmg: FileDamage, folder: Path) -> list[dict]:
@@ -305,6 +326,7 @@ class Staged:
     files: dict = field(default_factory=dict)  # file_index -> staged whole file (renamed over the payload)
     owners: dict = field(default_factory=dict)  # (file_index, piece) -> chunk id
     scratch: list = field(default_factory=list)
+    links: dict = field(default_factory=dict)  # file_index -> target: a BEP 47 symlink entry made again
 
     def discard(self) -> None:
         for path in list(self.files.values()) + self.scratch:
@@ -358,6 +380,9 @@ def stage(meta: TorrentMeta, save_path: Path, damages: list[FileDamage], chunk_i
             staged.scratch.append(spill)
             spill_fh = open(spill, "wb")
         for dmg in damages:
+            if dmg.entry.symlink is not None:
+                staged.links[dmg.entry.index] = dmg.entry.link_target  # a link, never bytes
+                continue
             if dmg.drift.whole_file or dmg.drift.hardlinked:
                 _stage_file(meta, dmg, chunk_ids, read_chunk, staged)
                 continue
@@ -392,6 +417,16 @@ def write_staged(meta: TorrentMeta, damages: list[FileDamage], staged: Staged) -
     stats = {}
     for dmg in damages:
         path = dmg.path
+        if dmg.entry.index in staged.links:
+            tmp = path.with_name(f".{path.name}.seedward-link")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(staged.links[dmg.entry.index], tmp)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            stats[dmg.entry.index] = FileStat.of(os.lstat(path))
+            continue
         tmp = staged.files.get(dmg.entry.index)
         if tmp is not None:
             stats[dmg.entry.index] = FileStat.of(os.stat(tmp))  # a rename keeps inode, size and mtime

@@ -121,7 +121,10 @@ class SyncLoop:
         self.connected = False
         self.state, self.error = state, str(exc)
         if was != state:
-            self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning")
+            try:
+                self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning")
+            except Exception:  # noqa: BLE001 - the event cannot be stored (a full disk): the loop goes on
+                log.warning("qBittorrent %s: %s (event not recorded)", state, exc)
 
     def _timed(self, fn, *args):
         self.call_since = time.monotonic()
