@@ -24,7 +24,6 @@ from ..catalog.archives import backup_catalog
 from ..catalog.snapshots import snapshot_files
 from ..errors import BadTorrent, NotFound, StoreCorrupt, UnsafePath
 from ..job import sha256_file
-from ..manifests import atomic_write
 from ..scan import OK, quick_scan
 from ..store.trusted import identity, trusted_files
 from .errors import ArchiveError
@@ -123,7 +122,7 @@ def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path, d
         members.append({"path": e.arcname, "size": e.size, "torrent_id": tid, "snapshot_id": sid})
     for rel, data in small:
         if not dry_run:
-            atomic_write(staging / rel, data, 0o600)
+            write_staged(staging / rel, data)
         path = staging / rel
         entries.append(Entry(path, rel, len(data), is_compressible(path, data[:256 * 1024])))
         members.append({"path": rel, "size": len(data), "torrent_id": None, "snapshot_id": None})
@@ -136,6 +135,18 @@ def stage(sel: Selection, catalog, repo: git.Repo, store, home, staging: Path, d
     entries.append(Entry(staging / rel, rel, size, True))
     members.append({"path": rel, "size": size, "torrent_id": None, "snapshot_id": None})
     return Staged(entries, members, skipped, sum(e.size for e in entries))
+
+
+def write_staged(path: Path, data: bytes) -> None:
+    """A file of the staging folder: private, not synced (it lives for one run; a crash removes it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _torrent_bytes(store, snap, home) -> bytes | None:
@@ -208,14 +219,21 @@ class Live:
         return [str(p) for _e, p, before in self.files if identity(p) != before]
 
 
+MAX_IN_PLACE = 50_000  # torrents read in place per set: one mount each, and the kernel allows 100,000
+
+
 def live_torrents(catalog, store, staged: Staged) -> dict[str, Live]:
-    """The staged torrents 7z may read in place (every file trusted, where the snapshot puts it)."""
+    """The staged torrents 7z may read in place (every file trusted, where the snapshot puts it);
+    past MAX_IN_PLACE torrents, the rest come from the store."""
     by_torrent: dict[str, list[tuple[Entry, dict]]] = {}
     for e, m in zip(staged.entries, staged.members):
         if e.blocks is not None and m["torrent_id"]:
             by_torrent.setdefault(m["torrent_id"], []).append((e, m))
     out = {}
     for tid, items in by_torrent.items():
+        if len(out) >= MAX_IN_PLACE:
+            log.info("archive: more than %d torrents; the rest are written out of the store", MAX_IN_PLACE)
+            break
         row = catalog.get_torrent(tid)
         if row is None or not row["save_path"]:
             continue

@@ -32,7 +32,7 @@ from ..errors import Locked
 from ..job import sha256_file
 from ..manifests import atomic_write
 from . import par2, sevenzip_tool
-from .contents import live_torrents, materialize, select, stage
+from .contents import live_torrents, materialize, select, stage, write_staged
 from .errors import ArchiveError, RemoteError
 from .remote import SET_MANIFEST, Lock, Remote, set_metadata
 from .retention import SetInfo, tier_on_create
@@ -263,7 +263,7 @@ def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox:
             e.sha256 = e.expect_sha256  # checked below, against the bytes on disk
             in_place.add(e.arcname)
             binds[e.arcname] = (t.save_path, point)
-    atomic_write(staging / INNER_NAME, _inner_doc(doc, entries), 0o600)
+    write_staged(staging / INNER_NAME, _inner_doc(doc, entries))
     compressed = [e.arcname for e in entries if e.compress] + [INNER_NAME]
     stored = [e.arcname for e in entries if not e.compress]
     watcher = sevenzip_tool.VolumeWatcher()

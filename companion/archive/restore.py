@@ -111,29 +111,40 @@ def verify_members(dest: Path, doc: dict, inner: dict, catalog) -> int:
     with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="member-check") as pool:
         digests = list(pool.map(digest, members))
     vouched = 0
+    known = _CatalogHashes(catalog) if catalog is not None else None
     for m, got in zip(members, digests):
         if got != m["sha256"]:
             raise ArchiveDamaged(doc["set_id"], f"member {m['path']} does not match its SHA-256")
-        if catalog is not None and m.get("snapshot_id"):
-            known = _catalog_sha256(catalog, m)
-            if known is not None:
-                if known != m["sha256"]:
+        if known is not None and m.get("snapshot_id"):
+            expected = known.sha256(m)
+            if expected is not None:
+                if expected != m["sha256"]:
                     raise ArchiveDamaged(doc["set_id"], f"member {m['path']} differs from the catalog's SHA-256")
                 vouched += 1
     return vouched
 
 
-def _catalog_sha256(catalog, member: dict) -> str | None:
-    from ..catalog.snapshots import snapshot_files
+class _CatalogHashes:
+    """The catalog's SHA-256 of a member: its snapshot's record, else the torrent's file row (each
+    snapshot and torrent read once)."""
 
-    rel = member["path"].split("/", 2)[2]  # payload/<torrent id>/<path as the torrent lays it out>
-    for row in snapshot_files(catalog, member["snapshot_id"]):
-        if row["path"] == rel:
-            return row["sha256"]
-    for row in catalog.get_files(member["torrent_id"]):
-        if row["path"] == rel:
-            return row["sha256"]
-    return None
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self.snapshots: dict[str, dict[str, str]] = {}
+        self.torrents: dict[str, dict[str, str]] = {}
+
+    def sha256(self, member: dict) -> str | None:
+        from ..catalog.snapshots import snapshot_files
+
+        rel = member["path"].split("/", 2)[2]  # payload/<torrent id>/<path as the torrent lays it out>
+        sid, tid = member["snapshot_id"], member["torrent_id"]
+        if sid not in self.snapshots:
+            self.snapshots[sid] = {r["path"]: r["sha256"] for r in snapshot_files(self.catalog, sid)}
+        if rel in self.snapshots[sid]:
+            return self.snapshots[sid][rel]
+        if tid not in self.torrents:
+            self.torrents[tid] = {r["path"]: r["sha256"] for r in self.catalog.get_files(tid)}
+        return self.torrents[tid].get(rel)
 
 
 def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work: Path, catalog=None,
