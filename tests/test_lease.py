@@ -7,7 +7,7 @@ import json
 import pytest
 
 from companion import lease
-from companion.catalog import Catalog
+from companion.catalog import Catalog, trust
 from companion.config import Settings
 from companion.drift.monitor import DriftMonitor
 from companion.drift.respond import Responder
@@ -104,3 +104,75 @@ def test_leased_write_is_intended_unleased_write_is_healed(qbt, tmp_path):
     assert rows["album/a.flac"] == hashlib.sha256(original_a).hexdigest()
     cat.close()
     qbt.client.torrents_delete(delete_files=False, torrent_hashes=tid)
+
+
+@pytest.mark.qbt
+@pytest.mark.slow
+def test_a_leased_edit_is_undone_by_restore_exactly_or_refused_with_nothing_changed(qbt, make_service, tmp_path):
+    """Found: `lease acquire FILE`, write the file, `restore ID` said "heal refused ... 99.0%", left the
+    torrent stopped and the file cut to a prefix of the edit; a second restore said "intact", and
+    `verify` said intact while `verify --full` said DAMAGED. Now: the lease snapshots the file when
+    granted; after the edit quick and full verification agree the file differs; `restore` brings the
+    torrent's bytes back exactly (protected, seeding); with its snapshot unreadable it refuses and
+    changes nothing."""
+    from companion.home import Home
+    from companion.service.features import install_features
+
+    from .helpers import seedward
+    from .qbt import service_settings
+
+    root = tmp_path / "dl"
+    tid, _torrent = seed_sample(qbt, root, "Album", {"01.flac": 70_000, "cover.jpg": 20_000}, seed=91)
+    target = root / "Album" / "01.flac"
+    original = target.read_bytes()
+    settings = service_settings(qbt)
+    settings.scrub.interval_hours = 0
+    service = make_service(settings=settings)  # (make_service adds no features: install them as serve does)
+    install_features(service)
+    home = service.home.root
+    wait_until(lambda: (r := service.catalog.get_torrent(tid)) and r["protection"] == "protected"
+               and not service.catalog.pending_jobs(), 60, 0.1, "protected")
+    acquired = seedward("lease", "acquire", target, "--ttl", "300", "--operator", "tagger", "--json", home=home)
+    assert acquired.returncode == 0, acquired.stderr
+    undo = json.loads(acquired.stdout)["undo"]
+    assert [(u["torrent_id"], bool(u["snapshot_id"])) for u in undo] == [(tid, True)]
+    with open(target, "r+b") as fh:  # the leased edit: a longer header written in place, and a tag appended
+        fh.write(b"ID3\x04" + b"NEW HEADER " * 400)
+    with open(target, "ab") as fh:
+        fh.write(b"TAG" + bytes(125))
+    edited = target.read_bytes()
+    wait_until(lambda: service.catalog.get_torrent(tid)["protection"] == "baseline_bad", 30, 0.1, "the intended edit")
+    assert target.read_bytes() == edited  # intended: not healed
+
+    quick = seedward("verify", tid[:10], "--json", home=home)
+    full = seedward("verify", tid[:10], "--full", "--json", home=home)
+    assert quick.returncode == full.returncode == 1, (quick.stderr, full.stderr)
+    kinds = lambda r: {f["path"]: f["kind"] != "ok" for f in json.loads(r.stdout)["torrents"][0]["files"]}  # noqa: E731
+    assert kinds(quick) == kinds(full) == {"Album/01.flac": True, "Album/cover.jpg": False}
+
+    # Refused with nothing changed: the lease's snapshot cannot be read.
+    data, away = home / "store" / "data", home / "store" / "data.away"
+    data.rename(away)
+    refused = seedward("restore", tid[:10], "--json", home=home)
+    assert refused.returncode != 0
+    assert target.read_bytes() == edited
+    assert service.catalog.get_torrent(tid)["protection"] == "baseline_bad"
+    wait_until(lambda: trust.get_hold(service.catalog, tid) is None
+               and qbt.client.torrents_info(torrent_hashes=tid)[0]["state"] in ("uploading", "stalledUP"), 30, 0.1,
+               "not left stopped by the refused restore")
+    away.rename(data)
+
+    restored = seedward("restore", tid[:10], "--json", home=home)
+    assert restored.returncode == 0, restored.stderr
+    report = json.loads(restored.stdout)
+    assert report["outcome"] == "healed" and report["via"] == "service"
+    assert target.read_bytes() == original
+    wait_until(lambda: service.catalog.get_torrent(tid)["protection"] == "protected"
+               and qbt.client.torrents_info(torrent_hashes=tid)[0]["state"] in ("uploading", "stalledUP"), 60, 0.1,
+               "protected and seeding")
+    again = seedward("restore", tid[:10], "--json", home=home)
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "intact"
+    for mode in ((), ("--full",)):
+        r = seedward("verify", tid[:10], *mode, "--json", home=home)
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"]
+    assert service.catalog.get_torrent(tid)["last_verified"]  # verify --full recorded it
