@@ -4,6 +4,7 @@ live fields over it, and the service's own state."""
 import os
 import threading
 import time
+from contextlib import nullcontext
 
 from .. import __version__, spool
 from ..catalog import views
@@ -22,9 +23,12 @@ class StatusBuilder:
         self._reader = None
 
     def reader(self):
+        cat = self.service.catalog
+        if getattr(cat, "engine", "sqlite") != "sqlite" or getattr(cat, "path", None) is None:
+            return cat  # a catalog on a database server: its own connections
         with self._lock:
             if self._reader is None:
-                self._reader = views.ReadOnly(self.service.catalog.path)
+                self._reader = views.ReadOnly(cat.path)
             return self._reader
 
     def close(self) -> None:
@@ -44,7 +48,7 @@ class StatusBuilder:
         s = self.service
         qbt, sync = s.qbt, s.sync
         cat = self.reader()
-        with cat.snapshot():  # every figure from one point in time
+        with cat.snapshot() if isinstance(cat, views.ReadOnly) else nullcontext():  # one point in time
             return self._build(s, qbt, sync, cat)
 
     def _build(self, s, qbt, sync, cat) -> dict:
