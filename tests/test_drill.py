@@ -97,8 +97,11 @@ def test_corrupted_pack_fails_with_the_exact_files_and_pieces(tmp_path):
     a = env.entry("a.bin")
     chunks = {(c["file_index"], c["piece"]): c["chunk_id"] for c in snapshot_chunks(env.cat, env.snap.id)}
     piece = a.offset // PIECE + 3
-    stored = env.store.index.get(chunks[(a.index, piece)])
-    flip_byte(env.store.backend.local_path(pack_name(stored.pack)), stored.offset + 100)
+    seg_offset = next(c["offset"] for c in snapshot_chunks(env.cat, env.snap.id)
+                      if (c["file_index"], c["piece"]) == (a.index, piece))
+    (_o, _n, cid), = env.store.file_content(env.snap.id, a.index)  # a.bin is one content chunk
+    stored = env.store.index.get(cid)
+    flip_byte(env.store.backend.local_path(pack_name(stored.pack)), stored.offset + seg_offset + 100)
 
     result = env.drill()
 

@@ -140,13 +140,14 @@ def test_corrupt_pack_is_detected_and_named(env):
     meta, data = album(tmp)
     snap = store.snapshot(meta, data, "manual")
     chunks = store.chunk_map(snap.id)
-    _offset, _length, cid = chunks[(0, 2)]
+    _offset, _length, segment = chunks[(0, 2)]  # a segment of the torrent: read out of a content chunk
+    (_o, _n, cid), = store.file_content(snap.id, 0)  # 01.flac is one content chunk
     entry = store.index.get(cid)
     pack = tmp / "store" / "data" / entry.pack[:2] / entry.pack
-    flip_byte(pack, entry.offset + 100)
+    flip_byte(pack, entry.offset + 2 * PIECE + 100)
     with pytest.raises(StoreCorrupt) as err:
-        store.read_chunk(cid)
-    assert cid in str(err.value) and entry.pack in str(err.value)
+        store.read_chunk(segment)
+    assert segment in str(err.value) and cid in str(err.value) and entry.pack in str(err.value)
     report = store.check()
     assert not report.ok and any(cid in e for e in report.errors)
     # restore stops without leaving the file (or a temp file) behind

@@ -28,10 +28,14 @@ def packs(home):
 
 
 def chunk_at(home, snap_id, file_index, piece):
+    """The stored (content) chunk holding that piece of the file."""
     cat = Catalog(home / "catalog.sqlite")
     try:
-        return cat.one("SELECT chunk_id, length FROM snapshot_chunks WHERE snapshot_id = ? AND file_index = ? AND"
-                       " piece = ?", (snap_id, file_index, piece))
+        seg = cat.one("SELECT offset FROM snapshot_chunks WHERE snapshot_id = ? AND file_index = ? AND piece = ?",
+                      (snap_id, file_index, piece))
+        return cat.one("SELECT k.chunk_id, k.length FROM content_chunks k JOIN snapshot_files f ON f.sha256 = k.sha256"
+                       " WHERE f.snapshot_id = ? AND f.file_index = ? AND k.offset <= ? AND k.offset + k.length > ?",
+                       (snap_id, file_index, seg["offset"], seg["offset"]))
     finally:
         cat.close()
 

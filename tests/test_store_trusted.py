@@ -1,4 +1,5 @@
-"""First snapshots of a verified, unchanged payload: copied under the catalog's chunk ids, unhashed."""
+"""First snapshots of a verified, unchanged payload: its content chunks copied unhashed under ids that
+follow from the catalog's segment roots (files whose pieces are file-aligned), never verified again."""
 
 import os
 import time
@@ -152,8 +153,8 @@ def test_a_write_during_the_copy_refuses_the_snapshot(env, monkeypatch):
 
 
 def test_a_lying_catalog_is_caught_when_the_chunk_is_read(env, monkeypatch):
-    # the store keeps bytes under the catalog's id unhashed; every read re-hashes, so a wrong
-    # id can never be restored or healed into a seed
+    # the store keeps bytes under ids derived from the catalog's segment roots, unhashed; every read
+    # re-hashes, so a wrong id can never be restored or healed into a seed
     tmp, cat, store = env
     meta, data = album(tmp)
     catalog(cat, meta, data, monkeypatch)
@@ -162,10 +163,13 @@ def test_a_lying_catalog_is_caught_when_the_chunk_is_read(env, monkeypatch):
                    ("ab" * 32, meta.id))
     snap = store.snapshot(meta, data, "auto")
     assert snap.trusted_bytes == meta.payload_size
+    (_o, _n, wrong), = store.file_content(snap.id, 0)  # 01.flac's one content chunk, id from the lie
     check = store.check(read_data=True)
-    assert not check.ok and any("abab" in e for e in check.errors)
-    with pytest.raises(StoreCorrupt, match="abab"):
+    assert not check.ok and any(wrong in e and "does not match its id" in e for e in check.errors)
+    with pytest.raises(StoreCorrupt, match=wrong):
         store.restore(snap.id, tmp / "out")
+    with pytest.raises(StoreCorrupt, match="abab"):
+        store.read_chunk("ab" * 32)  # the segment as the heal writer asks for it
 
 
 def test_trust_is_dropped_when_the_stat_is_updated_without_a_full_scan(env, monkeypatch):

@@ -3,6 +3,7 @@ stored as chunks) with the metadata extents found in each file, and sibling look
 
 import sqlite3
 
+from .content import stored_bytes
 from .db_time import now_iso
 from .fleet import own
 from .schema import migration
@@ -97,18 +98,14 @@ def holders(cat, device: int, inode: int) -> list[sqlite3.Row]:
 
 
 def store_usage(cat) -> dict:
-    """Bytes of the distinct chunks the store keeps for snapshots and zones (`bytes`), what those
-    records would take without dedup (`logical_bytes`), and the zones' share."""
-    stored = cat.one("SELECT SUM(length) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM"
-                     " (SELECT chunk_id, length FROM snapshot_chunks UNION ALL SELECT chunk_id, length FROM zones)"
-                     " GROUP BY chunk_id)")["n"] or 0
-    logical = ((cat.one("SELECT SUM(length) AS n FROM snapshot_chunks")["n"] or 0)
-               + (cat.one("SELECT SUM(length) AS n FROM zones")["n"] or 0))
+    """Bytes of the distinct chunks the store keeps for snapshots and zones (`bytes`: content chunks
+    count once whatever torrents share them), what those records would take without dedup
+    (`logical_bytes`), and the zones' share."""
+    usage = stored_bytes(cat, zones=True)
     zoned = cat.one("SELECT SUM(length) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM zones"
                     " GROUP BY chunk_id)")["n"] or 0
     payload = cat.one("SELECT SUM(payload_size) AS n FROM torrents WHERE removed_at IS NULL")["n"] or 0
-    return {"bytes": stored, "logical_bytes": logical, "zone_bytes": zoned, "payload_bytes": payload,
-            "dedup_saved_bytes": max(0, logical - stored)}
+    return {**usage, "zone_bytes": zoned, "payload_bytes": payload}
 
 
 def latest_full_snapshot(cat, torrent_id: str) -> sqlite3.Row | None:

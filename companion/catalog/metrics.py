@@ -1,5 +1,6 @@
 """The figures the Prometheus endpoint exports, read from the catalog (reads only)."""
 
+from .content import stored_bytes  # content chunks: one copy of a file, whatever torrents seed it
 from .drills import last_drill_per_torrent
 
 
@@ -62,9 +63,7 @@ def detection_latencies(cat, bounds) -> tuple[list[int], int, float]:
 def store_usage(cat) -> tuple[int, int, int]:
     """(snapshots, logical payload bytes they hold, bytes of the distinct chunks they use)."""
     row = cat.one("SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM snapshots")
-    unique = cat.one("SELECT COALESCE(SUM(length), 0) AS u FROM"
-                     " (SELECT MAX(length) AS length FROM snapshot_chunks GROUP BY chunk_id)")
-    return row["n"], row["b"], unique["u"]
+    return row["n"], row["b"], stored_bytes(cat)["bytes"]
 
 
 def last_drills(cat) -> list[dict]:

@@ -94,10 +94,10 @@ def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None
     with cat.tx() as db:
         db.execute(
             "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, job_ref, bytes, new_bytes, files,"
-            " save_path, tree, cloned_bytes, trusted_bytes) VALUES (:id, :torrent_id, :name, :created_at, :reason,"
-            " :job_ref, :bytes, :new_bytes, :files, :save_path, :tree, :cloned_bytes, :trusted_bytes)",
+            " save_path, tree, cloned_bytes, trusted_bytes, layout) VALUES (:id, :torrent_id, :name, :created_at,"
+            " :reason, :job_ref, :bytes, :new_bytes, :files, :save_path, :tree, :cloned_bytes, :trusted_bytes, :layout)",
             dict(row, job_ref=None if row.get("job_id") is None else str(row["job_id"]),
-                 trusted_bytes=row.get("trusted_bytes", 0)),
+                 trusted_bytes=row.get("trusted_bytes", 0), layout=row.get("layout", 1)),
         )
         db.executemany(
             "INSERT INTO snapshot_files VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode,"
@@ -139,8 +139,12 @@ def snapshot_chunks(cat, snapshot_id: str, file_index: int | None = None) -> lis
 
 
 def referenced_chunks(cat) -> set[str]:
-    """Every chunk id some snapshot (or a torrent's kept zones, catalog/ladder.py) still uses."""
-    return {r[0] for r in cat.query("SELECT chunk_id FROM snapshot_chunks UNION SELECT chunk_id FROM zones")}
+    """Every chunk id some snapshot (or a torrent's kept zones, catalog/ladder.py) still uses: a content
+    snapshot's are its files' content chunks (catalog/content.py), an older one's its segments."""
+    return {r[0] for r in cat.query(
+        "SELECT c.chunk_id FROM snapshot_chunks c JOIN snapshots s ON s.id = c.snapshot_id WHERE s.layout = 1"
+        " UNION SELECT chunk_id FROM zones UNION SELECT k.chunk_id FROM content_chunks k WHERE k.sha256 IN"
+        " (SELECT f.sha256 FROM snapshot_files f JOIN snapshots s ON s.id = f.snapshot_id WHERE s.layout = 2)")}
 
 
 def delete_snapshots(cat, ids: list[str]) -> None:

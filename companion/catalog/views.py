@@ -15,6 +15,7 @@ from pathlib import Path
 from .db import Catalog, CatalogError, is_url
 from .fleet import fleet as fleet_members
 from .fleet import own, owners
+from .content import stored_bytes  # content chunks: one copy of a file, whatever torrents seed it
 from .queue import pending_jobs
 
 # A torrent's drift_alerts counts its drift responses this recent.
@@ -180,11 +181,9 @@ def store_summary(cat) -> dict:
     """Store bytes (distinct chunks) and logical bytes of the kept snapshots, and the last scrub.
     Reads every chunk record: callers cache it."""
     out: dict = {}
-    logical = cat.one("SELECT SUM(length) AS n FROM snapshot_chunks")["n"]
-    stored = cat.one("SELECT SUM(length) AS n FROM (SELECT MAX(length) AS length FROM snapshot_chunks"
-                     " GROUP BY chunk_id)")["n"]
-    if stored:
-        out["store"] = {"bytes": stored, "logical_bytes": logical}
+    usage = stored_bytes(cat)
+    if usage["bytes"]:
+        out["store"] = {"bytes": usage["bytes"], "logical_bytes": usage["logical_bytes"]}
     scrub = cat.one("SELECT MAX(verified_at) AS at FROM file_checks WHERE reason = 'scrub'")["at"]
     if scrub:
         out["last_scrub"] = scrub

@@ -4,6 +4,7 @@ read-backs (scrub_packs: new and least recently checked packs; check: everything
 from datetime import datetime
 from pathlib import Path
 
+from ..catalog import content as content_rows
 from ..catalog import snapshots as records
 from ..catalog.chunks import add_bad_chunks, bad_chunks
 from ..catalog.drills import clear_suspect, mark_suspect, suspect_snapshots
@@ -57,6 +58,8 @@ def prune(store, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneRes
     out = PruneResult(dry_run=dry_run)
     with store.backend.lock(store.lock_timeout):
         store.index.reload()
+        if not dry_run:
+            content_rows.drop_unreferenced(store.catalog)  # contents no kept snapshot holds
         used = records.referenced_chunks(store.catalog)
         known = {r["id"] for r in records.list_snapshots(store.catalog)}
         for name in store.backend.list("snapshots"):
@@ -159,8 +162,41 @@ def _read_back(store, pack_id: str, entries: list, out: CheckResult, limiter: Ra
         mark_suspects(store, bad)
 
 
+def snapshots_using(store, chunks) -> list:
+    """The snapshots using any of these chunks: as segments (piece-aligned snapshots) or through
+    their files' content chunks."""
+    found = {s["id"]: s for s in records.snapshots_using(store.catalog, chunks)}
+    found.update({s["id"]: s for s in content_rows.snapshots_using(store.catalog, chunks)})
+    return list(found.values())
+
+
+def snapshot_chunk_ids(store, snapshot_id: str) -> set[str]:
+    """The stored chunks a snapshot needs: its files' content chunks, or its segments (older layout)."""
+    if content_rows.layout(store.catalog, snapshot_id) == content_rows.CONTENT:
+        out = set()
+        for f in records.snapshot_files(store.catalog, snapshot_id):
+            if f["sha256"] and f["size"]:
+                out.update(r["chunk_id"] for r in content_rows.chunks_of(store.catalog, f["sha256"]))
+        return out
+    return {c["chunk_id"] for c in records.snapshot_chunks(store.catalog, snapshot_id)}
+
+
+def missing_content(store, snapshot_id: str) -> list[str]:
+    """What a content snapshot's files lack: a file whose content chunks do not cover it whole."""
+    from .content import ranges
+
+    out = []
+    for f in records.snapshot_files(store.catalog, snapshot_id):
+        if not f["size"]:
+            continue
+        got = [(r["offset"], r["length"]) for r in content_rows.chunks_of(store.catalog, f["sha256"] or "")]
+        if got != ranges(f["size"]):
+            out.append(f["path"])
+    return out
+
+
 def mark_suspects(store, chunks: list[str], why: str = "stored chunks do not match their ids") -> None:
-    for snap in records.snapshots_using(store.catalog, chunks):
+    for snap in snapshots_using(store, chunks):
         mark_suspect(store.catalog, snap["id"], snap["torrent_id"], "store-check",
                      f"{len(chunks)} {why} (e.g. {chunks[0]}); `seedward check-store --repair` rewrites them"
                      " from payloads that still verify")
@@ -171,14 +207,14 @@ def clear_whole_suspects(store, chunks) -> list[str]:
     repaired) that now have every chunk indexed and none known bad. Returns their ids."""
     store.index.reload()
     bad = bad_chunks(store.catalog)
-    touched = {s["id"] for s in records.snapshots_using(store.catalog, list(chunks))}
+    touched = {s["id"] for s in snapshots_using(store, list(chunks))}
     cleared = []
     for mark in suspect_snapshots(store.catalog):
         sid = mark["snapshot_id"]
         if sid not in touched and mark["drill_id"] != "store-check":
             continue  # a failed drill for another reason: only a passing drill clears it
-        used = {c["chunk_id"] for c in records.snapshot_chunks(store.catalog, sid)}
-        whole = all(cid in store.index and store.index.get(cid).pack not in bad.get(cid, ()) for cid in used)
+        used = snapshot_chunk_ids(store, sid)
+        whole = not missing_content(store, sid) and all(cid in store.index and store.index.get(cid).pack not in bad.get(cid, ()) for cid in used)
         if whole:
             clear_suspect(store.catalog, sid)
             cleared.append(sid)
@@ -214,8 +250,11 @@ def check(store, read_data: bool = True) -> CheckResult:
         if read_data:
             _read_back(store, pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out)
     for snap in records.list_snapshots(store.catalog):
-        missing = [c["chunk_id"] for c in records.snapshot_chunks(store.catalog, snap["id"])
-                   if c["chunk_id"] not in store.index]
+        uncovered = missing_content(store, snap["id"]) if snap["layout"] == content_rows.CONTENT else []
+        if uncovered:
+            out.errors.append(f"snapshot {snap['id'][:12]}: no stored content chunks cover {len(uncovered)} files"
+                              f" (e.g. {uncovered[0]})")
+        missing = sorted(cid for cid in snapshot_chunk_ids(store, snap["id"]) if cid not in store.index)
         if missing:
             out.errors.append(f"snapshot {snap['id'][:12]} uses {len(missing)} chunks the store lacks"
                               f" (e.g. {missing[0]})")

@@ -14,10 +14,12 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 from ..catalog import chunks
+from ..catalog import content as content_rows
 from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import Error, StoreCorrupt
 from ..ladder.proof import read_range, segment_of, segment_ok
 from ..locate import catalog_meta
+from ..piece_plan import file_segments
 from ..scan import resolve_payload_path
 from .chunk import chunk_root
 from .maintenance import check, clear_whole_suspects, mark_suspects
@@ -113,13 +115,19 @@ def repair_packs(store, *, dry_run: bool = False) -> RepairResult:
 
 
 def _payload_sources(store, chunk_ids: set[str]) -> dict[str, list]:
-    """chunk id -> [(torrent id, file index, piece, offset, length)] from every snapshot using it."""
-    return chunks.chunk_sources(store.catalog, chunk_ids)
+    """chunk id -> [(torrent id, file index, piece, offset, length)] from every snapshot using it
+    as a segment (piece None: a content chunk, from any cataloged file with that content)."""
+    out = chunks.chunk_sources(store.catalog, chunk_ids)
+    for cid, places in content_rows.chunk_places(store.catalog, chunk_ids).items():
+        for sha256, offset, length in places:
+            for f in content_rows.files_with(store.catalog, sha256):
+                out.setdefault(cid, []).append((f["torrent_id"], f["file_index"], None, offset, length))
+    return out
 
 
 def _from_payload(store, cid: str, width: int, sources: list) -> bytes | None:
     """The chunk's bytes from a payload file that still verifies: they match the chunk id and
-    make the torrent's piece. None when no payload gives them."""
+    make the torrent's pieces (every piece the range touches). None when no payload gives them."""
     for tid, file_index, piece, offset, length in sources:
         try:
             meta, save_path = catalog_meta(store.catalog, tid)
@@ -135,9 +143,23 @@ def _from_payload(store, cid: str, width: int, sources: list) -> bytes | None:
         data = read_range(path, offset, length)
         if data is None or chunk_root(data, width).hex() != cid:
             continue
-        if segment_ok(meta, save_path, segment_of(meta, entry, piece), data):
+        if piece is None:
+            if _range_proven(meta, save_path, entry, path, offset, length):
+                return data
+        elif segment_ok(meta, save_path, segment_of(meta, entry, piece), data):
             return data
     return None
+
+
+def _range_proven(meta, save_path, entry, path, offset: int, length: int) -> bool:
+    """Every segment of the file touching [offset, offset + length) matches the torrent."""
+    for seg in file_segments(meta, entry):
+        if seg.offset + seg.length <= offset or seg.offset >= offset + length:
+            continue
+        data = read_range(path, seg.offset, seg.length)
+        if data is None or not segment_ok(meta, save_path, seg, data):
+            return False
+    return True
 
 
 __all__ = ["RepairResult", "repair_packs"]

@@ -8,6 +8,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..catalog.content import CONTENT, chunks_of
+from ..catalog.content import layout as snap_layout
 from ..errors import DiskFull, StoreCorrupt, is_disk_full
 from ..scan import resolve_payload_path
 from ..torrent import FileEntry
@@ -32,10 +34,14 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     rows = store.select_files(snap.id, files)
     created = _missing_folders(dest_dir, rows, paths)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    chunks = store.chunk_map(snap.id)
     by_file: dict[int, list] = {}
-    for (fi, piece), v in chunks.items():
-        by_file.setdefault(fi, []).append((piece, *v))
+    if snap_layout(store.catalog, snap.id) == CONTENT:  # each file as its content chunks
+        for row in rows:
+            held = chunks_of(store.catalog, row["sha256"]) if row["sha256"] else []
+            by_file[row["file_index"]] = [(seq, r["offset"], r["length"], r["chunk_id"]) for seq, r in enumerate(held)]
+    else:  # an older snapshot of piece-aligned chunks
+        for (fi, piece), v in store.chunk_map(snap.id).items():
+            by_file.setdefault(fi, []).append((piece, *v))
     jobs = []
     for row in rows:
         where = (paths or {}).get(row["file_index"], row["path"])
@@ -156,8 +162,9 @@ def _copy_chunk(store, cid: str, dst_fd: int, dst_offset: int, length: int) -> t
     except OSError:
         return 0, 0
     try:
-        if reflink.clone_fd(src_fd, entry.offset, dst_fd, dst_offset, length):
-            return length, length
+        head = length - length % reflink.ALIGN  # a chunk's unaligned tail is written from memory
+        if head and reflink.clone_fd(src_fd, entry.offset, dst_fd, dst_offset, head):
+            return head, head
         return 0, 0
     finally:
         os.close(src_fd)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
 
+from ..catalog import content as content_rows
 from ..catalog import snapshots as records
 from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import BadInput, disk_full_as
 from ..scan import OK, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta
-from .chunk import chunk_width
+from . import content
 from .maintenance import clear_whole_suspects
 from .pack import PackWriter
 from .results import REASONS, ChunkCollision, Snapshot, SnapshotRefused
@@ -31,7 +32,7 @@ from .trusted import Trusted, identity, trusted_files
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # of the snapshot tree (and of the store's layout, store.py)
+VERSION = 2  # of the snapshot tree and the store's layout (store.py); 1: piece-aligned chunks, still read
 COPY_THREADS = 2  # trusted files are kernel-copied on both cores
 RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
 
@@ -118,9 +119,12 @@ def stale_copies(store) -> dict[str, str]:
 
 
 def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
-    """file_index -> (file row, chunk rows) from the newest snapshot holding that file."""
+    """file_index -> (file row, chunk rows) from the newest content snapshot holding that file
+    (older, piece-aligned snapshots are not reused: their files go to content chunks once)."""
     out: dict[int, tuple] = {}
     for snap in reversed(records.list_snapshots(store.catalog, torrent_id)):
+        if snap["layout"] != content_rows.CONTENT:
+            continue
         rows = records.snapshot_files(store.catalog, snap["id"])
         if all(r["file_index"] in out for r in rows):
             continue
@@ -132,15 +136,28 @@ def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
     return out
 
 
+def held_content(store, sha256: str | None, size: int, stale: dict) -> list[tuple[int, int, str]] | None:
+    """The content chunks of a file content the store holds whole (every chunk indexed, none
+    known bad), else None."""
+    if not sha256:
+        return None
+    rows = [(r["offset"], r["length"], r["chunk_id"]) for r in content_rows.chunks_of(store.catalog, sha256)]
+    if [(o, n) for o, n, _c in rows] != content.ranges(size):
+        return None
+    if any(cid not in store.index or cid in stale for _o, _n, cid in rows):
+        return None
+    return rows
+
+
 def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple, stale: dict) -> bool:
-    row, chunks = prev
+    row, _chunks = prev
     try:
         st = os.stat(resolve_payload_path(save_path, entry))
     except OSError:
         return False
     same = (st.st_size == entry.size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
             and st.st_ino == row["inode"] and st.st_dev == row["device"])
-    return same and all(c["chunk_id"] in store.index and c["chunk_id"] not in stale for c in chunks)
+    return same and (entry.size == 0 or held_content(store, row["sha256"], entry.size, stale) is not None)
 
 
 def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width: int, stale: dict):
@@ -159,42 +176,69 @@ def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width:
 
 def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool,
                  stale: dict) -> "_Stored":
+    """Store each file as content chunks. A verified, unchanged file (trusted.py) whose content the
+    store already holds costs nothing; its chunks' ids follow from the catalog's segment roots where
+    its pieces are file-aligned (then its bytes are cloned or kernel-copied unhashed), else they are
+    hashed from the bytes stored. Other files are scanned (verified against the torrent) and their
+    chunks gathered from the scan's segments as they are read (one read)."""
     writer = PackWriter(store.backend, store.pack_size)
-    single = {e.index for e in entries if len(meta.file_pieces(e)) == 1}
     added: dict[str, list] = {}
     out = _Stored()
     sources = CloneSources(save_path, {e.index: e for e in entries})
     out.identities = sources.before
     out.trusted = trusted_files(store.catalog, meta, save_path, entries, sources.before) if trust else {}
     to_scan = {e.index for e in entries if e.index not in out.trusted}
+    for t in out.trusted.values():
+        held = held_content(store, t.sha256, t.entry.size, stale)
+        if held is not None or t.entry.size == 0:
+            out.content[t.entry.index] = held or []
 
-    def sink(file_index, seg, data):
-        cid = seg.root.hex()
+    def place(file_index: int, offset: int, cid: str, width: int, data) -> None:
+        """A chunk whose bytes are in memory: clone or copy it from the payload where possible."""
         with writer.lock:
-            room = _claim(store, writer, added, cid, seg.length, chunk_width(meta, seg.length, file_index in single),
-                          stale)
+            room = _claim(store, writer, added, cid, len(data), width, stale)
             if room is None:
                 return
-            out.new_bytes += seg.length
+            out.new_bytes += len(data)
         source = sources.fd(file_index) if store.copy_from_payload else None
-        cloned, copied = writer.write(*room, data, (source, seg.offset) if source is not None else None)
+        cloned, copied = writer.write(*room, data, (source, offset) if source is not None else None)
         if copied:
             sources.used(file_index, cloned, copied)
 
+    assembler = content.Assembler(meta, [e for e in entries if e.index in to_scan], place)
+
+    def sink(file_index, seg, data):
+        assembler.add(file_index, seg.offset, data, seg.root)
+
     def copy_trusted(t: Trusted):
+        if t.entry.index in out.content:
+            return  # the store holds this content already
         fd = sources.fd(t.entry.index)
         if fd is None:
             raise SnapshotRefused(t.path, "changed or vanished as it was being snapshotted; no snapshot stored"
                                   " (try again)")
-        is_single = t.entry.index in single
-        segs = iter(t.segments)
+        size, w = t.entry.size, content.width(t.entry.size)
+        spans = content.ranges(size)
+        ids = _derived_ids(meta, t)
+        if ids is None:  # not file-aligned: hash each chunk from the bytes stored
+            chunks = []
+            for offset, length in spans:
+                data = _pread_all(fd, offset, length, t.path)
+                cid = content.leaf_root(data, w).hex()
+                chunks.append((offset, length, cid))
+                place(t.entry.index, offset, cid, w, data)
+            out.content[t.entry.index] = chunks
+            out.hashed_bytes += size
+            return
+        out.content[t.entry.index] = [(o, n, cid) for (o, n), cid in zip(spans, ids)]
+        pending = iter(out.content[t.entry.index])
         while True:
             # Reserve a run of chunks at once: consecutive chunks then sit back to back in the
             # pack as in the file, and one clone or copy call moves the whole run.
             run = []
             with writer.lock:
-                for _piece, offset, length, cid, _xxh3 in itertools.islice(segs, RUN_CHUNKS):
-                    room = _claim(store, writer, added, cid, length, chunk_width(meta, length, is_single), stale)
+                for offset, length, cid in itertools.islice(pending, RUN_CHUNKS):
+                    room = _claim(store, writer, added, cid, length, w, stale)
                     if room is not None:
                         out.new_bytes += length
                         run.append((*room, offset, length))
@@ -223,6 +267,11 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                 raise SnapshotRefused(save_path, f"{meta.name}: payload does not match its torrent "
                                       f"({len(result.bad_pieces)} bad pieces; {', '.join(bad[:3]) or '-'});"
                                       " no snapshot stored")
+            for fs in result.files:
+                got = assembler.file_chunks(fs.entry.index)
+                if [(o, n) for o, n, _c in got] != content.ranges(fs.entry.size):
+                    raise SnapshotRefused(fs.path, "the scan did not hand over every byte of it; no snapshot stored")
+                out.content[fs.entry.index] = got
         changed = sources.changed()
         if changed:
             raise SnapshotRefused(save_path, f"{changed} changed while it was being snapshotted;"
@@ -243,10 +292,30 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
     return out
 
 
+def _derived_ids(meta: TorrentMeta, t: Trusted) -> list[str] | None:
+    """A trusted file's content chunk ids from the catalog's segment roots, when its pieces are
+    file-aligned (content.derivable), else None."""
+    if not content.derivable(t.entry.size, t.entry.offset, meta.piece_length):
+        return None
+    roots = [bytes.fromhex(cid) for _piece, _offset, _length, cid, _x in t.segments]
+    return [r.hex() for r in content.derive(t.entry.size, meta.piece_length, roots)]
+
+
+def _pread_all(fd: int, offset: int, length: int, path) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise SnapshotRefused(path, f"ended at byte {offset + len(data)} while being snapshotted; no snapshot"
+                                  " stored (try again)")
+        data += more
+    return data
+
+
 def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored") -> Snapshot:
     scan = stored.scan
     scanned = {fs.entry.index: fs for fs in scan.files} if scan else {}
-    file_rows, chunk_rows = [], []
+    file_rows, chunk_rows, files_content = [], [], {}
     for entry in wanted:
         if entry.index in reused:
             row, chunks = reused[entry.index]
@@ -254,18 +323,21 @@ def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_St
                                                    "sha256")})
             chunk_rows += [(c["file_index"], c["piece"], c["offset"], c["length"], c["chunk_id"], c["xxh3"])
                            for c in chunks]
+            files_content[entry.index] = held_content(store, row["sha256"], entry.size, {}) or []
         elif entry.index in stored.trusted:
             t = stored.trusted[entry.index]
             dev, ino, _size, mtime, _ctime = stored.identities[entry.index]
             file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
                               "mtime_ns": mtime, "inode": ino, "device": dev, "sha256": t.sha256})
             chunk_rows += [(entry.index, *seg) for seg in t.segments]
+            files_content[entry.index] = stored.content.get(entry.index, [])
         else:
             fs = scanned[entry.index]
             file_rows.append({"file_index": entry.index, "path": entry.path, "size": entry.size,
                               "mtime_ns": fs.stat.mtime_ns, "inode": fs.stat.inode, "device": fs.stat.device,
                               "sha256": fs.sha256})
             chunk_rows += [(entry.index, s.piece, s.offset, s.length, s.root.hex(), s.xxh3) for s in fs.segments]
+            files_content[entry.index] = stored.content.get(entry.index, [])
     per_file: dict[int, list] = {}
     for c in chunk_rows:
         per_file.setdefault(c[0], []).append(list(c[1:]))
@@ -273,7 +345,8 @@ def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_St
     tree = {
         "version": VERSION, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
         "job_id": job_id, "save_path": str(save_path), "nonce": secrets.token_hex(8),
-        "files": [dict(f, chunks=per_file.get(f["file_index"], [])) for f in file_rows],
+        "files": [dict(f, chunks=per_file.get(f["file_index"], []),
+                       content=[list(c) for c in files_content.get(f["file_index"], [])]) for f in file_rows],
     }
     body = json.dumps(tree, separators=(",", ":")).encode()
     sid = hashlib.sha256(body).hexdigest()
@@ -287,10 +360,13 @@ def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_St
         store.catalog.record_scan(scan, reason=f"snapshot:{reason}", save_path=str(save_path))
     elif store.catalog.get_torrent(meta.id) is None:
         store.catalog.upsert_torrent(meta, save_path=str(save_path))
+    # The content rows name only chunks the index (written above) holds; the snapshot row comes last.
+    content_rows.add(store.catalog, [(f["sha256"], o, n, cid) for f in file_rows if f["sha256"]
+                                     for o, n, cid in files_content.get(f["file_index"], [])])
     row = {"id": sid, "torrent_id": meta.id, "name": meta.name, "created_at": created, "reason": reason,
            "job_id": job_id, "bytes": sum(f["size"] for f in file_rows), "new_bytes": stored.new_bytes,
            "files": len(file_rows), "save_path": str(save_path), "tree": tree_name,
-           "cloned_bytes": stored.cloned, "trusted_bytes": stored.trusted_bytes}
+           "cloned_bytes": stored.cloned, "trusted_bytes": stored.trusted_bytes, "layout": content_rows.CONTENT}
     records.add_snapshot(store.catalog, row, file_rows, chunk_rows)
     log.info("%s: snapshot %s (%d bytes, %d new, %d trusted)", meta.name, sid[:12], row["bytes"],
              stored.new_bytes, stored.trusted_bytes)
@@ -323,6 +399,8 @@ class _Stored:
     new_bytes: int = 0
     cloned: int = 0
     trusted_bytes: int = 0
+    hashed_bytes: int = 0  # of trusted_bytes, hashed by the store (not file-aligned: no ids to derive)
+    content: dict = field(default_factory=dict)  # file index -> [(offset, length, content chunk id)]
 
 
 class CloneSources:

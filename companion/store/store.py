@@ -1,11 +1,12 @@
-"""The snapshot store (restic's vocabulary): deduplicated, piece-aligned chunks in packs, snapshot
-records in the catalog. `Store` is the facade every caller uses; each verb lives in its own
+"""The snapshot store (restic's vocabulary): deduplicated content chunks in packs (file-relative,
+independent of any torrent's pieces: content.py), snapshot records in the catalog. `Store` is the facade every caller uses; each verb lives in its own
 module over the pack/index/backend layer:
 
   snapshot.py     take a snapshot (reuse, trusted copy, scan and store, record)
   restore.py      write a snapshot's files under a folder, verified
   repair.py       the store side of heal: find damaged segments, write back only those
   maintenance.py  forget, prune, scrub_packs, check
+  content.py      content chunks (cutting, ids), segments.py: a torrent's segments read out of them
   results.py      what they return, and their errors
 Reading (get, snapshots, latest, chunk_map, read_chunk, select_files, torrent_meta) is here.
 """
@@ -14,6 +15,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..catalog import content as content_rows
 from ..catalog import snapshots as records
 from ..errors import BadInput, ConfigError, NotFound, StoreCorrupt
 from ..scan import Scanner
@@ -23,9 +25,14 @@ from .backend import Backend, LocalBackend
 from .chunk import chunk_root
 from .index import Index
 from .pack import pack_name
+from .segments import SegmentReader
 from .results import (REASONS, CheckResult, ForgetResult, HealResult, PruneResult, RestoreResult, Snapshot,
                       SnapshotRefused)
 from .snapshot import VERSION
+
+LAYOUTS = {1: "piece-aligned segments, id = SHA-256 merkle root of 16 KiB blocks",
+           2: "file-relative content chunks (16 MiB), id = SHA-256 merkle root of 16 KiB blocks;"
+              " version-1 snapshots keep piece-aligned chunks"}
 
 __all__ = ["REASONS", "CheckResult", "ForgetResult", "HealResult", "PruneResult", "RestoreResult", "Snapshot",
            "SnapshotRefused", "Store"]
@@ -51,6 +58,7 @@ class Store:
         self.copy_from_payload = copy_from_payload  # snapshots clone or kernel-copy from the payload
         self.trust_catalog = trust_catalog  # verified, unchanged files are stored unhashed (trusted.py)
         self.index = Index(backend)
+        self.segments = SegmentReader(self)
 
     @classmethod
     def open(cls, path, catalog, **kwargs) -> "Store":
@@ -72,16 +80,18 @@ class Store:
 
     def _init_layout(self) -> None:
         if not self.backend.exists("config.json"):
-            doc = {"version": VERSION, "chunks": "piece-aligned segments, id = SHA-256 merkle root of 16 KiB blocks",
-                   "created_at": self.clock().isoformat()}
+            doc = {"version": VERSION, "chunks": LAYOUTS[VERSION], "created_at": self.clock().isoformat()}
             self.backend.put_bytes("config.json", json.dumps(doc, indent=2).encode())
         try:
             doc = json.loads(self.backend.get_bytes("config.json"))
         except ValueError as exc:
             raise StoreCorrupt(self.backend.where, "config.json is unreadable") from exc
-        if doc.get("version") != VERSION:
+        if doc.get("version") not in LAYOUTS:
             raise StoreCorrupt(self.backend.where, f"unsupported store version {doc.get('version')!r}")
-
+        if doc["version"] < VERSION:
+            # A store of piece-aligned chunks: its snapshots are read as they are; new ones use content chunks.
+            doc.update(version=VERSION, chunks=LAYOUTS[VERSION], upgraded_at=self.clock().isoformat())
+            self.backend.put_bytes("config.json", json.dumps(doc, indent=2).encode())
 
     # -- the verbs (each in its own module) -----------------------------------------------
 
@@ -159,11 +169,24 @@ class Store:
                 for c in records.snapshot_chunks(self.catalog, snapshot_id)}
 
     def read_chunk(self, chunk_id: str) -> bytes:
-        """The chunk's bytes, verified against its id. Raises StoreCorrupt naming chunk and pack."""
+        """The chunk's bytes, verified against its id: a stored chunk, or a snapshot's segment (by its
+        id, cut out of the content chunks holding it: segments.py). Raises StoreCorrupt naming the
+        chunk (and pack)."""
         entry = self.index.get(chunk_id)
         if entry is None:
             self.index.reload()
             entry = self.index.get(chunk_id)
+        if entry is None:
+            data = self.segments.read(chunk_id)
+            if data is not None:
+                return data
+            raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} is not in the index")
+        return self.read_indexed(chunk_id)
+
+    def read_indexed(self, chunk_id: str, verify: bool = True) -> bytes:
+        """A stored chunk's bytes, verified against its id (verify=False: as stored, for a caller that
+        proves what it cuts out of them another way)."""
+        entry = self.index.get(chunk_id)
         if entry is None:
             raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} is not in the index")
         try:
@@ -173,11 +196,22 @@ class Store:
             moved = self.index.get(chunk_id)
             if moved is None or moved == entry:
                 raise StoreCorrupt(self.backend.where, f"chunk {chunk_id} in pack {entry.pack}: {exc.args[-1]}") from exc
-            return self.read_chunk(chunk_id)
-        if chunk_root(data, entry.width).hex() != chunk_id:
+            return self.read_indexed(chunk_id, verify)
+        if verify and chunk_root(data, entry.width).hex() != chunk_id:
             raise StoreCorrupt(self.backend.where,
                                f"chunk {chunk_id} in pack {entry.pack} does not match its id (corrupt data)")
         return data
+
+    def file_content(self, snapshot_id: str, file_index: int) -> list[tuple[int, int, str]] | None:
+        """(offset, length, content chunk id) of a content snapshot's file, None for a snapshot of
+        piece-aligned chunks."""
+        row = records.get_snapshot(self.catalog, snapshot_id)
+        if row is None or row["layout"] != content_rows.CONTENT:
+            return None
+        sha256 = content_rows.file_sha256(self.catalog, snapshot_id, file_index)
+        if not sha256:
+            return []
+        return [(r["offset"], r["length"], r["chunk_id"]) for r in content_rows.chunks_of(self.catalog, sha256)]
 
     def select_files(self, snapshot_id: str, files) -> list:
         rows = records.snapshot_files(self.catalog, snapshot_id)
