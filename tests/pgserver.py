@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from companion.demo.private_qbt import free_port
 
 USER = "seedward"
@@ -122,3 +124,23 @@ def wait_ready(url: str, timeout: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+_counter = iter(range(1, 10**6))
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    """A private PostgreSQL for this test module (skips with the reason when it cannot run)."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty database on the module's server."""
+    return pg_server.fresh_database(f"fleet{os.getpid()}_{next(_counter)}")

@@ -380,6 +380,8 @@ class _PgDb:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
+        if self.raw.broken or self.raw.closed:
+            return False
         return self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def close(self) -> None:

@@ -350,8 +350,13 @@ def _do_translate(sql: str, schema: Schema) -> Translation:
 
     out = []
     positions = {i: k for k, i in enumerate(sig)}
+    drop_ws = False
     for i, t in enumerate(toks):
+        if drop_ws and t.kind == "ws":  # the space after a removed word
+            drop_ws = False
+            continue
         text = replace.get(i, t.text)
+        drop_ws = text == "" and i in replace
         if "%" in text and i not in replace:
             text = text.replace("%", "%%")
         out.append(text)
