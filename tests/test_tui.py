@@ -346,3 +346,26 @@ def test_a_suspect_snapshot_is_flagged_and_needs_attention():
     text, tone = row_cells(bad, NOW)[at]
     assert text.startswith("!") and tone == "error"
     assert row_cells(fine, NOW)[at][1] == ""
+
+
+@aio
+async def test_without_a_service_the_jobs_screen_reads_the_catalog_handed_in(home):
+    """`seedward tui` hands the app the catalog's read-only answers: with no service running, the
+    dashboard says so and the jobs screen still shows the recorded work queue; nothing is written."""
+    from functools import partial
+
+    from companion.catalog import Catalog, views
+
+    home.ensure()
+    cat = Catalog(home.catalog_db)
+    cat.enqueue("drill", DEBIAN, reason="test")
+    cat.close()
+    before = home.catalog_db.stat().st_mtime_ns
+    app = make_app(home, offline=partial(views.offline_answer, home.catalog_db))
+    async with app.run_test(size=(150, 30)) as pilot:
+        await until(pilot, lambda: app.connection == "down", "the not-running state")
+        await pilot.press("j")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        queue = app.screen.query_one("#queue", DataTable)
+        await until(pilot, lambda: queue.row_count == 1 and str(queue.get_row_at(0)[1]) == "drill", "the queue")
+    assert home.catalog_db.stat().st_mtime_ns == before
