@@ -20,7 +20,7 @@ from companion.home import Home
 from companion.service import Service
 from companion.service.features import install_features
 
-from .helpers import flip_byte, wait_until
+from .helpers import wait_until
 from .qbt import service_settings
 from .swarm import Swarm
 
@@ -188,7 +188,7 @@ def test_writes_in_the_first_seconds_after_completion_are_healed(world, qbt):
         assert any(h["outcome"] == "healed" for h in heals), tid
         kept = quarantined_bytes(service.home.root, tid)
         assert any(b"TAGGED BY AN AI!" in blob for blob in kept), f"{tid[:12]}: the drifted bytes are kept"
-        assert snap_rows.list_snapshots(service.catalog, tid), "protected with a snapshot in the end"
+        wait_until(lambda: snap_rows.list_snapshots(service.catalog, tid), 30, 0.1, "a snapshot in the end")
 
 
 # 2. hard links followed as they appear

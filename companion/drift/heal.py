@@ -1,213 +1,38 @@
 """Heal: put a drifted payload back, piece by piece, from the snapshot store.
 
-The steps a heal takes, each a function here: keep the drifted bytes in the quarantine folder
-(nothing a person or an agent wrote is lost), fetch the damaged segments' chunks from the store and
-check them against the torrent's own hashes before anything is written, write only those byte
-ranges (a whole file, through a temp file and a rename, when it was replaced, truncated or
-missing), then verify the written pieces against the torrent again. qBittorrent's part (stop,
-recheck, resume) is not here: drift/respond.py decides it and drift/qbtsteps.py carries it out,
-so a heal never waits for qBittorrent.
+The steps a heal takes: fetch the damaged segments' chunks from the store and check them against
+the torrent's own hashes before anything is written (`stage`), keep the drifted bytes in the
+quarantine folder (drift/quarantine.py), write only those byte ranges (a whole file, through a
+staged file renamed over the path, when it was replaced, truncated, missing or hard-linked:
+`write_staged`), then verify the written pieces against the torrent again. This is the one heal
+writer: the protection ladder's sources (companion/ladder) feed the same stage and write steps.
+qBittorrent's part (stop, recheck, resume) is not here: drift/respond.py decides it and
+drift/qbtsteps.py carries it out, so a heal never waits for qBittorrent.
 
 A file replaced by a symbolic link is never read through: the link is kept in the quarantine as
-a link and the torrent's bytes are written in its place.
+a link and the torrent's bytes are written in its place. A BEP 47 symlink entry is made again as
+the torrent's link, never as bytes.
 """
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .classify import EXTENDED, MISSING, Drift
-from ..errors import Error, StoreCorrupt, disk_full_as, is_disk_full
-from ..manifests import atomic_write
+from ..errors import StoreCorrupt
 from ..merkle import merkle_root
-from ..piece_plan import Segment, file_segments, piece_plan
+from ..piece_plan import Segment, piece_plan
 from ..scan import FileStat, resolve_payload_path
 from ..torrent import BLOCK, FileEntry, TorrentMeta
+from .damage import FileDamage, HealError
+from .quarantine import Quarantined, _fsync_dir, break_link, is_link, quarantine, quarantine_folder
+
+__all__ = ["FileDamage", "HealError", "Quarantined", "Spill", "Staged", "WriteResult", "bad_pieces", "break_link",
+           "heal_files", "quarantine", "quarantine_folder", "stage", "write_staged"]
 
 log = logging.getLogger(__name__)
-
-COPY_BYTES = 4 * 1024 * 1024
-
-
-class HealError(Error):
-    """heal of {}: {}"""
-
-
-@dataclass
-class FileDamage:
-    entry: FileEntry
-    path: Path
-    drift: Drift
-
-    def segments(self, meta: TorrentMeta) -> list[Segment]:
-        """The segments to write back: all of them for whole-file kinds, else the bad ones."""
-        segs = file_segments(meta, self.entry)
-        if self.drift.whole_file:
-            return segs
-        bad = set(self.drift.pieces)
-        return [s for s in segs if s.piece in bad]
-
-
-@dataclass
-class Quarantined:
-    folder: Path
-    files: list[dict] = field(default_factory=list)  # what was kept for each file
-
-
-def quarantine_folder(root: Path, torrent_id: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = Path(root) / f"{stamp}-{torrent_id[:12]}"
-    folder.mkdir(parents=True, exist_ok=False, mode=0o700)
-    return folder
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_range(src_fd: int, dst: Path, offset: int, length: int) -> int:
-    """Copy [offset, offset+length) of src into a new file; returns bytes copied (less at EOF)."""
-    done = 0
-    with open(dst, "wb") as out:
-        while done < length:
-            data = os.pread(src_fd, min(COPY_BYTES, length - done), offset + done)
-            if not data:
-                break
-            out.write(data)
-            done += len(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return done
-
-
-def is_link(path) -> bool:
-    return os.path.islink(path)
-
-
-def break_link(path: Path) -> None:
-    """Give a hard-linked file its own inode with the same bytes (copy, fsync, rename over it): the
-    other links (a library copy) keep the old inode and whatever is written to them."""
-    tmp = path.with_name(f".{path.name}.seedward-unlink")
-    shutil.copyfile(path, tmp)  # copy_file_range: a reflink or in-kernel copy where possible
-    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def quarantine(meta: TorrentMeta, damages: list[FileDamage], folder: Path, *, keep_whole: bool = False,
-               snapshot_id: str | None = None) -> Quarantined:
-    """Keep the drifted bytes in `folder` before anything is written over them.
-
-    Replaced or truncated files are kept there whole (the drifted inode itself, or a copy when it
-    has other links); the payload path is never left empty: the heal renames over it. For pieces
-    changed in place (and an extended
-    file) only the changed segments' current bytes, and the bytes past the torrent's size, are
-    copied: every other byte of the file still equals the snapshot, so nothing written is lost.
-    keep_whole copies the whole drifted file instead and leaves it in place (a heal by the swarm).
-    `drift.json` in the folder lists what is where (with when, and the snapshot the heal wrote from).
-    All or nothing: when anything cannot be kept (a full disk: DiskFull), the folder is removed
-    and nothing is written to the payload.
-    """
-    kept = Quarantined(folder)
-    try:
-        with disk_full_as(folder, lambda: _needed(damages, meta, keep_whole)):
-            for dmg in damages:
-                kept.files.append(_keep(meta, dmg, folder, keep_whole))
-            record = {"torrent": meta.id, "name": meta.name, "created_at": datetime.now(timezone.utc).isoformat(),
-                      "snapshot": snapshot_id, "files": kept.files}
-            atomic_write(folder / "drift.json", (json.dumps(record, indent=2) + "\n").encode())
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return kept
-
-
-def _keep_whole(src: Path, dst: Path) -> str:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if os.lstat(src).st_nlink == 1:
-        try:
-            os.link(src, dst, follow_symlinks=False)
-            return "whole file (the drifted inode, kept)"
-        except OSError as exc:
-            if exc.errno not in (18, 1, 95):  # EXDEV, EPERM, EOPNOTSUPP: copied below
-                raise
-    shutil.copy2(src, dst, follow_symlinks=False)
-    with open(dst, "rb") as fh:
-        os.fsync(fh.fileno())
-    return "whole file (copy)"
-
-
-def _needed(damages, meta, keep_whole: bool) -> int:
-    """Bytes a quarantine copies (moves within a filesystem cost none)."""
-    return sum(d.entry.size if keep_whole else sum(s.length for s in d.segments(meta)) for d in damages
-               if not d.drift.whole_file or keep_whole)
-
-
-def _keep(meta: TorrentMeta, dmg: FileDamage, folder: Path, keep_whole: bool) -> dict:
-    rel = dmg.entry.path
-    record = {"path": rel, "kind": dmg.drift.kind, "pieces": dmg.drift.pieces, "hardlinked": dmg.drift.hardlinked,
-              "detail": dmg.drift.detail}
-    try:
-        if dmg.drift.kind == MISSING or not os.path.lexists(dmg.path):
-            record["kept"] = "nothing (the file was gone)"
-        elif is_link(dmg.path):
-            record["link"] = os.readlink(dmg.path)
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(record["link"], folder / rel)
-            record["kept"] = "the symbolic link itself (not followed)"
-            record["file"] = rel
-        elif keep_whole:
-            dst = folder / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(dmg.path, dst)
-            with open(dst, "rb") as fh:
-                os.fsync(fh.fileno())
-            record["kept"] = "whole file (copy)"
-            record["file"] = rel
-        elif dmg.drift.whole_file:
-            # Kept without leaving a gap at the payload path (the heal renames over it): a second link
-            # to the drifted inode, or a copy when it has other links (a library's: it would change).
-            record["kept"] = _keep_whole(dmg.path, folder / rel)
-            record["file"] = rel
-        else:
-            record["ranges"] = _keep_ranges(meta, dmg, folder)
-            record["kept"] = "changed ranges; every other byte equals the snapshot"
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise
-        raise HealError(dmg.path, f"cannot keep the drifted bytes in {folder}: {exc.strerror or exc}") from exc
-    return record
-
-
-def _keep_ranges(meta: TorrentMeta, dmg: FileDamage, folder: Path) -> list[dict]:
-    out_dir = folder / (dmg.entry.path + ".drift")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ranges = []
-    fd = os.open(dmg.path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        spans = [(s.offset, s.length) for s in dmg.segments(meta)]
-        if dmg.drift.kind == EXTENDED and size > dmg.entry.size:
-            spans.append((dmg.entry.size, size - dmg.entry.size))
-        for offset, length in spans:
-            name = f"{offset:016d}-{length}.bin"
-            got = _copy_range(fd, out_dir / name, offset, length)
-            ranges.append({"offset": offset, "length": got, "file": f"{dmg.entry.path}.drift/{name}"})
-    finally:
-        os.close(fd)
-    _fsync_dir(out_dir)
-    return ranges
 
 
 def _segment_root(meta: TorrentMeta, entry: FileEntry, data) -> bytes:

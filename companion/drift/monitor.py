@@ -21,51 +21,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import drift as rows
-from ..catalog import trust
 from ..errors import Error
 from ..locate import catalog_meta
-from ..loops import Backoff
-from .classify import FALSE_ALARM
+from . import check, links
+from .links import lstat_or_none, same_stat
 from .debounce import Debouncer
-from .detect import detect_drift
+from .retries import Retries
 from .watch import PayloadWatch, RawEvent
 
 log = logging.getLogger(__name__)
 
 WATCHED_STATES = ("protected", "damaged", "healing")
-RETRY_FIRST, RETRY_MAX = 2.0, 300.0  # seconds: a drift that could not be handled is tried again
-SLOW_FIRST, SLOW_MAX = 600.0, 6 * 3600.0  # a heal no source could make (no snapshot, no peer): tried now and then
-
-
-def same_stat(row, st: os.stat_result | None) -> bool:
-    """The file looks as the catalog remembers it (size, mtime, inode, device)."""
-    if st is None or row["inode"] is None:
-        return False
-    now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-    return now == (row["size"], row["mtime_ns"], row["inode"], row["device"])
-
-
-def _lstat(path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        log.warning("cannot stat %s: %s", path, exc.strerror)
-        return None
-
-
-@dataclass
-class Retry:
-    due: float  # monotonic
-    backoff: Backoff
-    why: str
-    files: set | None  # None: every file
-    slow: bool = False  # no source could heal it: tried now and then, not soon
 
 
 class DriftMonitor:
@@ -91,7 +60,7 @@ class DriftMonitor:
         self.deferred: dict[str, dict[int, float]] = {}  # events that arrived while claimed
         self.seen: dict[str, float] = {}  # torrent -> monotonic time of the last event for its files
         self.flagged: set[tuple[str, int]] = set()  # hard-linked files already reported
-        self.retries: dict[str, Retry] = {}
+        self.retries = Retries()
         self.intended: dict[str, object] = {}  # torrent -> the lease its last write was under
         self.on_intended = on_intended
         self.lock = threading.RLock()
@@ -263,7 +232,7 @@ class DriftMonitor:
         while not self.stopping.is_set():
             with self.lock:
                 deadline = self.debouncer.next_deadline()
-                retry_at = min((r.due for r in self.retries.values()), default=None)
+            retry_at = self.retries.next_due()
             now = time.monotonic()
             timeout = self.refresh_seconds if deadline is None else max(0.0, deadline - now)
             if retry_at is not None:
@@ -305,37 +274,10 @@ class DriftMonitor:
                 self.suspect(tid, index, event.at, path=event.path)
 
     def attrib(self, tid: str, index: int, at: float, path: str | None = None) -> None:
-        """A file's attributes changed: a new or removed hard link (its link count), or a content
-        change reported this way (a stat that differs is suspected like a write)."""
-        row = rows.file_record(self.catalog, tid, index)
-        if row is None:
-            return
-        file_path = path or os.path.join(self.save_paths.get(tid, ""), row["path"])
-        st = _lstat(file_path)
-        if st is None or not same_stat(row, st):
-            self.suspect(tid, index, at, path=file_path)
-            return
-        if st.st_nlink != (row["nlink"] or 1):
-            self.link_count_changed(tid, index, row, st.st_nlink)
+        links.attrib(self, tid, index, at, path)
 
     def link_count_changed(self, tid: str, index: int, row, nlink: int) -> None:
-        """Follow hard links as they appear: flag the file (catalog, tag), watch it through its
-        inode, and verify it once (without stopping the torrent) in case a write went through the
-        new link before its inode watch existed."""
-        was = row["nlink"] or 1
-        trust.set_nlink(self.catalog, tid, index, nlink)
-        self.watch.set_hardlinked(tid, index, nlink > 1)
-        name = row["path"]
-        if nlink > 1 and was <= 1:
-            self.flagged.add((tid, index))
-            self.responder.emit("hardlinked", tid, f"{name} now has {nlink} hard links: an edit through another "
-                                "link changes the seed (watched through its inode)", "warning", path=name, nlink=nlink)
-        elif nlink <= 1 < was:
-            self.responder.emit("unlinked", tid, f"{name} has no other hard link any more", "info", path=name)
-        if (nlink > 1) != (was > 1):
-            self.responder.tag_hardlinked(tid, bool(trust.hardlinked(self.catalog).get(tid)))
-        if nlink > was:
-            self.suspect(tid, index, time.monotonic(), force=True, stop=False)
+        links.count_changed(self, tid, index, row, nlink)
 
     def suspect(self, tid: str, index: int, at: float, *, path: str | None = None, force: bool = False,
                 stop: bool = True) -> None:
@@ -353,7 +295,7 @@ class DriftMonitor:
             return
         file_path = path or os.path.join(self.save_paths.get(tid, ""), row["path"])
         if not force:
-            st = _lstat(file_path)
+            st = lstat_or_none(file_path)
             if same_stat(row, st):
                 if st is not None and st.st_nlink != (row["nlink"] or 1):
                     self.link_count_changed(tid, index, row, st.st_nlink)
@@ -392,8 +334,7 @@ class DriftMonitor:
             elif outcome is not None and outcome.outcome == "healing":
                 pass  # the swarm is at it; its watcher schedules what follows
             else:
-                with self.lock:
-                    self.retries.pop(tid, None)
+                self.retries.done(tid)
         except Exception as exc:  # noqa: BLE001 - disk full, store unreadable, a bug: retried with backoff
             log.exception("%s: drift check failed", tid[:12])
             self.responder.emit("drift_error", tid, f"drift check failed: {exc}; trying again", "error")
@@ -410,113 +351,33 @@ class DriftMonitor:
             return True
 
     def retry_later(self, tid: str, why: str, files: set | None = None, slow: bool = False) -> None:
-        with self.lock:
-            r = self.retries.get(tid)
-            if r is None or slow:
-                backoff = Backoff(SLOW_FIRST, SLOW_MAX) if slow else Backoff(RETRY_FIRST, RETRY_MAX)
-                r = self.retries[tid] = Retry(0.0, backoff, why, files if r is None else r.files, slow)
-            elif files is None or r.files is None:
-                r.files = None
-            else:
-                r.files |= files
-            r.why = why
-            r.due = time.monotonic() + r.backoff.next()
+        self.retries.later(tid, why, files, slow)
         self.events.put(None)  # wakes the loop: it sleeps until the nearest deadline
 
     def retry_now(self, tid: str, why: str) -> None:
         """Verify every file of the torrent as soon as possible (invariant checks, reconciliation)."""
-        with self.lock:
-            r = self.retries.get(tid)
-            if r is None:
-                self.retries[tid] = Retry(time.monotonic(), Backoff(RETRY_FIRST, RETRY_MAX), why, None)
-            else:
-                r.files, r.due = None, min(r.due, time.monotonic())
+        self.retries.now(tid, why)
+        self.events.put(None)
 
     def _due_retries(self) -> None:
-        now = time.monotonic()
         with self.lock:
-            due = [(tid, r) for tid, r in self.retries.items() if r.due <= now and tid not in self._claims]
-        for tid, r in due:
+            claimed = set(self._claims)
+        for tid, r in self.retries.due(claimed):
             try:
                 files = r.files if r.files is not None else {f["file_index"] for f in self.catalog.get_files(tid)}
-            except Exception:  # noqa: BLE001 - the catalog cannot be read now: later
-                with self.lock:
-                    r.due = now + r.backoff.next()
+            except Exception:  # noqa: BLE001 - the catalog cannot be read now: at the next try
                 continue
             if not files:
-                with self.lock:
-                    self.retries.pop(tid, None)
+                self.retries.done(tid)
                 continue
-            with self.lock:
-                r.due = now + r.backoff.next()  # if this try fails too, the next one is later
+            now = time.monotonic()
             self._submit_check(tid, {i: now for i in files})
 
     def check_files(self, tid: str, indices: set[int] | None, *, detected_at: float | None = None,
                     reason: str = "drift", rate: float | None = None):
-        """Quick-verify these files of one torrent, classify, respond. The caller holds the claim.
-        Returns the Outcome (or None when every file still matches)."""
-        if not self.catalog.get_files(tid):  # no baseline to compare with (healed before its first one)
-            if self.responder.reprotect is not None:
-                self.responder.reprotect(tid)
-            return None
-        found = detect_drift(self.catalog, tid, indices, meta=self.meta(tid),
-                             rate=self.rate if rate is None else rate)
-        meta = found.meta
-        for qf in found.result.files:
-            drift = found.drifts[qf.file_index]
-            if drift.kind != FALSE_ALARM or qf.stat is None:
-                continue
-            rec = rows.file_record(self.catalog, tid, qf.file_index)
-            rows.update_file_stat(self.catalog, tid, qf.file_index, qf.stat)
-            if rec is not None and (qf.stat.nlink > 1) != ((rec["nlink"] or 1) > 1):
-                self.watch.set_hardlinked(tid, qf.file_index, qf.stat.nlink > 1)
-                self.responder.tag_hardlinked(tid, bool(trust.hardlinked(self.catalog).get(tid)))
-                if qf.stat.nlink > 1:
-                    path = next(e.path for e in meta.real_files if e.index == qf.file_index)
-                    self.responder.emit("hardlinked", tid, f"{meta.name}: {path} now has {qf.stat.nlink} hard links: "
-                                        "an edit through another link changes the seed", "warning", path=path)
-        rows.record_checks(self.catalog, tid, {i: d.kind == FALSE_ALARM for i, d in found.drifts.items()},
-                           kind="quick", reason=reason)
-        damages = found.damages
-        lease = self.intended.pop(tid, None)
-        if lease is not None and damages:
-            if self.on_intended is not None:
-                self.on_intended(meta, found.save_path, lease)
-            else:
-                self.catalog.add_event(tid, "intended", f"{meta.name}: write under lease {lease.id} by "
-                                       f"{lease.operator} to {', '.join(d.entry.path for d in damages)}; not healed",
-                                       level="info", lease=lease.id)
-            self.responder.release(tid)
-            return None
-        if not damages:
-            whole = indices is None or self._all_files(tid, indices)
-            if whole and self.responder.state(tid) in ("damaged", "healing"):
-                self._intact_again(tid)
-            else:
-                self.responder.release(tid)
-            if reason == "drift":
-                self.catalog.add_event(tid, "false_alarm", f"{meta.name}: files changed on disk but every piece "
-                                       "still matches", level="info")
-            return None
-        outcome = self.responder.respond(meta, found.save_path, damages, detected_at=detected_at, reason=reason)
-        self.outcomes = (self.outcomes + [outcome])[-100:]
-        return outcome
-
-    def _intact_again(self, tid: str) -> None:
-        """A damaged or healing torrent verifies intact (a heal finished before a crash, a retry, a
-        fix from outside): qBittorrent rechecks it (its view may be stale) and seeds it again."""
-        steps = self.responder.steps
-        if steps is not None and steps.held(tid):
-            self.responder.set_state(tid, "healing")
-            steps.settle(tid, recheck=True, because="verified intact; qBittorrent rechecks and starts it")
-            if not steps.held(tid):
-                self.responder.set_state(tid, "protected")
-        else:
-            self.responder.set_state(tid, "protected")
-        self.responder.emit("intact", tid, "every file matches its baseline again", "info")
-
-    def _all_files(self, tid: str, indices) -> bool:
-        return {f["file_index"] for f in self.catalog.get_files(tid)} <= set(indices)
+        """Quick-verify these files of one torrent, classify, respond (drift/check.py). The caller
+        holds the claim. Returns the Outcome (or None when every file still matches)."""
+        return check.check_files(self, tid, indices, detected_at=detected_at, reason=reason, rate=rate)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """For tests and the benchmark: nothing queued, debounced, retried or being checked, and
@@ -526,7 +387,7 @@ class DriftMonitor:
             with self.lock:
                 quiet = not self._claims and not self.suspects and not self.deferred
                 quiet = quiet and self.debouncer.next_deadline() is None
-                quiet = quiet and not any(not r.slow for r in self.retries.values())
+            quiet = quiet and not self.retries.pending()
             steps = self.responder.steps
             if quiet and self.events.empty() and (steps is None or not steps.busy()):
                 return True
@@ -536,13 +397,9 @@ class DriftMonitor:
     def status(self) -> dict:
         """What the monitor is doing, per torrent (the service's status)."""
         with self.lock:
-            now = time.monotonic()
-            return {
-                "checking": sorted(self._claims),
-                "suspect": sorted(set(self.suspects) | set(self.deferred)),
-                "retries": {tid: {"in_seconds": round(max(0.0, r.due - now), 1), "why": r.why}
-                            for tid, r in self.retries.items()},
-            }
+            out = {"checking": sorted(self._claims), "suspect": sorted(set(self.suspects) | set(self.deferred))}
+        out["retries"] = self.retries.status()
+        return out
 
 
 def _lease_check():

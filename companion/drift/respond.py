@@ -22,7 +22,8 @@ from ..scan import FileStat
 from ..states import STATES as STATE_TAGS
 from ..states import state_tag
 from .classify import DAMAGED, EXTENDED, MISSING, TRUNCATED, Drift
-from .heal import FileDamage, HealError, bad_pieces, break_link, heal_files, quarantine, quarantine_folder
+from . import swarm
+from .heal import FileDamage, HealError, heal_files
 from .qbtsteps import QbtSteps
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Responder:
         self.retry = None  # fn(tid, why): the monitor verifies the torrent again later (with backoff)
         self.reprotect = None  # fn(tid): verify and catalog the torrent again (after a heal of an unverified one)
         self.ladder = None  # fn(meta, save_path, damages) -> companion.ladder.sources.Supply | None (ladder/service.py)
+        self.own_paths = None  # fn(paths) -> why they are seedward's own files (ownpaths.reason), or None
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -206,6 +208,9 @@ class Responder:
                 self.emit("quarantined", tid, f"{meta.name}: stopped in qBittorrent, pieces {out.pieces[:20]} damaged",
                           "warning")
             else:
+                own = self.own_paths([d.path for d in damages]) if self.own_paths is not None else None
+                if own:  # never write over seedward's own files (its home, store, quarantine, scratch)
+                    raise HealError(meta.name, f"not healed: {own}")
                 self.set_state(tid, "healing")
                 snapshot = self._snapshot_for(meta, policy, damages, snapshot_id, any_snapshot=reason == "restore")
                 supply = None if snapshot is not None or snapshot_id else self._ladder_supply(meta, save_path, damages)
@@ -216,7 +221,7 @@ class Responder:
                                     if snapshot_id else "no snapshot holds these files; nothing written" if reason ==
                                     "restore" else "no snapshot holds these files, and the swarm needs qBittorrent")
                 else:
-                    self._heal_from_swarm(meta, save_path, damages, out, heal_id, detected_at, began)
+                    swarm.heal(self, meta, save_path, damages, out, heal_id, detected_at, began)
                     return out  # finished by the swarm watcher thread
         except (HealError, StoreCorrupt) as exc:
             self._failed(meta, out, exc, f"heal refused: {exc}; the torrent stays stopped")
@@ -337,78 +342,11 @@ class Responder:
         else:
             self.set_state(tid, "protected")
 
-    def _heal_from_swarm(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
-                         began: float) -> None:
-        """No snapshot: keep the drifted copy, let qBittorrent find the bad pieces and download them.
-        The wait for peers runs on its own thread, so other drift is not held up behind it."""
-        tid = meta.id
-        out.source = "swarm"
-        kept = quarantine(meta, damages, quarantine_folder(self.quarantine_root, tid), keep_whole=True)
-        for d in damages:
-            if d.drift.hardlinked:
-                break_link(d.path)  # qBittorrent must download into the seed's own inode, not the library's
-        out.quarantine = str(kept.folder)
-        out.recheck = True
-        out.outcome = "healing"
-        with self.lock:
-            self.swarm.add(tid)
-        first = ["stop"] if "stop" in self.steps.pending(tid) else []
-        self.steps.replace_steps(tid, first + ["recheck_any", "start"], because="healing from the swarm: qBittorrent rechecks "
-                                 "and downloads the damaged pieces")
-        self.emit("healing", tid, f"{meta.name}: no snapshot; asking the swarm for pieces {out.pieces[:20]}", "info")
-        thread = threading.Thread(target=self._swarm_watch, name=f"swarm-{tid[:8]}", daemon=True,
-                                  args=(meta, save_path, damages, out, heal_id, detected_at, began))
-        self.swarm_threads = [t for t in self.swarm_threads if t.is_alive()] + [thread]
-        thread.start()
-
     def stop(self, timeout: float = 10.0) -> None:
         """End the waits for the swarm (their heals are recorded as alerts) before the catalog closes."""
         self.stopping.set()
         for thread in self.swarm_threads:
             thread.join(timeout)
-
-    def _swarm_watch(self, meta, save_path, damages, out: Outcome, heal_id: int, detected_at: float,
-                     began: float) -> None:
-        tid = meta.id
-        t = time.monotonic()
-        try:
-            done = self._wait_swarm(meta)
-            out.timings["swarm"] = round(time.monotonic() - t, 4)
-            if done and not bad_pieces(meta, save_path, out.pieces):
-                self._remember(meta, damages, reason="heal")
-                out.outcome = "healed"
-                hold = self.steps.info(tid)
-                if hold is not None and not hold["resume"]:
-                    self.steps.replace_steps(tid, ["stop"])
-                self.steps.settle(tid, because="healed by the swarm")
-                self.set_state(tid, "protected" if not self.steps.held(tid) else "healing")
-                self.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {out.quarantine}",
-                          "info", timings=out.timings)
-                if self.reprotect is not None and (not self.catalog.get_files(tid) or not self._has_snapshot(tid)):
-                    self.reprotect(tid)  # no baseline or snapshot yet: verify, catalog (and snapshot) it now
-            else:
-                out.outcome = "alerted"
-                self.set_state(tid, "damaged")
-                why = ("still bad after the swarm's copy" if done else "not yet back: the service stopped"
-                       if self.stopping.is_set() else "not supplied by any peer")
-                self.emit("alert", tid, f"{meta.name}: pieces {out.pieces[:20]} {why}; the torrent is incomplete "
-                          f"until they return (drifted copy in {out.quarantine})", "error")
-                if self.retry is not None and not self.stopping.is_set():
-                    self.retry(tid, f"the swarm: {why}", None, slow=True)
-        except Error as exc:
-            out.outcome, out.error, out.exit_code = "failed", str(exc), exc.exit_code
-            self.set_state(tid, "damaged")
-            self.emit("heal_failed", tid, f"{meta.name}: heal by the swarm failed: {exc}", "error")
-        except Exception as exc:  # the thread must record its end whatever happens
-            log.exception("%s: swarm watch failed", tid[:12])
-            out.outcome, out.error = "failed", str(exc)
-        finally:
-            with self.lock:
-                self.swarm.discard(tid)
-            try:
-                self._finish(heal_id, out, detected_at, began)
-            except Exception:  # noqa: BLE001
-                log.exception("%s: cannot record the swarm heal's end", tid[:12])
 
     def _has_snapshot(self, tid: str) -> bool:
         from ..catalog import snapshots
@@ -432,26 +370,3 @@ class Responder:
         rows.record_checks(self.catalog, meta.id, {d.entry.index: True for d in damages}, kind="full", reason=reason)
         if unlinked:  # the seed got its own inode: no longer hard-linked (unless another file still is)
             self.tag_hardlinked(meta.id, bool(trust.hardlinked(self.catalog).get(meta.id)))
-
-    def _wait_swarm(self, meta) -> bool:
-        began = last_progress_at = time.monotonic()
-        last = -1.0
-        while time.monotonic() - began < self.swarm_timeout:
-            if self.stopping.wait(0.5):
-                return False
-            if self.steps.pending(meta.id):
-                last_progress_at = time.monotonic()  # qBittorrent has not rechecked and started it yet
-                continue
-            info = self.qbt.torrent(meta.id)
-            if info is None:
-                return False
-            progress = info["progress"]
-            if progress >= 1 and not info["state"].startswith("checking"):
-                return True
-            if progress > last:
-                last, last_progress_at = progress, time.monotonic()
-                self.emit("heal_progress", meta.id, f"{meta.name}: {progress:.1%} from the swarm", "info",
-                          progress=progress)
-            if time.monotonic() - last_progress_at > self.swarm_stall:
-                return False
-        return False

@@ -8,6 +8,7 @@ import os
 import threading
 from functools import partial
 
+from .. import ownpaths
 from ..catalog import trust
 from ..errors import BadInput, NotFound
 from ..service.protect_job import protect_torrent
@@ -41,6 +42,7 @@ class DriftComponent:
                                    swarm_stall=settings.drift.swarm_stall_seconds,
                                    swarm_timeout=settings.drift.swarm_timeout_seconds)
         self.responder.reprotect = lambda tid: service.enqueue("protect", tid, reason="healed", force=True)
+        self.responder.own_paths = lambda paths: ownpaths.reason(service.home, settings, paths)
         self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds,
                                     on_intended=self._intended)
         self.invariants = Invariants(self)

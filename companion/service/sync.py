@@ -18,6 +18,7 @@ import threading
 import time
 
 from ..qbt import BUSY_STATES, QbtError, QbtLoginFailed, QbtUnreachable, is_complete
+from ..errors import DiskFull
 from ..loops import Backoff
 from .protect_job import HAS_BASELINE, split_tags
 
@@ -109,6 +110,9 @@ class SyncLoop:
                 wait = max(1.0, self.service.qbt.login_wait)
             except (QbtUnreachable, QbtError) as exc:
                 self._down("unreachable", exc)
+                wait = self.backoff.next()
+            except DiskFull as exc:  # the catalog's disk: one line, and the loop goes on when there is room
+                log.warning("sync: %s", exc)
                 wait = self.backoff.next()
             except Exception as exc:  # a bug here must not spin or kill the loop
                 log.exception("sync loop error")
