@@ -2,7 +2,8 @@
 
 A backend stores named immutable files ("data/ab/<pack>", "index/<id>.json", ...). Packs are
 built in a local staging folder and then published with `put_file`, so an object-store or
-rclone backend only has to upload finished files. Only the local folder backend exists now.
+rclone backend only has to upload finished files. LocalBackend is a folder; RemoteBackend
+(store/remote.py) any rclone remote (object storage shared by several hosts).
 """
 
 import errno
@@ -64,9 +65,14 @@ class Backend:
         """The file's local path when it has one (reflinks, pread); None for remote backends."""
         return None
 
-    def lock(self, timeout: float):
-        """A context manager holding the store's exclusive writer lock."""
+    def lock(self, timeout: float, exclusive: bool = True):
+        """A context manager holding the store's lock. exclusive=False: a shared lock (writers that
+        only add packs and index files may hold it together; prune, repair and forget need the
+        exclusive one). A backend may treat every lock as exclusive (the local one does)."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the backend holds (a remote backend's rclone process)."""
 
 
 class LocalBackend(Backend):
@@ -155,7 +161,7 @@ class LocalBackend(Backend):
         return self._path(name)
 
     @contextmanager
-    def lock(self, timeout: float = 600.0):
+    def lock(self, timeout: float = 600.0, exclusive: bool = True):
         # flock locks belong to the open file description: threads of one process exclude
         # each other too, and the kernel drops the lock when a crashed process dies.
         self.root.mkdir(parents=True, exist_ok=True)

@@ -61,22 +61,32 @@ class Store:
         self.segments = SegmentReader(self)
 
     @classmethod
-    def open(cls, path, catalog, **kwargs) -> "Store":
-        """Open (creating it when absent) the store in folder `path`."""
-        backend = LocalBackend(Path(path))
+    def open(cls, path, catalog, *, backend: Backend | None = None, **kwargs) -> "Store":
+        """Open (creating it when absent) the store in folder `path`, or on `backend`."""
+        backend = backend or LocalBackend(Path(path))
         store = cls(backend, catalog, **kwargs)
         try:
             store._init_layout()
         except OSError as exc:
-            raise ConfigError(path, f"cannot use it as the store: {exc.strerror or exc}") from exc
+            raise ConfigError(path or backend.where, f"cannot use it as the store: {exc.strerror or exc}") from exc
         store.index.reload()
         return store
 
     @classmethod
     def for_home(cls, home, settings, catalog, **kwargs) -> "Store":
+        """The store the settings name: [store] remote (object storage, shared by hosts), else the folder."""
+        backend = None
+        if settings.store.remote:
+            from .remote import remote_backend
+
+            backend = remote_backend(home, settings)
         path = Path(settings.store.path).expanduser() if settings.store.path else home.store
-        return cls.open(path, catalog, pack_size=settings.store.pack_size_mb * 1024 * 1024,
+        return cls.open(None if backend else path, catalog, backend=backend,
+                        pack_size=settings.store.pack_size_mb * 1024 * 1024,
                         trust_catalog=settings.store.trust_catalog, **kwargs)
+
+    def close(self) -> None:
+        self.backend.close()
 
     def _init_layout(self) -> None:
         if not self.backend.exists("config.json"):

@@ -1,0 +1,172 @@
+"""The store on object storage (issue 20), against a real S3 server (`rclone serve s3`): snapshots,
+dedup across hosts, restore and heal onto a new host, locks as objects with expiry, and the index
+rebuilt from the packs."""
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from companion.catalog import Catalog
+from companion.config import Settings
+from companion.errors import Locked
+from companion.home import Home
+from companion.store import Store
+from companion.store.rebuild import rebuild_index
+from companion.store.remote import RemoteBackend
+from companion.torrent import load_torrent
+from tests.helpers import flip_byte, make_torrent, wait_until, write_payload
+from tests.s3server import s3_server  # noqa: F401 - fixture
+
+PIECE = 32768
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def payload(tmp_path: Path, name: str = "album", seed: int = 1, kind: str = "hybrid"):
+    data = tmp_path / f"data-{name}"
+    write_payload(data / name, {"01.flac": 9 * PIECE + 1234, "02.flac": 3 * PIECE, "cover.jpg": 5000}, seed=seed)
+    meta = load_torrent(make_torrent(data / name, PIECE, kind, out=tmp_path / f"{name}.torrent"))
+    return meta, data
+
+
+class Host:
+    """One seedbox: its own home (catalog, staging) on the shared bucket."""
+
+    def __init__(self, tmp_path: Path, server, bucket: str, name: str, expiry: float = 300.0, catalog=None):
+        self.home = Home(tmp_path / name).ensure()
+        conf = server.client_config(tmp_path / f"{name}-rclone.conf")
+        server.bucket(bucket)
+        self.settings = Settings()
+        self.settings.store.remote = f"fleet:{bucket}/store"
+        self.settings.store.rclone_config = str(conf)
+        self.settings.store.lock_expiry_seconds = expiry
+        self.settings.store.pack_size_mb = 1
+        self.catalog = catalog or Catalog(self.home.catalog_db)
+        self.store = Store.for_home(self.home, self.settings, self.catalog)
+
+    def close(self):
+        self.store.close()
+        self.catalog.close()
+
+
+def objects(server, bucket: str, folder: str) -> list[Path]:
+    root = server.data / bucket / "store" / folder
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_snapshot_restore_and_heal_through_the_object_store(tmp_path, s3_server):
+    meta, data = payload(tmp_path)
+    a = Host(tmp_path, s3_server, "one", "a")
+    snap = a.store.snapshot(meta, data, "manual")
+    assert isinstance(a.store.backend, RemoteBackend) and objects(s3_server, "one", "data")
+    assert snap.new_bytes == meta.payload_size and not list((a.home.scratch / "store-staging").glob("*.pack"))
+    # the seedbox dies: a new host with a new disk restores from the object store and the shared catalog
+    b = Host(tmp_path, s3_server, "one", "b", catalog=a.catalog)
+    out = tmp_path / "restored"
+    b.store.restore(snap.id, out)
+    for f in meta.real_files:
+        assert sha(out / f.path) == sha(data / f.path)
+    # damage in place, healed from the object store
+    target = data / meta.real_files[0].path
+    good = sha(target)
+    flip_byte(target, PIECE * 2 + 17)
+    from companion.store.repair import find_damaged
+
+    bad = find_damaged(b.store, snap.id, data)
+    assert bad.segments == [(meta.real_files[0].index, 2)]
+    b.store.heal(snap.id, data, bad.segments)
+    assert sha(target) == good
+    a.close()
+    b.store.close()
+
+
+def test_the_same_payload_on_two_hosts_is_stored_once(tmp_path, s3_server):
+    meta, data = payload(tmp_path, "shared")
+    a = Host(tmp_path, s3_server, "two", "a")
+    b = Host(tmp_path, s3_server, "two", "b")
+    first = a.store.snapshot(meta, data, "manual")
+    packs = objects(s3_server, "two", "data")
+    second = b.store.snapshot(meta, data, "manual")  # another host, its own catalog: same chunks
+    assert first.new_bytes == meta.payload_size and second.new_bytes == 0
+    assert objects(s3_server, "two", "data") == packs
+    a.close()
+    b.close()
+
+
+def test_locks_are_objects_that_exclude_and_expire(tmp_path, s3_server):
+    a = Host(tmp_path, s3_server, "three", "a", expiry=10)
+    b = Host(tmp_path, s3_server, "three", "b", expiry=10)
+    with a.store.backend.lock(5, exclusive=False), b.store.backend.lock(5, exclusive=False):
+        assert len(objects(s3_server, "three", "locks")) == 2  # shared locks coexist
+        with pytest.raises(Locked, match="shared lock"):
+            with a.store.backend.lock(1.0):
+                pass
+    assert objects(s3_server, "three", "locks") == []
+    # a holder killed: its lock object stays, is not refreshed, and goes stale after the expiry
+    stale = s3_server.data / "three" / "store" / "locks" / "exclusive-dead.json"
+    a.store.backend.put_bytes("locks/exclusive-dead.json", json.dumps({"host": "gone", "pid": 1, "exclusive": True}).encode())
+    with pytest.raises(Locked, match="host gone"):
+        with b.store.backend.lock(1.0):
+            pass
+    t0 = time.monotonic()
+    with b.store.backend.lock(60):
+        waited = time.monotonic() - t0
+    assert not stale.exists() and waited < 60
+    a.close()
+    b.close()
+
+
+def test_a_held_lock_is_kept_fresh_while_work_goes_on(tmp_path, s3_server):
+    a = Host(tmp_path, s3_server, "four", "a", expiry=10)
+    b = Host(tmp_path, s3_server, "four", "b", expiry=10)
+    done = threading.Event()
+    with a.store.backend.lock(5):
+        first = objects(s3_server, "four", "locks")[0].stat().st_mtime
+        wait_until(lambda: objects(s3_server, "four", "locks")[0].stat().st_mtime > first, 20, 0.2, "a refresh")
+        with pytest.raises(Locked):
+            with b.store.backend.lock(12):  # longer than the expiry: the refreshed lock is not stale
+                done.set()
+    assert not done.is_set()
+    a.close()
+    b.close()
+
+
+def test_the_index_is_rebuilt_from_the_packs(tmp_path, s3_server):
+    meta, data = payload(tmp_path, "lost")
+    a = Host(tmp_path, s3_server, "five", "a")
+    snap = a.store.snapshot(meta, data, "manual")
+    for name in a.store.backend.list("index"):
+        a.store.backend.delete(name)  # index files lost (or never written by a host that died after its packs)
+    c = Host(tmp_path, s3_server, "five", "c", catalog=a.catalog)
+    assert len(c.store.index.entries) == 0
+    result = rebuild_index(c.store)
+    assert result.packs == len(objects(s3_server, "five", "data")) and result.new_packs == result.packs
+    assert not result.unreadable and len(objects(s3_server, "five", "index")) == 1
+    out = tmp_path / "out"
+    c.store.restore(snap.id, out)
+    assert all(sha(out / f.path) == sha(data / f.path) for f in meta.real_files)
+    a.close()
+    c.store.close()
+
+
+def test_an_unreachable_store_is_a_clear_error(tmp_path):
+    from companion.demo.private_qbt import free_port
+    from companion.errors import StoreCorrupt
+
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[gone]\ntype = s3\nprovider = Rclone\nendpoint = http://127.0.0.1:{free_port()}\n"
+                    "access_key_id = x\nsecret_access_key = y\n")
+    home = Home(tmp_path / "h").ensure()
+    settings = Settings()
+    settings.store.remote = "gone:bucket/store"
+    settings.store.rclone_config = str(conf)
+    cat = Catalog(home.catalog_db)
+    with pytest.raises(StoreCorrupt, match="gone:bucket/store"):
+        Store.for_home(home, settings, cat)
+    cat.close()
