@@ -27,6 +27,9 @@ class QbtSettings:
     poll_seconds: float = 2.0
 
 
+LEVELS = ("auto", "snapshot", "catalog", "exclude")
+
+
 @dataclass
 class Policy:
     """Protection for torrents matching a category or tag."""
@@ -48,6 +51,25 @@ class ProtectionSettings:
     zone_head_kb: int = 64  # at least this much of each file's head is kept (more when its metadata is bigger)
     zone_tail_kb: int = 64  # and of its tail; both rounded up to whole pieces
     auto_snapshot_max_mb: int = 64  # under `auto`, torrents up to this size also get a full snapshot (budget allowing)
+    # Under `auto`: PAR2 recovery data per torrent (ladder/parity.py) as a share of its payload, for rot and
+    # overwrites outside the zones (budget allowing); 0: none.
+    parity_percent: float = 1.0
+
+    def check(self, where: str) -> None:
+        from .ladder.budget import parse_budget
+
+        try:
+            parse_budget(self.budget)
+        except ConfigError as exc:
+            raise ConfigError(where, f"protection.budget: {exc.args[-1]}") from exc
+        if not 0 <= self.parity_percent <= 50:
+            raise ConfigError(where, f"protection.parity_percent should be between 0 and 50, not {self.parity_percent}")
+        if self.zone_head_kb < 0 or self.zone_tail_kb < 0 or self.auto_snapshot_max_mb < 0:
+            raise ConfigError(where, "protection.zone_head_kb, zone_tail_kb and auto_snapshot_max_mb must not be negative")
+        for name, policy in [("default", self.default)] + [(f"categories.{k}", v) for k, v in self.categories.items()] \
+                + [(f"tags.{k}", v) for k, v in self.tags.items()]:
+            if policy.level not in LEVELS:
+                raise ConfigError(where, f"protection.{name}.level should be one of {', '.join(LEVELS)}, not {policy.level!r}")
 
     def policy_for(self, category: str = "", tags: list[str] | tuple = ()) -> Policy:
         for tag in tags:
@@ -383,7 +405,7 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
     for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
-                    settings.store):
+                    settings.store, settings.protection):
         section.check(str(path or "config"))
     return settings
 

@@ -5,6 +5,7 @@ import sqlite3
 
 from .content import stored_bytes
 from .db_time import now_iso
+from .parity import parity_bytes
 from .fleet import own
 from .schema import migration
 
@@ -98,14 +99,17 @@ def holders(cat, device: int, inode: int) -> list[sqlite3.Row]:
 
 
 def store_usage(cat) -> dict:
-    """Bytes of the distinct chunks the store keeps for snapshots and zones (`bytes`: content chunks
-    count once whatever torrents share them), what those records would take without dedup
-    (`logical_bytes`), and the zones' share."""
+    """Bytes the store keeps for the ladder and snapshots (`bytes`: the distinct chunks of snapshots
+    and zones, content chunks counted once whatever torrents share them, plus the PAR2 files), what
+    they would take without dedup (`logical_bytes`), and the zones' and parity's shares."""
     usage = stored_bytes(cat, zones=True)
     zoned = cat.one("SELECT SUM(length) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM zones"
                     " GROUP BY chunk_id)")["n"] or 0
+    parity = parity_bytes(cat)
     payload = cat.one("SELECT SUM(payload_size) AS n FROM torrents WHERE removed_at IS NULL")["n"] or 0
-    return {**usage, "zone_bytes": zoned, "payload_bytes": payload}
+    return {"bytes": usage["bytes"] + parity, "logical_bytes": usage["logical_bytes"] + parity,
+            "dedup_saved_bytes": usage["dedup_saved_bytes"], "zone_bytes": zoned, "parity_bytes": parity,
+            "payload_bytes": payload}
 
 
 def latest_full_snapshot(cat, torrent_id: str) -> sqlite3.Row | None:

@@ -29,7 +29,8 @@ def run(args, ctx) -> int:
     budget = budget_bytes(budget_text, usage["payload_bytes"])
     over = usage["bytes"] > budget
     summary = {"budget": budget_text, "budget_bytes": budget, "store_bytes": usage["bytes"],
-               "zone_bytes": usage["zone_bytes"], "logical_bytes": usage["logical_bytes"],
+               "zone_bytes": usage["zone_bytes"], "parity_bytes": usage["parity_bytes"],
+               "logical_bytes": usage["logical_bytes"],
                "dedup_saved_bytes": usage["dedup_saved_bytes"], "payload_bytes": usage["payload_bytes"],
                "over_budget": over,
                "survive_all": sum(1 for c in found if len(c.survived) == len(CLASSES))}
@@ -38,13 +39,15 @@ def run(args, ctx) -> int:
         return EXIT_OK
     share = usage["bytes"] / usage["payload_bytes"] * 100 if usage["payload_bytes"] else 0.0
     print(f"store {usage['bytes']:,} bytes ({share:.2f}% of {usage['payload_bytes']:,} payload bytes; zones"
-          f" {usage['zone_bytes']:,}; dedup saved {usage['dedup_saved_bytes']:,}); budget {budget_text}"
-          f" = {budget:,} bytes{': OVER BUDGET' if over else ''}")
+          f" {usage['zone_bytes']:,}; parity {usage['parity_bytes']:,}; dedup saved {usage['dedup_saved_bytes']:,});"
+          f" budget {budget_text} = {budget:,} bytes{': OVER BUDGET' if over else ''}")
     for c in found:
         print(f"{c.torrent_id[:12]}  {c.name}")
         for cls in CLASSES:
             v = c.classes[cls]
             verdict = ("survives" if v["survives"] else
                        f"NOT COVERED ({v['files_not']} files{'; swarm only' if v.get('last_resort') else ''})")
-            print(f"  {LABELS[cls]:20} {verdict:36} {', '.join(v['from']) or '-'}")
+            limit = (f" (up to {v['parity']['blocks']} damaged blocks or {v['parity']['run_bytes']:,} bytes in a row"
+                     " per recovery set)" if "parity" in v else "")
+            print(f"  {LABELS[cls]:20} {verdict:36} {', '.join(v['from']) or '-'}{limit}")
     return EXIT_OK

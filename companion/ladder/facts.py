@@ -3,6 +3,7 @@
 import os
 
 from ..catalog import ladder as rows
+from ..catalog import parity as parity_rows
 from ..errors import Error
 from ..locate import catalog_meta
 from ..scan import resolve_payload_path
@@ -17,13 +18,23 @@ def torrent_facts(catalog, torrent_id: str) -> TorrentFacts:
     full = bool(snap) and snap["files"] >= len(files) and snap["suspect_reason"] is None
     facts = TorrentFacts(torrent_id, row["name"] if row else torrent_id, [], full=full,
                          full_suspect=bool(snap) and snap["suspect_reason"] is not None)
+    parity = {}
+    for ps in parity_rows.parity_sets(catalog, torrent_id):
+        for i, _path, _size, made_from in ps["files"]:
+            parity[i] = (made_from, ps)
     for f in files:
         z = zoned.get(f["file_index"])
         same = z is not None and z["size"] == f["size"] and (z["sha256"] is None or z["sha256"] == f["sha256"])
+        made_from, ps = parity.get(f["file_index"], (None, None))
+        par = ps is not None and made_from == f["sha256"]
         facts.files.append(FileFacts(
             f["path"], f["size"], zoned=same, head_covered=same and z["head_bytes"] >= min(z["head_extent"], f["size"]),
             tail_kept=same and (z["tail_bytes"] > 0 or z["head_bytes"] >= f["size"]),
-            sibling=_has_sibling(catalog, torrent_id, f)))
+            sibling=_has_sibling(catalog, torrent_id, f),
+            parity_percent=ps["percent"] if par else 0.0,
+            parity_bytes=max(0, ps["recovery_blocks"] - 1) * ps["block_size"] if par else 0,
+            parity_blocks=ps["recovery_blocks"] if par else 0,
+            head_extent=z["head_extent"] if same else None, tail_extent=z["tail_extent"] if same else None))
     return facts
 
 

@@ -41,8 +41,12 @@ def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
         kept = writer.quarantine(meta, whole, writer.quarantine_folder(quarantine_root, meta.id))
     except BaseException:
         staged.discard()
+        supply.close()
         raise
-    result = writer.write_staged(meta, whole, staged)
+    try:
+        result = writer.write_staged(meta, whole, staged)
+    finally:
+        supply.close()
     failing = writer.bad_pieces(meta, save_path, checked)
     if failing:
         raise writer.HealError(meta.name, f"pieces {failing[:10]} still fail the torrent's hashes after writing")

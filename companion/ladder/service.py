@@ -1,15 +1,20 @@
-"""The ladder in `seedward serve`: a "zones" job kind (kept after each verification of a torrent
-whose policy is `auto` or `snapshot`), the heal's fallback when no snapshot holds the damaged
-bytes (drift's responder asks `supply`), and a `ladder` object in the status."""
+"""The ladder in `seedward serve`: after each verification of a torrent whose policy is `auto` or
+`snapshot`, a "zones" job (its head and tail segments), then under `auto` a "parity" job (PAR2
+recovery data at [protection] parity_percent) and, for small torrents, a full snapshot, each while
+the store stays within [protection] budget (else an `over_budget` event says what is not kept);
+the heal's fallback when no snapshot holds the damaged bytes (drift's responder asks `supply`);
+and a `ladder` object in the status."""
 
 import logging
 import threading
 import time
 
 from ..catalog import ladder as rows
+from ..catalog import parity as parity_rows
 from ..errors import Error, NotFound
 from ..locate import catalog_meta
 from .budget import budget_bytes
+from .parity import ParityError, keep_parity, plan_sets, predicted
 from .sources import supply_for
 from .zones import keep_zones
 
@@ -65,17 +70,73 @@ class Ladder:
         kept = keep_zones(self.store(), cat, meta, save_path, head_kb=prot.zone_head_kb, tail_kb=prot.zone_tail_kb)
         service.emit("zones", meta.id, f"{meta.name}: zones kept for {kept.files} files ({kept.bytes:,} bytes,"
                      f" {kept.new_bytes:,} new)", bytes=kept.bytes, new_bytes=kept.new_bytes)
-        usage = rows.store_usage(cat)
-        budget = budget_bytes(prot.budget, usage["payload_bytes"])
-        if usage["bytes"] > budget:
-            service.emit("over_budget", None, f"the store holds {usage['bytes']:,} bytes, more than the"
-                         f" [protection] budget {prot.budget} ({budget:,} bytes)", level="warning",
-                         store_bytes=usage["bytes"], budget_bytes=budget)
+        if not self.within_budget(f"{meta.name}: zones kept"):
+            return
+        if (self.policy(meta.id).level == "auto" and prot.parity_percent > 0 and not self.parity_current(meta)
+                and not self.has_full(meta.id) and not self.full_fits(meta.id)):
+            self.parity_if_room(meta)
+
+    def parity_current(self, meta) -> bool:
+        """The torrent's recovery sets cover every file as it is cataloged, at the share asked for."""
+        share = self.service.settings.protection.parity_percent
+        made = {i: (h, s["percent"]) for s in parity_rows.parity_sets(self.service.catalog, meta.id)
+                for i, _p, _n, h in s["files"]}
+        files = {r["file_index"]: r["sha256"] for r in self.service.catalog.get_files(meta.id)}
+        wanted = {i for p in plan_sets(meta, share) for i, _x, _n in p.files}
+        return bool(made) and all(i in made and made[i] == (files.get(i), share) for i in wanted)
+
+    def has_full(self, tid: str) -> bool:
+        snap = rows.latest_full_snapshot(self.service.catalog, tid)
+        return bool(snap) and snap["suspect_reason"] is None and snap["files"] >= len(self.service.catalog.get_files(tid))
+
+    def room(self) -> tuple[int, int]:
+        """(bytes the store holds for the ladder and snapshots, the budget)."""
+        usage = rows.store_usage(self.service.catalog)
+        return usage["bytes"], budget_bytes(self.service.settings.protection.budget, usage["payload_bytes"])
+
+    def within_budget(self, what: str) -> bool:
+        used, budget = self.room()
+        if used > budget:
+            self.service.emit("over_budget", None, f"{what}; the store holds {used:,} bytes, more than the"
+                              f" [protection] budget {self.service.settings.protection.budget} ({budget:,} bytes):"
+                              " nothing more is kept until it is raised", level="warning",
+                              store_bytes=used, budget_bytes=budget)
+            return False
+        return True
+
+    def parity_if_room(self, meta) -> None:
+        """Queue the torrent's recovery data when it fits the budget, else say it does not."""
+        prot = self.service.settings.protection
+        need = predicted(plan_sets(meta, prot.parity_percent))
+        used, budget = self.room()
+        if used + need > budget:
+            self.service.emit("over_budget", meta.id, f"{meta.name}: no parity kept ({need:,} bytes at"
+                              f" {prot.parity_percent:g}%): the store holds {used:,} of the [protection] budget"
+                              f" {prot.budget} ({budget:,} bytes); scattered rot is not covered", level="warning",
+                              store_bytes=used, budget_bytes=budget, needed=need)
+            return
+        self.service.enqueue("parity", meta.id, reason="auto")
+
+    def parity_job(self, service, job) -> None:
+        cat = service.catalog
+        if cat.get_torrent(job.torrent_id) is None:
+            raise NotFound(f"no torrent {job.torrent_id} in the catalog")
+        meta, save_path = catalog_meta(cat, job.torrent_id)
+        share = service.settings.protection.parity_percent
+        try:
+            kept = keep_parity(self.store(), cat, meta, save_path, share)
+        except ParityError as exc:
+            service.emit("parity_failed", meta.id, str(exc), level="warning")
+            return
+        service.emit("parity", meta.id, f"{meta.name}: {kept.sets} recovery sets kept ({kept.bytes:,} bytes for"
+                     f" {kept.source_bytes:,}, {share:g}%) in {kept.seconds:.1f} s", bytes=kept.bytes, sets=kept.sets)
+        self.within_budget(f"{meta.name}: parity kept")
 
     def supply(self, meta, save_path, damages):
         """For the drift responder: the ladder's bytes for these damages (None: nothing to offer)."""
         try:
-            return supply_for(self.service.catalog, self.store(), meta, save_path, damages)
+            return supply_for(self.service.catalog, self.store(), meta, save_path, damages,
+                              scratch=self.service.home.scratch / "ladder")
         except Error as exc:
             log.warning("%s: the ladder cannot supply bytes: %s", meta.name, exc)
             return None
@@ -102,6 +163,7 @@ class Ladder:
 def register(service) -> None:
     ladder = Ladder(service)
     service.register_job("zones", ladder.zones_job)
+    service.register_job("parity", ladder.parity_job)
     service.on("protected", ladder.on_protected)
     service.on_status(ladder.status)
     service.add_component(ladder)

@@ -1,6 +1,7 @@
 """Original bytes for a drifted torrent from the ladder's tiers, cheapest first, each proven
 against the torrent's own hashes: sibling (another torrent's copy of the file), zones (head and
-tail segments in the store), the shift-aware rebuild (the drifted file's own bytes at a shift).
+tail segments in the store), parity (the file as its PAR2 recovery set rebuilds it, in scratch),
+the shift-aware rebuild (the drifted file's own bytes at a shift).
 
 The result plugs into the heal writer (drift/heal.py) as it is: `chunk_ids` and `read_chunk`
 for damage in place (ids are the segments' chunk ids, which the writer checks again), and
@@ -12,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import ladder as zone_rows
+from ..catalog import parity as parity_rows
 from ..errors import Error
 from ..piece_plan import Segment, file_segments
 from ..store.chunk import chunk_root, chunk_width
+from .parity import Repairs
 from .proof import read_range, segment_ok
 from .shift import candidate_shifts, rebuild
 from .sibling import holders, links_all_seeded, siblings
 
 log = logging.getLogger(__name__)
 
-SIBLING, ZONES, SHIFT, SNAPSHOT = "sibling", "zones", "shift", "snapshot"
+SIBLING, ZONES, PARITY, SHIFT, SNAPSHOT = "sibling", "zones", "parity", "shift", "snapshot"
 IN_PLACE = {"damaged"}  # drift kinds healed segment by segment; the others are rebuilt whole
 
 
@@ -35,6 +38,7 @@ class Supply:
     missing: dict = field(default_factory=dict)  # file_index -> pieces no tier could give
     shared: dict = field(default_factory=dict)  # file_index -> [(torrent, file)] seeding the same inode: healed in place
     store: object = None
+    repairs: object = None  # parity.Repairs: files par2 rebuilt in scratch
 
     @property
     def complete(self) -> bool:
@@ -46,9 +50,16 @@ class Supply:
         return self.store.read_chunk(chunk_id)
 
     def discard(self) -> None:
+        """The supply is not used: remove its staged rebuilds and its scratch."""
         for path in self.rebuilt.values():
             Path(path).unlink(missing_ok=True)
         self.rebuilt.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Remove the scratch files (par2's repaired copies) once the heal is over."""
+        if self.repairs is not None:
+            self.repairs.close()
 
     def summary(self) -> dict:
         counts: dict[str, int] = {}
@@ -60,8 +71,8 @@ class Supply:
 class _Tiers:
     """Proven bytes for one segment of one file: sibling, then zones."""
 
-    def __init__(self, catalog, store, meta, save_path: Path, entry, damaged_path: Path):
-        self.meta, self.save_path, self.entry, self.store = meta, save_path, entry, store
+    def __init__(self, catalog, store, meta, save_path: Path, entry, damaged_path: Path, repairs=None):
+        self.meta, self.save_path, self.entry, self.store, self.repairs = meta, save_path, entry, store, repairs
         self.single = len(meta.file_pieces(entry)) == 1
         self.sibs = siblings(catalog, meta.id, entry.index, damaged_path)
         self.zones = {(r["file_index"], r["piece"]): r["chunk_id"] for r in zone_rows.zones(catalog, meta.id)
@@ -84,15 +95,23 @@ class _Tiers:
                 return None
             if segment_ok(self.meta, self.save_path, seg, data):
                 return data, ZONES
+        repaired = self.repairs.file(self.entry.index) if self.repairs is not None else None
+        if repaired is not None:
+            data = read_range(repaired, seg.offset, seg.length)
+            if data is not None and segment_ok(self.meta, self.save_path, seg, data):
+                return data, PARITY
         return None
 
 
-def supply_for(catalog, store, meta, save_path, damages) -> Supply:
+def supply_for(catalog, store, meta, save_path, damages, scratch=None) -> Supply:
     """Original bytes for every damaged segment of `damages` (drift/heal.py FileDamage) from the
     ladder's tiers. Check `complete` (else `missing` says what no tier has); call `discard` when
-    the supply is not used (it removes staged rebuilds)."""
+    the supply is not used (it removes staged rebuilds), `close` after the heal (scratch: where
+    par2 rebuilds a file from its recovery set; a temporary folder by default)."""
     save_path = Path(save_path)
     out = Supply(meta.id, store=store)
+    if store is not None and parity_rows.parity_sets(catalog, meta.id):
+        out.repairs = Repairs(store, catalog, meta, save_path, scratch)
     baseline = {}
     for r in catalog.get_segments(meta.id):
         baseline.setdefault(r["file_index"], {})[r["piece"]] = r["xxh3"]
@@ -102,7 +121,7 @@ def supply_for(catalog, store, meta, save_path, damages) -> Supply:
             entry = dmg.entry
             if dmg.drift.hardlinked and links_all_seeded(catalog, meta.id, entry.index, dmg.path):
                 out.shared[entry.index] = holders(catalog, meta.id, entry.index)
-            tiers = _Tiers(catalog, store, meta, save_path, entry, dmg.path)
+            tiers = _Tiers(catalog, store, meta, save_path, entry, dmg.path, out.repairs)
             if dmg.drift.kind in IN_PLACE and not os.path.islink(dmg.path):
                 for seg in dmg.segments(meta):
                     got = tiers(seg)
@@ -113,7 +132,7 @@ def supply_for(catalog, store, meta, save_path, damages) -> Supply:
                     cid = chunk_root(data, tiers.width(seg)).hex()
                     out.chunk_ids[(entry.index, seg.piece)] = cid
                     out.tiers[(entry.index, seg.piece)] = tier
-                    if tier == SIBLING:
+                    if tier != ZONES:  # zones are in the store; other tiers' bytes are held here
                         out.data[cid] = data
                 continue
             _rebuild_whole(meta, save_path, dmg, tiers, baseline.get(entry.index), zoned.get(entry.index), out)

@@ -5,6 +5,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..catalog import content as content_rows
+from ..catalog.parity import objects as parity_objects
 from ..catalog import snapshots as records
 from ..catalog.chunks import add_bad_chunks, bad_chunks
 from ..catalog.drills import clear_suspect, mark_suspect, suspect_snapshots
@@ -84,6 +85,8 @@ def prune(store, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneRes
             if dead and (not live or dead > max_unused * total):
                 out.bytes_freed += dead
         orphans = [n for n in store.backend.list("data") if Path(n).name not in by_pack]
+        kept_parity = parity_objects(store.catalog)  # the ladder's PAR2 files: leftovers of a crashed write go
+        stray = [n for n in store.backend.list("parity") if n not in kept_parity]
         out.packs_deleted = len(drop) + len(orphans)
         out.packs_repacked = len(repack)
         if dry_run:
@@ -107,7 +110,7 @@ def prune(store, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneRes
                 store.backend.delete(name)
         for pack_id in drop + [p for p, _ in repack]:
             store.backend.delete(pack_name(pack_id))
-        for name in orphans:
+        for name in orphans + stray:
             store.backend.delete(name)
         for staged in store.backend.staging().iterdir():
             staged.unlink(missing_ok=True)
