@@ -232,9 +232,16 @@ def test_a_cancelled_run_stops_7z_and_keeps_nothing(env):
         create_set(home=ctx.home, settings=ctx.settings, catalog=ctx.catalog, manifests=ctx.manifests,
                    store=ctx.store, tier="weekly", remote=Remote(str(env["remote"])), passphrase=PASS, cancel=cancel)
     stopper.join()
-    [pid] = [int(p.name.split(".")[0]) for p in records_dir.glob("*.cmdline")]
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-               30, what="the real 7z ended")
+    pids = [int(p.name.split(".")[0]) for p in records_dir.glob("*.cmdline")]
+    assert pids
+
+    def ended(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except OSError:
+            return True
+
+    wait_until(lambda: all(ended(pid) for pid in pids), 30, what="every real 7z ended")
     archive = env["home"] / "archive"
     assert not list((archive / "outbox").glob("*")) and not list((archive / "staging").glob("*"))
     assert not [p for p in env["remote"].glob("*/*")] and records.list_sets(ctx.catalog) == []

@@ -268,17 +268,31 @@ def _snapshot_entries(store, catalog, tid: str, snapshot_id: str) -> list[tuple[
     by_file: dict[int, list] = {}
     for (fi, piece), (off, length, cid) in chunks.items():
         by_file.setdefault(fi, []).append((piece, off, length, cid))
+    row_t = catalog.get_torrent(tid)
+    save_path = Path(row_t["save_path"]) if row_t is not None and row_t["save_path"] else None
     out = []
     for row in snapshot_files(catalog, snapshot_id):
         rel = Path(row["path"])
         if rel.is_absolute() or ".." in rel.parts:
             raise UnsafePath(row["path"], f"in snapshot {snapshot_id[:12]}")
         segs = sorted(by_file.get(row["file_index"], []))
-        head = store.read_chunk(segs[0][3])[:256 * 1024] if segs else b""
-        entry = Entry(None, f"payload/{tid}/{rel.as_posix()}", row["size"], is_compressible(rel, head),
+        entry = Entry(None, f"payload/{tid}/{rel.as_posix()}", row["size"],
+                      is_compressible(rel, lambda segs=segs, rel=rel: _head(store, segs, save_path, rel)),
                       blocks=_chunk_reader(store, segs, row["path"]), expect_sha256=row["sha256"])
         out.append((entry, tid, str(snapshot_id)))
     return out
+
+
+def _head(store, segs, save_path: Path | None, rel: Path, size: int = 256 * 1024) -> bytes:
+    """A sample of the file's first bytes, to guess whether it compresses: from the seeding file when
+    it is there (a guess needs no proof), else from its first chunk in the store."""
+    if save_path is not None:
+        try:
+            with open(save_path / rel, "rb") as fh:
+                return fh.read(size)
+        except OSError:
+            pass
+    return store.read_chunk(segs[0][3])[:size] if segs else b""
 
 
 def _chunk_reader(store, segs, path: str, ahead: int = 4):

@@ -30,7 +30,6 @@ from pathlib import Path
 from ..catalog import archives as records
 from ..errors import Locked
 from ..job import sha256_file
-from ..manifests import atomic_write
 from . import par2, sevenzip_tool
 from .contents import live_torrents, materialize, select, stage, write_staged
 from .errors import ArchiveError, RemoteError
@@ -112,6 +111,7 @@ def upload_pending(cat, remote: Remote) -> list[str]:
             records.update_set(cat, row["set_id"], state="lost", error="outbox folder missing")
             continue
         doc = row["manifest"]
+        write_staged(local / SET_MANIFEST, _public_json(doc))  # as the catalog recorded it (a crash may have torn it)
         remote.upload_set(local, row["tier"], row["set_id"], set_metadata(doc), set_lock(doc))
         records.update_set(cat, row["set_id"], state="uploaded", local_path=None, error=None)
         shutil.rmtree(local, ignore_errors=True)
@@ -212,7 +212,8 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         }
         doc["protection"] = par2.guarantee(plan, sum(par2_sizes.values())).to_json()
         total = sum(sizes) + sum(par2_sizes.values())
-        atomic_write(outbox / SET_MANIFEST, (json.dumps(public_manifest(doc), indent=2, sort_keys=True) + "\n").encode())
+        # not synced here: the catalog keeps the manifest, and an upload writes the file again from it
+        write_staged(outbox / SET_MANIFEST, _public_json(doc))
         clock.lap("hash")
     except BaseException:
         if early is not None:
@@ -271,22 +272,27 @@ def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox:
     # the quick verify of what 7z reads in place runs on the other core meanwhile
     checks = [verifier.submit(t.check) for t in live.values()]
     archives = []
+
+    def write(base: str, members: list[str], method: str) -> dict:
+        mounts = sorted({binds[m] for m in members if m in binds})
+        names = sevenzip_tool.write(exe, staging, members, outbox, base, volume_size, passphrase,
+                                    compress=method == "lzma2", watcher=watcher, binds=mounts, cancel=cancel)
+        watcher.scan(outbox, base, final=True)
+        return {"name": f"{base}.7z", "method": method, "volumes": names}
+
     try:
-        for base, members, method in ((f"{set_id}-z", compressed, "lzma2"), (set_id, stored, "copy")):
-            if not members:
-                continue
-            mounts = sorted({binds[m] for m in members if m in binds})
-            names = sevenzip_tool.write(exe, staging, members, outbox, base, volume_size, passphrase,
-                                        compress=method == "lzma2", watcher=watcher, binds=mounts, cancel=cancel)
-            watcher.scan(outbox, base, final=True)
-            archives.append({"name": f"{base}.7z", "method": method, "volumes": names})
+        # the two archives at once: the compressed one is small, and its 7z mostly waits for the key
+        with ThreadPoolExecutor(2, thread_name_prefix="archive-7z") as pool:
+            jobs = [pool.submit(write, base, members, method)
+                    for base, members, method in ((set_id, stored, "copy"), (f"{set_id}-z", compressed, "lzma2"))
+                    if members]
+            archives = [fut.result() for fut in jobs]
         changed = [p for fut in checks for p in fut.result()] + [p for t in live.values() for p in t.moved()]
         if changed:
             raise ArchiveError(changed[0], "changed while it was archived (its bytes or identity are no longer "
                                "the snapshot's); the next run archives it from the store")
     finally:
         verifier.shutdown(cancel_futures=True)
-    archives.sort(key=lambda a: a["method"] != "copy")  # the payload archive first: SET.7z.001 opens it
     volumes = watcher.finish(outbox, [v for a in archives for v in a["volumes"]])
     return archives, volumes
 
@@ -352,6 +358,10 @@ class _Phases:
         self.laps[name] = round(now - self._t, 3)
         log.info("archive create: %s done in %.1fs", name, now - self._t)
         self._t = now
+
+
+def _public_json(doc: dict) -> bytes:
+    return (json.dumps(public_manifest(doc), indent=2, sort_keys=True) + "\n").encode()
 
 
 def _inner_doc(doc: dict, entries: list[Entry]) -> bytes:

@@ -60,10 +60,13 @@ class Entry:
     expect_sha256: str | None = None  # checked once the member is read: a mismatch aborts the set
 
 
-def is_compressible(path: Path, head: bytes | None = None, sample: int = 256 * 1024) -> bool:
-    """Known media formats are stored; anything else is compressed if a sample shrinks by 10 %+."""
+def is_compressible(path: Path, head=None, sample: int = 256 * 1024) -> bool:
+    """Known media formats are stored; anything else is compressed if a sample shrinks by 10 %+.
+    head: the file's first bytes, or a callable giving them (only read when the name says nothing)."""
     if path.suffix.lower() in MEDIA:
         return False
+    if callable(head):
+        head = head()
     if head is None:
         with open(path, "rb") as fh:
             head = fh.read(sample)
