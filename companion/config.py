@@ -200,6 +200,7 @@ class CatalogSettings:
     url: str = ""  # postgresql://user@host:5432/dbname
     password_file: str = ""
     owner: str = ""  # this service's name in the fleet; empty: the host name (shared catalog) or "" (embedded)
+    heartbeat_seconds: float = 10.0  # a service writes its heartbeat this often; 4.5 beats missed: shown as gone
 
     def check(self, where: str) -> None:
         if self.url:
@@ -209,6 +210,8 @@ class CatalogSettings:
                                   f" (got {_redact(self.url)!r})")
         if self.owner and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", self.owner):
             raise ConfigError(where, f"catalog.owner should be letters, digits, '.', '_', '-' or '/', not {self.owner!r}")
+        if not 0.5 <= self.heartbeat_seconds <= 3600:
+            raise ConfigError(where, "catalog.heartbeat_seconds should be between 0.5 and 3600")
         if self.password_file and not Path(self.password_file).expanduser().is_file():
             raise ConfigError(where, f"catalog.password_file {self.password_file!r} is not a readable file")
 
@@ -365,26 +368,54 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
 
-def _build(cls, data: dict, where: str):
+def _build(cls, data: dict, where: str, section: str = ""):
+    """cls from a TOML table; `where` names the file, `section` the table ("catalog", "protection.tags.x")."""
+    table = f"[{section}]" if section else "the top level"
     if not isinstance(data, dict):
-        raise ConfigError(where, "expected a table")
+        raise ConfigError(where, f"{table} should be a table")
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
+        dotted = f"{section}.{key}" if section else key
         if key not in known:
-            raise ConfigError(where, f"unknown key {key!r}")
+            raise ConfigError(where, f"unknown key {key!r} in {table}{_did_you_mean(key, known)}")
         default = getattr(cls(), key)
         if is_dataclass(default):
-            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+            kwargs[key] = _build(type(default), value, where, dotted)
         elif key in ("categories", "tags") and cls is ProtectionSettings:
-            kwargs[key] = {k: _build(Policy, v, f"{where}.{key}.{k}") for k, v in value.items()}
+            if not isinstance(value, dict):
+                raise ConfigError(where, f"[{dotted}] should be a table of policies")
+            kwargs[key] = {k: _build(Policy, v, where, f"{dotted}.{k}") for k, v in value.items()}
         else:
             if default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)
-            ):
-                raise ConfigError(where, f"{key} should be {type(default).__name__}")
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            ) or (isinstance(value, bool) and not isinstance(default, bool)):
+                raise ConfigError(where, f"{dotted} should be {_kind(default)}, not {_toml(value)}")
             kwargs[key] = value
     return cls(**kwargs)
+
+
+def _did_you_mean(key: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(sorted(known))})"
+
+
+def _toml(value) -> str:
+    import json
+
+    try:
+        return json.dumps(value, default=str)  # true, "2", [1]: as TOML spells them
+    except ValueError:
+        return repr(value)
+
+
+def _kind(default) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(default), type(default).__name__)
 
 
 def load_settings(path: Path | None, env: dict | None = None) -> Settings:
@@ -396,7 +427,9 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(path, str(exc)) from exc
-    settings = _build(Settings, data, str(path or "config"))
+        except OSError as exc:
+            raise ConfigError(path, f"cannot read it: {exc.strerror}") from exc
+    settings = _build(Settings, data, str(path or "config"))  # unknown keys: an error naming key and file
     qbt = settings.qbittorrent
     qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
     qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)

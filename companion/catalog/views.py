@@ -201,12 +201,17 @@ def offline_status(cat, home_root) -> dict:
 
 # -- events, detail, pieces ---------------------------------------------------------------
 
-def events(cat, since: int = 0, limit: int = 500, last: int = 0, torrent_id: str | None = None) -> list[dict]:
-    """Events after `since`, oldest first, at most `limit`; `last`: the newest N instead."""
+def events(cat, since: int = 0, limit: int = 500, last: int = 0, torrent_id: str | None = None,
+           after: str | None = None) -> list[dict]:
+    """Events after `since`, oldest first, at most `limit`; `last`: the newest N instead;
+    `after`: only those at or after this ISO time (the catalog's UTC form)."""
     where, params = "id > ?", [since]
     if torrent_id:
         where += " AND torrent_id = ?"
         params.append(torrent_id)
+    if after:
+        where += " AND at >= ?"
+        params.append(after)
     if last > 0:
         rows = cat.query(f"SELECT * FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*params, last))[::-1]
     else:
@@ -346,7 +351,8 @@ def offline_answer(catalog_path: Path, op: str, fields: dict) -> dict:
             return detail(cat, fields["id"])
         if op == "events":
             return {"events": events(cat, since=fields.get("since", 0), limit=fields.get("limit") or 500,
-                                     last=fields.get("last", 0), torrent_id=fields.get("torrent_id"))}
+                                     last=fields.get("last", 0), torrent_id=fields.get("torrent_id"),
+                                     after=fields.get("after"))}
         if op == "jobs":
             return {"jobs": [dict(r) for r in pending_jobs(cat)]}
         raise CatalogError(catalog_path, f"{op!r} needs the running service")

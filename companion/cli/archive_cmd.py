@@ -24,7 +24,7 @@ def register(sub) -> None:
         q.add_argument("--json", action="store_true", help="print one JSON object")
 
     c = verbs.add_parser("create", help="make an archive set and upload it")
-    c.add_argument("--tier", choices=TIERS, required=True)
+    c.add_argument("--tier", choices=TIERS, required=True, help="which tier the set belongs to (its retention)")
     c.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE "
                    "(else $SEEDWARD_ARCHIVE_PASSPHRASE, else [archive] passphrase_file, else the system keyring)")
     c.add_argument("--dry-run", action="store_true", help="show what the set would hold; write nothing")
@@ -43,7 +43,8 @@ def register(sub) -> None:
     rs = verbs.add_parser("restore", help="download, repair, decrypt and verify a set")
     rs.add_argument("set_id", metavar="SET", help="a set id (any unique prefix)")
     rs.add_argument("--to", metavar="DIR", help="where to restore (default: ./SET); must be empty or absent")
-    rs.add_argument("--passphrase-file", metavar="FILE")
+    rs.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE (else "
+                    "$SEEDWARD_ARCHIVE_PASSPHRASE, else [archive] passphrase_file, else the system keyring)")
     rs.add_argument("--drill", action="store_true", help="then recheck each restored payload with libtorrent")
     rs.add_argument("--into-qbittorrent", action="store_true",
                     help="then add every restored torrent to qBittorrent at its restored payload, with its category, "

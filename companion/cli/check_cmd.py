@@ -17,15 +17,16 @@ NOTES = {
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="verify a payload against its .torrent (offline)")
-    p.add_argument("torrent", metavar="TORRENT_FILE")
-    p.add_argument("save_path", metavar="SAVE_PATH")
+    p.add_argument("torrent", metavar="TORRENT_FILE", help="the .torrent file")
+    p.add_argument("save_path", metavar="SAVE_PATH", help="the folder the payload is in (qBittorrent's save path)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args, ctx) -> int:
     meta = load_torrent(args.torrent)
-    result = Scanner().full_scan(meta, args.save_path)
+    with ctx.progress.bar(f"checking {meta.name}", meta.payload_size) as bar:
+        result = Scanner().full_scan(meta, args.save_path, progress=bar)
     if args.json:
         write_json(result)
     else:

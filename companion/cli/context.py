@@ -7,12 +7,19 @@ from functools import cached_property
 
 from ..config import Settings, load_settings
 from ..home import Home, open_home
+from .timefmt import json_default
 
 
 class Context:
-    def __init__(self, home_path=None, settings: Settings | None = None):
+    def __init__(self, home_path=None, settings: Settings | None = None, progress=None):
         self.home: Home = open_home(home_path)
         self._settings = settings
+        # cli/progress.py: progress bars on stderr (off without a terminal, with --json or --quiet)
+        if progress is None:
+            from .progress import Progress
+
+            progress = Progress(False)
+        self.progress = progress
 
     @cached_property
     def settings(self) -> Settings:
@@ -47,7 +54,7 @@ class Context:
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 log = logging.getLogger("seedward")

@@ -18,13 +18,14 @@ def register(sub) -> None:
     run_p.add_argument("--torrent", required=True, metavar="ID", help="the original (any unique prefix of its id)")
     run_p.add_argument("--files", nargs="+", default=[], metavar="GLOB",
                        help="only these files of the torrent (globs; default: all)")
-    run_p.add_argument("--model", required=True, metavar="NAME")
-    run_p.add_argument("--model-version", required=True, metavar="V")
+    run_p.add_argument("--model", required=True, metavar="NAME", help="the model's name (recorded in the provenance)")
+    run_p.add_argument("--model-version", required=True, metavar="V", help="the model's version (recorded too)")
     run_p.add_argument("--model-digest", metavar="D", help="model file hash or container digest")
     prompt = run_p.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", metavar="TEXT")
-    prompt.add_argument("--prompt-file", metavar="F")
-    run_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt given to the model (recorded)")
+    prompt.add_argument("--prompt-file", metavar="F", help="read the prompt from file F")
+    run_p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a model parameter to record (repeatable)")
     run_p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                        help="give the command this variable (NAME alone: its value from seedward's environment); "
                        "the command gets nothing else of seedward's environment")
@@ -32,7 +33,8 @@ def register(sub) -> None:
                        help="let the command reach the host's network (default: a private loopback only)")
     run_p.add_argument("--operator", metavar="NAME", help=f"who runs it (default: the user, here {default_operator()})")
     run_p.add_argument("--json", action="store_true")
-    run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
+                       help="the command to run, after --")
     run_p.set_defaults(func=run)
     show_p = verbs.add_parser("show", help="a job: state, provenance, outputs, companions")
     show_p.add_argument("job", metavar="JOB", help="any unique prefix of a job id")

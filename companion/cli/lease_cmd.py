@@ -13,8 +13,8 @@ def register(sub) -> None:
     verbs = p.add_subparsers(dest="lease_verb", metavar="VERB", required=True)
     acq = verbs.add_parser("acquire", help="grant a lease; prints its token once")
     acq.add_argument("path", metavar="PATH", help="a file or folder (a folder covers everything below it)")
-    acq.add_argument("--ttl", required=True, type=float, metavar="SECONDS")
-    acq.add_argument("--operator", metavar="NAME")
+    acq.add_argument("--ttl", required=True, type=float, metavar="SECONDS", help="how long the lease lasts")
+    acq.add_argument("--operator", metavar="NAME", help="who holds it (recorded; default: the user)")
     acq.add_argument("--no-snapshot", action="store_true",
                      help="do not snapshot the covered files first (then `restore` cannot undo the edit)")
     acq.add_argument("--json", action="store_true")
@@ -24,7 +24,7 @@ def register(sub) -> None:
     rel.add_argument("--json", action="store_true")
     rel.set_defaults(func=run_release)
     ls = verbs.add_parser("list", help="valid leases (with --all: released and expired ones too)")
-    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--all", action="store_true", help="released and expired leases too")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=run_list)
 

@@ -21,13 +21,16 @@ def register(sub) -> None:
     p = sub.add_parser("publish", help="make a companion torrent of a job's outputs and seed it")
     p.add_argument("job", metavar="JOB", help="any unique prefix of a job id")
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--v1", dest="kind", action="store_const", const="v1")
-    kind.add_argument("--v2", dest="kind", action="store_const", const="v2")
-    kind.add_argument("--hybrid", dest="kind", action="store_const", const="hybrid", help="(default)")
-    p.add_argument("--piece-size", default="auto", metavar="auto|BYTES")
-    p.add_argument("--tracker", action="append", default=[], metavar="URL")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--seed-with", choices=("qbittorrent", "embedded"), default="qbittorrent")
+    kind.add_argument("--v1", dest="kind", action="store_const", const="v1", help="a v1 torrent (SHA-1 pieces)")
+    kind.add_argument("--v2", dest="kind", action="store_const", const="v2", help="a v2 torrent (SHA-256 merkle trees)")
+    kind.add_argument("--hybrid", dest="kind", action="store_const", const="hybrid",
+                      help="a hybrid torrent, v1 and v2 (default)")
+    p.add_argument("--piece-size", default="auto", metavar="auto|BYTES",
+                   help="piece size in bytes, a power of two >= 16 KiB (default auto: by the payload's size)")
+    p.add_argument("--tracker", action="append", default=[], metavar="URL", help="an announce URL (repeatable)")
+    p.add_argument("--private", action="store_true", help="mark the torrent private (no DHT, PEX, LSD)")
+    p.add_argument("--seed-with", choices=("qbittorrent", "embedded"), default="qbittorrent",
+                   help="who seeds it: qBittorrent (default) or seedward's embedded libtorrent session")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, kind="hybrid")
 

@@ -23,11 +23,11 @@ def register(sub) -> None:
     show = verbs.add_parser("show", help="what an entry kept, file by file")
     show.add_argument("entry", metavar="ENTRY", help="an entry id (or unique prefix), or a torrent id with one entry")
     export = verbs.add_parser("export", help="rebuild the drifted files (kept ranges over the torrent's own bytes)")
-    export.add_argument("entry", metavar="ENTRY")
+    export.add_argument("entry", metavar="ENTRY", help="an entry id (or unique prefix)")
     export.add_argument("dest", metavar="DEST", help="folder to write them under (existing files are never replaced)")
     export.add_argument("--file", action="append", metavar="PATH", help="only this file of the entry (repeatable)")
     purge = verbs.add_parser("purge", help="remove entries (none named: what [quarantine] keep_days/max_mb expire)")
-    purge.add_argument("entries", nargs="*", metavar="ENTRY")
+    purge.add_argument("entries", nargs="*", metavar="ENTRY", help="entry ids (or unique prefixes) to remove")
     purge.add_argument("--older-than", type=float, metavar="DAYS", help="remove the entries older than DAYS")
     purge.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     for q in (ls, show, export, purge):

@@ -10,7 +10,8 @@ def register(sub) -> None:
     p.add_argument("id", nargs="?", metavar="ID", help="any unique prefix of an info hash")
     p.add_argument("--all", action="store_true",
                    help="every cataloged torrent whose protection policy asks for snapshots (size cap included)")
-    p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual")
+    p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual",
+                   help="why, recorded with the snapshot (default manual)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

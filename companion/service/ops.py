@@ -28,7 +28,7 @@ BUILTIN = {
     "hook": schema(("event",), event={"enum": ["added", "finished"]},
                    hash={"type": "string", "maxLength": 64}, hash_v2={"type": "string", "maxLength": 64},
                    name=TEXT, save_path=TEXT, content_path=TEXT),
-    "events": schema(since=COUNT, limit=COUNT, last=COUNT, torrent_id=ID),
+    "events": schema(since=COUNT, limit=COUNT, last=COUNT, torrent_id=ID, after=TEXT),
     "action": schema(("action", "id"), action={"enum": ["verify", "snapshot", "heal", "drill", "stop", "start"]},
                      id=ID),
     "detail": schema(("id",), id=ID),

@@ -264,7 +264,7 @@ class Service:
             return {"events": views.events(self.catalog, since=message.get("since", 0),
                                            limit=max(1, min(message.get("limit") or 500, EVENTS_MAX)),
                                            last=min(message.get("last", 0), EVENTS_MAX),
-                                           torrent_id=message.get("torrent_id"))}
+                                           torrent_id=message.get("torrent_id"), after=message.get("after"))}
         if op == "jobs":
             return {"jobs": [dict(r) for r in self.catalog.pending_jobs()]}
         if op == "job_history":
