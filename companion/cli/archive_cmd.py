@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from ..archive.create import archive_lock, archive_root, create_set
-from ..archive.errors import NoRemote, SetNotFound
+from ..archive.errors import EXIT_REMOTE, NoRemote, SetNotFound
 from ..archive.passphrase import get_passphrase
 from ..archive.prune import list_all, prune
 from ..archive.remote import Remote
@@ -91,9 +91,9 @@ def run_create(args, ctx) -> int:
             print(f"  also uploaded {s} (left by an earlier run)")
         if result.uploaded:
             print(f"  uploaded to {result.remote}")
-    if result.error:
+    if result.error:  # built, the upload failed: the set waits in the outbox
         print(f"seedward: archive set {result.set_id}: {result.error}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_REMOTE
     return EXIT_OK
 
 
@@ -174,8 +174,9 @@ def _recorded_remote(ctx, set_ref: str) -> str:
     rows = records.find_sets(ctx.catalog, set_ref)
     if len({r["set_id"] for r in rows}) > 1:
         raise SetNotFound(set_ref, f"in the catalog: it matches {len(rows)} sets, give more of its id")
-    if rows and rows[0]["state"] == "local" and not rows[0]["remote"]:
-        raise SetNotFound(set_ref, f"on any remote: it was never uploaded and waits in {rows[0]['local_path']}")
+    if rows and rows[0]["state"] == "local":
+        raise SetNotFound(set_ref, f"on any remote yet: its upload has not happened, it waits in {rows[0]['local_path']} "
+                          "(the next `archive create` uploads it)")
     return rows[0]["remote"] if rows else ""
 
 
