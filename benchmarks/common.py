@@ -1,5 +1,6 @@
 """Shared bits for benchmark scripts: machine facts and RESULTS.md sections."""
 
+import json
 import os
 import platform
 import re
@@ -129,18 +130,35 @@ def serve(home, env: dict | None = None, timeout: float = 60.0) -> subprocess.Po
             time.sleep(0.1)
 
 
+# Runs the measured command as a child of a fresh, small Python: Linux records at exec the memory
+# of the process that forked (ru_maxrss), so a command forked from a big benchmark process would
+# report the benchmark's size instead of its own.
+_LAUNCHER = """
+import json, os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([time.perf_counter() - t, ru.ru_utime + ru.ru_stime, ru.ru_maxrss], fh)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_measured(cmd: list[str]) -> tuple[float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS KiB, stdout) of one command run to its end; its
     failure ends the benchmark with its stderr."""
+    import sys
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".json") as usage:
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, usage.name, *cmd], stdout=out, stderr=err)
         out.seek(0)
         err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
+        if proc.returncode != 0:
             raise SystemExit(f"{cmd[0]} failed: {err.read().decode()[-500:]}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out.read().decode()
+        wall, cpu, rss = json.loads(usage.read())
+        return wall, cpu, rss, out.read().decode()
