@@ -182,12 +182,17 @@ class StoreSettings:
     rclone_config: str = ""  # empty: rclone's own default (or $RCLONE_CONFIG)
     lock_expiry_seconds: float = 300.0  # a remote store's lock not refreshed this long is stale (its holder died)
     staging: str = ""  # remote stores: where packs are built before upload; empty: <home>/scratch/store-staging
+    # Where the payload lives on btrfs: which snapshots are read-only btrfs snapshots of its subvolume
+    # (store/fssnap.py) instead of packs: "preflight" (AI jobs'), "always", or "off".
+    fs_snapshots: str = "preflight"
 
     def check(self, where: str) -> None:
         if self.remote and ":" not in self.remote:
             raise ConfigError(where, f"store.remote should be an rclone remote NAME:bucket/path, not {self.remote!r}")
         if self.lock_expiry_seconds < 10:
             raise ConfigError(where, "store.lock_expiry_seconds should be at least 10")
+        if self.fs_snapshots not in ("off", "preflight", "always"):
+            raise ConfigError(where, f"store.fs_snapshots should be off, preflight or always, not {self.fs_snapshots!r}")
 
 
 @dataclass

@@ -40,13 +40,15 @@ def missing() -> str | None:
 
 class PgServer:
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, fsync: bool = False,
-                 synchronous_commit: bool = False, max_connections: int = 60, netns: str | None = None):
+                 synchronous_commit: bool = False, max_connections: int = 60, netns: str | None = None,
+                 allow: str | None = None):
         self.host = host
         self.port = port or free_port()
         self.fsync = fsync
         self.synchronous_commit = synchronous_commit
         self.max_connections = max_connections
-        self.netns = netns  # run the server inside this network namespace (the multi-host test)
+        self.netns = netns  # run the server inside this network namespace
+        self.allow = allow  # a subnet whose clients may connect over TCP (the multi-host test's)
         # not under pytest's tmp_path: the postgres user must be able to reach it
         self.root = Path(tempfile.mkdtemp(prefix="seedward-pg-"))
         self.data = self.root / "data"
@@ -78,6 +80,9 @@ class PgServer:
                 os.chown(p, owner.pw_uid, owner.pw_gid)
         self._run([str(b / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust", "--no-locale",
                    "--encoding=UTF8", "--no-sync"])
+        if self.allow:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.allow} trust\n")
         options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.sockets}"
                    f" -c max_connections={self.max_connections} -c shared_buffers=64MB"
                    f" -c fsync={'on' if self.fsync else 'off'}"

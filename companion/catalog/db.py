@@ -426,4 +426,6 @@ def open_catalog(path: Path) -> Catalog:
 def catalog_for(home, settings, **kwargs) -> Catalog:
     """The catalog the settings name: `[catalog] url` (PostgreSQL, shared), else the home's file."""
     cs = settings.catalog
-    return Catalog(cs.target(home), owners=cs.owners(), password=cs.password(), **kwargs)
+    cat = Catalog(cs.target(home), owners=cs.owners(), password=cs.password(), **kwargs)
+    cat.heartbeat_seconds = cs.heartbeat_seconds  # the fleet's pace (catalog/fleet.py)
+    return cat

@@ -22,8 +22,12 @@ from ..errors import EXIT_LOCKED, Error, Locked
 from .db_time import now_iso
 from .schema import migration
 
-HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = 45.0  # no heartbeat this long: the service is shown as gone
+HEARTBEAT_SECONDS = 10.0  # [catalog] heartbeat_seconds
+STALE_BEATS = 4.5  # no heartbeat for this many beats: the service is shown as gone
+
+
+def stale_seconds(cat) -> float:
+    return STALE_BEATS * getattr(cat, "heartbeat_seconds", HEARTBEAT_SECONDS)
 
 migration(
     2001,
@@ -160,7 +164,7 @@ def services(cat, now: datetime | None = None) -> list[dict]:
         out.append({"owner": r["owner"], "host": r["host"], "pid": r["pid"], "version": r["version"],
                     "started_at": r["started_at"], "seen_at": r["seen_at"], "stopped_at": r["stopped_at"],
                     "seen_seconds_ago": round(age, 1) if age is not None else None,
-                    "alive": r["stopped_at"] is None and age is not None and age <= STALE_SECONDS,
+                    "alive": r["stopped_at"] is None and age is not None and age <= stale_seconds(cat),
                     "summary": summary})
     return out
 

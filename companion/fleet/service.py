@@ -20,7 +20,8 @@ class FleetMember:
         self.service = service
         self.catalog = service.catalog
         self.host = socket.gethostname()
-        self.loop = Loop("fleet-heartbeat", self.beat, rows.HEARTBEAT_SECONDS, stopping=service.stopping)
+        every = getattr(self.catalog, "heartbeat_seconds", rows.HEARTBEAT_SECONDS)
+        self.loop = Loop("fleet-heartbeat", self.beat, every, stopping=service.stopping)
 
     @property
     def shared(self) -> bool:
