@@ -234,21 +234,10 @@ def _check_names(source: str, info: dict) -> None:
         walk(tree, [])
 
 
-def _may_break_rules(ti, layout) -> bool:
-    """Whether libtorrent's sanitized names show a trace of a name the rules refuse: it renames
-    a '..' element to '_' (a '..' torrent name to the info hash), drops separators inside a
-    name ('a/../b' -> 'a..b') and rewrites symlink targets. Only then are the raw names read."""
-    ih = ti.info_hashes()
-    if ti.name() in (str(ih.v1), str(ih.v2)):
-        return True
-    link_flag = lt.file_storage.flag_symlink
-    for i in range(layout.num_files()):
-        path = layout.file_path(i)
-        if ".." in path or "/_/" in path or path.endswith("/_") or path.startswith("_/") or path == "_":
-            return True
-        if layout.file_flags(i) & link_flag:
-            return True
-    return False
+def _traced(path: str) -> bool:
+    """Whether libtorrent's sanitized path shows a trace of a name the rules refuse: it renames a
+    '..' element to '_' and drops separators inside a name ('a/../b' -> 'a..b')."""
+    return ".." in path or "/_/" in path or path.endswith("/_") or path.startswith("_/") or path == "_"
 
 
 def _outer(raw: bytes, info: bytes) -> dict:
@@ -277,17 +266,13 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
     if ti is None:
         raise BadTorrent(source, "no info dictionary (a magnet link's metadata only)")
     layout = ti.layout()
-    if _may_break_rules(ti, layout):
-        info = lt.bdecode(ti.info_section())
-        if isinstance(info, dict):
-            _check_names(source, info)
-
     renamed = dict(getattr(atp, "renamed_files", None) or {})
     ih = ti.info_hashes()
     has_v2 = ih.has_v2()
     pad_flag, link_flag = lt.file_storage.flag_pad_file, lt.file_storage.flag_symlink
     piece_length = ti.piece_length()
     files, needs_layers, sizes = [], False, {}
+    traced = ti.name() in (str(ih.v1), str(ih.v2))  # libtorrent names a torrent '..' by its info hash
     for i in range(layout.num_files()):
         flags = layout.file_flags(i)
         pad = bool(flags & pad_flag)
@@ -296,10 +281,15 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
         root = layout.root(i).to_bytes() if has_v2 and not pad and size > 0 else None
         needs_layers = needs_layers or (root is not None and size > piece_length)
         path = renamed.get(i) or layout.file_path(i)
+        traced = traced or _traced(path) or bool(flags & link_flag)  # symlink targets it rewrites
         if path.startswith("/") or ".." in path.split("/"):
             raise UnsafePath(source, f"traversal rule: libtorrent placed a file at {path!r}: {RULES['traversal']}")
         link = layout.symlink(i) if flags & link_flag else None
         files.append(FileEntry(i, path, size, layout.file_offset(i), pad, root, link or None))
+    if traced:  # only then are the raw names read (a Python copy of a big info dict is costly)
+        info = lt.bdecode(ti.info_section())
+        if isinstance(info, dict):
+            _check_names(source, info)
 
     v1_hashes = None
     if ih.has_v1():
