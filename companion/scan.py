@@ -2,12 +2,13 @@
 
 Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per 16 KiB
 block merkled per piece and per file, xxh3 per piece-aligned segment, and the SHA-256 of each
-whole file. The calling thread only reads: it fills windows of the torrent's byte space (whole
-pieces, many small files per window) from a fixed pool of buffers, asking the kernel for the
-next windows ahead (posix_fadvise), so reads overlap hashing and memory stays bounded. One
+whole file. The calling thread reads: it fills windows of the torrent's byte space (whole
+pieces, many small files per window) from a bounded pool of buffers, so it runs ahead of the
+hashing (the kernel reads ahead of it: POSIX_FADV_SEQUENTIAL) and memory stays bounded. One
 hashing thread per core takes the work of each window in ~1 MiB tasks (hashlib and xxhash
 release the GIL); the SHA-256 of a file spanning windows runs as a chain of tasks in file
-order, ahead of the rest. File paths are libtorrent's (companion.torrent); opening them is
+order, ahead of the rest. Small files are hashed by the reading thread itself, while their bytes
+are in its cache. File paths are libtorrent's (companion.torrent); opening them is
 companion.payload_io; verdicts are companion.blame.
 """
 
