@@ -26,6 +26,7 @@ PROFILES = {
     "7z": ((), ()),  # the passphrase goes to 7z on its stdin, never its environment or argv
     "git": ((), ()),
     "par2": ((), ()),
+    "btrfs": ((), ()),  # read-only snapshots of the payload's subvolume (store/fssnap.py)
     "qbittorrent-nox": (("XDG_RUNTIME_DIR",), ()),
     # rclone reads its remotes from its config file or RCLONE_CONFIG_<REMOTE>_*; S3, GCS and Azure
     # remotes with env_auth read the cloud's own variables.

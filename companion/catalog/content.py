@@ -136,7 +136,8 @@ def stored_bytes(cat, zones: bool = False) -> dict:
     whatever its torrent's piece size; older snapshots' piece-aligned chunks by same-layout torrents
     only) and `dedup_saved_bytes`."""
     used = _USED + ("\n           UNION ALL SELECT chunk_id, length FROM zones" if zones else "")
-    logical = cat.one("SELECT COALESCE(SUM(length), 0) AS n FROM snapshot_chunks")["n"]  # every snapshot's pieces
+    logical = cat.one("SELECT COALESCE(SUM(c.length), 0) AS n FROM snapshot_chunks c JOIN snapshots s"
+                      " ON s.id = c.snapshot_id WHERE s.layout != 3")["n"]  # read-only filesystem snapshots: no store bytes
     if zones:
         logical += cat.one("SELECT COALESCE(SUM(length), 0) AS n FROM zones")["n"]
     stored = cat.one(f"SELECT COALESCE(SUM(length), 0) AS n FROM (SELECT chunk_id, MAX(length) AS length FROM ({used})"

@@ -7,6 +7,7 @@ from ..catalog import parity as parity_rows
 from ..errors import Error
 from ..locate import catalog_meta
 from ..scan import resolve_payload_path
+from ..store.fssnap import LAYOUT as FS_LAYOUT
 from .coverage import FileFacts, TorrentFacts
 
 
@@ -15,9 +16,10 @@ def torrent_facts(catalog, torrent_id: str) -> TorrentFacts:
     files = catalog.get_files(torrent_id)
     zoned = rows.zone_files(catalog, torrent_id)
     snap = rows.latest_full_snapshot(catalog, torrent_id)
-    full = bool(snap) and snap["files"] >= len(files) and snap["suspect_reason"] is None
-    facts = TorrentFacts(torrent_id, row["name"] if row else torrent_id, [], full=full,
-                         full_suspect=bool(snap) and snap["suspect_reason"] is not None)
+    whole = bool(snap) and snap["files"] >= len(files) and snap["suspect_reason"] is None
+    in_fs = whole and snap["layout"] == FS_LAYOUT  # a read-only filesystem snapshot (store/fssnap.py)
+    facts = TorrentFacts(torrent_id, row["name"] if row else torrent_id, [], full=whole and not in_fs,
+                         fs_snapshot=in_fs, full_suspect=bool(snap) and snap["suspect_reason"] is not None)
     parity = {}
     for ps in parity_rows.parity_sets(catalog, torrent_id):
         for i, _path, _size, made_from in ps["files"]:

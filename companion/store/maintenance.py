@@ -1,6 +1,8 @@
 """Store maintenance: forget (restic's keep policy), prune (drop and repack unused chunks), and the
 read-backs (scrub_packs: new and least recently checked packs; check: everything)."""
 
+import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from ..catalog.chunks import add_bad_chunks, bad_chunks
 from ..catalog.drills import clear_suspect, mark_suspect, suspect_snapshots
 from ..errors import BadInput, StoreCorrupt
 from ..scan import RateLimiter
+from . import fssnap
 from .pack import PackWriter, pack_name, read_trailer
 from .policy import Decision, KeepPolicy, apply_policy
 from .results import CheckResult, ForgetResult, PruneResult
@@ -113,7 +116,12 @@ def prune(store, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneRes
         for name in orphans + stray:
             store.backend.delete(name)
         for staged in store.backend.staging().iterdir():
-            staged.unlink(missing_ok=True)
+            if staged.is_dir():  # a parity job's folder (it stages without the lock): a day old, it crashed
+                if time.time() - staged.stat().st_mtime > 86400:
+                    shutil.rmtree(staged, ignore_errors=True)
+            else:
+                staged.unlink(missing_ok=True)
+        fssnap.prune(store)  # read-only filesystem snapshots no snapshot uses any more
         store.index.reload()
     return out
 
@@ -174,8 +182,12 @@ def snapshots_using(store, chunks) -> list:
 
 
 def snapshot_chunk_ids(store, snapshot_id: str) -> set[str]:
-    """The stored chunks a snapshot needs: its files' content chunks, or its segments (older layout)."""
-    if content_rows.layout(store.catalog, snapshot_id) == content_rows.CONTENT:
+    """The stored chunks a snapshot needs: its files' content chunks, or its segments (older layout);
+    none for a read-only filesystem snapshot's."""
+    layout = content_rows.layout(store.catalog, snapshot_id)
+    if layout == fssnap.LAYOUT:
+        return set()
+    if layout == content_rows.CONTENT:
         out = set()
         for f in records.snapshot_files(store.catalog, snapshot_id):
             if f["sha256"] and f["size"]:
@@ -253,6 +265,9 @@ def check(store, read_data: bool = True) -> CheckResult:
         if read_data:
             _read_back(store, pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out)
     for snap in records.list_snapshots(store.catalog):
+        if snap["layout"] == fssnap.LAYOUT:
+            _check_fs_snapshot(store, snap, read_data, out)
+            continue
         uncovered = missing_content(store, snap["id"]) if snap["layout"] == content_rows.CONTENT else []
         if uncovered:
             out.errors.append(f"snapshot {snap['id'][:12]}: no stored content chunks cover {len(uncovered)} files"
@@ -262,3 +277,32 @@ def check(store, read_data: bool = True) -> CheckResult:
             out.errors.append(f"snapshot {snap['id'][:12]} uses {len(missing)} chunks the store lacks"
                               f" (e.g. {missing[0]})")
     return out
+
+
+def _check_fs_snapshot(store, snap, read_data: bool, out: CheckResult) -> None:
+    """A read-only filesystem snapshot's copies are there, the size the snapshot says, and (read_data)
+    have its SHA-256; a copy that does not marks the snapshot suspect."""
+    import hashlib
+
+    bad = []
+    for row in records.snapshot_files(store.catalog, snap["id"]):
+        path = fssnap.file_path(store, snap["id"], row)
+        try:
+            size = path.stat().st_size if path is not None else -1
+        except OSError:
+            size = -1
+        if size != row["size"]:
+            bad.append(f"{row['path']}: missing or of another size in the read-only snapshot")
+            continue
+        if read_data and row["sha256"]:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(8 << 20), b""):
+                    h.update(block)
+            out.bytes_read += size
+            if h.hexdigest() != row["sha256"]:
+                bad.append(f"{row['path']}: does not match its SHA-256 in the read-only snapshot")
+    if bad:
+        out.errors += [f"snapshot {snap['id'][:12]}: {b}" for b in bad]
+        mark_suspect(store.catalog, snap["id"], snap["torrent_id"], "store-check",
+                     f"read-only filesystem snapshot: {bad[0]}")

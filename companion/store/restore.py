@@ -13,12 +13,13 @@ from ..catalog.content import layout as snap_layout
 from ..errors import DiskFull, StoreCorrupt, is_disk_full
 from ..scan import resolve_payload_path
 from ..torrent import FileEntry
-from . import reflink
+from . import fssnap, reflink
 from .backend import fsync_dir
 from .pack import pack_name, pwrite_all, start_writeback, write_behind
 from .results import RestoreResult
 
 RESTORE_FILES = 2  # files restored at once
+FS_BLOCK = 8 * 1024 * 1024  # read (and cloned) at once from a read-only filesystem snapshot
 
 
 def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
@@ -35,7 +36,10 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     created = _missing_folders(dest_dir, rows, paths)
     dest_dir.mkdir(parents=True, exist_ok=True)
     by_file: dict[int, list] = {}
-    if snap_layout(store.catalog, snap.id) == CONTENT:  # each file as its content chunks
+    layout = snap_layout(store.catalog, snap.id)
+    if layout == fssnap.LAYOUT:  # each file copied out of the read-only filesystem snapshot
+        by_file = {row["file_index"]: fssnap.file_path(store, snap.id, row) for row in rows}
+    elif layout == CONTENT:  # each file as its content chunks
         for row in rows:
             held = chunks_of(store.catalog, row["sha256"]) if row["sha256"] else []
             by_file[row["file_index"]] = [(seq, r["offset"], r["length"], r["chunk_id"]) for seq, r in enumerate(held)]
@@ -46,13 +50,16 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     for row in rows:
         where = (paths or {}).get(row["file_index"], row["path"])
         entry = FileEntry(row["file_index"], where, row["size"], 0, False, None)
-        jobs.append((where, resolve_payload_path(dest_dir, entry), row, sorted(by_file.get(row["file_index"], []))))
+        held = by_file.get(row["file_index"])
+        jobs.append((where, resolve_payload_path(dest_dir, entry), row, held if isinstance(held, Path) else
+                     sorted(held or [])))
     # Two files at once (each file's SHA-256 is one sequential stream). Every file goes to a
     # temp name first; they are renamed into place only once all are written and checked, so
     # a bad chunk anywhere leaves nothing restored.
     done: list[tuple[Path, Path, int, str]] = []
     with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
-        futures = [pool.submit(_restore_file, store, *job[1:], keep_cache) for job in jobs]
+        futures = [pool.submit(_restore_fs_file if layout == fssnap.LAYOUT else _restore_file, store, *job[1:],
+                               keep_cache) for job in jobs]
         error = None
         for fut in futures:
             try:
@@ -125,6 +132,46 @@ def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tup
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
+    os.close(fd)
+    return tmp, path, cloned, digest.hexdigest()
+
+
+def _restore_fs_file(store, path: Path, row, source: Path, keep_cache: bool = False) -> tuple[Path, Path, int, str]:
+    """A file of a filesystem-snapshot snapshot: cloned out of the read-only snapshot where the
+    destination is on its filesystem (else copied), hashed as it is read: (temp, path, bytes
+    cloned, SHA-256 of what was written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.seedward-restore")
+    digest = hashlib.sha256()
+    cloned, offset = 0, 0
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise StoreCorrupt(source, f"the read-only snapshot's copy is gone ({exc.strerror})") from exc
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        while True:
+            data = os.pread(src, FS_BLOCK, offset)
+            if not data:
+                break
+            digest.update(data)
+            head = len(data) - len(data) % reflink.ALIGN
+            if store.reflinks and head and reflink.clone_fd(src, offset, fd, offset, head):
+                cloned += head
+            else:
+                head = 0
+            pwrite_all(fd, memoryview(data)[head:], offset + head)
+            offset += len(data)
+        os.ftruncate(fd, offset)
+        if row["sha256"] and digest.hexdigest() != row["sha256"]:
+            raise StoreCorrupt(source, f"does not match the snapshot's SHA-256 of {row['path']}")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(src)
     os.close(fd)
     return tmp, path, cloned, digest.hexdigest()
 

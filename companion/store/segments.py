@@ -8,10 +8,13 @@ caller that reads a snapshot segment by segment (the heal writer, drills, archiv
 exports) gets the same verified bytes as from an older, piece-aligned snapshot.
 """
 
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from ..catalog import content as rows
+from ..catalog import fssnap as fs_rows
 from ..errors import StoreCorrupt
 from ..merkle import _next_pow2
 from ..torrent import BLOCK
@@ -84,12 +87,32 @@ class SegmentReader:
 
         return load_torrent(raw, source=f"{self.store.backend.where}/torrents/{torrent_id}.torrent").piece_length
 
+    def _in_fs_snapshot(self, segment_id: str) -> bytes | None:
+        """The segment from a read-only filesystem snapshot holding it (store/fssnap.py), verified."""
+        for loc in fs_rows.locate_segment(self.store.catalog, segment_id):
+            pl = loc["piece_length"] or self._piece_length_of(loc["snapshot_id"])
+            if pl is None:
+                continue
+            w = _next_pow2(max(1, -(-loc["length"] // BLOCK))) if loc["segments"] == 1 else max(1, pl // BLOCK)
+            data = _read_range(Path(loc["root"]) / loc["path"], loc["offset"], loc["length"])
+            if data is not None and chunk_root(data, w).hex() == segment_id:
+                return data
+            raise StoreCorrupt(loc["root"], f"segment {segment_id}: the read-only snapshot's copy of {loc['path']}"
+                               " is gone or does not match it")
+        return None
+
+    def _piece_length_of(self, snapshot_id: str) -> int | None:
+        from ..catalog.snapshots import get_snapshot
+
+        snap = get_snapshot(self.store.catalog, snapshot_id)
+        return self._piece_length(snap["torrent_id"]) if snap else None
+
     def read(self, segment_id: str) -> bytes | None:
-        """The segment's bytes, verified; None when no content snapshot holds a segment with this id.
-        Raises StoreCorrupt when it does but the bytes are not there or not right."""
+        """The segment's bytes, verified; None when no content or filesystem snapshot holds a segment
+        with this id. Raises StoreCorrupt when one does but the bytes are not there or not right."""
         places = self._where(segment_id)
         if not places:
-            return None
+            return self._in_fs_snapshot(segment_id)
         error = None
         for sha256, offset, length, width in places:
             try:
@@ -133,3 +156,15 @@ class SegmentReader:
             raise StoreCorrupt(self.store.backend.where, f"file content {sha256[:16]}: no stored chunk holds bytes"
                                f" {pos}..{offset + length}")
         return b"".join(parts)
+
+
+def _read_range(path: Path, offset: int, length: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, length, offset)
+        return data if len(data) == length else None
+    finally:
+        os.close(fd)

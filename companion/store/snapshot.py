@@ -24,7 +24,7 @@ from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import BadInput, disk_full_as
 from ..scan import OK, check_save_path, resolve_payload_path
 from ..torrent import FileEntry, TorrentMeta
-from . import content
+from . import content, fssnap
 from .maintenance import clear_whole_suspects
 from .pack import PackWriter
 from .results import REASONS, ChunkCollision, Snapshot, SnapshotRefused
@@ -60,6 +60,10 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
     wanted = [e for e in meta.real_files if files is None or e.index in files]
     trust = store.trust_catalog if trust_catalog is None else trust_catalog
     with store.backend.lock(store.lock_timeout):
+        if fssnap.wanted(store, reason):  # a read-only btrfs snapshot where the payload is on btrfs
+            taken = fssnap.take(store, meta, save_path, reason, job_id, wanted)
+            if taken is not None:
+                return taken
         store.index.reload()
         stale = stale_copies(store)
         previous = _previous_files(store, meta.id)

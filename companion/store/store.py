@@ -47,7 +47,7 @@ class Store:
 
     def __init__(self, backend: Backend, catalog, *, pack_size: int = 64 * 1024 * 1024, clock=_utc_now,
                  scanner: Scanner | None = None, lock_timeout: float = 600.0, reflinks: bool = True,
-                 copy_from_payload: bool = True, trust_catalog: bool = True):
+                 copy_from_payload: bool = True, trust_catalog: bool = True, fs_snapshots: str = "off"):
         self.backend = backend
         self.catalog = catalog
         self.pack_size = pack_size
@@ -57,6 +57,7 @@ class Store:
         self.reflinks = reflinks  # restores clone chunks out of packs
         self.copy_from_payload = copy_from_payload  # snapshots clone or kernel-copy from the payload
         self.trust_catalog = trust_catalog  # verified, unchanged files are stored unhashed (trusted.py)
+        self.fs_snapshots = fs_snapshots  # off | preflight | always: read-only btrfs snapshots (fssnap.py)
         self.index = Index(backend)
         self.segments = SegmentReader(self)
 
@@ -81,6 +82,7 @@ class Store:
 
             backend = remote_backend(home, settings)
         path = Path(settings.store.path).expanduser() if settings.store.path else home.store
+        kwargs.setdefault("fs_snapshots", settings.store.fs_snapshots if backend is None else "off")
         return cls.open(None if backend else path, catalog, backend=backend,
                         pack_size=settings.store.pack_size_mb * 1024 * 1024,
                         trust_catalog=settings.store.trust_catalog, **kwargs)
