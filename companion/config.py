@@ -242,6 +242,19 @@ class CatalogSettings:
             raise ConfigError(self.password_file, f"cannot read the catalog password: {exc.strerror}") from exc
 
 
+@dataclass
+class ManifestsSettings:
+    """[manifests]: the audit trail stays in each host's state home; `remote` (a git URL) also keeps
+    a copy of it, one branch per owner (seedward/<owner>), pushed every push_minutes (fleet/trail.py)."""
+
+    remote: str = ""
+    push_minutes: float = 5.0
+
+    def check(self, where: str) -> None:
+        if self.push_minutes < 0.01:
+            raise ConfigError(where, "manifests.push_minutes should be at least 0.01")
+
+
 def _redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
@@ -365,6 +378,7 @@ class Settings:
     quarantine: QuarantineSettings = field(default_factory=QuarantineSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    manifests: ManifestsSettings = field(default_factory=ManifestsSettings)
     scrub: ScrubSettings = field(default_factory=ScrubSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     drill: DrillSettings = field(default_factory=DrillSettings)
@@ -443,7 +457,7 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
     for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
-                    settings.store, settings.protection):
+                    settings.store, settings.protection, settings.manifests):
         section.check(str(path or "config"))
     return settings
 

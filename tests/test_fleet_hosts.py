@@ -36,7 +36,8 @@ def sha(path: Path) -> str:
 
 
 class Host:
-    def __init__(self, root: Path, net: netns.Net, ns: str, owner: str, pg: PgServer, s3: S3Server, **extra):
+    def __init__(self, root: Path, net: netns.Net, ns: str, owner: str, pg: PgServer, s3: S3Server, trail: Path,
+                 **extra):
         self.root, self.ns, self.owner, self.net = root, ns, owner, net
         self.home = root / "home"
         self.data = root / "data"
@@ -51,7 +52,7 @@ class Host:
             f'[protection.default]\nlevel = "snapshot"\nresponse = "heal"\n\n'
             f'[catalog]\nurl = "{pg.url}"\nowner = "{owner}"\nheartbeat_seconds = 1.0\n\n'
             f'[store]\nremote = "fleet:shared/store"\nrclone_config = "{conf}"\nlock_expiry_seconds = 12\n'
-            f'pack_size_mb = 1\n')
+            f'pack_size_mb = 1\n\n[manifests]\nremote = "{trail}"\npush_minutes = 0.02\n')
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")},
                     "SEEDWARD_HOME": str(self.home), "QBITTORRENTAPI_PASSWORD": self.qbt.password,
                     **extra.get("env", {})}
@@ -116,14 +117,16 @@ def fleet(tmp_path):
         pg = PgServer(host=net.server, allow=net.subnet).start()
         s3 = S3Server(host=net.server).start()
         s3.bucket("shared")
+        trail = tmp_path / "trail.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(trail)], check=True)
         names = ("host-a", "host-b", "host-c")
         for i, (ns, owner) in enumerate(zip(net.names, names)):
             extra = {"env": {"RCLONE_BWLIMIT": "400k"}} if owner == "host-c" else {}  # C's uploads are slow
-            hosts.append(Host(tmp_path / owner, net, ns, owner, pg, s3, **extra))
+            hosts.append(Host(tmp_path / owner, net, ns, owner, pg, s3, trail, **extra))
         for h in hosts:
             h.serve()
         cat = Catalog(pg.url, owners=("test",))
-        yield hosts, cat, pg, s3
+        yield hosts, cat, pg, s3, trail
         cat.close()
     finally:
         for h in hosts:
@@ -145,7 +148,7 @@ def protected_with_snapshot(cat, tid: str):
 
 
 def test_three_seedboxes_share_one_catalog_and_one_store(fleet):
-    (a, b, c), cat, pg, s3 = fleet
+    (a, b, c), cat, pg, s3, trail = fleet
     wait_until(lambda: len([r for r in cat.query("SELECT * FROM services WHERE stopped_at IS NULL")]) == 3, 60, 0.2,
                "three services on the catalog")
 
@@ -227,3 +230,13 @@ def test_three_seedboxes_share_one_catalog_and_one_store(fleet):
     assert rebuilt["packs"] == len(packs(s3)) and rebuilt["chunks"] > 0 and not rebuilt["unreadable"]
     b.seedward("restore", id_a[:16], "--snapshot", snap_a["id"][:16], "--to", str(b.root / "check"))
     assert sha(b.root / "check" / "Album" / "track1.flac") == good
+
+    # 7. the audit trail stays per host, each pushed to its own branch of the shared git remote
+    def trail_of(owner):
+        r = subprocess.run(["git", "--git-dir", str(trail), "log", "--format=%s", f"seedward/{owner}"],
+                           capture_output=True, text=True)
+        return r.stdout if r.returncode == 0 else ""
+
+    wait_until(lambda: "Album" in trail_of("host-a") and "Album" in trail_of("host-b")
+               and "Small" in trail_of("host-b"), 60, 0.3, "each host's trail on its branch")
+    assert "After" in trail_of("host-a") and "After" not in trail_of("host-b")
