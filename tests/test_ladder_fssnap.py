@@ -136,3 +136,39 @@ def test_a_read_only_snapshot_deleted_behind_the_stores_back_is_reported(tmp_pat
     r = seedward("restore", tid, home=home)
     assert r.returncode != 0  # nothing to heal from: refused, named
     assert sha(data / "show" / "e02.mkv") != good["e02.mkv"]
+
+
+def test_a_block_aligned_shift_is_cloned_not_written(tmp_path, btrfs):
+    # "not rewriting what did not move": a header grown by whole 4 KiB blocks is undone with reflinks
+    from companion.drift.detect import detect_drift
+    from companion.ladder.heal import heal_from_supply
+    from companion.ladder.sources import supply_for
+    from companion.ladder.zones import keep_zones
+    from companion.locate import catalog_meta
+    from companion.store import Store
+
+    home, data, tid, good = setup(tmp_path, btrfs, "off")
+    cat = Catalog(home / "catalog.sqlite")
+    store = Store.open(home / "store", cat)
+    meta, save_path = catalog_meta(cat, tid)
+    keep_zones(store, cat, meta, save_path)
+    movie = data / "show" / "e01.mkv"
+    for grow, aligned in ((65536, True), (4000, False)):
+        body = movie.read_bytes()
+        movie.write_bytes(body[:100] + b"\0" * grow + body[100:])  # the header grows by `grow` bytes
+        found = detect_drift(cat, tid)
+        supply = supply_for(cat, store, meta, save_path, found.damages)
+        assert supply.complete, supply.missing
+        before = used(btrfs)
+        heal_from_supply(meta, save_path, found.damages, supply, home / "quarantine")
+        assert sha(movie) == good["e01.mkv"]
+        if aligned:
+            assert supply.cloned >= movie.stat().st_size - 3 * 65536  # all but the header's pieces
+            assert used(btrfs) - before < 2 * MiB  # the moved 24 MiB shared with the quarantined copy
+        else:
+            assert supply.cloned == 0  # a shift of 4,000 bytes moves every byte off the blocks: written
+        from companion.catalog import drift as drift_rows
+        from companion.scan import FileStat
+
+        drift_rows.update_file_stat(cat, tid, found.damages[0].entry.index, FileStat.of(os.lstat(movie)))
+    cat.close()

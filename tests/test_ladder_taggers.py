@@ -4,6 +4,7 @@ file's own shifted bytes, without a full snapshot; a full remux is reported as n
 
 import hashlib
 import json
+import os
 import shutil
 
 import pytest
@@ -109,7 +110,8 @@ def test_mutagen_flac_bigger_cover_resizes_the_header(library):
     found, supply, kept = heal(cat, store, tid, extra)
     assert "shift" in supply.summary() and "zones" in supply.summary()
     assert_healed(cat, tid, folder, good, supply, kept, {"zones", "shift", "intact"})
-    assert any(r.get("kept") == "whole file (moved)" for r in json.loads((kept.folder / "drift.json").read_text())["files"])
+    assert any(r.get("kept", "").startswith("whole file") and "copy" not in r["kept"]  # moved or kept as is, not copied
+               for r in json.loads((kept.folder / "drift.json").read_text())["files"])
 
 
 def test_metaflac_removes_the_picture(library):
@@ -182,3 +184,33 @@ def test_a_full_remux_needs_a_full_snapshot_or_the_swarm(library):
     index = next(e.index for e in found.meta.real_files if e.path.endswith("ep.mkv"))
     assert supply.missing[index]  # the pieces no cheap tier holds
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_an_appended_id3v1_tag_is_cut_without_rewriting_the_file(library):
+    # id3v2 -1 writes an ID3v1 tag only: 128 bytes appended, nothing moved
+    cat, store, tid, folder, good, extra = library
+    path = folder / "02.mp3"
+    ino, size = path.stat().st_ino, path.stat().st_size
+    media.run("id3v2", "-1", "--song", "Appended", path)
+    assert path.stat().st_size == size + 128
+    found, supply, kept = heal(cat, store, tid, extra)
+    assert supply.complete and not supply.rebuilt and supply.summary() == {}  # no byte needed from any tier
+    assert_healed(cat, tid, folder, good, supply, kept, set())
+    assert path.stat().st_ino == ino  # cut in place, the file was not rewritten
+    [record] = json.loads((kept.folder / "drift.json").read_text())["files"]
+    assert record["kind"] == "extended" and record["ranges"][-1]["length"] == 128  # the tag, kept
+
+
+def test_a_file_rewritten_at_the_same_size_heals_only_its_changed_pieces(library):
+    cat, store, tid, folder, good, extra = library
+    path = folder / "ep.mkv"
+    data = bytearray(path.read_bytes())
+    data[40:48] = b"RETAGGED"  # a tool writing a new file and renaming it over: same size, another inode
+    tmp = folder / ".ep.mkv.tmp"
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, path)
+    found, supply, kept = heal(cat, store, tid, extra)
+    dmg = next(d for d in found.damages if d.entry.path.endswith("ep.mkv"))
+    assert dmg.drift.kind == "replaced" and not supply.rebuilt
+    assert set(supply.summary()) == {"zones"} and len(supply.chunk_ids) == len(dmg.drift.pieces) == 1
+    assert_healed(cat, tid, folder, good, supply, kept, {"zones"})

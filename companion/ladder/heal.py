@@ -6,7 +6,7 @@ filesystem), then the written pieces are verified again."""
 from dataclasses import replace
 
 from ..drift import heal as writer
-from ..drift.classify import REPLACED
+from ..drift.classify import DAMAGED, REPLACED
 
 
 def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
@@ -16,6 +16,9 @@ def heal_from_supply(meta, save_path, damages, supply, quarantine_root):
     healing all of them; the caller stops and resumes every torrent in supply.shared together."""
     # Cross-seeds sharing one inode (every link a seeded torrent's file): healed once, in place.
     damages = [replace(d, drift=replace(d.drift, hardlinked=False)) if d.entry.index in supply.shared else d
+               for d in damages]
+    # A file rewritten at the same size whose bytes did not move: its changed pieces, in place.
+    damages = [replace(d, drift=replace(d.drift, kind=DAMAGED)) if d.entry.index in supply.in_place else d
                for d in damages]
     in_place = [d for d in damages if d.entry.index not in supply.rebuilt]
     try:

@@ -45,16 +45,19 @@ def read_range(path: Path, offset: int, length: int) -> bytes | None:
         os.close(fd)
 
 
-def segment_ok(meta: TorrentMeta, save_path: Path, seg: Segment, data, others: dict | None = None) -> bool:
+def segment_ok(meta: TorrentMeta, save_path: Path, seg: Segment, data, others: dict | None = None,
+               both: bool = True) -> bool:
     """Do `data` (for segment `seg`) make the torrent's piece? v2: the segment's own hash, pure.
     v1: SHA-1 of the whole piece, the other files' parts from `others` {(file_index, piece): bytes}
-    or read from the payload. Hybrid torrents must pass both."""
+    or read from the payload. Hybrid torrents pass both, or (both=False) their v2 hash alone: a
+    SHA-256 merkle root over every byte of the segment proves it as well as the SHA-1 does, at half
+    the hashing (the store verifies hybrid torrents' snapshots the same way)."""
     if len(data) != seg.length:
         return False
     entry = next(e for e in meta.files if e.index == seg.file_index)
     if meta.has_v2 and not v2_segment_ok(meta, entry, seg, data):
         return False
-    if not meta.has_v1:
+    if not meta.has_v1 or (meta.has_v2 and not both):
         return True
     h = hashlib.sha1()
     for part, offset, length in piece_plan(meta, seg.piece):

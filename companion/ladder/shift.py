@@ -15,6 +15,7 @@ from pathlib import Path
 import xxhash
 
 from ..piece_plan import Segment, file_segments
+from ..store.reflink import ALIGN, clone_fd
 from ..torrent import FileEntry, TorrentMeta
 from .layout import extents, file_reader
 from .proof import segment_ok
@@ -30,6 +31,7 @@ class Rebuild:
     supplied: dict[int, str] = field(default_factory=dict)  # piece -> tier that gave it
     missing: list[int] = field(default_factory=list)
     bytes_read: int = 0
+    cloned: int = 0  # bytes cloned from the drifted file instead of written (a block-aligned shift)
 
     @property
     def complete(self) -> bool:
@@ -69,8 +71,8 @@ def rebuild(meta: TorrentMeta, save_path: Path, entry: FileEntry, drifted: Path,
     try:
         os.ftruncate(dst, entry.size)
 
-        def work(batch: list[Segment]) -> tuple[dict, list, int]:
-            found, rest, read = {}, [], 0
+        def work(batch: list[Segment]) -> tuple[dict, list, int, int]:
+            found, rest, read, hits = {}, [], 0, []
             last = None
             for seg in batch:
                 hit = None
@@ -83,7 +85,7 @@ def rebuild(meta: TorrentMeta, save_path: Path, entry: FileEntry, drifted: Path,
                     want = baseline.get(seg.piece)
                     if want is not None and xxhash.xxh3_64_hexdigest(data) != want:
                         continue
-                    if segment_ok(meta, save_path, seg, data):
+                    if segment_ok(meta, save_path, seg, data, both=False):
                         hit = (d, data)
                         break
                 if hit is None:
@@ -91,14 +93,15 @@ def rebuild(meta: TorrentMeta, save_path: Path, entry: FileEntry, drifted: Path,
                     continue
                 last = hit[0]
                 found[seg.piece] = hit[0]
-                _pwrite_all(dst, hit[1], seg.offset)
-            return found, rest, read
+                hits.append((seg, hit[0], hit[1]))
+            return found, rest, read, _place(src, dst, hits)
 
         batches = [segs[i : i + BATCH] for i in range(0, len(segs), BATCH)]
         with ThreadPoolExecutor(2, thread_name_prefix="shift") as pool:
-            for found, rest, read in pool.map(work, batches):
+            for found, rest, read, cloned in pool.map(work, batches):
                 out.shifted.update(found)
                 out.bytes_read += read
+                out.cloned += cloned
                 for seg in rest:
                     got = supply(seg) if supply is not None else None
                     if got is None or not segment_ok(meta, save_path, seg, got[0]):
@@ -120,6 +123,31 @@ def rebuild(meta: TorrentMeta, save_path: Path, entry: FileEntry, drifted: Path,
         except OSError:
             pass
     return out
+
+
+def _place(src: int, dst: int, hits: list) -> int:
+    """Write proven segments into the staged file: a run of them found at the same block-aligned
+    shift is cloned from the drifted file (reflinks: btrfs, XFS; no byte written), the rest written
+    from memory. Returns the bytes cloned."""
+    cloned = 0
+    i = 0
+    while i < len(hits):
+        j = i + 1
+        while j < len(hits) and hits[j][1] == hits[i][1] and hits[j][0].offset == hits[j - 1][0].offset + hits[j - 1][0].length:
+            j += 1
+        run, d = hits[i:j], hits[i][1]
+        start, end = run[0][0].offset, run[-1][0].offset + run[-1][0].length
+        done = start
+        if d % ALIGN == 0 and start % ALIGN == 0:
+            n = (end - start) // ALIGN * ALIGN
+            if n and clone_fd(src, start + d, dst, start, n):
+                done, cloned = start + n, cloned + n
+        for seg, _d, data in run:
+            if seg.offset + seg.length > done:
+                skip = max(0, done - seg.offset)
+                _pwrite_all(dst, memoryview(data)[skip:], seg.offset + skip)
+        i = j
+    return cloned
 
 
 def _pwrite_all(fd: int, data, offset: int) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import ladder as zone_rows
+from ..drift.classify import DAMAGED, EXTENDED, REPLACED
 from ..catalog import parity as parity_rows
 from ..errors import Error
 from ..piece_plan import Segment, file_segments
@@ -25,7 +26,8 @@ from .sibling import holders, links_all_seeded, siblings
 log = logging.getLogger(__name__)
 
 SIBLING, ZONES, PARITY, SHIFT, SNAPSHOT = "sibling", "zones", "parity", "shift", "snapshot"
-IN_PLACE = {"damaged"}  # drift kinds healed segment by segment; the others are rebuilt whole
+IN_PLACE = {DAMAGED}  # drift kinds healed segment by segment; the others are rebuilt whole
+AT_THEIR_PLACE = {EXTENDED, REPLACED}  # ...unless their bytes did not move (_unmoved)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Supply:
     shared: dict = field(default_factory=dict)  # file_index -> [(torrent, file)] seeding the same inode: healed in place
     store: object = None
     repairs: object = None  # parity.Repairs: files par2 rebuilt in scratch
+    in_place: set = field(default_factory=set)  # replaced files healed in place (their bytes did not move)
+    cloned: int = 0  # bytes of rebuilt files cloned from the drifted file (a block-aligned shift), not written
 
     @property
     def complete(self) -> bool:
@@ -81,7 +85,8 @@ class _Tiers:
     def width(self, seg: Segment) -> int:
         return chunk_width(self.meta, seg.length, self.single)
 
-    def __call__(self, seg: Segment):
+    def __call__(self, seg: Segment, cheap: bool = False):
+        """(bytes, tier) or None; cheap: siblings and zones only (no par2 run)."""
         for path in self.sibs:
             data = read_range(path, seg.offset, seg.length)
             if data is not None and segment_ok(self.meta, self.save_path, seg, data):
@@ -95,7 +100,7 @@ class _Tiers:
                 return None
             if segment_ok(self.meta, self.save_path, seg, data):
                 return data, ZONES
-        repaired = self.repairs.file(self.entry.index) if self.repairs is not None else None
+        repaired = self.repairs.file(self.entry.index) if self.repairs is not None and not cheap else None
         if repaired is not None:
             data = read_range(repaired, seg.offset, seg.length)
             if data is not None and segment_ok(self.meta, self.save_path, seg, data):
@@ -128,18 +133,47 @@ def supply_for(catalog, store, meta, save_path, damages, scratch=None) -> Supply
                     if got is None:
                         out.missing.setdefault(entry.index, []).append(seg.piece)
                         continue
-                    data, tier = got
-                    cid = chunk_root(data, tiers.width(seg)).hex()
-                    out.chunk_ids[(entry.index, seg.piece)] = cid
-                    out.tiers[(entry.index, seg.piece)] = tier
-                    if tier != ZONES:  # zones are in the store; other tiers' bytes are held here
-                        out.data[cid] = data
+                    _take(out, tiers, entry, seg, *got)
                 continue
+            if _unmoved(meta, dmg, tiers, out):
+                continue  # a tail tag appended, a file rewritten at the same size: only its changed pieces
             _rebuild_whole(meta, save_path, dmg, tiers, baseline.get(entry.index), zoned.get(entry.index), out)
     except BaseException:
         out.discard()
         raise
     return out
+
+
+def _take(out: Supply, tiers: _Tiers, entry, seg, data, tier: str) -> None:
+    cid = chunk_root(data, tiers.width(seg)).hex()
+    out.chunk_ids[(entry.index, seg.piece)] = cid
+    out.tiers[(entry.index, seg.piece)] = tier
+    if tier != ZONES:  # zones are in the store; other tiers' bytes are held here
+        out.data[cid] = data
+
+
+def _unmoved(meta, dmg, tiers: _Tiers, out: Supply) -> bool:
+    """A grown file whose original bytes did not move (a tail tag appended) or a file rewritten at
+    the same size is healed in place: the quick verify found its changed pieces at their own
+    offsets; when siblings or zones give all of them, nothing else is written (the grown tail goes
+    to quarantine and is cut). False when it must be rebuilt (its bytes moved)."""
+    if dmg.drift.kind not in AT_THEIR_PLACE or os.path.islink(dmg.path) or not os.path.isfile(dmg.path):
+        return False
+    if dmg.drift.kind == REPLACED and os.path.getsize(dmg.path) != dmg.entry.size:
+        return False
+    bad = set(dmg.drift.pieces)
+    segs = [s for s in file_segments(meta, dmg.entry) if s.piece in bad]
+    found = []
+    for seg in segs:
+        got = tiers(seg, cheap=True)
+        if got is None:
+            return False
+        found.append((seg, got))
+    for seg, got in found:
+        _take(out, tiers, dmg.entry, seg, *got)
+    if dmg.drift.kind == REPLACED:
+        out.in_place.add(dmg.entry.index)
+    return True
 
 
 def _rebuild_whole(meta, save_path: Path, dmg, tiers: _Tiers, baseline, zoned, out: Supply) -> None:
@@ -160,6 +194,7 @@ def _rebuild_whole(meta, save_path: Path, dmg, tiers: _Tiers, baseline, zoned, o
         out.missing[entry.index] = result.missing
         return
     out.rebuilt[entry.index] = staged
+    out.cloned += result.cloned
     own = SHIFT if drifted == dmg.path else SIBLING
     for piece, d in result.shifted.items():
         out.tiers[(entry.index, piece)] = own if d or own == SIBLING else "intact"
