@@ -1,8 +1,11 @@
 """`seedward status [--json]`: every torrent's protection; live data when the service runs."""
 
 from ..catalog import views
+from ..continuity.library import Ledger, attach
+from ..continuity.seeding import headline, percent
 from ..control import request
 from ..errors import EXIT_OK, ServiceNotRunning
+from . import timefmt
 from .context import print_json
 
 
@@ -16,7 +19,7 @@ def status_data(ctx) -> dict:
     try:
         return request(ctx.home, "status")
     except ServiceNotRunning:
-        return views.offline_status(ctx.catalog, ctx.home.root)
+        return attach(views.offline_status(ctx.catalog, ctx.home.root), Ledger(), ctx.catalog)
 
 
 def run(args, ctx) -> int:
@@ -40,20 +43,29 @@ def run(args, ctx) -> int:
         counts[t["protection"]] = counts.get(t["protection"], 0) + 1
     if counts:
         print("torrents: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if data.get("continuity"):
+        print(f"continuity: {headline(data['continuity'])}")
     if data["torrents"]:
-        print(f"  {'id':12}  {'protection':12} {'qBittorrent':12} {'last verified':19}  {'snapshot':19}  "
-              f"{'last drill':10}  name")
+        print(f"  {'id':12}  {'protection':12} {'qBittorrent':12} {'intact 7d':9}  {'last verified':16}  "
+              f"{'snapshot':16}  {'last drill':10}  name")
     for t in data["torrents"]:
-        verified = (t["last_verified"] or "never")[:19]
-        snap = ((t.get("snapshot") or {}).get("created_at") or "-")[:19]
+        verified = timefmt.local(t["last_verified"], missing="never")
+        snap = timefmt.local((t.get("snapshot") or {}).get("created_at"))
         if (t.get("snapshot") or {}).get("suspect"):
-            snap = "SUSPECT " + snap[:11]  # a failed drill or store check: not proven restorable
+            snap = "SUSPECT " + timefmt.local_date(t["snapshot"]["created_at"])  # a failed drill or store check
         drill = t.get("last_drill")
         drilled = "-" if not drill else ("passed" if drill["ok"] else "FAILED")
         where = f"  [{t['owner']}]" if t.get("owner") else ""  # a shared catalog: the owning host
-        print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {verified:19}  {snap:19}  "
-              f"{drilled:10}  {t['name']}{where}")
+        print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {intact(t.get('continuity')):9}  "
+              f"{verified:16}  {snap:16}  {drilled:10}  {t['name']}{where}")
     return EXIT_OK
+
+
+def intact(short: dict | None) -> str:
+    """A torrent's intact share over 7 days; '-' when nothing was watched seeding (never verified)."""
+    if not short or (not short["interruptions"] and not short["intact_share"]):
+        return "-"
+    return percent(short["intact_share"]).replace(" %", "%")
 
 
 def print_fleet(fleet: dict | None) -> None:

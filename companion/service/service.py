@@ -270,7 +270,12 @@ class Service:
         if op == "job_history":
             return views.job_history(self.catalog, limit=max(1, min(message.get("limit") or 500, EVENTS_MAX)))
         if op == "detail":
-            return views.detail(self.catalog, self._torrent_id(message["id"]))
+            torrent_id = self._torrent_id(message["id"])
+            answer = views.detail(self.catalog, torrent_id)
+            row = self.catalog.get_torrent(torrent_id)
+            answer["continuity"] = self.status_builder.continuity(torrent_id, {
+                "protection": row["protection"], "last_verified": row["last_verified"]} if row else None)
+            return answer
         if op == "pieces":
             torrent_id = self.catalog.resolve_id(message["id"])
             row = self.catalog.get_torrent(torrent_id)

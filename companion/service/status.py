@@ -8,6 +8,8 @@ from contextlib import nullcontext
 
 from .. import __version__, spool
 from ..catalog import views
+from ..continuity.library import Ledger, attach
+from ..continuity.library import detail as continuity_detail
 
 STORE_SUMMARY_SECONDS = 60.0  # the store's totals read every chunk record: recomputed at most this often
 
@@ -21,6 +23,7 @@ class StatusBuilder:
         self._summary: tuple[float, dict] | None = None
         self._lock = threading.Lock()
         self._reader = None
+        self.ledger = Ledger()  # seeding continuity: the catalog's events, read once, then only new ones
 
     def reader(self):
         cat = self.service.catalog
@@ -49,7 +52,11 @@ class StatusBuilder:
         qbt, sync = s.qbt, s.sync
         cat = self.reader()
         with cat.snapshot() if isinstance(cat, views.ReadOnly) else nullcontext():  # one point in time
-            return self._build(s, qbt, sync, cat)
+            return attach(self._build(s, qbt, sync, cat), self.ledger, cat)
+
+    def continuity(self, torrent_id: str, entry: dict | None = None) -> dict:
+        """One torrent's full continuity (every window, the 7-day strip), for the `detail` op."""
+        return continuity_detail(self.ledger, torrent_id, entry, self.reader())
 
     def _build(self, s, qbt, sync, cat) -> dict:
         return {

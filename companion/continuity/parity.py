@@ -1,4 +1,4 @@
-"""Seeding continuity: watch the original's swarm and its companion's, and say when the companion
+"""Companion parity: watch the original's swarm and its companion's, and say when the companion
 can stand on its own (parity: at least K complete copies elsewhere). seedward then *offers* to retire
 the original; it never retires, stops or removes anything by itself.
 """
@@ -6,7 +6,7 @@ the original; it never retires, stops or removes anything by itself.
 import logging
 from dataclasses import dataclass
 
-from .catalog import jobs as rows
+from ..catalog import jobs as rows
 
 log = logging.getLogger(__name__)
 
