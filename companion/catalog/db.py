@@ -213,9 +213,8 @@ class Catalog:
         with self.lock:
             for attempt in (0, 1):
                 try:
-                    self.db.raw.execute("BEGIN")
-                    if serial:
-                        self.db.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    # one round trip: the transaction and (serial) the writer lock
+                    self.db.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})" if serial else "BEGIN")
                     break
                 except psycopg.Error as exc:
                     self._pg_rollback()

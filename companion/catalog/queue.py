@@ -50,7 +50,7 @@ def claim(cat, kinds: tuple[str, ...] | None = None):
 
 
 def finish(cat, job_id: int, error: str | None = None) -> None:
-    with cat.tx() as db:
+    with cat.tx(serial=False) as db:  # one row
         db.execute(
             "UPDATE queue SET state = ?, error = ?, updated_at = ? WHERE id = ?",
             ("failed" if error else "done", error, now_iso(), job_id),

@@ -24,10 +24,12 @@ def _upsert(cat, db, meta, now, save_path, torrent_file, category, tags, protect
         (meta.id, meta.info_hash_v1, meta.info_hash_v2, meta.name, meta.kind, meta.piece_length,
          meta.num_pieces, meta.total_size, meta.payload_size, now, now, cat.owner),
     )
-    for column, value in (("save_path", save_path), ("torrent_file", torrent_file), ("category", category),
-                          ("tags", tags), ("protection", protection), ("policy", policy), ("qbt_state", qbt_state)):
-        if value is not None:
-            db.execute(f"UPDATE torrents SET {column} = ? WHERE id = ?", (str(value), meta.id))
+    sets = [(column, str(value)) for column, value in (
+        ("save_path", save_path), ("torrent_file", torrent_file), ("category", category), ("tags", tags),
+        ("protection", protection), ("policy", policy), ("qbt_state", qbt_state)) if value is not None]
+    if sets:  # one statement (a shared catalog is a round trip away)
+        db.execute(f"UPDATE torrents SET {', '.join(f'{c} = ?' for c, _ in sets)} WHERE id = ?",
+                   (*(v for _, v in sets), meta.id))
 
 
 def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, protection=None,
@@ -39,7 +41,9 @@ def record_scan(cat, result, *, reason: str, save_path=None, torrent_file=None, 
     """
     meta = result.meta
     now = now_iso()
-    with cat.tx() as db:
+    # one torrent's rows, written only by its owner (whose jobs on one torrent never overlap): no
+    # need for the shared catalog's writer lock; the owner check and upserts are row-level
+    with cat.tx(serial=False) as db:
         _upsert(cat, db, meta, now, save_path, torrent_file, torrent_fields.get("category"),
                 torrent_fields.get("tags"), protection, torrent_fields.get("policy"), torrent_fields.get("qbt_state"))
         if keep_baseline:
@@ -126,7 +130,7 @@ def mark_removed(cat, torrent_id: str) -> None:
 
 
 def add_event(cat, torrent_id: str | None, kind: str, message: str, level: str = "info", **detail) -> int:
-    with cat.tx() as db:
+    with cat.tx(serial=False) as db:  # one insert
         cur = db.execute(
             "INSERT INTO events (torrent_id, at, kind, level, message, detail) VALUES (?, ?, ?, ?, ?, ?)",
             (torrent_id, now_iso(), kind, level, message, json.dumps(detail, default=str)),
