@@ -265,7 +265,9 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
     ti = atp.ti
     if ti is None:
         raise BadTorrent(source, "no info dictionary (a magnet link's metadata only)")
-    layout = ti.layout()
+    # libtorrent 2.1: layout() + renamed_files (its renames of clashing paths); 2.0's binding has
+    # no layout(): its files() has the renames applied.
+    layout = ti.layout() if hasattr(ti, "layout") else ti.files()
     renamed = dict(getattr(atp, "renamed_files", None) or {})
     ih = ti.info_hashes()
     has_v2 = ih.has_v2()
