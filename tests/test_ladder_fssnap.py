@@ -172,3 +172,26 @@ def test_a_block_aligned_shift_is_cloned_not_written(tmp_path, btrfs):
 
         drift_rows.update_file_stat(cat, tid, found.damages[0].entry.index, FileStat.of(os.lstat(movie)))
     cat.close()
+
+
+def test_a_resized_header_heals_by_cloning_the_read_only_snapshots_copy(tmp_path, btrfs):
+    from companion.drift.detect import detect_drift
+    from companion.ladder.heal import heal_from_supply
+    from companion.ladder.sources import supply_for
+    from companion.locate import catalog_meta
+    from companion.store import Store
+
+    home, data, tid, good = setup(tmp_path, btrfs, "always")
+    seedward("snapshot", tid, home=home, check=True)
+    movie = data / "show" / "e01.mkv"
+    body = movie.read_bytes()
+    movie.write_bytes(body[:100] + b"T" * 4000 + body[100:])  # 4,000 bytes: no block-aligned shift to clone
+    cat = Catalog(home / "catalog.sqlite")
+    store = Store.open(home / "store", cat)
+    meta, save_path = catalog_meta(cat, tid)
+    found = detect_drift(cat, tid)
+    supply = supply_for(cat, store, meta, save_path, found.damages)
+    assert set(supply.summary()) == {"fs-snapshot"} and supply.cloned >= movie.stat().st_size - 2 * 65536
+    heal_from_supply(meta, save_path, found.damages, supply, home / "quarantine")
+    assert sha(movie) == good["e01.mkv"]
+    cat.close()

@@ -67,3 +67,12 @@ def locate_segment(cat, chunk_id: str) -> list[sqlite3.Row]:
            JOIN snapshot_files sf ON sf.snapshot_id = c.snapshot_id AND sf.file_index = c.file_index
            JOIN snapshots s ON s.id = c.snapshot_id LEFT JOIN torrents t ON t.id = s.torrent_id
            WHERE c.chunk_id = ? LIMIT 4""", (chunk_id,))
+
+
+def copies(cat, sha256: str | None) -> list[sqlite3.Row]:
+    """Copies of a file content in read-only filesystem snapshots (root + path), newest first."""
+    if not sha256:
+        return []
+    return cat.query("SELECT f.root, sf.path FROM fs_snapshots f JOIN snapshot_files sf ON sf.snapshot_id = f.snapshot_id"
+                     " JOIN snapshots s ON s.id = f.snapshot_id WHERE sf.sha256 = ? ORDER BY s.created_at DESC",
+                     (sha256,))

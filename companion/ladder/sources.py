@@ -12,12 +12,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..catalog import fssnap as fs_rows
 from ..catalog import ladder as zone_rows
 from ..drift.classify import DAMAGED, EXTENDED, REPLACED
 from ..catalog import parity as parity_rows
 from ..errors import Error
 from ..piece_plan import Segment, file_segments
 from ..store.chunk import chunk_root, chunk_width
+from ..store.reflink import ALIGN, clone_fd
 from .parity import Repairs
 from .proof import read_range, segment_ok
 from .shift import candidate_shifts, rebuild
@@ -25,7 +27,7 @@ from .sibling import holders, links_all_seeded, siblings
 
 log = logging.getLogger(__name__)
 
-SIBLING, ZONES, PARITY, SHIFT, SNAPSHOT = "sibling", "zones", "parity", "shift", "snapshot"
+SIBLING, FS, ZONES, PARITY, SHIFT, SNAPSHOT = "sibling", "fs-snapshot", "zones", "parity", "shift", "snapshot"
 IN_PLACE = {DAMAGED}  # drift kinds healed segment by segment; the others are rebuilt whole
 AT_THEIR_PLACE = {EXTENDED, REPLACED}  # ...unless their bytes did not move (_unmoved)
 
@@ -73,12 +75,15 @@ class Supply:
 
 
 class _Tiers:
-    """Proven bytes for one segment of one file: sibling, then zones."""
+    """Proven bytes for one segment of one file: sibling, read-only filesystem snapshot, zones, parity."""
 
     def __init__(self, catalog, store, meta, save_path: Path, entry, damaged_path: Path, repairs=None):
         self.meta, self.save_path, self.entry, self.store, self.repairs = meta, save_path, entry, store, repairs
         self.single = len(meta.file_pieces(entry)) == 1
         self.sibs = siblings(catalog, meta.id, entry.index, damaged_path)
+        sha = next((r["sha256"] for r in catalog.get_files(meta.id) if r["file_index"] == entry.index), None)
+        self.fs = [Path(r["root"]) / r["path"] for r in fs_rows.copies(catalog, sha)]
+        self.fs = [p for p in self.fs if os.path.isfile(p)]
         self.zones = {(r["file_index"], r["piece"]): r["chunk_id"] for r in zone_rows.zones(catalog, meta.id)
                       if r["file_index"] == entry.index}
 
@@ -87,10 +92,11 @@ class _Tiers:
 
     def __call__(self, seg: Segment, cheap: bool = False):
         """(bytes, tier) or None; cheap: siblings and zones only (no par2 run)."""
-        for path in self.sibs:
-            data = read_range(path, seg.offset, seg.length)
-            if data is not None and segment_ok(self.meta, self.save_path, seg, data):
-                return data, SIBLING
+        for tier, paths in ((SIBLING, self.sibs), (FS, self.fs)):
+            for path in paths:
+                data = read_range(path, seg.offset, seg.length)
+                if data is not None and segment_ok(self.meta, self.save_path, seg, data):
+                    return data, tier
         cid = self.zones.get((self.entry.index, seg.piece)) if self.store is not None else None
         if cid is not None:
             try:
@@ -162,7 +168,11 @@ def _unmoved(meta, dmg, tiers: _Tiers, out: Supply) -> bool:
     if dmg.drift.kind == REPLACED and os.path.getsize(dmg.path) != dmg.entry.size:
         return False
     bad = set(dmg.drift.pieces)
-    segs = [s for s in file_segments(meta, dmg.entry) if s.piece in bad]
+    every = file_segments(meta, dmg.entry)
+    segs = [s for s in every if s.piece in bad]
+    zoned = {p for (i, p) in tiers.zones if i == dmg.entry.index}
+    if not bad <= zoned and len(segs) * 4 > len(every):
+        return False  # most pieces changed at their own offsets: its bytes moved (a resized header)
     found = []
     for seg in segs:
         got = tiers(seg, cheap=True)
@@ -179,14 +189,18 @@ def _unmoved(meta, dmg, tiers: _Tiers, out: Supply) -> bool:
 def _rebuild_whole(meta, save_path: Path, dmg, tiers: _Tiers, baseline, zoned, out: Supply) -> None:
     entry = dmg.entry
     staged = dmg.path.with_name(f".{dmg.path.name}.seedward-rebuild")
-    if not os.path.lexists(dmg.path) or os.path.islink(dmg.path) or not os.path.isfile(dmg.path):
-        source = tiers.sibs[0] if tiers.sibs else None  # a missing file: only a sibling has all of it
-        if source is None:
+    whole = [(SIBLING, p) for p in tiers.sibs] + [(FS, p) for p in tiers.fs]
+    clonable = next(((t, p) for t, p in whole if _clonable(p, staged.parent)), None)
+    if clonable is not None:  # a whole copy on this filesystem: cloned, not written (then proven)
+        own, drifted = clonable
+        shifts = [0]
+    elif not os.path.lexists(dmg.path) or os.path.islink(dmg.path) or not os.path.isfile(dmg.path):
+        if not whole:  # a missing file: only a whole copy has all of it
             out.missing[entry.index] = [s.piece for s in file_segments(meta, entry)]
             return
-        shifts, drifted = [0], source
+        (own, drifted), shifts = whole[0], [0]
     else:
-        drifted = dmg.path
+        own, drifted = SHIFT, dmg.path
         shifts = candidate_shifts(entry, drifted, zoned["head_extent"] if zoned else None,
                                   zoned["kind"] if zoned else None)
     result = rebuild(meta, save_path, entry, drifted, staged, baseline=baseline, shifts=shifts, supply=tiers)
@@ -195,8 +209,26 @@ def _rebuild_whole(meta, save_path: Path, dmg, tiers: _Tiers, baseline, zoned, o
         return
     out.rebuilt[entry.index] = staged
     out.cloned += result.cloned
-    own = SHIFT if drifted == dmg.path else SIBLING
     for piece, d in result.shifted.items():
-        out.tiers[(entry.index, piece)] = own if d or own == SIBLING else "intact"
+        out.tiers[(entry.index, piece)] = own if d or own != SHIFT else "intact"
     for piece, tier in result.supplied.items():
         out.tiers[(entry.index, piece)] = tier
+
+
+def _clonable(path: Path, folder: Path) -> bool:
+    """Whether `path`'s blocks can be cloned (reflinks) into a new file in `folder`."""
+    import tempfile
+
+    try:
+        if os.path.getsize(path) < ALIGN:
+            return False
+        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            return clone_fd(src, 0, probe.fileno(), 0, ALIGN)
+    except OSError:
+        return False
+    finally:
+        os.close(src)
