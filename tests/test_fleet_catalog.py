@@ -235,3 +235,34 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
     r = seedward("status", home=home)
     assert r.returncode == 2 and "hunter2" not in r.stderr + r.stdout
     assert len(r.stderr.strip().splitlines()) == 1 and "catalog postgresql://u:***@127.0.0.1" in r.stderr
+
+
+def test_import_catalog_moves_an_embedded_catalog_into_the_fleet(tmp_path, pg_url):
+    meta, data = torrent(tmp_path, "old")
+    home = tmp_path / "home"
+    home.mkdir()
+    local = Catalog(home / "catalog.sqlite")
+    local.record_scan(Scanner().full_scan(meta, data), reason="t", save_path=str(data), protection="protected")
+    local.close()
+    (home / "config.toml").write_text(f'[catalog]\nurl = "{pg_url}"\nowner = "box9"\n')
+    import json
+
+    out = json.loads(seedward("fleet", "import-catalog", "--json", home=home, check=True).stdout)
+    assert out["owner"] == "box9" and out["rows"]["torrents"] == 1
+    shared = Catalog(pg_url, owners=("box9",))
+    assert [r["id"] for r in shared.list_torrents()] == [meta.id]
+    shared.close()
+    text = seedward("fleet", "status", home=home, check=True).stdout
+    assert "box9" in text and "1 protected" in text
+
+
+def test_the_tui_shows_the_fleet_from_the_status():
+    from tui.model import service_view
+
+    status = {"service": {"running": True, "fleet": {"me": ["a"], "members": [
+        {"owner": "a", "alive": True, "torrents": {"protected": 3, "damaged": 1}},
+        {"owner": "b", "alive": False, "torrents": {"protected": 2, "removed": 4}}]}}}
+    assert service_view(status).fleet == (("a", True, 3, 4), ("b", False, 2, 2))
+    one = {"service": {"running": True, "fleet": {"me": [""], "members": [{"owner": "", "alive": False,
+                                                                           "torrents": {}}]}}}
+    assert service_view(one).fleet == ()  # one embedded host: nothing to show
