@@ -125,7 +125,10 @@ def test_create_restore_and_7zip_reads_the_volumes(env):
                          capture_output=True, text=True).stdout
     assert "LZMA2" in slt and f"payload/{env['tid']}/show/subs/ep1.srt" in slt
     # the payload was read in place (its files still were the snapshot) and the overhead is measured
-    assert manifest["read_in_place"] == [env["tid"]]
+    ctx = Context(env["home"])
+    assert records.get_set(ctx.catalog, folder.name)["manifest"]["read_in_place"] == [env["tid"]]
+    ctx.close()
+    assert env["tid"] not in (folder / "set.json").read_text()  # the remote manifest names no torrent either
     on_remote = sum(f.stat().st_size for f in folder.iterdir() if f.suffix == ".par2")
     assert manifest["protection"]["par2_bytes"] == on_remote == out["archive_bytes"] - sum(
         v["size"] for v in manifest["volumes"])

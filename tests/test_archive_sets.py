@@ -98,7 +98,9 @@ def test_a_seeding_file_changed_while_archived_fails_the_set_and_the_next_comes_
     r = run(env, "archive", "create", "--tier", "weekly", "--passphrase-file", env["pass"], "--json")
     assert r.returncode == 0, r.stderr
     folder = the_set(env["remote"])
-    assert json.loads((folder / "set.json").read_text())["read_in_place"] == []  # from the store
+    ctx = Context(env["home"])
+    assert records.get_set(ctx.catalog, folder.name)["manifest"]["read_in_place"] == []  # from the store
+    ctx.close()
     to = env["tmp"] / "snap"
     r = run(env, "archive", "restore", folder.name, "--to", to, "--passphrase-file", env["pass"])
     assert r.returncode == 0, r.stderr

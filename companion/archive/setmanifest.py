@@ -12,9 +12,12 @@ FORMAT = 2
 INNER_NAME = "SEEDWARD-SET.json"
 
 
+PRIVATE = ("members", "skipped", "deleted_manifests", "read_in_place")  # names and torrent ids
+
+
 def public_manifest(doc: dict) -> dict:
-    """The remote manifest: everything but member names and ids."""
-    out = {k: v for k, v in doc.items() if k not in ("members", "skipped")}
+    """The remote manifest: everything but member names and torrent ids (an info hash names a torrent)."""
+    out = {k: v for k, v in doc.items() if k not in PRIVATE}
     out["contents"] = [{"sha256": m["sha256"], "size": m["size"]} for m in doc["members"]]
     return out
 
