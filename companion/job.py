@@ -159,8 +159,11 @@ def select_files(meta, globs: list[str]):
 class JobRunner:
     """Runs one job against the catalog, the manifests repo and (when there is one) the snapshot store."""
 
-    def __init__(self, *, catalog, manifests, settings, home, store=None, command_output=None):
+    def __init__(self, *, catalog, manifests, settings, home, store=None, command_output=None, progress=None):
+        """progress(description, total_bytes): a context manager giving a progress(done, total)
+        callable for the reading passes (preflight, the check after the run); None: none."""
         self.catalog = catalog
+        self.progress = progress
         self.manifests = manifests
         self.settings = settings
         self.home = home
@@ -175,15 +178,7 @@ class JobRunner:
             raise BadInput("job run", "no command given (put it after `--`)")
         if not spec.model_name.strip() or not spec.model_version.strip():
             raise BadInput("job run", "--model and --model-version must not be empty")
-        torrent_id = self.catalog.resolve_id(spec.torrent)
-        torrent = self.catalog.get_torrent(torrent_id)
-        if not torrent["torrent_file"] or not torrent["save_path"]:
-            raise JobError(torrent_id[:12], "the catalog has no .torrent or save path for it")
-        meta, save_path = catalog_meta(self.catalog, torrent_id)  # qBittorrent's renames applied
-        scope = select_files(meta, spec.files)
-        mode, warning = sandbox.choose_mode(self.settings.jobs.sandbox)
-        # Without bwrap the command could write anywhere: every file of the torrent is exposed then.
-        exposed = scope if mode == "bwrap" else [f for f in meta.real_files if f.size > 0]
+        torrent_id, torrent, meta, save_path, scope, mode, warning, exposed = self._prepare(spec)
 
         job_id = secrets.token_hex(8)
         workdir = jobs_root(self.home, self.settings) / job_id
@@ -251,6 +246,39 @@ class JobRunner:
             exc.job_id = job_id  # for `job run --json`, which prints its object whatever happens
             raise
 
+    def _prepare(self, spec: JobSpec):
+        torrent_id = self.catalog.resolve_id(spec.torrent)
+        torrent = self.catalog.get_torrent(torrent_id)
+        if not torrent["torrent_file"] or not torrent["save_path"]:
+            raise JobError(torrent_id[:12], "the catalog has no .torrent or save path for it")
+        meta, save_path = catalog_meta(self.catalog, torrent_id)  # qBittorrent's renames applied
+        scope = select_files(meta, spec.files)
+        mode, warning = sandbox.choose_mode(self.settings.jobs.sandbox)
+        # Without bwrap the command could write anywhere: every file of the torrent is exposed then.
+        exposed = scope if mode == "bwrap" else [f for f in meta.real_files if f.size > 0]
+        return torrent_id, torrent, meta, save_path, scope, mode, warning, exposed
+
+    def plan(self, spec: JobSpec) -> dict:
+        """What run(spec) would do, doing none of it (`job run --dry-run`): nothing is recorded,
+        read, snapshotted or run."""
+        if not spec.command:
+            raise BadInput("job run", "no command given (put it after `--`)")
+        torrent_id, torrent, meta, save_path, scope, mode, warning, exposed = self._prepare(spec)
+        refusal = _refusal(torrent["protection"])
+        return {"dry_run": True, "torrent_id": torrent_id, "name": meta.name, "command": list(spec.command),
+                "files": [f.path for f in scope], "bytes": sum(f.size for f in scope), "sandbox": mode,
+                "warning": warning or None, "network": bool(spec.network or self.settings.jobs.network),
+                "preflight": {"verify_bytes": sum(f.size for f in exposed),
+                              "snapshot": self.store is not None and refusal is None},
+                "pauses_seeding": mode == "copy", "refused": refusal}
+
+    def _reading(self, description: str, total: int):
+        if self.progress is None:
+            from contextlib import nullcontext
+
+            return nullcontext(None)
+        return self.progress(description, total)
+
     def _end(self, job_id, torrent_id, state, reason, exit_code=None, outputs=()) -> JobOutcome:
         fields = {"state": state, "error": reason}
         if rows.get_job(self.catalog, job_id)["ended_at"] is None:
@@ -303,20 +331,19 @@ class JobRunner:
         Verifies against the torrent's own hashes (not only our baseline), then snapshots them into
         the store (when there is one). Their xxh3 per segment become the post-run baseline."""
         state = torrent["protection"]
-        if state == "baseline_bad":
-            return "the payload never matched its torrent (baseline_bad)"
-        if state in ("damaged", "healing"):
-            return f"the payload has drifted ({state}); heal it first"
-        if state in ("removed", "excluded"):
-            return f"the torrent is {state}"
+        refusal = _refusal(state)
+        if refusal:
+            return refusal
         indices = {f.index for f in exposed}
-        if len(indices) == len(meta.real_files) or state == "pending":
-            from .protect import catalog_torrent
+        with self._reading("preflight: verifying", sum(f.size for f in exposed)) as bar:
+            if len(indices) == len(meta.real_files) or state == "pending":
+                from .protect import catalog_torrent
 
-            result = catalog_torrent(self.catalog, self.manifests, meta, save_path, reason=f"job {job_id} preflight")
-        else:
-            # Only the files in scope: recorded as the job's preflight, the catalog's baseline stays whole.
-            result = Scanner().full_scan(meta, save_path, only_files=indices)
+                result = catalog_torrent(self.catalog, self.manifests, meta, save_path,
+                                         reason=f"job {job_id} preflight", progress=bar)
+            else:
+                # Only the files in scope: recorded as the job's preflight, the catalog's baseline stays whole.
+                result = Scanner().full_scan(meta, save_path, only_files=indices, progress=bar)
             if not result.ok:
                 self.catalog.set_protection(meta.id, "damaged")
                 self.catalog.add_event(meta.id, "drift", f"{meta.name}: job {job_id} preflight found "
@@ -342,7 +369,8 @@ class JobRunner:
         baseline = self._baseline.get(job_id)
         if baseline is None:  # the preflight never finished: nothing was exposed
             return None
-        check = quick_scan(meta, save_path, baseline, files=set(baseline))
+        with self._reading("checking the originals", sum(f.size for f in exposed)) as bar:
+            check = quick_scan(meta, save_path, baseline, files=set(baseline), progress=bar)
         if check.ok:
             return None
         changed = [f for f in check.files if f.status != "ok"]
@@ -414,6 +442,17 @@ class JobRunner:
         # The store knows auto | preflight | manual; the job id says which job made them.
         snap = self.store.snapshot(meta, content.parent, "manual", job_id=job_id)
         return snap.id
+
+
+def _refusal(state: str) -> str | None:
+    """Why a torrent in this protection state cannot take a job, or None."""
+    if state == "baseline_bad":
+        return "the payload never matched its torrent (baseline_bad)"
+    if state in ("damaged", "healing"):
+        return f"the payload has drifted ({state}); heal it first"
+    if state in ("removed", "excluded"):
+        return f"the torrent is {state}"
+    return None
 
 
 def _alive(pid: int | None) -> bool:

@@ -59,13 +59,7 @@ def canonical(path) -> str:
 def acquire(catalog, path, ttl: float, operator: str, store=None) -> tuple[str, Lease]:
     """Grant a lease on path for ttl seconds. Returns (token, lease); the token is shown once.
     With a store, the protected torrents under the path are snapshotted first (`undo_points`)."""
-    if not (0 < ttl <= MAX_TTL):
-        raise BadInput("--ttl", f"{ttl:g} seconds: expected more than 0 and at most {MAX_TTL} (7 days)")
-    if not operator.strip():
-        raise BadInput("--operator", "empty operator name")
-    where = canonical(path)
-    if not Path(where).exists():
-        raise BadInput(path, "no such file or folder")
+    where = _checked(path, ttl, operator)
     token = "swl_" + secrets.token_urlsafe(24)
     lease_id = secrets.token_hex(6)
     expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="milliseconds")
@@ -74,6 +68,36 @@ def acquire(catalog, path, ttl: float, operator: str, store=None) -> tuple[str, 
     if store is not None:
         snapshot_covered(catalog, store, granted)
     return token, granted
+
+
+def plan(catalog, path, ttl: float, operator: str) -> tuple[Lease, dict[str, set[int]]]:
+    """What acquire() would grant (`lease acquire --dry-run`): the lease, unrecorded, and the
+    cataloged files it would cover (what it would snapshot first)."""
+    where = _checked(path, ttl, operator)
+    now = datetime.now(timezone.utc)
+    would = Lease("-", where, operator, now.isoformat(timespec="milliseconds"),
+                  (now + timedelta(seconds=ttl)).isoformat(timespec="milliseconds"))
+    return would, covered_files(catalog, would)
+
+
+def _checked(path, ttl: float, operator: str) -> str:
+    """The lease's canonical path, once its arguments are right."""
+    if not (0 < ttl <= MAX_TTL):
+        raise BadInput("--ttl", f"{ttl:g} seconds: expected more than 0 and at most {MAX_TTL} (7 days)")
+    if not operator.strip():
+        raise BadInput("--operator", "empty operator name")
+    where = canonical(path)
+    if not Path(where).exists():
+        raise BadInput(path, "no such file or folder")
+    return where
+
+
+def find(catalog, token: str) -> Lease:
+    """The lease a token names, unchanged (`lease release --dry-run`)."""
+    row = rows.lease_by_token(catalog, _digest(token.strip()))
+    if row is None:
+        raise NotFound("no lease has this token")
+    return _lease(row)
 
 
 def covered_files(catalog, lease: Lease) -> dict[str, set[int]]:

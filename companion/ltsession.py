@@ -96,9 +96,13 @@ class SwarmResult:
         return self.check.ok
 
 
-def _wait_checked(ses: lt.session, handle, save_path: Path, deadline: float, timeout: float, cancel=None) -> None:
-    """Block until libtorrent's checked alert for handle; its errors, the deadline and cancel raise."""
+def _wait_checked(ses: lt.session, handle, save_path: Path, deadline: float, timeout: float, cancel=None,
+                  progress=None) -> None:
+    """Block until libtorrent's checked alert for handle; its errors, the deadline and cancel raise.
+    progress(fraction): libtorrent's own checking progress, polled."""
     while True:
+        if progress is not None:
+            progress(handle.status().progress)
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"libtorrent check of {save_path}")
         remaining = deadline - time.monotonic()
@@ -122,8 +126,9 @@ def piece_results(handle, num_pieces: int) -> list[bool]:
     return pieces
 
 
-def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout: float, cancel=None):
-    """Add the torrent stopped-when-ready, wait for the checked alert, read every piece.
+def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout: float, cancel=None, progress=None):
+    """Add the torrent stopped-when-ready, wait for the checked alert, read every piece
+    (progress(fraction) while libtorrent checks).
 
     Returns (handle, CheckResult); the torrent stays in `ses` (paused) so the caller may seed
     it or remove it. On error or timeout the torrent is removed before raising.
@@ -133,7 +138,7 @@ def check_payload(ses: lt.session, torrent_raw: bytes, save_path: Path, timeout:
     num_pieces = atp.ti.num_pieces()
     handle = ses.add_torrent(atp)
     try:
-        _wait_checked(ses, handle, save_path, started + timeout, timeout, cancel)
+        _wait_checked(ses, handle, save_path, started + timeout, timeout, cancel, progress)
         pieces = piece_results(handle, num_pieces)
     except BaseException:
         ses.remove_torrent(handle)

@@ -17,17 +17,18 @@ def skipped_note(meta, result) -> str:
 
 def catalog_torrent(catalog, manifests, meta, save_path, *, reason: str, scanner: Scanner | None = None,
                     torrent_file=None, chunk_roots: bool = False, rate: float = 0.0, cancel=None,
-                    keep_torrent=None, only_files: set[int] | None = None, accept=None, **fields):
+                    keep_torrent=None, only_files: set[int] | None = None, accept=None, progress=None, **fields):
     """Full-scan and record. A payload that does not match is recorded as baseline_bad and its
     hashes are not kept as the baseline. keep_torrent: a path to save the .torrent to, written
     only once the scan has run (bad input leaves nothing behind). only_files: the files to verify
     and catalog (the others are skipped in qBittorrent). accept(result): called between the read
     and the record; it returns False to have nothing recorded (a write overlapped the read: the
     result is None then), or a protection state for a payload that does not match (`damaged`:
-    it drifted after qBittorrent completed it), or True. Returns the ScanResult."""
+    it drifted after qBittorrent completed it), or True. progress(done, total): the scan's.
+    Returns the ScanResult."""
     scanner = scanner or Scanner()
     result = scanner.full_scan(meta, save_path, chunk_roots=chunk_roots, rate=rate, cancel=cancel,
-                               only_files=only_files)
+                               only_files=only_files, progress=progress)
     verdict = accept(result) if accept is not None else True
     if verdict is False:
         return None

@@ -145,12 +145,13 @@ class Exported:
     note: str = ""
 
 
-def export(entry: Entry, dest: Path, *, store=None, catalog=None, files: list[str] | None = None) -> list[Exported]:
+def export(entry: Entry, dest: Path, *, store=None, catalog=None, files: list[str] | None = None,
+           dry_run: bool = False) -> list[Exported]:
     """Write the drifted files of `entry` under `dest` (as the torrent lays them out). A file kept
     as ranges is rebuilt over the torrent's own bytes, each proven: from a snapshot (the heal's,
     else the torrent's newest: every snapshot of a torrent holds the same verified bytes) or
     from the payload on disk when its pieces still verify against the torrent. Existing files
-    under `dest` are never overwritten."""
+    under `dest` are never overwritten. dry_run: the files it would write (nothing is read or written)."""
     dest = Path(dest)
     records = entry.files
     if files:
@@ -163,6 +164,10 @@ def export(entry: Entry, dest: Path, *, store=None, catalog=None, files: list[st
         target = _inside(dest, record["path"])
         if os.path.lexists(target):
             raise BadInput(target, "exists; export writes only new files (choose an empty folder)")
+    if dry_run:
+        return [Exported(r["path"], str(_inside(dest, r["path"])) if exportable(r) or "link" in r else None, 0,
+                         "", "" if exportable(r) or "link" in r else f"not kept: {r.get('kept', 'nothing')}")
+                for r in records]
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".seedward-export-{entry.id}"
     staging.mkdir(exist_ok=True)

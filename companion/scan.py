@@ -717,18 +717,20 @@ def _xxh3_batch(batch: list[Segment], view: memoryview, start: int, got: int) ->
 def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int, str]], *,
                files: set[int] | None = None, pieces: set[int] | None = None, rate: float = 0.0,
                cancel: threading.Event | None = None, workers: int | None = None,
-               buffer_bytes: int = BUFFER_BYTES) -> QuickResult:
+               buffer_bytes: int = BUFFER_BYTES, progress=None) -> QuickResult:
     """Quick verify: xxh3 of piece-aligned segments against the catalog's baseline.
 
     baseline: file_index -> {piece: xxh3 hex}. files / pieces narrow what is read.
     Each worker reads and hashes its own buffer (both cores read, nothing is copied twice).
     BEP 47 symlink entries are checked as links (lstat/readlink), never read.
+    progress(done_bytes, total_bytes): called on the caller's thread as batches are handed out.
     """
     began = time.monotonic()
     save_path = check_save_path(save_path)
     res = Resolver(save_path)
     run = _QuickRun(meta, max(buffer_bytes, meta.piece_length), workers or WORKERS, RateLimiter(rate), cancel)
     plan = []  # (entry, path, stat, [(batch, digests)], link status)
+    total = sum(e.size for e in meta.real_files if files is None or e.index in files) if progress else 0
     threads = [threading.Thread(target=run.work, name=f"quick-{i}", daemon=True) for i in range(run.threads)]
     for t in threads:
         t.start()
@@ -762,6 +764,8 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
                 start = batch[0].offset
                 length = batch[-1].offset + batch[-1].length - start
                 run.put((entry.index, path, batch, start, length, readable, digests))
+                if progress is not None:
+                    progress(run.bytes_read, total)
     except _Stop:
         pass
     except BaseException as exc:
@@ -781,6 +785,8 @@ def quick_scan(meta: TorrentMeta, save_path: Path, baseline: dict[int, dict[int,
                 os.close(state[0])
     if run.error is not None:
         raise run.error
+    if progress is not None:
+        progress(run.bytes_read, total)
     out: list[QuickFile] = []
     for entry, path, st, jobs, link in plan:
         want = baseline.get(entry.index, {})

@@ -176,6 +176,10 @@ def get_lease(cat, lease_id: str) -> sqlite3.Row | None:
     return cat.one("SELECT * FROM leases WHERE id = ?", (lease_id,))
 
 
+def lease_by_token(cat, token_sha256: str) -> sqlite3.Row | None:
+    return cat.one("SELECT * FROM leases WHERE token_sha256 = ?", (token_sha256,))
+
+
 def open_leases(cat, now: str) -> list[sqlite3.Row]:
     return cat.query("SELECT * FROM leases WHERE released_at IS NULL AND expires_at > ? ORDER BY acquired_at", (now,))
 

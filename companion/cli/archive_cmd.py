@@ -12,6 +12,7 @@ from ..archive.restore import restore_set
 from ..archive.tiers import TIERS, RetentionPolicy
 from ..catalog import archives as records
 from ..errors import EXIT_DAMAGE, EXIT_ERROR, EXIT_OK
+from . import timefmt
 from .context import print_json
 
 
@@ -84,7 +85,7 @@ def run_create(args, ctx) -> int:
         print("  " + protection_line(result.volumes, result.par2, result.protection, estimate=result.dry_run))
         print("  " + repairs_line(result.protection))
         if result.locked_until:
-            print(f"  immutable (S3 Object Lock) until {result.locked_until}")
+            print(f"  immutable (S3 Object Lock) until {timefmt.local(result.locked_until)}")
         for s in result.skipped:
             print(f"  skipped {s['torrent_id'][:12]}: {s['reason']}")
         for s in result.resumed:
@@ -137,9 +138,9 @@ def run_list(args, ctx) -> int:
         stored = s.get("as_stored") or {}
         kind = "full" if s["full"] else "incr" if s["full"] is not None else "?"
         line = (f"{s['set_id']}  {s['tier']:8} {kind:4} {s['bytes'] or 0:>14,} B  "
-                f"keep until {(s['retain_until'] or '-')[:10]}  {s['state']}")
+                f"keep until {timefmt.local_date(s['retain_until'])}  {s['state']}")
         if s.get("locked_until"):
-            line += f"  locked until {s['locked_until'][:10]}"
+            line += f"  locked until {timefmt.local_date(s['locked_until'])}"
         if not remote and s.get("remote"):
             line += f"  on {s['remote']}"
         if prot:
@@ -164,7 +165,7 @@ def run_prune(args, ctx) -> int:
     for s in report["cleaned"]:
         print(f"{verb}delete {s['set_id']} ({s.get('why', 'interrupted upload')})")
     for s in report["locked"]:
-        print(f"keep {s['set_id']} ({s['tier']}): locked until {s['locked_until']}")
+        print(f"keep {s['set_id']} ({s['tier']}): locked until {timefmt.local(s['locked_until'])}")
     print(f"{len(report['kept'])} sets kept")
     return EXIT_OK
 

@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="drill every torrent that has a snapshot")
     p.add_argument("--snapshot", metavar="S", help="drill this snapshot (id prefix) instead of the latest")
     p.add_argument("--swarm", action="store_true", help="also seed the restore to a second isolated session")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which snapshots would be drilled and the scratch space needed; restore nothing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -64,6 +66,8 @@ def run(args, ctx) -> int:
     from ..drill import Drill, cleanup_scratch
 
     ids = targets(args, ctx)
+    if args.dry_run:
+        return dry_run(args, ctx, ids)
     cleanup_scratch(ctx.home, ctx.settings, ctx.catalog)
     if not ids:
         if args.json:
@@ -71,7 +75,7 @@ def run(args, ctx) -> int:
         else:
             print("no torrent has a snapshot to drill", file=sys.stderr)
         return EXIT_OK
-    drill = Drill(ctx.catalog, ctx.store, ctx.home, ctx.settings)
+    drill = Drill(ctx.catalog, ctx.store, ctx.home, ctx.settings, progress=ctx.progress.bar)
     results = []
     for torrent_id in ids:
         result = drill.run(torrent_id, snapshot=args.snapshot, swarm=args.swarm, reason="manual")
@@ -83,6 +87,33 @@ def run(args, ctx) -> int:
     if args.json:
         print_json({"drills": [r.to_json() for r in results]})
     return exit_code(results)
+
+
+def dry_run(args, ctx, ids: list[str]) -> int:
+    """The snapshot each drill would restore (the newest, or --snapshot) and its bytes; nothing is
+    restored, recorded or cleaned up."""
+    from ..catalog.snapshots import get_snapshot, list_snapshots, resolve_snapshot
+
+    plan = []
+    for tid in ids:
+        row = ctx.catalog.get_torrent(tid)
+        if args.snapshot:
+            found = [get_snapshot(ctx.catalog, s) for s in resolve_snapshot(ctx.catalog, args.snapshot)]
+            snap = next((s for s in found if s["torrent_id"] == tid), None)
+        else:
+            snaps = list_snapshots(ctx.catalog, tid)
+            snap = snaps[-1] if snaps else None
+        plan.append({"id": tid, "name": row["name"] if row else None, "snapshot": snap["id"] if snap else None,
+                     "bytes": int(snap["bytes"]) if snap else 0, "swarm": args.swarm})
+    scratch = max((p["bytes"] * (2 if args.swarm else 1) for p in plan), default=0)  # one drill at a time
+    if args.json:
+        print_json({"dry_run": True, "drills": plan, "scratch_bytes": scratch})
+        return EXIT_OK
+    for p in plan:
+        what = f"snapshot {p['snapshot'][:12]} ({p['bytes']:,} B)" if p["snapshot"] else "no snapshot: would fail"
+        print(f"would drill {p['id'][:12]}  {p['name']}: {what}")
+    print(f"scratch space needed: {scratch:,} B (one drill at a time); dry run: nothing restored or recorded")
+    return EXIT_OK
 
 
 def print_result(r) -> None:

@@ -1,6 +1,7 @@
 """`seedward drills [ID] [--json]`: the drill record, newest first."""
 
 from ..errors import EXIT_OK
+from . import timefmt
 from .context import print_json
 
 
@@ -27,7 +28,7 @@ def run(args, ctx) -> int:
     for d in drills:
         verdict = {"passed": "PASS", "failed": "FAIL"}.get(d["state"], "RUNNING")
         rpo = "-" if d["rpo_seconds"] is None else f"{d['rpo_seconds']:.0f}s"
-        print(f"{d['started_at'][:19]}  {verdict:7} {d['id'][:12]}  snapshot {d['snapshot'][:12] or '-':12}"
+        print(f"{timefmt.local(d['started_at'])}  {verdict:7} {d['id'][:12]}  snapshot {d['snapshot'][:12] or '-':12}"
               f"  RTO {d['rto_seconds']:.2f}s  RPO {rpo}  {d['reason']}{'  swarm' if d['swarm'] else ''}")
         if d["error"]:
             print(f"    {d['error']}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import EXIT_DAMAGE, EXIT_OK, BadInput, Error
 from ..job import (DONE, INTERRUPTED, JobRunner, JobSpec, default_operator, parse_env, parse_params, show,
                    stdout_for)
+from . import timefmt
 from .context import print_json
 
 
@@ -32,13 +33,15 @@ def register(sub) -> None:
     run_p.add_argument("--network", action="store_true",
                        help="let the command reach the host's network (default: a private loopback only)")
     run_p.add_argument("--operator", metavar="NAME", help=f"who runs it (default: the user, here {default_operator()})")
-    run_p.add_argument("--json", action="store_true")
+    run_p.add_argument("--dry-run", action="store_true",
+                       help="say what the job would do (files, sandbox, preflight); run, read and record nothing")
+    run_p.add_argument("--json", action="store_true", help="print one JSON object")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
                        help="the command to run, after --")
     run_p.set_defaults(func=run)
     show_p = verbs.add_parser("show", help="a job: state, provenance, outputs, companions")
     show_p.add_argument("job", metavar="JOB", help="any unique prefix of a job id")
-    show_p.add_argument("--json", action="store_true")
+    show_p.add_argument("--json", action="store_true", help="print one JSON object")
     show_p.set_defaults(func=run_show)
 
 
@@ -76,9 +79,11 @@ def _run(args, ctx) -> int:
     spec = JobSpec(torrent=args.torrent, command=command, model_name=args.model, model_version=args.model_version,
                    model_digest=args.model_digest, prompt=prompt, params=parse_params(args.param),
                    operator=args.operator or "", files=args.files, env=parse_env(args.env), network=args.network)
+    if args.dry_run:
+        return dry_run(args, ctx, spec)
     ctx.home.ensure()
     runner = JobRunner(catalog=ctx.catalog, manifests=ctx.manifests, settings=ctx.settings, home=ctx.home,
-                       store=ctx.store, command_output=stdout_for(args.json))
+                       store=ctx.store, command_output=stdout_for(args.json), progress=ctx.progress.bar)
     outcome = runner.run(spec)
     if args.json:
         print_json(outcome.to_json())
@@ -94,6 +99,27 @@ def _run(args, ctx) -> int:
         return outcome.error.exit_code
     # failed, tainted or refused: a check failed (exit 1); the state says which
     return EXIT_OK if outcome.state == DONE else EXIT_DAMAGE
+
+
+def dry_run(args, ctx, spec) -> int:
+    runner = JobRunner(catalog=ctx.catalog, manifests=ctx.manifests, settings=ctx.settings, home=ctx.home)
+    plan = runner.plan(spec)
+    plan["preflight"]["snapshot"] = plan["refused"] is None  # a real run opens the store (not opened here)
+    if args.json:
+        print_json(plan)
+        return EXIT_OK
+    print(f"would run on {plan['name']} ({plan['torrent_id'][:12]}): {' '.join(plan['command'])}")
+    print(f"  files       {len(plan['files'])} ({plan['bytes']:,} bytes), read-only")
+    print(f"  sandbox     {plan['sandbox']}" + (f" ({plan['warning']})" if plan["warning"] else "")
+          + ("; seeding stops while it runs" if plan["pauses_seeding"] else ""))
+    print(f"  network     {'the host network' if plan['network'] else 'none (a private loopback)'}")
+    pre = plan["preflight"]
+    print(f"  preflight   verify {pre['verify_bytes']:,} bytes against the torrent"
+          + (", then snapshot them" if pre["snapshot"] else ""))
+    if plan["refused"]:
+        print(f"  REFUSED     {plan['refused']}")
+    print("(dry run: nothing run, read or recorded)")
+    return EXIT_OK if not plan["refused"] else EXIT_DAMAGE
 
 
 def run_show(args, ctx) -> int:
@@ -112,7 +138,7 @@ def run_show(args, ctx) -> int:
     print(f"  operator    {data['operator']}")
     print(f"  command     {' '.join(data['command'])}")
     print(f"  sandbox     {data['sandbox'] or '-'}   exit code {data['exit_code'] if data['exit_code'] is not None else '-'}")
-    print(f"  time        {data['started_at'] or '-'} .. {data['ended_at'] or '-'}")
+    print(f"  time        {timefmt.local(data['started_at'], seconds=True)} .. {timefmt.local(data['ended_at'], seconds=True)}")
     print(f"  preflight   {data['preflight_snapshot'] or '(verified full scan, no store snapshot)'}")
     if data["error"]:
         print(f"  why         {data['error']}")

@@ -3,6 +3,7 @@
 from ..catalog import jobs as rows
 from ..catalog import views
 from ..errors import EXIT_OK
+from . import timefmt
 from .context import print_json
 
 
@@ -24,6 +25,6 @@ def run(args, ctx) -> int:
     if not out:
         print("no jobs")
     for j in out:
-        print(f"{j['id']}  {j['state']:11}  {j['created_at'][:19]}  {j['torrent_id'][:12]}  "
+        print(f"{j['id']}  {j['state']:11}  {timefmt.local(j['created_at'])}  {j['torrent_id'][:12]}  "
               f"{j['model']} {j['model_version']}  {j['outputs']} outputs")
     return EXIT_OK

@@ -31,7 +31,9 @@ def register(sub) -> None:
     p.add_argument("--private", action="store_true", help="mark the torrent private (no DHT, PEX, LSD)")
     p.add_argument("--seed-with", choices=("qbittorrent", "embedded"), default="qbittorrent",
                    help="who seeds it: qBittorrent (default) or seedward's embedded libtorrent session")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="verify the outputs and make the torrent in memory (its info hashes); write, add and seed nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run, kind="hybrid")
 
 
@@ -50,10 +52,24 @@ def run(args, ctx) -> int:
         raise PublishError(job_id, "the job made no outputs")
     original = ctx.catalog.get_torrent(job["torrent_id"])
     content = Path(job["workdir"]) / companion_name(original["name"], job_id)
-    verify_outputs(content, outputs)
-    raw = build(content, original=original, job_id=job_id, kind=args.kind,
-                piece_size=parse_piece_size(args.piece_size), trackers=args.tracker, private=args.private)
+    with ctx.progress.bar("checking the outputs", sum(o["size"] for o in outputs)) as bar:
+        verify_outputs(content, outputs, progress=bar.advance)
+    with ctx.progress.bar("hashing pieces", unit="items") as bar:
+        raw = build(content, original=original, job_id=job_id, kind=args.kind,
+                    piece_size=parse_piece_size(args.piece_size), trackers=args.tracker, private=args.private,
+                    progress=lambda piece, total: bar(piece + 1, total))
     meta = load_torrent(raw)
+    if args.dry_run:
+        would = {"dry_run": True, "info_hash_v1": meta.info_hash_v1, "info_hash_v2": meta.info_hash_v2,
+                 "kind": meta.kind, "pieces": meta.num_pieces, "piece_size": meta.piece_length,
+                 "seeded_by": args.seed_with, "outputs": len(outputs)}
+        if args.json:
+            print_json(would)
+        else:
+            print(f"would publish companion {meta.id} ({meta.kind}, {meta.num_pieces} pieces of {meta.piece_length} B)"
+                  f" of {len(outputs)} outputs, seeded by {args.seed_with}")
+            print("(dry run: no .torrent written, nothing added to qBittorrent or recorded)")
+        return EXIT_OK
     ctx.home.ensure()
     torrent_file = ctx.home.torrents / f"{meta.id}.torrent"
     atomic_write(torrent_file, raw)
@@ -97,8 +113,9 @@ def run(args, ctx) -> int:
     return EXIT_OK
 
 
-def verify_outputs(content: Path, outputs) -> None:
-    """The outputs still are what their sidecars say (SHA-256), or the companion would carry false provenance."""
+def verify_outputs(content: Path, outputs, progress=None) -> None:
+    """The outputs still are what their sidecars say (SHA-256), or the companion would carry false provenance.
+    progress(n): n more bytes checked."""
     paths = [content / "output" / o["path"] for o in outputs]
     for path, o in zip(paths, outputs):
         if not path.is_file() or path.stat().st_size != o["size"]:
@@ -107,6 +124,8 @@ def verify_outputs(content: Path, outputs) -> None:
         for path, o, digest in zip(paths, outputs, pool.map(sha256_file, paths)):
             if digest != o["sha256"]:
                 raise PublishError(path, "output changed since the job collected it (SHA-256 differs from its sidecar)")
+            if progress is not None:
+                progress(o["size"])
 
 
 def seed_until_interrupted(companion: Companion, listen: str) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from ..errors import EXIT_OK, BadInput
 from ..errors import human_bytes as _size
+from . import timefmt
 from .context import print_json
 
 
@@ -26,6 +27,7 @@ def register(sub) -> None:
     export.add_argument("entry", metavar="ENTRY", help="an entry id (or unique prefix)")
     export.add_argument("dest", metavar="DEST", help="folder to write them under (existing files are never replaced)")
     export.add_argument("--file", action="append", metavar="PATH", help="only this file of the entry (repeatable)")
+    export.add_argument("--dry-run", action="store_true", help="say which files would be written; write nothing")
     purge = verbs.add_parser("purge", help="remove entries (none named: what [quarantine] keep_days/max_mb expire)")
     purge.add_argument("entries", nargs="*", metavar="ENTRY", help="entry ids (or unique prefixes) to remove")
     purge.add_argument("--older-than", type=float, metavar="DAYS", help="remove the entries older than DAYS")
@@ -74,7 +76,7 @@ def _show(args, ctx) -> int:
         print_json(doc)
         return EXIT_OK
     print(f"{entry.id}: {entry.name} (torrent {entry.torrent_id})")
-    print(f"  kept {entry.created_at.isoformat(timespec='seconds')} in {entry.folder}, {_size(entry.bytes)}")
+    print(f"  kept {timefmt.local(entry.created_at)} in {entry.folder}, {_size(entry.bytes)}")
     if entry.heal:
         h = entry.heal
         print(f"  heal {h['id']}: {h['outcome']} from {h['source'] or '-'}"
@@ -96,11 +98,17 @@ def _export(args, ctx) -> int:
     from .. import quarantine
 
     entry = quarantine.find(_root(ctx), args.entry, ctx.catalog)
-    needs_store = any("ranges" in f for f in entry.files)
+    needs_store = any("ranges" in f for f in entry.files) and not args.dry_run
     store = ctx.store if needs_store else None
-    done = quarantine.export(entry, Path(args.dest).expanduser(), store=store, catalog=ctx.catalog, files=args.file)
+    done = quarantine.export(entry, Path(args.dest).expanduser(), store=store, catalog=ctx.catalog, files=args.file,
+                             dry_run=args.dry_run)
     if args.json:
-        print_json({"entry": entry.id, "files": [vars(x) for x in done]})
+        print_json({"entry": entry.id, "files": [vars(x) for x in done], "dry_run": args.dry_run})
+        return EXIT_OK
+    if args.dry_run:
+        for x in done:
+            print(f"{x.path}: " + (f"would write {x.dest}" if x.dest else x.note))
+        print("(dry run: nothing written)")
         return EXIT_OK
     for x in done:
         if x.dest is None:

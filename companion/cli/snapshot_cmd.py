@@ -12,6 +12,7 @@ def register(sub) -> None:
                    help="every cataloged torrent whose protection policy asks for snapshots (size cap included)")
     p.add_argument("--reason", choices=("manual", "auto", "preflight"), default="manual",
                    help="why, recorded with the snapshot (default manual)")
+    p.add_argument("--dry-run", action="store_true", help="say which torrents would be snapshotted; read and write nothing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -40,6 +41,8 @@ def run(args, ctx) -> int:
                 ids.append(r["id"])
     else:
         ids = [ctx.catalog.resolve_id(args.id)]  # asked for by name: taken whatever the policy
+    if args.dry_run:
+        return dry_run(args, ctx, ids, skipped)
     store = ctx.store
     done, failed, code = [], [], EXIT_OK
     for tid in ids:
@@ -64,6 +67,25 @@ def run(args, ctx) -> int:
     for k in skipped:
         print(f"skipped   {k['id'][:12]}  {k['reason']}")
     return code
+
+
+def dry_run(args, ctx, ids: list[str], skipped: list[dict]) -> int:
+    """What `snapshot` would take: each torrent's cataloged files and bytes (unchanged files then
+    cost stat calls only: the store says how many bytes were new once it has run)."""
+    would = []
+    for tid in ids:
+        row = ctx.catalog.get_torrent(tid)
+        files = ctx.catalog.get_files(tid)
+        would.append({"id": tid, "name": row["name"], "files": len(files), "bytes": sum(f["size"] for f in files)})
+    if args.json:
+        print_json({"dry_run": True, "would_snapshot": would, "skipped": skipped})
+        return EXIT_OK
+    for w in would:
+        print(f"would snapshot {w['id'][:12]}  {w['name']}: {w['files']} files, {w['bytes']:,} bytes")
+    for k in skipped:
+        print(f"skipped        {k['id'][:12]}  {k['reason']}")
+    print("(dry run: nothing read or written)")
+    return EXIT_OK
 
 
 def skip_reason(settings, row) -> str | None:

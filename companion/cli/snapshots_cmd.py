@@ -2,6 +2,7 @@
 
 from ..catalog.drills import suspect_snapshots
 from ..errors import EXIT_OK
+from . import timefmt
 from .context import print_json
 
 
@@ -30,9 +31,9 @@ def run(args, ctx) -> int:
         print("no snapshots")
     for s in snaps:
         mark = marks.get(s.id)
-        print(f"{s.id[:12]}  {s.created_at[:19].replace('T', ' ')}  {s.reason:9}  {s.bytes:>15,}"
+        print(f"{s.id[:12]}  {timefmt.local(s.created_at)}  {s.reason:9}  {s.bytes:>15,}"
               f"  {s.new_bytes:>15,} new  {s.torrent_id[:12]}  {s.name}{'  SUSPECT' if mark else ''}")
         if mark:
             by = "store check" if mark["drill_id"] == "store-check" else f"drill {mark['drill_id']}"
-            print(f"{'':14}suspect since {mark['marked_at'][:19].replace('T', ' ')} ({by}): {mark['reason']}")
+            print(f"{'':14}suspect since {timefmt.local(mark['marked_at'])} ({by}): {mark['reason']}")
     return EXIT_OK

@@ -12,6 +12,8 @@ def run_user(verb: str, args, ctx) -> int:
 
     operator = default_operator()
     force = bool(getattr(args, "force", False))
+    if args.dry_run:
+        return dry_run(verb, args, ctx, force)
     try:
         fields = {"force": True} if force else {}
         out = request(ctx.home, f"user_{verb}", id=args.id, operator=operator, **fields)
@@ -40,3 +42,28 @@ def _local(verb: str, ctx, prefix: str, operator: str, force: bool) -> dict:
         return userstop.user_stop(cat, qbt, tid, operator=operator)
     row = cat.get_torrent(tid)
     return userstop.user_start(cat, qbt, tid, state=row["protection"] if row else None, force=force, operator=operator)
+
+
+def dry_run(verb: str, args, ctx, force: bool) -> int:
+    """What `start`/`stop` would do to the torrent, from the catalog; nothing is asked of qBittorrent."""
+    from ..catalog import trust
+    from ..errors import BadInput
+
+    tid = ctx.catalog.resolve_id(args.id)
+    row = ctx.catalog.get_torrent(tid)
+    state = row["protection"] if row else None
+    held = trust.get_hold(ctx.catalog, tid) is not None
+    refused = None
+    if verb == "start" and state in ("damaged", "healing") and not force:  # userstop.user_start's rule
+        refused = f"it is {state}: starting it would seed pieces that fail their hashes"
+    out = {"dry_run": True, "id": tid, "name": row["name"] if row else None, "verb": verb, "protection": state,
+           "held_by_seedward": held, "user_stopped": trust.is_user_stopped(ctx.catalog, tid), "refused": refused}
+    if args.json:
+        print_json(out)
+    elif not refused:
+        what = "stop it in qBittorrent as your choice (seedward will not start it)" if verb == "stop" else (
+            "start it in qBittorrent" + (" (taking it over from seedward)" if held else ""))
+        print(f"{tid[:12]} ({state}): would {what}; dry run: nothing changed")
+    if refused:
+        raise BadInput(tid[:12], f"would refuse to start: {refused} (dry run; --force starts it anyway)")
+    return EXIT_OK

@@ -35,7 +35,7 @@ class Detection:
 
 
 def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=None, rate: float = 0.0,
-                 cancel=None) -> Detection:
+                 cancel=None, progress=None) -> Detection:
     began = time.monotonic()
     cat_meta, save_path = catalog_meta(catalog, tid)
     meta = meta or cat_meta
@@ -47,7 +47,7 @@ def detect_drift(catalog, tid: str, indices: set[int] | None = None, *, meta=Non
     odd = {i: why for i in indices if i in entries and entries[i].symlink is None
            and (why := not_a_file(save_path / entries[i].path))}
     result = quick_scan(meta, save_path, rows.baseline_hashes(catalog, tid), files=set(indices) - set(odd),
-                        rate=rate, cancel=cancel)
+                        rate=rate, cancel=cancel, progress=progress)
     found = Detection(meta, save_path, result)
     for index, why in sorted(odd.items()):
         entry = entries[index]

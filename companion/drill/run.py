@@ -162,7 +162,10 @@ class Drill:
     """Drills snapshots of one store. Settings are `Settings.drill`; `session_factory` makes the
     isolated libtorrent sessions (tests pass one whose check never starts)."""
 
-    def __init__(self, catalog, store, home, settings, session_factory=default_session, emit=None):
+    def __init__(self, catalog, store, home, settings, session_factory=default_session, emit=None, progress=None):
+        """progress(description, total, unit="bytes"): a context manager giving a bar(done, total) /
+        bar.advance(n) callable per phase (the CLI's progress display); None: none."""
+        self.progress = progress
         self.cat = catalog
         self.store = store
         self.home = home
@@ -220,7 +223,8 @@ class Drill:
         with Scratch(root, result.drill_id) as scratch:
             self._check_cancel(result)
             t = time.monotonic()
-            restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload)
+            with self._phase("restoring to scratch", None):
+                restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload)
             result.restore_seconds = time.monotonic() - t
             result.bytes = restored.bytes
             if restored.corrupt:
@@ -228,14 +232,19 @@ class Drill:
 
             self._check_cancel(result)
             indices = self._snapshot_files(snap.id)
-            verified = verify_files(scratch.payload, expected_files(self.cat, meta, result.torrent_id, indices),
-                                    rate, workers=os.cpu_count() or 2, known=restored.sha256)
+            expected = expected_files(self.cat, meta, result.torrent_id, indices)
+            with self._phase("verifying SHA-256", sum(e.size for e in expected)) as bar:
+                verified = verify_files(scratch.payload, expected, rate, workers=os.cpu_count() or 2,
+                                        known=restored.sha256, progress=bar.advance if bar else None)
             result.verify_seconds = verified.seconds
             result.bad_files = sorted(set(verified.bad_files) | set(restored.corrupt_files(meta)))
 
             self._check_cancel(result)
             ses = self.session_factory()
-            handle, check = ltsession.check_payload(ses, meta.raw, scratch.payload, timeout, self.cancel)
+            with self._phase("libtorrent recheck", meta.payload_size) as bar:
+                handle, check = ltsession.check_payload(
+                    ses, meta.raw, scratch.payload, timeout, self.cancel,
+                    progress=(lambda f: bar(f * meta.payload_size)) if bar else None)
             result.recheck_seconds = check.seconds
             covered = covered_pieces(meta, indices)
             result.bad_pieces = sorted((set(check.bad_pieces) | set(restored.corrupt_pieces())) & covered)
@@ -252,6 +261,13 @@ class Drill:
                                          f" at pieces {proof.check.bad_pieces[:20]}")
             finally:
                 ses.remove_torrent(handle)
+
+    def _phase(self, description: str, total):
+        if self.progress is None:
+            from contextlib import nullcontext
+
+            return nullcontext(None)
+        return self.progress(description, total)
 
     def _check_cancel(self, result: DrillResult) -> None:
         if self.cancel is not None and self.cancel.is_set():

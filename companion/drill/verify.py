@@ -35,18 +35,25 @@ def _hash_file(path: Path, size: int, limit: RateLimiter) -> str | None:
 
 
 def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, workers: int = 2,
-                 known: dict[str, str] | None = None) -> VerifyResult:
+                 known: dict[str, str] | None = None, progress=None) -> VerifyResult:
     """Hash every expected file under root; bad_files lists those that differ or are missing.
     known: path -> SHA-256 already computed from the bytes written (the store's restore hashes
-    each file as it writes it): those files are compared, not read again."""
+    each file as it writes it): those files are compared, not read again. progress(n): n more
+    bytes done (from the hashing threads)."""
     started = time.monotonic()
     result = VerifyResult()
     limit = RateLimiter(read_rate)
     known = known or {}
     # biggest first, so the two workers finish together
     todo = sorted(expected, key=lambda e: -e.size)
+    def digest(e: Expected):
+        value = known.get(e.path) or _hash_file(root / e.path, e.size, limit)
+        if progress is not None:
+            progress(e.size)
+        return value
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        digests = list(pool.map(lambda e: known.get(e.path) or _hash_file(root / e.path, e.size, limit), todo))
+        digests = list(pool.map(digest, todo))
     for entry, digest in zip(todo, digests):
         if entry.sha256 is None:
             result.unverified.append(entry.path)
