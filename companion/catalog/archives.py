@@ -91,15 +91,6 @@ def _row(row) -> dict:
 
 
 def backup_catalog(cat, dest) -> None:
-    """A consistent copy of the whole catalog (SQLite's online backup), for archive sets."""
-    import sqlite3
-    from pathlib import Path
-
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    target = sqlite3.connect(dest)
-    try:
-        with cat.lock:
-            cat.db.backup(target)
-    finally:
-        target.close()
+    """A consistent copy of the whole catalog as an SQLite file, for archive sets (SQLite's online
+    backup; a shared PostgreSQL catalog is copied table by table in one snapshot: Catalog.backup)."""
+    cat.backup(dest)
