@@ -461,13 +461,13 @@ def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
     chunk = next(c for c in snap_rows.snapshot_chunks(cat, snap["id"])
                  if c["offset"] <= 20_000 < c["offset"] + c["length"])
     store = Store.open(world.root / "home" / "store", cat)
-    entry = store.index.get(chunk["chunk_id"])
-    pack = store.backend.local_path(pack_name(entry.pack))
+    (pack_id, at, _length), *_rest = store.locate(chunk["chunk_id"])  # the segment's bytes in its (content) chunk
+    pack = store.backend.local_path(pack_name(pack_id))
     os.chmod(pack, 0o600)
     with open(pack, "r+b") as fh:  # rot inside the chunk's bytes in its pack
-        fh.seek(entry.offset + 100)
+        fh.seek(at + 100)
         b = fh.read(1)
-        fh.seek(entry.offset + 100)
+        fh.seek(at + 100)
         fh.write(bytes([b[0] ^ 0x55]))
     last = world.last_heal(tid)
     flip_byte(target, 20_000)
@@ -484,5 +484,5 @@ def test_z_corrupted_pack_heal_refuses_and_names_the_chunk(world):
     # The store's scrub finds the rot too (this pack was read back clean before), and marks the
     # snapshot suspect until a drill proves it.
     found = store.scrub_packs(100.0)
-    assert any(chunk["chunk_id"] in e for e in found.errors)
+    assert any(pack_id in e for e in found.errors)  # the (content) chunk holding the segment, in that pack
     assert snap["id"] in {r["snapshot_id"] for r in cat.query("SELECT snapshot_id FROM suspect_snapshots")}

@@ -38,8 +38,8 @@ def test_drills_run_as_service_jobs_and_on_schedule(qbt, make_service, tmp_path)
     snaps = {h: store.snapshot(load_torrent(t), data, "manual") for h, t in ((good, good_torrent), (bad, bad_torrent))}
     # corrupt one chunk of the "bad" torrent's snapshot inside its pack
     chunk = snapshot_chunks(service.catalog, snaps[bad].id)[1]
-    stored = store.index.get(chunk["chunk_id"])
-    flip_byte(store.backend.local_path(pack_name(stored.pack)), stored.offset + 7)
+    (pack, at, _length), *_rest = store.locate(chunk["chunk_id"])  # the segment's bytes in its content chunk
+    flip_byte(store.backend.local_path(pack_name(pack)), at + 7)
 
     service.settings.drill.interval_hours = 0  # the schedule is driven by hand below
     register(service)  # what `seedward serve` does through service.features

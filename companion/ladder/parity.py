@@ -5,9 +5,11 @@ overwrite, and (par2's scan finds blocks at any offset) a header that grew or sh
 Each file of 16 MiB or more gets its own recovery set; smaller files share one per up to 500
 files. A set of S source blocks gets ceil(share x S) recovery blocks and repairs any that many
 damaged blocks, wherever they are (a flipped bit or a bad sector costs one block), or one damaged
-run of about share x S blocks. Blocks are as small as PAR2's own checksums allow (`_size_set`):
-at the default 1 %, 64 KiB for most files, so a 4 GiB file's set (128 KiB blocks, PAR2's 32,768
-at most) repairs 328 scattered bad blocks or one 41 MiB overwrite. The PAR2 files are made from the payload as the catalog verified it
+run of about share x S blocks. Blocks are as small as PAR2's own checksums allow (`_size_set`)
+and big enough that a set has at most 128 recovery blocks (par2's work to make or repair a set is
+its bytes times its recovery blocks, so it stays linear in the library's size): at the default
+1 %, 32-80 KiB for files up to a few hundred MiB (whole 4 KiB sectors); a 4 GiB file's set
+(512 KiB blocks) repairs 82 scattered bad blocks, or one 41 MiB overwrite. The PAR2 files are made from the payload as the catalog verified it
 (refused when a file changed since) and kept in the store under parity/<torrent>/<set>/.
 
 Repair never touches the payload: the set's files are symbolic links in a scratch folder (par2
@@ -18,7 +20,6 @@ damaged pieces out of the repaired file, each proven by the torrent's own hashes
 import logging
 import math
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -38,6 +39,7 @@ MIN_BLOCK = 4096
 MAX_BLOCKS = 32768  # PAR2's source blocks per recovery set
 CHECKSUM = 20  # bytes of PAR2's checksums per source block (MD5 + CRC32)
 OVERHEAD = 0.3  # those checksums' copies: at most this share of the recovery data
+MAX_RECOVERY = 128  # recovery blocks per set at most: making and repairing cost bytes x recovery blocks
 OWN_SET = 16 * 1024 * 1024  # files this big or bigger get a recovery set of their own
 GROUP_FILES = 500
 
@@ -69,12 +71,13 @@ def _size_set(name: str, files: list, share: float) -> SetPlan:
     PAR2's per-block checksums, which par2 repeats bit_length(recovery blocks) times in the recovery
     file, stay under OVERHEAD of the recovery data; at most PAR2's 32,768 blocks."""
     total = sum(size for _i, _p, size in files)
-    block = max(MIN_BLOCK, _align4(-(-total // MAX_BLOCKS)))
+    block = max(MIN_BLOCK, -(-total // MAX_BLOCKS // MIN_BLOCK) * MIN_BLOCK)  # whole 4 KiB sectors
     while True:
         blocks = sum(max(1, -(-size // block)) for _i, _p, size in files)
         recovery = max(1, math.ceil(blocks * share / 100))
         checksums = blocks * CHECKSUM * (1 + recovery.bit_length())
-        if blocks <= MAX_BLOCKS and (checksums <= OVERHEAD * recovery * block or blocks <= len(files)):
+        if blocks <= MAX_BLOCKS and (checksums <= OVERHEAD * recovery * block and recovery <= MAX_RECOVERY
+                                     or blocks <= len(files)):
             return SetPlan(name, files, block, blocks, recovery)
         block *= 2
 
@@ -174,7 +177,7 @@ def keep_parity(store, catalog, meta, save_path, share_percent: float, files: se
         moved = [e.path for e in entries if identity(resolve_payload_path(save_path, e)) != before[e.index]]
         if moved:
             raise ParityError(meta.name, f"{moved[0]} changed while par2 read it; no recovery data kept (try again)")
-        with store.backend.lock(store.lock_timeout):  # prune removes PAR2 files the catalog does not name
+        with store.backend.lock(store.lock_timeout, exclusive=False):  # prune removes PAR2 files no record names
             old = set(o for s in rows.parity_sets(catalog, meta.id) for o in s["objects"])
             for obj, path in put:
                 store.backend.put_file(obj, path)

@@ -22,10 +22,11 @@ def segment_root(meta: TorrentMeta, entry: FileEntry, data, single: bool | None 
 
 def v2_segment_ok(meta: TorrentMeta, entry: FileEntry, seg: Segment, data) -> bool:
     root = segment_root(meta, entry, data)
-    layer = meta.v2_piece_hashes(entry)
+    layer = meta.piece_layers.get(entry.root) if entry.root else None  # the raw layer: one hash sliced out
     if layer is None:
         return root == entry.root
-    return root == layer[seg.piece - meta.file_pieces(entry).start]
+    i = seg.piece - meta.file_pieces(entry).start
+    return root == layer[32 * i : 32 * i + 32]
 
 
 def read_range(path: Path, offset: int, length: int) -> bytes | None:

@@ -10,9 +10,7 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import secrets
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -22,13 +20,15 @@ from ..catalog import content as content_rows
 from ..catalog import snapshots as records
 from ..catalog.chunks import bad_chunks, forget_bad_copies
 from ..errors import BadInput, disk_full_as
-from ..scan import OK, check_save_path, resolve_payload_path
+from ..scan import OK, check_save_path
 from ..torrent import FileEntry, TorrentMeta
 from . import content, fssnap
 from .maintenance import clear_whole_suspects
+from .clone import CloneSources, contiguous, pread_all
 from .pack import PackWriter
 from .results import REASONS, ChunkCollision, Snapshot, SnapshotRefused
-from .trusted import Trusted, identity, trusted_files
+from .reuse import derived_ids, held_content, previous_files, unchanged
+from .trusted import Trusted, trusted_files
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,18 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
             raise BadInput(meta.name, f"no file with index {unknown[0]} in the torrent")
     wanted = [e for e in meta.real_files if files is None or e.index in files]
     trust = store.trust_catalog if trust_catalog is None else trust_catalog
-    with store.backend.lock(store.lock_timeout):
+    with store.backend.lock(store.lock_timeout, exclusive=False):  # hosts add packs at once (random names)
         if fssnap.wanted(store, reason):  # a read-only btrfs snapshot where the payload is on btrfs
             taken = fssnap.take(store, meta, save_path, reason, job_id, wanted)
             if taken is not None:
                 return taken
         store.index.reload()
         stale = stale_copies(store)
-        previous = _previous_files(store, meta.id)
+        previous = previous_files(store, meta.id)
         reused, changed = {}, []
         for entry in wanted:
             prev = previous.get(entry.index)
-            if prev is not None and _unchanged(store, save_path, entry, prev, stale):
+            if prev is not None and unchanged(store, save_path, entry, prev, stale):
                 reused[entry.index] = prev
             else:
                 changed.append(entry)
@@ -87,7 +87,7 @@ def put_chunks(store, chunks) -> int:
     """Store verified chunks given as (chunk id, tree width, bytes) that the store lacks (the
     zones tier keeps parts of files this way). Returns the bytes added."""
     needed = (lambda: sum(len(c[2]) for c in chunks)) if isinstance(chunks, (list, tuple)) else None
-    with disk_full_as(store.backend.where, needed), store.backend.lock(store.lock_timeout):
+    with disk_full_as(store.backend.where, needed), store.backend.lock(store.lock_timeout, exclusive=False):
         store.index.reload()
         stale = stale_copies(store)
         writer = PackWriter(store.backend, store.pack_size)
@@ -120,48 +120,6 @@ def stale_copies(store) -> dict[str, str]:
         if entry is not None and entry.pack in packs:
             out[cid] = entry.pack
     return out
-
-
-def _previous_files(store, torrent_id: str) -> dict[int, tuple]:
-    """file_index -> (file row, chunk rows) from the newest content snapshot holding that file
-    (older, piece-aligned snapshots are not reused: their files go to content chunks once)."""
-    out: dict[int, tuple] = {}
-    for snap in reversed(records.list_snapshots(store.catalog, torrent_id)):
-        if snap["layout"] != content_rows.CONTENT:
-            continue
-        rows = records.snapshot_files(store.catalog, snap["id"])
-        if all(r["file_index"] in out for r in rows):
-            continue
-        chunks: dict[int, list] = {}
-        for c in records.snapshot_chunks(store.catalog, snap["id"]):
-            chunks.setdefault(c["file_index"], []).append(c)
-        for r in rows:
-            out.setdefault(r["file_index"], (r, chunks.get(r["file_index"], [])))
-    return out
-
-
-def held_content(store, sha256: str | None, size: int, stale: dict) -> list[tuple[int, int, str]] | None:
-    """The content chunks of a file content the store holds whole (every chunk indexed, none
-    known bad), else None."""
-    if not sha256:
-        return None
-    rows = [(r["offset"], r["length"], r["chunk_id"]) for r in content_rows.chunks_of(store.catalog, sha256)]
-    if [(o, n) for o, n, _c in rows] != content.ranges(size):
-        return None
-    if any(cid not in store.index or cid in stale for _o, _n, cid in rows):
-        return None
-    return rows
-
-
-def _unchanged(store, save_path: Path, entry: FileEntry, prev: tuple, stale: dict) -> bool:
-    row, _chunks = prev
-    try:
-        st = os.stat(resolve_payload_path(save_path, entry))
-    except OSError:
-        return False
-    same = (st.st_size == entry.size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
-            and st.st_ino == row["inode"] and st.st_dev == row["device"])
-    return same and (entry.size == 0 or held_content(store, row["sha256"], entry.size, stale) is not None)
 
 
 def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width: int, stale: dict):
@@ -223,11 +181,11 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                                   " (try again)")
         size, w = t.entry.size, content.width(t.entry.size)
         spans = content.ranges(size)
-        ids = _derived_ids(meta, t)
+        ids = derived_ids(meta, t)
         if ids is None:  # not file-aligned: hash each chunk from the bytes stored
             chunks = []
             for offset, length in spans:
-                data = _pread_all(fd, offset, length, t.path)
+                data = pread_all(fd, offset, length, t.path)
                 cid = content.leaf_root(data, w).hex()
                 chunks.append((offset, length, cid))
                 place(t.entry.index, offset, cid, w, data)
@@ -248,7 +206,7 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                         run.append((*room, offset, length))
             if not run:
                 break
-            for pack, at, offset, length, count in _contiguous(run):
+            for pack, at, offset, length, count in contiguous(run):
                 cloned = writer.copy(pack, at, length, fd, offset, t.path, kernel=store.copy_from_payload,
                                      chunks=count)
                 sources.used(t.entry.index, cloned, length)
@@ -294,26 +252,6 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
         clear_whole_suspects(store, replaced)
     out.cloned = sources.cloned
     return out
-
-
-def _derived_ids(meta: TorrentMeta, t: Trusted) -> list[str] | None:
-    """A trusted file's content chunk ids from the catalog's segment roots, when its pieces are
-    file-aligned (content.derivable), else None."""
-    if not content.derivable(t.entry.size, t.entry.offset, meta.piece_length):
-        return None
-    roots = [bytes.fromhex(cid) for _piece, _offset, _length, cid, _x in t.segments]
-    return [r.hex() for r in content.derive(t.entry.size, meta.piece_length, roots)]
-
-
-def _pread_all(fd: int, offset: int, length: int, path) -> bytes:
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            raise SnapshotRefused(path, f"ended at byte {offset + len(data)} while being snapshotted; no snapshot"
-                                  " stored (try again)")
-        data += more
-    return data
 
 
 def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored") -> Snapshot:
@@ -376,22 +314,6 @@ def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_St
              stored.new_bytes, stored.trusted_bytes)
     return Snapshot.from_row(row)
 
-# -- reading ---------------------------------------------------------------------------
-
-
-def _contiguous(run: list) -> list:
-    """(pack, pack offset, file offset, length) reservations -> (pack, pack offset, file offset,
-    length, chunks) runs that are back to back in both the pack and the file."""
-    out: list = []
-    for pack, at, offset, length in run:
-        if out:
-            p, a, o, n, c = out[-1]
-            if p is pack and a + n == at and o + n == offset:
-                out[-1] = (p, a, o, n + length, c + 1)
-                continue
-        out.append((pack, at, offset, length, 1))
-    return out
-
 
 @dataclass
 class _Stored:
@@ -405,47 +327,3 @@ class _Stored:
     trusted_bytes: int = 0
     hashed_bytes: int = 0  # of trusted_bytes, hashed by the store (not file-aligned: no ids to derive)
     content: dict = field(default_factory=dict)  # file index -> [(offset, length, content chunk id)]
-
-
-class CloneSources:
-    """Payload files opened to clone (reflinks) or kernel-copy chunks into packs. Both take what
-    the file holds now, not the bytes the scan hashed, so each file's identity and ctime are
-    taken before the scan and compared after it: any write in between refuses the snapshot."""
-
-    def __init__(self, save_path: Path, entries: dict[int, FileEntry]):
-        self.paths = {i: resolve_payload_path(save_path, e) for i, e in entries.items()}
-        self.before = {i: identity(p) for i, p in self.paths.items()}
-        self.fds: dict[int, int | None] = {}
-        self.copied: dict[int, int] = {}  # file index -> bytes cloned or copied from it
-        self.cloned = 0
-        self.lock = threading.Lock()
-
-    def fd(self, file_index: int) -> int | None:
-        with self.lock:
-            if file_index not in self.fds:
-                try:
-                    fd = os.open(self.paths[file_index], os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
-                    fd = None
-                if fd is not None and self.before.get(file_index) != identity(self.paths[file_index]):
-                    os.close(fd)
-                    fd = None
-                self.fds[file_index] = fd
-            return self.fds[file_index]
-
-    def used(self, file_index: int, cloned: int, copied: int) -> None:
-        with self.lock:
-            self.cloned += cloned
-            self.copied[file_index] = self.copied.get(file_index, 0) + copied
-
-    def changed(self) -> str | None:
-        for i in self.copied:
-            if identity(self.paths[i]) != self.before[i]:
-                return str(self.paths[i])
-        return None
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            if fd is not None:
-                os.close(fd)
-        self.fds.clear()

@@ -214,6 +214,24 @@ class Store:
                                f"chunk {chunk_id} in pack {entry.pack} does not match its id (corrupt data)")
         return data
 
+    def locate(self, chunk_id: str) -> list[tuple[str, int, int]]:
+        """Where a stored chunk's bytes, or a content snapshot's segment's, are: [(pack id, offset in
+        the pack, length)] in order ([] when nowhere); for tests and tools that inspect packs."""
+        entry = self.index.get(chunk_id)
+        if entry is not None:
+            return [(entry.pack, entry.offset, entry.length)]
+        for sha256, offset, length, _w in self.segments._where(chunk_id):
+            out, end = [], offset + length
+            for r in content_rows.chunks_in(self.catalog, sha256, offset, length):
+                e = self.index.get(r["chunk_id"])
+                if e is None:
+                    break
+                lo, hi = max(offset, r["offset"]), min(end, r["offset"] + r["length"])
+                out.append((e.pack, e.offset + lo - r["offset"], hi - lo))
+            if sum(n for _p, _o, n in out) == length:
+                return out
+        return []
+
     def file_content(self, snapshot_id: str, file_index: int) -> list[tuple[int, int, str]] | None:
         """(offset, length, content chunk id) of a content snapshot's file, None for a snapshot of
         piece-aligned chunks."""
