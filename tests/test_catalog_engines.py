@@ -29,7 +29,6 @@ SUITES = [
     "tests/test_ladder_units.py",
     "tests/test_job_units.py",
     "tests/test_notify.py",
-    "tests/test_fleet_catalog.py",
 ]
 
 LEFT_OUT = {

@@ -99,6 +99,7 @@ def test_the_same_payload_on_two_hosts_is_stored_once(tmp_path, s3_server):
     b.close()
 
 
+@pytest.mark.slow
 def test_locks_are_objects_that_exclude_and_expire(tmp_path, s3_server):
     a = Host(tmp_path, s3_server, "three", "a", expiry=10)
     b = Host(tmp_path, s3_server, "three", "b", expiry=10)
@@ -122,6 +123,7 @@ def test_locks_are_objects_that_exclude_and_expire(tmp_path, s3_server):
     b.close()
 
 
+@pytest.mark.slow
 def test_a_held_lock_is_kept_fresh_while_work_goes_on(tmp_path, s3_server):
     a = Host(tmp_path, s3_server, "four", "a", expiry=10)
     b = Host(tmp_path, s3_server, "four", "b", expiry=10)
