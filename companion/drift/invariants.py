@@ -32,6 +32,7 @@ RULES = {
                    "is there exactly when one of its files has other hard links",
 }
 ERROR_STATES = {"error", "missingFiles"}
+RECONNECT_WATCH = 120.0  # after qBittorrent reconnects: torrents it shows stopped that seedward had started
 GRACE_SECONDS = 3.0  # a promise broken for less than this is a transition (qBittorrent refreshes every ~1.5 s)
 
 
@@ -110,7 +111,11 @@ class Invariants:
         self.repaired = 0
 
     def after_sync(self, changed: set, full_update: bool) -> None:
+        steps, sync = self.component.responder.steps, self.component.service.sync
         now = time.monotonic()
+        since = getattr(sync, "connected_at", None)
+        if steps is not None and since is not None and now - since < RECONNECT_WATCH and (full_update or changed):
+            steps.after_reconnect({h: t for h in changed if (t := sync.get(h))}, since)  # did it keep our starts?
         full = full_update or now - self.last_full >= self.full_seconds
         self.run(None if full else changed)
         if full:

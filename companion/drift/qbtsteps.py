@@ -13,9 +13,9 @@ import threading
 import time
 
 from ..catalog import trust
-from ..catalog.db_time import now_iso
 from ..errors import Error
-from ..qbt import QbtLoginFailed, QbtNotFound, QbtUnreachable, normalize_state
+from ..qbt import QbtLoginFailed, QbtNotFound, QbtUnreachable
+from .holds import Holds, running
 from ..loops import Backoff
 
 log = logging.getLogger(__name__)
@@ -26,43 +26,32 @@ CHECKING = ("checking", "queuedForChecking", "moving", "allocating")
 RECHECK_SETTLE = 2.5  # qBittorrent's WebUI refreshes states every ~1.5 s: a shorter check may never be seen
 RECHECK_INCOMPLETE = 10.0  # a recheck that ends below 100% is believed after a few refreshes
 RESTOP_AFTER = 5.0  # the sync loop's view of a torrent lags our own stop by a poll or two
+RESEND_AFTER = 15.0  # a stop or start qBittorrent's view does not show by then is sent again
+LOST_START_WINDOW = 600.0  # a qBittorrent restart may come back with what it saved before our start
 
 
-def running(info: dict | None) -> bool:
-    """qBittorrent is seeding or downloading it (not stopped/paused by anyone)."""
-    return info is not None and not normalize_state(info.get("state", "")).startswith("stopped")
-
-
-class QbtSteps:
-    """holds: the catalog's, cached here. live(tid) -> the sync loop's last view of a torrent (or None).
+class QbtSteps(Holds):
+    """Carries out the holds' steps (drift/holds.py keeps them). live(tid) -> the sync loop's last view
+    of a torrent (or None).
     on_settled(tid): a settled hold's steps are all done and the hold is gone.
     on_incomplete(tid, progress): qBittorrent's recheck did not find the payload complete."""
 
     def __init__(self, catalog, qbt, *, emit=None, live=None, recheck_timeout: float = 600.0,
                  backoff_max: float = 30.0):
-        self.catalog = catalog
+        super().__init__(catalog, live)
         self.qbt = qbt
         self.emit = emit or (lambda *a, **k: None)
-        self.live = live or (lambda tid: None)
         self.on_settled = None
         self.on_incomplete = None
         self.recheck_timeout = recheck_timeout
-        self.lock = threading.RLock()
-        self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.holds: dict[str, dict] = {}
-        self.unsaved: set[str] = set()  # holds the catalog could not store yet (disk full): saved later
         self.tags: dict[str, tuple[set, set]] = {}  # tid -> (tags to add, tags to remove)
-        self.rechecking: dict[str, list] = {}  # tid -> [sent at, seen checking]
         self.last_stop: dict[str, float] = {}  # tid -> monotonic time qBittorrent acknowledged our stop
+        self.started: dict[str, float] = {}  # tid -> when seedward last started it (seen taken)
         self.backoff = Backoff(0.5, backoff_max)
         self.down_until = 0.0
         self.error: str | None = None
         self.thread: threading.Thread | None = None
-        try:
-            self.holds = trust.holds(catalog)
-        except Exception:  # noqa: BLE001 - a catalog that cannot be read yet: start empty, retry at start()
-            log.exception("cannot read seedward's holds from the catalog")
 
     # life cycle
 
@@ -76,78 +65,6 @@ class QbtSteps:
         if self.thread is not None:
             self.thread.join(timeout)
 
-    # what the responder asks for
-
-    def hold(self, tid: str, because: str, *, resume: bool | None = None) -> bool:
-        """Stop the torrent (queued; recorded first). Returns False when it was held already."""
-        with self.lock:
-            if tid in self.holds:
-                return False
-            if resume is None:
-                resume = self._was_running(tid)
-            self.holds[tid] = {"torrent_id": tid, "since": now_iso(), "because": because, "resume": resume,
-                               "steps": ["stop"], "stage": "stopping", "settled": False, "error": None}
-            self._save(tid, new=True)
-        self.wake.set()
-        return True
-
-    def settle(self, tid: str, *, recheck: bool = False, stale_if_unstopped: bool = False,
-               because: str | None = None) -> None:
-        """The payload is handled: recheck when asked (or, with stale_if_unstopped, when the stop has
-        not reached qBittorrent yet: it may have read the drifted bytes meanwhile), start again if
-        it was running, and end the hold."""
-        with self.lock:
-            hold = self.holds.get(tid)
-            if hold is None:
-                return
-            steps = [s for s in hold["steps"] if s == "stop"]
-            if recheck or (stale_if_unstopped and "stop" in steps):
-                steps.append("recheck")
-            if hold["resume"]:
-                steps.append("start")
-            hold.update(steps=steps, settled=True, stage=steps[0] + "ing" if steps else "done")
-            if because:
-                hold["because"] = because
-            self._save(tid)
-        self.wake.set()
-
-    def unsettle(self, tid: str, because: str) -> None:
-        """Handling failed or must start over: the torrent stays stopped (a stop is queued again if
-        it was going to be started)."""
-        with self.lock:
-            hold = self.holds.get(tid)
-            if hold is None:
-                return
-            steps = ["stop"] if "start" in hold["steps"] or hold["stage"] in ("starting", "done") else \
-                [s for s in hold["steps"] if s == "stop"]
-            hold.update(steps=steps, settled=False, because=because, stage="stopping" if steps else "stopped")
-            self.rechecking.pop(tid, None)
-            self._save(tid)
-        self.wake.set()
-
-    def replace_steps(self, tid: str, steps: list[str], *, because: str | None = None) -> None:
-        """For a heal by the swarm: qBittorrent must recheck and download (start) while held."""
-        with self.lock:
-            hold = self.holds.get(tid)
-            if hold is None:
-                return
-            hold.update(steps=list(steps), stage=steps[0] + "ing" if steps else "stopped")
-            if because:
-                hold["because"] = because
-            self._save(tid)
-        self.wake.set()
-
-    def drop(self, tid: str) -> None:
-        """Forget the hold (the torrent left qBittorrent, or the user took over)."""
-        with self.lock:
-            self.holds.pop(tid, None)
-            self.rechecking.pop(tid, None)
-            self.unsaved.discard(tid)
-            try:
-                trust.drop_hold(self.catalog, tid)
-            except Exception:  # noqa: BLE001 - recorded at the next successful save
-                log.exception("%s: cannot drop the hold in the catalog", tid[:12])
-
     def want_tags(self, tid: str, add=(), remove=()) -> None:
         with self.lock:
             old_add, old_remove = self.tags.get(tid, (set(), set()))
@@ -156,24 +73,6 @@ class QbtSteps:
         self.wake.set()
 
     # what others read
-
-    def held(self, tid: str) -> bool:
-        with self.lock:
-            return tid in self.holds
-
-    def info(self, tid: str) -> dict | None:
-        with self.lock:
-            hold = self.holds.get(tid)
-            return dict(hold, steps=list(hold["steps"])) if hold else None
-
-    def all(self) -> dict[str, dict]:
-        with self.lock:
-            return {t: dict(h, steps=list(h["steps"])) for t, h in self.holds.items()}
-
-    def pending(self, tid: str) -> list[str]:
-        with self.lock:
-            hold = self.holds.get(tid)
-            return list(hold["steps"]) if hold else []
 
     def busy(self) -> bool:
         with self.lock:
@@ -191,33 +90,6 @@ class QbtSteps:
         return not self.pending(tid)
 
     # the worker
-
-    def _was_running(self, tid: str) -> bool:
-        try:
-            if trust.is_user_stopped(self.catalog, tid):
-                return False
-        except Exception:  # noqa: BLE001 - an unreadable catalog: qBittorrent's view decides
-            log.exception("%s: cannot read the user's stops", tid[:12])
-        info = self.live(tid)
-        return True if info is None else running(info)
-
-    def _save(self, tid: str, new: bool = False) -> None:
-        hold = self.holds.get(tid)
-        if hold is None:
-            return
-        try:
-            if new or tid in self.unsaved:
-                trust.put_hold(self.catalog, tid, because=hold["because"], resume=hold["resume"], steps=hold["steps"],
-                               stage=hold["stage"], settled=hold["settled"])
-                saved = trust.get_hold(self.catalog, tid)
-                hold["since"] = saved["since"] if saved else hold["since"]
-            else:
-                trust.update_hold(self.catalog, tid, steps=hold["steps"], stage=hold["stage"], settled=hold["settled"],
-                                  because=hold["because"], error=hold.get("error"))
-            self.unsaved.discard(tid)
-        except Exception as exc:  # noqa: BLE001 - the disk under the catalog may be full: act, save later
-            self.unsaved.add(tid)
-            log.error("%s: cannot record seedward's hold in the catalog (%s); kept in memory and retried", tid[:12], exc)
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -310,6 +182,44 @@ class QbtSteps:
                       "payload does not match its torrent): stopped again; `seedward start ID --force` to seed it "
                       "anyway", "warning")
 
+    def after_reconnect(self, live: dict, connected_at: float) -> list[str]:
+        """qBittorrent restarted (we connected again at `connected_at`): a torrent seedward started
+        before that, lately, which it shows stopped (it kept the state it had saved before our start)
+        is started again. Returns those torrents."""
+        now = time.monotonic()
+        lost = []
+        for tid, at in list(self.started.items()):
+            if now - at > LOST_START_WINDOW:
+                del self.started[tid]
+                continue
+            if at > connected_at:
+                continue  # started since the reconnect: a stop now is someone's choice
+            t = live.get(tid)
+            if t is None or running(t) or self.held(tid) or trust.is_user_stopped(self.catalog, tid):
+                continue
+            lost.append(tid)
+            self.hold(tid, "qBittorrent restarted and lost seedward's start", resume=True)
+            self.settle(tid, because="qBittorrent restarted and lost seedward's start: starting it again")
+            del self.started[tid]
+            self.emit("restarted", tid, "qBittorrent came back with it stopped, though seedward had started it: "
+                      "started again", "warning")
+        return lost
+
+    def _confirmed(self, tid: str, step: str) -> bool | None:
+        """Has qBittorrent's own view (the sync loop's) taken our stop or start? None: not sent yet.
+        A step is only done once seen: a qBittorrent restart can lose a call it had answered."""
+        sent = self.sent.get(tid)
+        if sent is None or sent[0] != step:
+            return None
+        live = self.live(tid)
+        if live is None or "state" not in live:
+            return True  # no view of qBittorrent here (the CLI without a sync loop): its answer counts
+        if running(live) == (step == "start"):
+            return True
+        if time.monotonic() - sent[1] > RESEND_AFTER:
+            del self.sent[tid]  # not taken: sent again
+        return False
+
     def _advance(self, tid: str) -> None:
         notified = False
         while True:
@@ -326,18 +236,36 @@ class QbtSteps:
                 step = hold["steps"][0]
                 last_start = step == "start" and len(hold["steps"]) == 1 and hold["settled"]
             if step == "stop":
-                self.qbt.stop(tid)
-                self.last_stop[tid] = time.monotonic()
+                seen = self._confirmed(tid, "stop")
+                if seen is None:
+                    self.qbt.stop(tid)
+                    self.sent[tid] = ("stop", time.monotonic())
+                    self.last_stop[tid] = time.monotonic()
+                    seen = self._confirmed(tid, "stop")
+                if not seen:
+                    return  # looked at again at the next pass
+                self.sent.pop(tid, None)
                 self._done(tid, "stop", "stopped")
             elif step == "start":
-                if last_start and not notified:
+                if last_start and not hold.get("notified"):
                     # the state and its tag first, so qBittorrent never shows it seeding as `healing`
-                    notified = True
+                    hold["notified"] = notified = True
                     if self.on_settled is not None:
                         self.on_settled(tid)
                     self._apply_tags()
-                if not trust.is_user_stopped(self.catalog, tid):
+                if trust.is_user_stopped(self.catalog, tid):
+                    self.sent.pop(tid, None)
+                    self._done(tid, "start", "left stopped: the user's choice")
+                    continue
+                seen = self._confirmed(tid, "start")
+                if seen is None:
                     self.qbt.start(tid)
+                    self.sent[tid] = ("start", time.monotonic())
+                    seen = self._confirmed(tid, "start")
+                if not seen:
+                    return
+                self.sent.pop(tid, None)
+                self.started[tid] = time.monotonic()
                 self._done(tid, "start", "started")
             elif step in ("recheck", "recheck_any"):
                 if not self._recheck(tid, step):
@@ -349,7 +277,7 @@ class QbtSteps:
             trust.drop_hold(self.catalog, tid)
         except Exception:  # noqa: BLE001
             log.exception("%s: cannot drop the hold in the catalog", tid[:12])
-        if self.on_settled is not None and not notified:
+        if self.on_settled is not None and not notified and not hold.get("notified"):
             self.on_settled(tid)
             self._apply_tags()
 

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import reach
 from ..catalog import drift as rows
+from ..catalog.reach import mark_unreachable
 from ..catalog import trust
 from ..errors import Error, StoreCorrupt
 from ..scan import FileStat
@@ -79,6 +81,7 @@ class Responder:
         self.reprotect = None  # fn(tid): verify and catalog the torrent again (after a heal of an unverified one)
         self.ladder = None  # fn(meta, save_path, damages) -> companion.ladder.sources.Supply | None (ladder/service.py)
         self.own_paths = None  # fn(paths) -> why they are seedward's own files (ownpaths.reason), or None
+        self.resnapshot = None  # fn(tid): snapshot it (a heal from the ladder or the swarm left it without one)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -182,6 +185,9 @@ class Responder:
         from this snapshot instead of the latest). A failed heal does not raise: the torrent stays
         held and `damaged`, the outcome says why (the monitor retries it)."""
         tid = meta.id
+        away = self._unreachable(tid, save_path)
+        if away:  # a folder that is gone (a disk not mounted): nothing is healed onto what is there now
+            return Outcome(tid, "none", "unreachable", error=away)
         began = time.monotonic()
         detected_at = detected_at or began
         policy = self.policy(tid)
@@ -229,6 +235,19 @@ class Responder:
             self._failed(meta, out, exc, f"heal failed: {exc}")
         self._finish(heal_id, out, detected_at, began)
         return out
+
+    def _unreachable(self, tid: str, save_path) -> str | None:
+        """Why the torrent's payload cannot be reached from here (companion/reach.py), recorded as
+        `unreachable` (the state it had is kept for its return), or None."""
+        why = reach.torrent_unreachable(self.catalog, tid, save_path)
+        if why:
+            if mark_unreachable(self.catalog, tid, str(save_path), why):
+                self.emit("unreachable", tid, f"unreachable: {why}; nothing healed; {reach.hint(None)}", "warning",
+                          save_path=str(save_path), reason=why)
+            if self.steps is not None:
+                self.steps.want_tags(tid, add=[state_tag("unreachable")],
+                                     remove=[state_tag(s) for s in STATE_TAGS if s != "unreachable"])
+        return why
 
     def respond_unverified(self, meta, save_path: Path, result, *, reason: str) -> Outcome:
         """The first verification of a torrent qBittorrent downloaded (and so had verified piece by
@@ -334,6 +353,9 @@ class Responder:
         self.emit("healed", tid, f"{meta.name}: healed {len(out.pieces)} pieces ({out.bytes_written} bytes) from "
                   f"{source}; drifted bytes kept in {kept.folder}", "info",
                   pieces=out.pieces[:100], timings=out.timings, quarantine=str(kept.folder), recheck=out.recheck)
+        if snapshot_id is None and self.resnapshot is not None and not self._has_snapshot(tid) and \
+                policy.level in ("snapshot", "auto"):
+            self.resnapshot(tid)  # healed from the ladder: the policy wants a snapshot, and there is none yet
         if self.steps is not None and self.steps.held(tid):
             self.steps.settle(tid, recheck=out.recheck, stale_if_unstopped=True,
                               because="healed; waiting for qBittorrent to carry out its part")

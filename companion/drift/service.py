@@ -43,6 +43,8 @@ class DriftComponent:
                                    swarm_timeout=settings.drift.swarm_timeout_seconds)
         self.responder.reprotect = lambda tid: service.enqueue("protect", tid, reason="healed", force=True)
         self.responder.own_paths = lambda paths: ownpaths.reason(service.home, settings, paths)
+        self.responder.resnapshot = lambda tid: (service.enqueue("snapshot", tid, reason="auto")
+                                                 if "snapshot" in service.job_kinds else None)
         self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds,
                                     on_intended=self._intended)
         self.invariants = Invariants(self)

@@ -56,8 +56,10 @@ def watch(r, meta, save_path, damages, out, heal_id: int, detected_at: float, be
             r.set_state(tid, "protected" if not r.steps.held(tid) else "healing")
             r.emit("healed", tid, f"{meta.name}: healed by the swarm; drifted copy kept in {out.quarantine}", "info",
                    timings=out.timings)
-            if r.reprotect is not None and (not r.catalog.get_files(tid) or not r._has_snapshot(tid)):
-                r.reprotect(tid)  # no baseline or snapshot yet: verify, catalog (and snapshot) it now
+            if r.reprotect is not None and not r.catalog.get_files(tid):
+                r.reprotect(tid)  # no baseline yet: verify, catalog (and snapshot) it now
+            elif r.resnapshot is not None and not r._has_snapshot(tid) and r.policy(tid).level in ("snapshot", "auto"):
+                r.resnapshot(tid)
         else:
             out.outcome = "alerted"
             r.set_state(tid, "damaged")

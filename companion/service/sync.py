@@ -37,6 +37,7 @@ def _norm(path) -> str:
 class SyncLoop:
     def __init__(self, service):
         self.service = service
+        self.qbt = service.qbt  # one instance's client (service/instances.py: a loop per instance)
         qs = service.settings.qbittorrent
         self.poll_seconds = qs.poll_seconds
         self.backoff = Backoff(1.0, qs.backoff_max_seconds)
@@ -48,6 +49,7 @@ class SyncLoop:
         self._state = "connecting"
         self._error: str | None = None
         self.call_since: float | None = None  # monotonic start of the qBittorrent call in flight
+        self.connected_at: float | None = None  # monotonic time of the last (re)connect
         self.listeners: list = []  # fn(hash, torrent) for each torrent a sync changed
         self.after_sync: list = []  # fn(changed hashes, full_update) after each sync
         self.syncs = 0
@@ -107,7 +109,7 @@ class SyncLoop:
                 wait = self.poll_seconds
             except QbtLoginFailed as exc:
                 self._down("login_failed", exc)
-                wait = max(1.0, self.service.qbt.login_wait)
+                wait = max(1.0, self.qbt.login_wait)
             except (QbtUnreachable, QbtError) as exc:
                 self._down("unreachable", exc)
                 wait = self.backoff.next()
@@ -140,13 +142,14 @@ class SyncLoop:
     def step(self) -> None:
         s = self.service
         if not self.connected:
-            version = self._timed(s.qbt.connect)
+            version = self._timed(self.qbt.connect)
             self.connected, self.rid, self.error = True, 0, None
             self.backoff.reset()
             self.state = "connected"
+            self.connected_at = time.monotonic()
             self.audit_at = time.monotonic() + self.grace
-            s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {s.qbt.url}", version=version)
-        data = self._timed(s.qbt.sync, self.rid)
+            s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {self.qbt.url}", version=version)
+        data = self._timed(self.qbt.sync, self.rid)
         self.apply(data)
         self.rid = data["rid"]
         self.syncs += 1
@@ -180,6 +183,7 @@ class SyncLoop:
         for h in removed:
             self.service.torrent_removed(h)
         for h, t in current.items():
+            t = self.view(h, t)
             self.consider(h, t, prev.get(h, {}), set(changes[h]), data["full_update"])
             for fn in self.listeners:
                 _safely(fn, h, t)
@@ -199,7 +203,7 @@ class SyncLoop:
             reason = "added"
         elif row["removed_at"]:
             reason = "re-added"
-        elif row["protection"] in HAS_BASELINE + ("excluded", "baseline_bad") and _norm(t.get("save_path")) != _norm(row["save_path"]):
+        elif row["protection"] in HAS_BASELINE + ("excluded", "baseline_bad", "unreachable") and _norm(t.get("save_path")) != _norm(row["save_path"]):
             reason = "moved"
         elif not full and keys & {"content_path", "name"} and prev:
             reason = "renamed"
@@ -210,6 +214,14 @@ class SyncLoop:
         if reason:
             s.enqueue("protect", h, reason=reason)
 
+    def view(self, h: str, t: dict) -> dict:
+        """The torrent as seedward sees it (several instances: merged over the ones holding it)."""
+        return t
+
+    def owns(self, row) -> bool:
+        """Is this catalog row this loop's to audit (several instances: its instance's rows)?"""
+        return True
+
     def _policy_level(self, t: dict) -> str:
         tags = [x for x in split_tags(t.get("tags", "")) if not x.startswith("seedward:")]
         return self.service.settings.protection.policy_for(t.get("category") or "", tags).level
@@ -218,7 +230,7 @@ class SyncLoop:
         """After a (re)connect: torrents cataloged from qBittorrent but no longer in it are removed."""
         live = self.snapshot()
         for row in self.service.catalog.list_torrents(include_removed=False):
-            if row["id"] not in live and row["qbt_state"]:
+            if row["id"] not in live and row["qbt_state"] and self.owns(row):
                 self.service.torrent_removed(row["id"])
 
 
