@@ -1,9 +1,10 @@
 """The store side of heal: find the damaged segments of a payload, write back only those.
 
-`write_segments` is the writer (`Store.heal`): each chunk read back and verified against its id
-before any byte of its batch is written, in place with pwrite and fsync. `find_damaged` +
-`heal_in_place` are `seedward restore` without --to. The drift response wraps the writer with
-quarantine (stop in qBittorrent, keep the drifted bytes) and the recheck/resume steps.
+`write_segments` is `Store.heal`: it goes through the one heal writer (companion/drift/heal.py),
+which verifies every chunk against its id and the torrent before any byte is written.
+`find_damaged` + `heal_in_place` compare a payload with a snapshot's own digests and heal what
+differs. The drift response (drift/respond.py) wraps the same writer with the quarantine and
+qBittorrent's steps; `seedward restore` goes through it.
 """
 
 import os
@@ -16,14 +17,11 @@ from ..catalog import snapshots as records
 from ..errors import NotFound
 from ..piece_plan import file_segments
 from ..scan import MISSING, OK, SIZE_MISMATCH, Scanner, quick_scan, resolve_payload_path
-from ..torrent import FileEntry
-from .pack import pwrite_all
 from .results import HealResult
 
 if TYPE_CHECKING:
     from .store import Store
 
-HEAL_BATCH_BYTES = 256 * 1024 * 1024  # chunks verified before any of the batch is written
 
 
 @dataclass
@@ -89,9 +87,17 @@ def heal_in_place(store: "Store", snapshot_id: str, save_path, files=None, full:
 
 
 def write_segments(store, snapshot_id: str, save_path, bad_segments) -> HealResult:
-    """Write back only the given (file_index, piece) segments from the snapshot, in place
-    (pwrite, fsync). Every chunk is verified before it is written; a missing file is
-    created and a file longer than the torrent says is cut to size."""
+    """Write back only the given (file_index, piece) segments from the snapshot, through the one
+    heal writer (companion/drift/heal.py): every chunk is read, checked against its id and the
+    pieces against the torrent's own hashes before anything is written (else StoreCorrupt /
+    HealError, the payload untouched); then in place (pwrite, fsync), a file longer than the
+    torrent says cut to size, a missing file made whole through a staged file. No quarantine
+    here: the callers (`restore`'s store path, a job putting its originals back) keep what they
+    replace themselves."""
+    from ..drift.classify import DAMAGED, MISSING, Drift
+    from ..drift.heal import FileDamage, stage, write_staged
+    from ..locate import with_paths
+
     began = time.monotonic()
     snap = store.get(snapshot_id)
     save_path = Path(save_path)
@@ -101,45 +107,20 @@ def write_segments(store, snapshot_id: str, save_path, bad_segments) -> HealResu
     for key in wanted:
         if key not in chunks:
             raise NotFound(f"snapshot {snap.id[:12]} has no segment for file {key[0]} piece {key[1]}")
+    meta = with_paths(store.torrent_meta(snap), {fi: row["path"] for fi, row in rows.items()})
+    entries = {e.index: e for e in meta.real_files}
     by_file: dict[int, list] = {}
     for fi, piece in wanted:
         by_file.setdefault(fi, []).append(piece)
-    total, names = 0, []
+    damages = []
     for fi, pieces in by_file.items():
-        row = rows[fi]
-        entry = FileEntry(fi, row["path"], row["size"], 0, False, None)
+        entry = entries[fi]
         path = resolve_payload_path(save_path, entry)
-        total += _write_file(store, path, row, [(p, *chunks[(fi, p)]) for p in pieces])
-        names.append(row["path"])
-    return HealResult(snap.id, wanted, total, names, time.monotonic() - began)
-
-
-def _write_file(store, path: Path, row, segs) -> int:
-    batches, cur, size = [], [], 0
-    for seg in segs:
-        if cur and size + seg[2] > HEAL_BATCH_BYTES:
-            batches.append(cur)
-            cur, size = [], 0
-        cur.append(seg)
-        size += seg[2]
-    if cur:
-        batches.append(cur)
-    written = 0
-    fd = None
-    try:
-        for batch in batches:
-            verified = [(offset, store.read_chunk(cid)) for _p, offset, _l, cid in batch]
-            if fd is None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            for offset, data in verified:
-                pwrite_all(fd, data, offset)
-                written += len(data)
-        if fd is not None:
-            if os.fstat(fd).st_size > row["size"]:
-                os.ftruncate(fd, row["size"])
-            os.fsync(fd)
-    finally:
-        if fd is not None:
-            os.close(fd)
-    return written
+        segs = tuple((p, chunks[(fi, p)][0], chunks[(fi, p)][1]) for p in pieces)
+        kind = DAMAGED if os.path.lexists(path) else MISSING  # a missing file is made whole
+        damages.append(FileDamage(entry, path, Drift(kind, segs)))
+    ids = {key: value[2] for key, value in chunks.items()}
+    staged = stage(meta, save_path, damages, ids, store.read_chunk, store.backend.staging())
+    written = write_staged(meta, damages, staged)
+    return HealResult(snap.id, wanted, written.bytes_written, [d.entry.path for d in damages],
+                      time.monotonic() - began)
