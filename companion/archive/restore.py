@@ -62,11 +62,16 @@ def find_set(remote: Remote, set_ref: str):
 
 
 def check_volumes(folder: Path, doc: dict, workers: int = HASH_WORKERS) -> list[int]:
-    """Indices of volumes missing or not matching their SHA-256 in the set manifest."""
+    """Indices of volumes missing or not matching their checksum in the set manifest (xxh3-128;
+    SHA-256 in format 1 sets)."""
     def bad(iv) -> bool:
         v = doc["volumes"][iv]
         path = folder / v["name"]
-        return not path.is_file() or path.stat().st_size != v["size"] or sha256_file(path) != v["sha256"]
+        if not path.is_file() or path.stat().st_size != v["size"]:
+            return True
+        if sevenzip_tool.DIGEST in v:
+            return sevenzip_tool.volume_digest(path) != v[sevenzip_tool.DIGEST]
+        return sha256_file(path) != v["sha256"]
 
     with ThreadPoolExecutor(workers, thread_name_prefix="volume-check") as pool:
         flags = list(pool.map(bad, range(len(doc["volumes"]))))

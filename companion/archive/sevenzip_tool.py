@@ -1,6 +1,10 @@
 """The 7-Zip command (`7zz` from Debian's 7zip, else `7z` from 7zip or p7zip-full): AES-256 volumes
 with header encryption, several times faster than py7zr (whose AES runs at about 140 MB/s here).
 
+Volumes are checksummed with xxh3-128 (`volume_digest`, about 7 GB/s against SHA-256's 1.3 here): it
+tells a damaged or swapped volume apart for PAR2 to repair; what proves the restored payload is each
+member's SHA-256, checked end to end against the snapshot.
+
 The passphrase goes to 7z on its stdin (7-Zip reads it from there when it asks for one), never on its
 argv or in its environment. Member names come from a list file, matched literally (-spd: a `*` in a
 file name is no wildcard). While 7z writes, `VolumeWatcher` hashes each volume 7z has moved past, so
@@ -17,9 +21,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+import xxhash
+
 from ..childenv import child_env
 from ..errors import BadInput
-from ..job import sha256_file
 from ..scan import Cancelled
 from ..store.pack import start_writeback
 from .errors import ArchiveError, WrongPassphrase
@@ -164,11 +169,24 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+DIGEST = "xxh3_128"  # the key of a volume's checksum in set.json (format 1 sets: "sha256")
+
+
+def volume_digest(path: Path) -> str:
+    h = xxhash.xxh3_128()
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 class VolumeWatcher:
-    """SHA-256 of each finished volume, on a thread of its own (hashlib releases the GIL)."""
+    """The checksum of each finished volume, on a thread of its own."""
 
     def __init__(self, on_volume=None):
-        self.digests: dict[str, tuple[tuple[int, int], str]] = {}  # name -> ((size, mtime_ns), sha256)
+        self.digests: dict[str, tuple[tuple[int, int], str]] = {}  # name -> ((size, mtime_ns), xxh3-128)
         self.on_volume = on_volume  # called with the name of each volume once it is final
         self._todo: list[Path] = []
         self._cv = threading.Condition()
@@ -205,7 +223,7 @@ class VolumeWatcher:
             stat, digest = self.digests[name]
             if _stat(folder / name) != stat:
                 log.warning("volume %s changed after it was hashed; hashing it again", name)
-                digest = sha256_file(folder / name)
+                digest = volume_digest(folder / name)
             out[name] = digest
         return out
 
@@ -219,7 +237,7 @@ class VolumeWatcher:
                 path = self._todo.pop(0)
             try:
                 before = _stat(path)
-                digest = sha256_file(path)
+                digest = volume_digest(path)
                 _start_writeback(path)
                 self.digests[path.name] = (before, digest)
                 if self.on_volume is not None:
