@@ -279,6 +279,8 @@ class Remote:
 
     def list_folders(self) -> list[RemoteSet]:
         """Every set folder, one per tier it is found in."""
+        if self.folder_path is not None:
+            return self._list_local()
         text = self._run("lsjson", "-R", "--files-only", "--max-depth", "3", self.dest, what="list sets")
         sets: dict[tuple[str, str], RemoteSet] = {}
         for item in json.loads(text or "[]"):
@@ -291,6 +293,22 @@ class Remote:
             if name == SET_MANIFEST:
                 entry.complete = True
         return sorted(sets.values(), key=lambda s: (s.set_id, TIER_ORDER[s.tier]))
+
+    def _list_local(self) -> list[RemoteSet]:
+        out = []
+        try:
+            for tier in sorted(TIER_ORDER):
+                base = self.folder_path / tier
+                if not base.is_dir():
+                    continue
+                for d in base.iterdir():
+                    if not d.is_dir():
+                        continue
+                    files = {f.name: f.stat().st_size for f in d.iterdir() if f.is_file() and not f.name.startswith(".")}
+                    out.append(RemoteSet(tier, d.name, SET_MANIFEST in files, files))
+        except OSError as exc:
+            raise RemoteError(self.dest, f"list sets failed: {exc.strerror}") from exc
+        return sorted(out, key=lambda s: (s.set_id, TIER_ORDER[s.tier]))
 
     def delete_set(self, tier: str, set_id: str) -> None:
         """Manifest first, so a half-deleted set never looks complete."""
