@@ -25,6 +25,19 @@ class QbtSettings:
     ban_window_seconds: float = 3600.0
     backoff_max_seconds: float = 60.0
     poll_seconds: float = 2.0
+    # issue 17: qBittorrent in a container, several qBittorrents (companion/instances.py)
+    name: str = "default"  # the instance's name ([[instances]] entries must set it)
+    path_map: list = field(default_factory=list)  # [["qBittorrent's prefix", "this host's prefix"], ...]
+    hook_dir: str = ""  # a host folder mounted into qBittorrent's container: the hook and its spool live there
+
+    def check(self, where: str, key: str = "qbittorrent") -> None:
+        from .pathmap import PathMap
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", self.name):
+            raise ConfigError(where, f"{key}.name should be letters, digits, '.', '_' or '-' (at most 40), not {self.name!r}")
+        PathMap.parse(self.path_map, where, f"{key}.path_map")
+        if self.hook_dir and not self.hook_dir.startswith("/"):
+            raise ConfigError(where, f"{key}.hook_dir should be an absolute path on this host, not {self.hook_dir!r}")
 
 
 LEVELS = ("auto", "snapshot", "catalog", "exclude")
@@ -89,6 +102,7 @@ class ServiceSettings:
     removal_grace_seconds: float = 30.0  # after a reconnect, before absent torrents count as removed
 
 
+    reach_seconds: float = 30.0  # how often protected torrents' folders are looked at (gone: `unreachable`), and back
 NOTIFY_EVENTS = ("damaged", "healed", "heal_failed", "unreachable", "drill_failed", "archive_failed",
                  "qbittorrent_down", "baseline_bad")
 
@@ -387,6 +401,11 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
 
+    instances: list = field(default_factory=list)  # [[instances]]: QbtSettings; empty: [qbittorrent] alone
+
+    def qbt_instances(self) -> list:
+        """Every qBittorrent this service follows ([[instances]], else the one [qbittorrent])."""
+        return self.instances or [self.qbittorrent]
 def _build(cls, data: dict, where: str, section: str = ""):
     """cls from a TOML table; `where` names the file, `section` the table ("catalog", "protection.tags.x")."""
     table = f"[{section}]" if section else "the top level"
@@ -450,11 +469,17 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
             raise ConfigError(path, f"cannot read it: {exc.strerror}") from exc
     settings = _build(Settings, data, str(path or "config"))  # unknown keys: an error naming key and file
     qbt = settings.qbittorrent
+    raw_instances = data.pop("instances", None)
     qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
     qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)
     qbt.password = secret_env("QBITTORRENTAPI_PASSWORD", env) or qbt.password
     notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
     if notify_env:
+    if raw_instances is not None:
+        settings.instances = _instances(raw_instances, data.get("qbittorrent") or {}, qbt, str(path or "config"))
+        settings.qbittorrent = settings.instances[0]
+    else:
+        qbt.check(str(path or "config"))
         settings.notify.urls = split_urls(notify_env)
     for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
                     settings.store, settings.protection, settings.manifests):
@@ -464,4 +489,36 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
 
 def split_urls(text: str) -> list[str]:
     """URLs separated by whitespace, or by commas before the next scheme (an Apprise URL may hold commas)."""
+PER_INSTANCE = ("url", "name", "path_map", "hook_dir")  # never shared defaults from [qbittorrent]
+
+
+def _instances(raw, table: dict, defaults: QbtSettings, where: str) -> list[QbtSettings]:
+    """[[instances]] entries over [qbittorrent]'s shared keys (everything but url, name, path_map, hook_dir)."""
+    from dataclasses import replace
+
+    if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
+        raise ConfigError(where, "[[instances]] should be one or more tables (name, url, username, password_file, path_map)")
+    shared = [k for k in PER_INSTANCE if k in table]
+    if shared:
+        raise ConfigError(where, f"[qbittorrent] {shared[0]} is set together with [[instances]]: give it in each "
+                          "[[instances]] entry ([qbittorrent] then only holds keys shared by every instance)")
+    out = []
+    for n, entry in enumerate(raw, 1):
+        if "name" not in entry or "url" not in entry:
+            raise ConfigError(where, f"[[instances]] entry {n} needs a name and a url")
+        built = _build(QbtSettings, entry, where, f"instances.{entry.get('name') or n}")
+        base = replace(defaults, path_map=[], hook_dir="")
+        inst = replace(base, **{f.name: getattr(built, f.name) for f in fields(QbtSettings) if f.name in entry})
+        if "password_file" in entry and "password" not in entry:
+            inst.password = ""  # its own file, not the shared inline password
+        inst.check(where, f"instances.{inst.name}")
+        out.append(inst)
+    for key in ("name", "url"):
+        seen = [getattr(i, key).rstrip("/") for i in out]
+        dup = next((v for v in seen if seen.count(v) > 1), None)
+        if dup is not None:
+            raise ConfigError(where, f"[[instances]]: two entries have the {key} {dup!r}")
+    return out
+
+
     return [u for u in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text.strip()) if u]

@@ -8,6 +8,11 @@ qbittorrent-api makes by itself when a session expires) goes through a gate (`qb
 a refused password is not tried again until its source changes, `seedward qbt login` or SIGHUP, and
 never more than two failures fall in qBittorrent's ban window. A blocked login fails fast, without
 touching the network.
+
+Paths are mapped here, at the boundary (companion/pathmap.py, for a qBittorrent in a container):
+every path a Qbt returns (save_path, content_path, download_path, a category's savePath) is the
+path on this host, and every path it is given (add_torrent, set_location, create_category) is
+mapped back to qBittorrent's. Nothing else in seedward maps a path.
 """
 
 import logging
@@ -17,6 +22,7 @@ from pathlib import Path
 import qbittorrentapi
 
 from .errors import ConfigError, QbtError
+from .pathmap import PathMap
 from .qbtlogin import MAX_FAILURES, RECHECK_SECONDS, LoginGate, PasswordSource
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,9 @@ def normalize_state(state: str) -> str:
     if state.startswith("paused"):
         return "stopped" + state[len("paused"):]
     return state
+
+
+PATH_FIELDS = ("save_path", "content_path", "download_path")  # what qBittorrent reports as absolute paths
 
 
 def is_complete(torrent: dict) -> bool:
@@ -57,8 +66,11 @@ class Qbt:
     """The qBittorrent Web API as seedward uses it. Thread-safe (calls are serialized)."""
 
     def __init__(self, url: str, username: str, password: str = "", *, password_file=None, verify_tls: bool = True,
-                 timeout: float = 30.0, login_record: Path | None = None, ban_window_seconds: float = 3600.0):
+                 timeout: float = 30.0, login_record: Path | None = None, ban_window_seconds: float = 3600.0,
+                 path_map: PathMap | None = None, name: str = "default"):
         self.url = url
+        self.name = name
+        self.path_map = path_map or PathMap()
         self.username = username
         self.source = PasswordSource(inline=password, file=Path(password_file).expanduser().absolute()
                                      if password_file else None)
@@ -85,7 +97,15 @@ class Qbt:
         the login record is shared with every other seedward process of that home."""
         return cls(settings.url, settings.username, settings.password, password_file=settings.password_file or None,
                    verify_tls=settings.verify_tls, ban_window_seconds=settings.ban_window_seconds,
-                   login_record=home.root / "qbt-login.json" if home is not None else None)
+                   login_record=home.root / "qbt-login.json" if home is not None else None,
+                   path_map=PathMap(getattr(settings, "path_map", ()) or ()), name=getattr(settings, "name", "default"))
+
+    def _to_host(self, t: dict) -> dict:
+        if self.path_map:
+            for key in PATH_FIELDS:
+                if t.get(key):
+                    t[key] = self.path_map.to_host(t[key])
+        return t
 
     def _call(self, fn, *args, **kwargs):
         with self._lock:
@@ -172,7 +192,7 @@ class Qbt:
         """`sync/maindata` since rid: {"rid", "full_update", "torrents": {hash: changed fields},
         "torrents_removed": [hash]}."""
         data = self._call(self._client.sync_maindata, rid=rid)
-        torrents = {h: _plain(t) for h, t in (data.get("torrents") or {}).items()}
+        torrents = {h: self._to_host(_plain(t)) for h, t in (data.get("torrents") or {}).items()}
         for t in torrents.values():
             if "state" in t:
                 t["state"] = normalize_state(t["state"])
@@ -181,7 +201,7 @@ class Qbt:
 
     def torrents(self, hashes=None) -> list[dict]:
         found = self._call(self._client.torrents_info, torrent_hashes=hashes)
-        out = [_plain(t) for t in found]
+        out = [self._to_host(_plain(t)) for t in found]
         for t in out:
             t["state"] = normalize_state(t.get("state", ""))
         return out
@@ -226,11 +246,18 @@ class Qbt:
         """Add a .torrent (bytes). options: more of qbittorrent-api's torrents_add arguments
         (upload_limit, ratio_limit, use_auto_torrent_management, ...). Raises QbtError if qBittorrent
         refuses it."""
-        result = self._call(self._client.torrents_add, torrent_files=raw, save_path=str(save_path),
+        if options.get("download_path"):
+            options["download_path"] = self.path_map.to_qbt(str(options["download_path"]))
+        result = self._call(self._client.torrents_add, torrent_files=raw, save_path=self.path_map.to_qbt(str(save_path)),
                             category=category, tags=list(tags) or None, is_stopped=stopped,
                             is_skip_checking=skip_checking, content_layout=content_layout, **options)
         if str(result).strip() != "Ok.":
             raise QbtError(self.url, f"refused the torrent: {result}")
+
+    def set_location(self, torrent_hash: str, save_path) -> None:
+        """Move a torrent (qBittorrent moves its files) to this host path."""
+        self._call(self._client.torrents_set_location, location=self.path_map.to_qbt(str(save_path)),
+                   torrent_hashes=torrent_hash)
 
     def preferences(self) -> dict:
         return _plain(self._call(self._client.app_preferences))
@@ -242,10 +269,15 @@ class Qbt:
 
     def categories(self) -> dict[str, dict]:
         """{name: {"name", "savePath", ...}}"""
-        return {name: _plain(c) for name, c in dict(self._call(self._client.torrents_categories)).items()}
+        out = {name: _plain(c) for name, c in dict(self._call(self._client.torrents_categories)).items()}
+        for c in out.values():
+            if c.get("savePath"):
+                c["savePath"] = self.path_map.to_host(c["savePath"])
+        return out
 
     def create_category(self, name: str, save_path: str = "") -> None:
-        self._call(self._client.torrents_create_category, name=name, save_path=save_path or None)
+        self._call(self._client.torrents_create_category, name=name,
+                   save_path=self.path_map.to_qbt(save_path) if save_path else None)
 
     def tags(self) -> list[str]:
         return [str(t) for t in self._call(self._client.torrents_tags)]

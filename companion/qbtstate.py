@@ -6,7 +6,8 @@ first/last piece priority, super seeding, stopped), file priorities and renamed 
 
 Kept in the manifests repo (git history: every backup that changed something is a commit):
 `qbittorrent/state.json` (categories, tags, the torrent list) and `qbittorrent/torrents/<hash>.json`
-(one per torrent, its .torrent base64-encoded). Archive sets carry them among the manifests, so a set
+(one per torrent, its .torrent base64-encoded); with several qBittorrent instances each one has
+its own folder (`folder`: `qbittorrent` for the first, `qbittorrent.<name>` for the others). Archive sets carry them among the manifests, so a set
 restored under DIR holds them in DIR/manifests/qbittorrent/.
 
 A restore adds what qBittorrent lacks (categories, tags, torrents; what it has is left alone) and
@@ -34,8 +35,13 @@ OPTIONS = ("auto_tmm", "up_limit", "dl_limit", "ratio_limit", "seeding_time_limi
            "super_seeding", "download_path")
 
 
-def torrent_relpath(torrent_hash: str) -> str:
-    return f"{FOLDER}/torrents/{torrent_hash}.json"
+def torrent_relpath(torrent_hash: str, folder: str = FOLDER) -> str:
+    return f"{folder}/torrents/{torrent_hash}.json"
+
+
+def folder_for(instance: str, first: bool) -> str:
+    """An instance's folder in the manifests repo (the first keeps the one-instance layout)."""
+    return FOLDER if first else f"{FOLDER}.{instance}"
 
 
 def _tags(value) -> list[str]:
@@ -87,21 +93,22 @@ class BackupResult:
         return asdict(self)
 
 
-def backup(qbt, manifests, kept_torrents: Path | None = None, dry_run: bool = False) -> BackupResult:
+def backup(qbt, manifests, kept_torrents: Path | None = None, dry_run: bool = False,
+           folder: str = FOLDER) -> BackupResult:
     """Write qBittorrent's state into the manifests repo (only what changed; one commit)."""
     categories = {name: {"save_path": c.get("savePath", "") or ""} for name, c in sorted(qbt.categories().items())}
     tags = sorted(qbt.tags())
     torrents = sorted(qbt.torrents(), key=lambda t: t["hash"])
     docs: dict[str, dict | None] = {
-        STATE: {"format": 1, "qbittorrent": qbt.version, "categories": categories, "tags": tags,
+        f"{folder}/state.json": {"format": 1, "qbittorrent": qbt.version, "categories": categories, "tags": tags,
                 "torrents": [t["hash"] for t in torrents]},
     }
     for t in torrents:
-        docs[torrent_relpath(t["hash"])] = torrent_document(qbt, t, kept_torrents)
-    folder = manifests.path / FOLDER / "torrents"
-    have = {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+        docs[torrent_relpath(t["hash"], folder)] = torrent_document(qbt, t, kept_torrents)
+    kept = manifests.path / folder / "torrents"
+    have = {p.stem for p in kept.glob("*.json")} if kept.is_dir() else set()
     for gone in sorted(have - {t["hash"] for t in torrents}):
-        docs[torrent_relpath(gone)] = None
+        docs[torrent_relpath(gone, folder)] = None
     changed = {rel: doc for rel, doc in docs.items() if _differs(manifests.path / rel, doc)}
     result = BackupResult(len(torrents), len(categories), len(tags), sorted(changed), dry_run=dry_run)
     if changed and not dry_run:
@@ -120,10 +127,10 @@ def _differs(path: Path, doc: dict | None) -> bool:
         return True
 
 
-def load(root: Path) -> dict:
+def load(root: Path, folder: str = FOLDER) -> dict:
     """A backup from a manifests tree (the repo's folder, or DIR/manifests of a restored set):
     {"categories", "tags", "torrents": {hash: document}}."""
-    state_file = root / STATE
+    state_file = root / folder / "state.json"
     try:
         state = json.loads(state_file.read_text())
     except OSError as exc:
@@ -132,7 +139,7 @@ def load(root: Path) -> dict:
         raise BadInput(state_file, "not valid JSON") from exc
     torrents = {}
     for h in state.get("torrents", []):
-        path = root / torrent_relpath(h)
+        path = root / torrent_relpath(h, folder)
         try:
             torrents[h] = json.loads(path.read_text())
         except (OSError, ValueError) as exc:

@@ -5,6 +5,11 @@ A file is complete or absent (temp file, fsync, rename); the service drains the 
 order (names start with the time in nanoseconds) and deletes each file once the event is in the
 catalog's queue, so a crash in between replays the event rather than losing it.
 
+A qBittorrent in a container writes its events into a spool folder shared with it (the instance's
+`hook_dir`/spool) through a POSIX sh hook (containers do not all have Python): such an entry is
+`NAME.args`, the hook's arguments (event, %I, %J, %N, %D, %F) each ended by a NUL byte, and goes
+through the same checks as a JSON entry.
+
 The spool is untrusted input (anyone who can write the home can drop a file there): every entry
 is checked (a regular file, at most MAX_EVENT_BYTES, the event schema below) and a bad one is moved
 to `spool/bad/` with the reason, so it can neither stop the service nor come back at every sync.
@@ -21,9 +26,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
+ARGS_SUFFIX = ".args"  # the container hook's entries (NUL-separated arguments)
 BAD = "bad"
 EVENTS = ("added", "finished")
-FIELDS = ("event", "hash", "hash_v2", "name", "save_path", "content_path")
+FIELDS = ("event", "hash", "hash_v2", "name", "save_path", "content_path", "instance")
+ARGS = ("event", "hash", "hash_v2", "name", "save_path", "content_path")  # a .args entry's fields, in order
 MAX_FIELD = 4096  # characters of a name or path
 MAX_EVENT_BYTES = 64 * 1024
 MAX_TRIES = 3  # a valid event the service failed on this many times is moved aside too
@@ -61,6 +68,9 @@ def check_event(event) -> str:
             raise BadEvent(f"{key} must be a string, not {type(value).__name__}")
         if len(value) > MAX_FIELD:
             raise BadEvent(f"{key} is longer than {MAX_FIELD} characters")
+    instance = event.get("instance", "")
+    if instance and not (len(instance) <= 40 and instance[0].isalnum() and all(c.isalnum() or c in "._-" for c in instance)):
+        raise BadEvent(f"instance {instance[:40]!r} is not an instance name")
     torrent_id = torrent_id_of(event.get("hash", ""), event.get("hash_v2", ""))
     if torrent_id is None:
         raise BadEvent(f"no valid info hash (%I {event.get('hash', '')[:64]!r}, %J {event.get('hash_v2', '')[:64]!r}:"
@@ -94,7 +104,7 @@ def append(spool_dir: Path, event: dict) -> Path:
 def pending(spool_dir: Path) -> list[Path]:
     """Spooled entries, oldest first (whatever they are: drain checks each)."""
     try:
-        names = [n for n in os.listdir(spool_dir) if n.endswith(SUFFIX) and not n.startswith(".")]
+        names = [n for n in os.listdir(spool_dir) if n.endswith((SUFFIX, ARGS_SUFFIX)) and not n.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []
     return [Path(spool_dir) / n for n in sorted(names)]
@@ -112,12 +122,27 @@ def read_event(path: Path) -> dict:
         data = os.read(fd, MAX_EVENT_BYTES + 1)
     finally:
         os.close(fd)
-    try:
-        event = json.loads(data)
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise BadEvent(f"not JSON ({exc})") from None
+    if path.name.endswith(ARGS_SUFFIX):
+        event = args_event(data)
+    else:
+        try:
+            event = json.loads(data)
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise BadEvent(f"not JSON ({exc})") from None
     check_event(event)
     return event
+
+
+def args_event(data: bytes) -> dict:
+    """The event of a container hook's entry: its arguments, each ended by NUL (bytes that are not
+    UTF-8 become U+FFFD: names and paths in an event are only shown; qBittorrent's API gives the real ones)."""
+    if not data.endswith(b"\0"):
+        raise BadEvent("not NUL-terminated arguments (cut short?)")
+    parts = data[:-1].split(b"\0")
+    if len(parts) < 2:
+        raise BadEvent("fewer than two arguments")
+    values = [p.decode("utf-8", errors="replace") for p in parts[:len(ARGS)]]
+    return dict(zip(ARGS, values + [""] * (len(ARGS) - len(values))))
 
 
 def move_aside(path: Path, reason: str) -> Path:

@@ -7,17 +7,20 @@ tags that mirror them. Standard library only; everything that names a state take
   healing       damaged pieces are being written back
   baseline_bad  the payload never matched its torrent: nothing to protect yet
   excluded      a policy or a rule keeps it out (the reason is said)
+  unreachable   its save path does not exist on this host (a container without path_map, a disk
+                not mounted): nothing is verified or healed there until it is back
   removed       gone from qBittorrent; its history is kept
 """
 
 PENDING, PROTECTED, DAMAGED, HEALING = "pending", "protected", "damaged", "healing"
 BASELINE_BAD, EXCLUDED, REMOVED = "baseline_bad", "excluded", "removed"
+UNREACHABLE = "unreachable"
 
 # The states a torrent in qBittorrent can be in (each has its tag there).
-STATES = (PENDING, PROTECTED, DAMAGED, HEALING, BASELINE_BAD, EXCLUDED)
+STATES = (PENDING, PROTECTED, DAMAGED, HEALING, BASELINE_BAD, EXCLUDED, UNREACHABLE)
 PROTECTION_STATES = frozenset(STATES + (REMOVED,))
 HAS_BASELINE = (PROTECTED, DAMAGED, HEALING)  # verified once: a baseline exists, drift is watched
-UNPROTECTED = frozenset({PENDING, BASELINE_BAD, EXCLUDED})
+UNPROTECTED = frozenset({PENDING, BASELINE_BAD, EXCLUDED, UNREACHABLE})
 
 TAG_PREFIX = "seedward:"
 HARDLINKED_TAG = TAG_PREFIX + "hardlinked"  # a payload file has other hard links

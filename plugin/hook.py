@@ -1,4 +1,4 @@
-"""`seedward-hook [--home DIR] added|finished "%I" "%J" "%N" "%D" "%F" [-- PROGRAM ARGS...]`
+"""`seedward-hook [--home DIR] [--instance NAME] added|finished "%I" "%J" "%N" "%D" "%F" [-- PROGRAM ARGS...]`
 
 qBittorrent's "Run external program on torrent added / finished" calls this. It checks the event
 (companion/spool.py's rules: a valid info hash, known fields), tells the running service over
@@ -6,6 +6,9 @@ the control socket (companion/control.py's client) and, when the service is down
 failing, appends the event to the spool (one atomic file), which the service drains: no event is
 lost. After `--` comes the program the user had there before `seedward qbt install-hook`; it is
 started detached with qBittorrent's own substitutions, so both run, whatever seedward decided.
+With several qBittorrent instances on this host, `--instance` says which one called (the service maps
+the event's paths with that instance's path_map). A qBittorrent in a container runs
+plugin/seedward-hook.sh instead (companion/hookinstall.py), which only writes a spool entry.
 
 Exit codes: 0 the service has the event or it is spooled; 2 a call it cannot use (usage, no
 valid info hash: nothing sent, nothing spooled), the service refused it, or the spool cannot be
@@ -20,17 +23,28 @@ from companion import control, spool
 from companion.errors import ServiceNotRunning
 
 TIMEOUT = 5.0  # a busy service still answers; past this the spool takes the event
-USAGE = 'usage: seedward-hook [--home DIR] added|finished "%I" "%J" "%N" "%D" "%F" [-- PROGRAM ...]'
+USAGE = ('usage: seedward-hook [--home DIR] [--instance NAME] added|finished "%I" "%J" "%N" "%D" "%F" '
+         '[-- PROGRAM ...]')
 
 
-def _home(argv: list[str]) -> tuple[str, list[str]]:
-    if len(argv) >= 2 and argv[0] == "--home":
-        return argv[1], argv[2:]
+def _options(argv: list[str]) -> tuple[str, str, list[str]]:
+    """(home, instance, the rest): --home and --instance come first, in any order."""
+    home = instance = None
+    while len(argv) >= 2 and argv[0] in ("--home", "--instance"):
+        if argv[0] == "--home":
+            home = argv[1]
+        else:
+            instance = argv[1]
+        argv = argv[2:]
+    return home or _home(), instance or "", argv
+
+
+def _home() -> str:
     env = os.environ.get("SEEDWARD_HOME")
     if env:
-        return os.path.expanduser(env), argv
+        return os.path.expanduser(env)
     xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(xdg, "seedward"), argv
+    return os.path.join(xdg, "seedward")
 
 
 def _chain(program: list[str]) -> None:
@@ -67,7 +81,7 @@ def deliver(home: str, event: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    home, args = _home(argv)
+    home, instance, args = _options(argv)
     if len(args) < 2 or args[0] not in spool.EVENTS:
         print(USAGE, file=sys.stderr)
         return 2
@@ -76,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = args[6:]
     chained = rest[1:] if rest[:1] == ["--"] else []
     event = dict(zip(("hash", "hash_v2", "name", "save_path", "content_path"), fields), event=args[0])
+    if instance:
+        event["instance"] = instance
     try:
         spool.check_event(event)
         code = deliver(home, event)
