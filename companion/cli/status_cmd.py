@@ -34,6 +34,10 @@ def run(args, ctx) -> int:
         if q.get("error") and q["state"] != "connected":
             line += f" ({q['error']})"
         print(line)
+        several = svc.get("instances") or []
+        for inst in several if len(several) > 1 else []:
+            err = f" ({inst['error']})" if inst.get("error") and inst["state"] != "connected" else ""
+            print(f"  instance {inst['name']}: qBittorrent {inst['version'] or '?'} at {inst['url']}: {inst['state']}{err}")
     else:
         print("service: not running (catalog only; start it with `seedward serve`)")
     print(f"queue: {svc['queue']['queued']} queued, {svc['queue']['running']} running")
@@ -56,8 +60,15 @@ def run(args, ctx) -> int:
         drill = t.get("last_drill")
         drilled = "-" if not drill else ("passed" if drill["ok"] else "FAILED")
         where = f"  [{t['owner']}]" if t.get("owner") else ""  # a shared catalog: the owning host
+        if t.get("instances") or t.get("instance"):  # several qBittorrent instances: which hold it
+            where += f"  @{'+'.join(t.get('instances') or [t['instance']])}"
         print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {intact(t.get('continuity')):9}  "
               f"{verified:16}  {snap:16}  {drilled:10}  {t['name']}{where}")
+        if t.get("unreachable"):
+            u = t["unreachable"]
+            print(f"      unreachable: {u['reason']}; {u['hint']}")
+        for c in t.get("copies") or []:
+            print(f"      also in {c['instance']} at {c['save_path']}: another copy, not protected")
     return EXIT_OK
 
 

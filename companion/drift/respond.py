@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import reach
 from ..catalog import drift as rows
+from ..catalog.reach import mark_unreachable
 from ..catalog import trust
 from ..errors import Error, StoreCorrupt
 from ..scan import FileStat
@@ -183,6 +185,9 @@ class Responder:
         from this snapshot instead of the latest). A failed heal does not raise: the torrent stays
         held and `damaged`, the outcome says why (the monitor retries it)."""
         tid = meta.id
+        away = self._unreachable(tid, save_path)
+        if away:  # a folder that is gone (a disk not mounted): nothing is healed onto what is there now
+            return Outcome(tid, "none", "unreachable", error=away)
         began = time.monotonic()
         detected_at = detected_at or began
         policy = self.policy(tid)
@@ -230,6 +235,19 @@ class Responder:
             self._failed(meta, out, exc, f"heal failed: {exc}")
         self._finish(heal_id, out, detected_at, began)
         return out
+
+    def _unreachable(self, tid: str, save_path) -> str | None:
+        """Why the torrent's payload cannot be reached from here (companion/reach.py), recorded as
+        `unreachable` (the state it had is kept for its return), or None."""
+        why = reach.torrent_unreachable(self.catalog, tid, save_path)
+        if why:
+            if mark_unreachable(self.catalog, tid, str(save_path), why):
+                self.emit("unreachable", tid, f"unreachable: {why}; nothing healed; {reach.hint(None)}", "warning",
+                          save_path=str(save_path), reason=why)
+            if self.steps is not None:
+                self.steps.want_tags(tid, add=[state_tag("unreachable")],
+                                     remove=[state_tag(s) for s in STATE_TAGS if s != "unreachable"])
+        return why
 
     def respond_unverified(self, meta, save_path: Path, result, *, reason: str) -> Outcome:
         """The first verification of a torrent qBittorrent downloaded (and so had verified piece by

@@ -9,6 +9,10 @@ content is watched before the verifying read starts, and the read is only accept
 write landed on its files meanwhile (otherwise it is read again once they are quiet). A first
 verification that finds pieces no longer matching a torrent qBittorrent downloaded itself (and so
 verified piece by piece) is drift, not a bad baseline: the guard heals it from the swarm.
+
+A save path this host cannot reach (a qBittorrent in a container without path_map, a disk not
+mounted) makes the torrent `unreachable`, with the setting to look at; nothing is read or written
+there until it is back (service/reachable.py).
 """
 
 import logging
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from .. import ownpaths
 from ..catalog import locations
+from ..catalog.reach import set_instance
 from ..errors import BadInput, Error
 from ..locate import located_meta, wanted_files
 from ..manifests import atomic_write, torrent_manifest, torrent_relpath
@@ -28,6 +33,8 @@ from ..states import HAS_BASELINE, STATES, TAG_PREFIX, split_tags, state_tag  # 
 from ..torrent import load_torrent
 
 log = logging.getLogger(__name__)
+from .reachable import note_unreachable, reachable_again, unreachable_why
+
 
 VERIFY_TRIES = 5  # reads overlapped by writes before the job gives up for now (it is queued again)
 QUIET_SECONDS = 0.5  # after an overlapping write: how long the files must be quiet before reading again
@@ -141,6 +148,20 @@ def _protect(service, job, guard=None) -> None:
         return
 
     qbt_files = qbt.files(h)
+    why = unreachable_why(service, h, save_path)
+    if why:
+        if row is None:
+            cat.upsert_torrent(meta, save_path=str(save_path), torrent_file=str(torrent_file), **fields)
+        note_unreachable(service, h, meta.name, save_path, why, instance=t.get("instance"))
+        return
+    if row is not None and row["protection"] == "unreachable":
+        reachable_again(service, h, save_path)
+        row = cat.get_torrent(h)
+    if t.get("instance") and (row is None or row["instance"] != t["instance"]):
+        if row is None:
+            cat.upsert_torrent(meta, save_path=str(save_path), torrent_file=str(torrent_file), **fields)
+        set_instance(cat, h, t["instance"])  # several instances: the one that speaks for it
+        row = cat.get_torrent(h)
     located = located_meta(meta, qbt_files)
     wanted = wanted_files(meta, qbt_files)
     own = ownpaths.reason(service.home, service.settings, [save_path / f.path for f in located.real_files])

@@ -18,8 +18,12 @@ For features:
   service.add_component(obj)       obj.start() when the service starts, obj.stop() in reverse
                                    order when it stops (a component added later starts at once)
 Events the service emits: qbt_connected, qbt_unreachable, qbt_login_failed, hook, protected,
-baseline_bad, damaged, excluded, relocated, removed, job_failed, spool_bad, service_started,
-service_stopping.
+baseline_bad, damaged, excluded, relocated, removed, unreachable, reachable, job_failed, spool_bad,
+service_started, service_stopping.
+
+Several qBittorrent instances ([[instances]], issue 17): `service.instances` lists them,
+`service.qbt` routes each call by torrent hash to the instances holding it (companion/instances.py),
+`service.sync` is one sync loop per instance behind the one loop's API (service/instances.py).
 """
 
 import fcntl
@@ -29,6 +33,7 @@ import signal
 import threading
 
 from .. import __version__
+from .. import instances as qbt_instances
 from .. import spool
 from ..catalog import Catalog, views
 from ..catalog import fleet
@@ -42,11 +47,12 @@ from ..scan import Scanner
 from . import ops
 from .bus import EventBus
 from .control import ControlServer
+from .instances import Syncs, status_fields
+from .reachable import ReachWatch
 from .jobs import JobRunner
 from .protect_job import protect_torrent
 from .status import StatusBuilder
 from .sweep import LocationSweep
-from .sync import SyncLoop
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,9 @@ class Service:
         self._own_catalog = catalog is None
         self.catalog = catalog or catalog_for(self.home, settings)  # the home's file, or [catalog] url
         self.manifests = manifests or ManifestRepo(self.home.manifests)
-        self.qbt = qbt or Qbt.from_settings(settings.qbittorrent, home=self.home)  # login record shared per home
+        # every instance's client (the login record shared per home), and the router over them
+        self.instances = qbt_instances.build(settings, home=self.home, qbt=qbt)
+        self.qbt = qbt_instances.Router(self.instances)
         self.stopping = threading.Event()
         self.bus = EventBus(self.catalog)
         jobs = max(1, settings.service.jobs)
@@ -71,7 +79,7 @@ class Service:
         self.scanner = Scanner()
         # the read-rate cap is shared by the concurrent jobs
         self.read_rate = settings.service.read_rate_mb * 1e6 / jobs
-        self.sync = SyncLoop(self)
+        self.sync = Syncs(self, self.instances)
         self.sweep = LocationSweep(self)
         self.control = ControlServer(self.home.socket, self.dispatch, self.bus.subscribe, self.bus.unsubscribe)
         self.components: list = []
@@ -87,6 +95,8 @@ class Service:
         self._lock_fd: int | None = None
         self._spool_lock = threading.Lock()
         self.register_job("protect", protect_torrent)
+        self.add_component(ReachWatch(self))
+        self.on_status(lambda status: status_fields(self, status))
         self.register_job("stop", lambda service, job: service.qbt.stop(job.torrent_id))
         self.register_job("start", lambda service, job: service.qbt.start(job.torrent_id))
 
@@ -211,25 +221,36 @@ class Service:
     def drain_spool(self) -> int:
         """Hand every spooled hook event to on_hook; bad ones go to spool/bad/ (never raises)."""
         with self._spool_lock:
-            return spool.drain(self.home.spool, lambda event: self.on_hook(event, source="spool"),
+            done = spool.drain(self.home.spool, lambda event: self.on_hook(event, source="spool"),
                                on_bad=self._spool_bad, tries=self._spool_tries)
+            for inst in self.instances:  # a container's hook writes into its instance's hook_dir
+                if inst.spool is not None:
+                    done += spool.drain(inst.spool, lambda event, name=inst.name: self.on_hook(
+                        event, source="spool", instance=name), on_bad=self._spool_bad, tries=self._spool_tries)
+            return done
 
     def _spool_bad(self, where, reason: str) -> None:
         self.emit("spool_bad", None, f"spool: {where}: {reason}", level="warning", file=str(where), reason=reason)
 
-    def on_hook(self, event: dict, source: str = "socket") -> dict:
+    def on_hook(self, event: dict, source: str = "socket", instance: str | None = None) -> dict:
         try:
             torrent_id = spool.check_event(event)
         except spool.BadEvent as exc:
             raise ControlError(f"hook: {exc}") from None
         kind = event["event"]
         name = str(event.get("name", ""))[:200]
-        self.emit("hook", torrent_id, f"qBittorrent: {name or torrent_id} {kind} (via {source})", source=source,
-                  hook_event=kind)
+        instance = instance or event.get("instance") or None
+        inst = next((i for i in self.instances if i.name == instance), self.instances[0])
+        save_path = inst.path_map.to_host(event.get("save_path") or "") or None  # qBittorrent's path, mapped
+        where = f" in {inst.name}" if len(self.instances) > 1 else ""
+        self.emit("hook", torrent_id, f"qBittorrent{where}: {name or torrent_id} {kind} (via {source})", source=source,
+                  hook_event=kind, instance=inst.name, save_path=save_path)
         job = self.enqueue("protect", torrent_id, reason=f"hook:{kind}")
         return {"id": torrent_id, "job": job}
 
     def torrent_removed(self, torrent_id: str) -> None:
+        if self.sync.several and self.sync.get(torrent_id) is not None:
+            return  # another instance still holds it
         row = self.catalog.get_torrent(torrent_id)
         if row is None or row["removed_at"]:
             return
