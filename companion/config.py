@@ -100,9 +100,9 @@ class ServiceSettings:
     debounce_seconds: float = 0.3
     sweep_minutes: float = 10.0  # how often file renames inside torrents are looked for
     removal_grace_seconds: float = 30.0  # after a reconnect, before absent torrents count as removed
-
-
     reach_seconds: float = 30.0  # how often protected torrents' folders are looked at (gone: `unreachable`), and back
+
+
 NOTIFY_EVENTS = ("damaged", "healed", "heal_failed", "unreachable", "drill_failed", "archive_failed",
                  "qbittorrent_down", "baseline_bad")
 
@@ -399,13 +399,13 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-
-
     instances: list = field(default_factory=list)  # [[instances]]: QbtSettings; empty: [qbittorrent] alone
 
     def qbt_instances(self) -> list:
         """Every qBittorrent this service follows ([[instances]], else the one [qbittorrent])."""
         return self.instances or [self.qbittorrent]
+
+
 def _build(cls, data: dict, where: str, section: str = ""):
     """cls from a TOML table; `where` names the file, `section` the table ("catalog", "protection.tags.x")."""
     table = f"[{section}]" if section else "the top level"
@@ -467,19 +467,19 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
             raise ConfigError(path, str(exc)) from exc
         except OSError as exc:
             raise ConfigError(path, f"cannot read it: {exc.strerror}") from exc
+    raw_instances = data.pop("instances", None)
     settings = _build(Settings, data, str(path or "config"))  # unknown keys: an error naming key and file
     qbt = settings.qbittorrent
-    raw_instances = data.pop("instances", None)
     qbt.url = env.get("QBITTORRENTAPI_HOST", qbt.url)
     qbt.username = env.get("QBITTORRENTAPI_USERNAME", qbt.username)
     qbt.password = secret_env("QBITTORRENTAPI_PASSWORD", env) or qbt.password
-    notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
-    if notify_env:
     if raw_instances is not None:
         settings.instances = _instances(raw_instances, data.get("qbittorrent") or {}, qbt, str(path or "config"))
         settings.qbittorrent = settings.instances[0]
     else:
         qbt.check(str(path or "config"))
+    notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
+    if notify_env:
         settings.notify.urls = split_urls(notify_env)
     for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
                     settings.store, settings.protection, settings.manifests):
@@ -487,8 +487,6 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     return settings
 
 
-def split_urls(text: str) -> list[str]:
-    """URLs separated by whitespace, or by commas before the next scheme (an Apprise URL may hold commas)."""
 PER_INSTANCE = ("url", "name", "path_map", "hook_dir")  # never shared defaults from [qbittorrent]
 
 
@@ -521,4 +519,6 @@ def _instances(raw, table: dict, defaults: QbtSettings, where: str) -> list[QbtS
     return out
 
 
+def split_urls(text: str) -> list[str]:
+    """URLs separated by whitespace, or by commas before the next scheme (an Apprise URL may hold commas)."""
     return [u for u in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text.strip()) if u]

@@ -32,9 +32,9 @@ from ..scan import FileStat
 from ..states import HAS_BASELINE, STATES, TAG_PREFIX, split_tags, state_tag  # noqa: F401 - also used from here
 from ..torrent import load_torrent
 
-log = logging.getLogger(__name__)
 from .reachable import note_unreachable, reachable_again, unreachable_why
 
+log = logging.getLogger(__name__)
 
 VERIFY_TRIES = 5  # reads overlapped by writes before the job gives up for now (it is queued again)
 QUIET_SECONDS = 0.5  # after an overlapping write: how long the files must be quiet before reading again
@@ -147,7 +147,6 @@ def _protect(service, job, guard=None) -> None:
         set_state_tag(qbt, h, "excluded", tags)
         return
 
-    qbt_files = qbt.files(h)
     why = unreachable_why(service, h, save_path)
     if why:
         if row is None:
@@ -162,6 +161,7 @@ def _protect(service, job, guard=None) -> None:
             cat.upsert_torrent(meta, save_path=str(save_path), torrent_file=str(torrent_file), **fields)
         set_instance(cat, h, t["instance"])  # several instances: the one that speaks for it
         row = cat.get_torrent(h)
+    qbt_files = qbt.files(h)
     located = located_meta(meta, qbt_files)
     wanted = wanted_files(meta, qbt_files)
     own = ownpaths.reason(service.home, service.settings, [save_path / f.path for f in located.real_files])
