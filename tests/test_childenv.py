@@ -3,6 +3,7 @@ qbittorrent-nox seedward starts (manifests commits of the real `seedward` comman
 qbittorrent-nox launcher) while seedward's own environment holds its secrets."""
 
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -97,15 +98,31 @@ def test_the_private_qbittorrent_gets_only_its_environment(tmp_path, monkeypatch
     assert child["HOME"] == str(tmp_path / "qbt") and "XDG_CONFIG_HOME" not in child
 
 
-def traced_execs(log: Path) -> list[tuple[str, str, list[str]]]:
-    """[(program path, the whole execve line, environment names)] from `strace -f -v -e trace=execve`."""
-    import re
+EXECVE = re.compile(r'^execve\("([^"]+)", \[(.*)\], \[(.*)\]\) = 0$')
 
+
+def traced_execs(prefix: Path) -> list[tuple[str, str, list[str]]]:
+    """[(program path, the whole execve line, environment names)] of every successful execve, from
+    `strace -ff -v -e trace=execve -o PREFIX`: one file PREFIX.PID per process, so another process's
+    execve never cuts one in two (with `-f` and one log, two children exec'ing at once split a call
+    into "<unfinished ...>" and "<... execve resumed>" lines, which is how a child went missing). A
+    call still split within one process (a signal) is joined; a successful execve that does not parse
+    fails the test instead of being skipped."""
     out = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.search(r'execve\("([^"]+)", \[.*\], \[(.*)\]', line)
-        if m and "= 0" in line.rsplit(")", 1)[-1]:
-            out.append((m.group(1), line, re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)=', m.group(2))))
+    logs = list(prefix.parent.glob(prefix.name + ".*"))
+    assert logs, f"strace wrote no {prefix}.PID file"
+    for log in logs:
+        pending = ""
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("execve(") and line.endswith(" <unfinished ...>"):
+                pending = line[: -len(" <unfinished ...>")]
+                continue
+            if line.startswith("<... execve resumed>"):
+                line, pending = pending + line[len("<... execve resumed>"):], ""
+            if line.startswith("execve(") and line.endswith(" = 0"):
+                m = EXECVE.match(line)
+                assert m, f"{log.name}: an execve strace logged that does not parse: {line[:200]}"
+                out.append((m.group(1), line, re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)=', m.group(3))))
     return out
 
 
@@ -139,16 +156,18 @@ def test_archive_create_children_get_only_their_environment(tmp_path):
     rclone_conf.write_text(f"[offsite]\ntype = alias\nremote = {remote}\n")
     configure(home, volume_kb=64, remote="offsite:sets", rclone_config=str(rclone_conf))
     add_torrent(tmp_path, home, "show", {"ep1.mkv": 300_000, "ep2.mkv": 200_000}, seed=3)
-    log = tmp_path / "execve.log"
+    prefix = tmp_path / "trace" / "execve"
+    prefix.parent.mkdir()
     env = dict(os.environ, SEEDWARD_HOME=str(home), EDITOR="not-for-children", **SECRETS)
     exe = shutil.which("seedward") or str(Path(os.sys.executable).parent / "seedward")
-    proc = subprocess.run(["strace", "-f", "-v", "-s", "65536", "-e", "trace=execve", "-o", str(log),
+    proc = subprocess.run(["strace", "-ff", "-v", "-s", "65536", "-e", "trace=execve", "-o", str(prefix),
                            exe, "archive", "create", "--tier", "daily", "--json"], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    execs = traced_execs(log)
-    assert Path(execs[0][0]).name == "seedward"  # the command itself, with what the user gave it
-    children = execs[1:]
+    execs = traced_execs(prefix)
+    commands = [e for e in execs if Path(e[0]).name == "seedward"]
+    assert len(commands) == 1, [e[0] for e in execs]  # the command itself, with what the user gave it
+    children = [e for e in execs if e is not commands[0]]
     names = {Path(path).name for path, _line, _env in children}
     assert {"git", "rclone", "par2"} <= names, names
     for path, line, env_names in children:
