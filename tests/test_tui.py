@@ -17,6 +17,7 @@ from tui.detail import DetailScreen
 from tui.help import HelpScreen
 from tui.jobs import JobsScreen
 from tui.model import piece_cells
+from tui.torrent_table import TorrentTable
 
 DEBIAN, BACH, NOTLD = h(0xD4E5F6), h(0xA1B2C3), h(0x0F0F0F)
 
@@ -44,8 +45,10 @@ async def until(pilot, predicate, what="condition", tries=400):
     raise AssertionError(f"never happened: {what}")
 
 
-def table(app) -> DataTable:
-    return app.screen.query_one(DataTable)
+def table(app):
+    """The screen's table: the dashboard's TorrentTable, or another screen's DataTable."""
+    found = app.screen.query(TorrentTable)
+    return found.first() if found else app.screen.query_one(DataTable)
 
 
 def text(app, selector) -> str:
@@ -54,41 +57,51 @@ def text(app, selector) -> str:
 
 def cell(app, row_key, column) -> str:
     value = table(app).get_cell(row_key, column)
-    return Text.from_markup(value).plain if isinstance(value, str) else str(value)
+    return value.plain if isinstance(value, Text) else str(value)
 
 
 def row_keys(app) -> list[str]:
     t = table(app)
+    if isinstance(t, TorrentTable):
+        return list(t.keys)
     return [t.coordinate_to_cell_key((i, 0)).row_key.value for i in range(t.row_count)]
 
 
 @aio
 async def test_dashboard_shows_every_torrent_and_totals(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6, "six rows")
         assert cell(app, DEBIAN, "protection") == "✖ damaged"
         assert cell(app, NOTLD, "protection") == "⟳ healing"
         assert cell(app, BACH, "swarm") == "12/3"
         assert cell(app, BACH, "drill") == "pass 41.3s 2d"
-        assert cell(app, NOTLD, "companions") == "1 no parity"
         assert cell(app, h(0x123456), "snapshot") == "-"  # absent field from a later feature
         totals = text(app, "#totals")
-        assert "6 torrents" in totals and "2 protected" in totals and "1 damaged" in totals
-        assert "1 healing" in totals and "2 unprotected" in totals and "dedup 1.86x" in totals
-        assert "qBittorrent connected" in text(app, "#health")
-        assert "last scrub 5h" in text(app, "#health")
-        assert row_keys(app)[:2] == [DEBIAN, NOTLD]  # what needs attention first
+        assert "6 torrents" in totals and "2 protected" in totals
+        assert "4 need attention: 1 damaged, 1 baseline-bad, 1 drill failed, 1 coverage gap" in totals
+        assert "1 healing" in totals and "2 unprotected" in totals
+        health = text(app, "#health")
+        assert "qBittorrent v4.5.2 connected" in health and "last scrub 5h ago" in health and "dedup 1.86x" in health
+        # continuity: the library's in the header, each torrent's in its row
+        assert text(app, "#continuity").startswith("99.98 % seeding intact over 7 d · 5 incidents · median heal 0.5 s")
+        assert cell(app, BACH, "intact") == "99.99%" and cell(app, h(0xC0FFEE), "intact") == "100%"
+        assert cell(app, h(0x123456), "intact") == "-"  # pending: nothing watched seeding yet
+        # attention first, then healing; a healed drift is history, not an alarm
+        assert row_keys(app)[:2] == [DEBIAN, h(0xBADBAD)]
+        assert cell(app, DEBIAN, "attention") == "damaged" and cell(app, h(0xC0FFEE), "attention") == "survives 5/7"
+        assert cell(app, BACH, "incident") == "healed 2h ago" and cell(app, BACH, "attention") == "-"
+        assert cell(app, DEBIAN, "incident") == "damaged 30m"
 
 
 @aio
 async def test_filter_search_sort(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
         await pilot.press("f")  # attention
-        await until(pilot, lambda: table(app).row_count == 3, "attention filter")
-        assert set(row_keys(app)) == {DEBIAN, NOTLD, h(0xBADBAD)}
+        await until(pilot, lambda: table(app).row_count == 4, "attention filter")
+        assert set(row_keys(app)) == {DEBIAN, NOTLD, h(0xBADBAD), h(0xC0FFEE)}
         await pilot.press("f")  # protected
         await until(pilot, lambda: set(row_keys(app)) == {BACH, h(0xC0FFEE)}, "protected filter")
         for _ in range(len(("damaged", "healing", "unprotected", "removed", "all"))):
@@ -108,17 +121,20 @@ async def test_filter_search_sort(home, fake):
 
 
 @aio
-async def test_live_update_changes_only_that_row(home, fake):
+async def test_live_update_moves_the_torrent_up_and_the_cursor_stays(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
-        before = row_keys(app)
+        await pilot.press("down", "down")
+        chosen = table(app).cursor_key
+        assert chosen not in (BACH, DEBIAN)
         fake.set_protection(BACH, "damaged")
         fake.push({"event": "drift", "id": 9, "torrent_id": BACH, "level": "warning", "at": NOW.isoformat(),
                    "message": "drift found"})
         await until(pilot, lambda: cell(app, BACH, "protection") == "✖ damaged", "pushed change shown")
         await until(pilot, lambda: "2 damaged" in text(app, "#totals"), "totals follow")
-        assert row_keys(app) == before  # updated in place: no re-sort under the user's cursor
+        await until(pilot, lambda: set(row_keys(app)[:2]) == {BACH, DEBIAN}, "attention first: it moved up")
+        assert table(app).cursor_key == chosen  # the cursor stayed on the torrent it was on
         assert cell(app, DEBIAN, "protection") == "✖ damaged"
 
 
@@ -127,7 +143,7 @@ async def test_ten_thousand_torrents(home):
     service = FakeService(home.socket, status=sample_status(extra=10_000)).start()
     try:
         app = make_app(home)
-        async with app.run_test(size=(150, 30)) as pilot:
+        async with app.run_test(size=(160, 30)) as pilot:
             await until(pilot, lambda: table(app).row_count == 10_006, "10,006 rows", tries=2000)
             assert "10006 torrents" in text(app, "#totals")
             await pilot.press("slash", *"recording 09999", "enter")
@@ -182,7 +198,7 @@ async def test_qbittorrent_unreachable_and_no_torrents(home):
 @aio
 async def test_detail_piece_map_and_verify_action(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
         await pilot.press("enter")  # the cursor is on the damaged torrent
         await until(pilot, lambda: isinstance(app.screen, DetailScreen), "detail opened")
@@ -221,7 +237,7 @@ async def test_alerts_jobs_help(home):
     service = FakeService(home.socket, jobs=jobs).start()
     try:
         app = make_app(home)
-        async with app.run_test(size=(150, 30)) as pilot:
+        async with app.run_test(size=(160, 30)) as pilot:
             await until(pilot, lambda: table(app).row_count == 6)
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, AlertsScreen) and table(app).row_count == 4,
@@ -271,7 +287,7 @@ def test_cli_without_service_or_catalog_says_how_to_start(home):
 @aio
 async def test_every_screen_renders_in_16_colors(home, fake, theme):
     app = make_app(home, theme=theme)
-    async with app.run_test(size=(150, 34)) as pilot:
+    async with app.run_test(size=(160, 34)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, DetailScreen) and "X damaged 2" in text(app, "#legend"))
@@ -286,21 +302,24 @@ async def test_every_screen_renders_in_16_colors(home, fake, theme):
         await pilot.press("escape", "escape", "escape", "t")  # and the other of light/dark
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         await pilot.pause(0.2)
-        assert app.screen.query_one(DataTable).row_count == 6
+        assert app.screen.query_one(TorrentTable).row_count == 6
 
 
 @aio
 async def test_mouse_sorts_opens_and_confirms(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 34)) as pilot:
+    async with app.run_test(size=(160, 34)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
-        await pilot.click(DataTable, offset=(134, 0))  # the "Size" header
+        await pilot.click(TorrentTable, offset=(153, 0))  # the "Size" header
         await until(pilot, lambda: row_keys(app)[0] == h(0xC0FFEE), "sorted by size from a header click")
-        await pilot.click(DataTable, offset=(5, 2))  # the second row: the cursor goes there...
-        await pilot.click(DataTable, offset=(5, 2))  # ...and a click on the cursor's row opens it
+        assert table(app).cursor_key == DEBIAN  # the cursor stayed on its torrent through the new order
+        await pilot.click(TorrentTable, offset=(5, 3))  # the third row: the cursor goes there...
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, DetailScreen)
+        await pilot.click(TorrentTable, offset=(5, 3))  # ...and a click on the cursor's row opens it
         await until(pilot, lambda: isinstance(app.screen, DetailScreen), "opened by mouse")
         opened = app.screen.torrent_id
-        assert opened == row_keys_of_dashboard(app)[1]
+        assert opened == row_keys_of_dashboard(app)[2]
         await pilot.press("p")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.click("#yes")
@@ -310,27 +329,23 @@ async def test_mouse_sorts_opens_and_confirms(home, fake):
 
 def row_keys_of_dashboard(app) -> list[str]:
     dashboard = next(s for s in app.screen_stack if isinstance(s, DashboardScreen))
-    t = dashboard.query_one(DataTable)
-    return [t.coordinate_to_cell_key((i, 0)).row_key.value for i in range(t.row_count)]
+    return list(dashboard.query_one(TorrentTable).keys)
 
 
 @aio
 async def test_a_heal_of_a_few_milliseconds_still_shows_each_state(home, fake):
     app = make_app(home)
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await until(pilot, lambda: table(app).row_count == 6)
         for i, state in enumerate(("damaged", "healing", "protected")):
             fake.push({"event": "state", "id": 20 + i, "torrent_id": BACH, "state": state, "level": "info",
                        "message": f"protection: {state}"})
-        seen = ["protected"]
-        for _ in range(400):  # bounded: the trail takes about two seconds
-            shown = cell(app, BACH, "protection").split()[-1]
-            if shown != seen[-1]:
-                seen.append(shown)
-            if seen[-1] == "protected" and len(seen) > 1:
-                break
-            await pilot.pause(0.02)
-        assert seen == ["protected", "damaged", "healing", "protected"]
+        def shown():
+            return [state for tid, state in app.shown_history if tid == BACH]
+
+        await until(pilot, lambda: shown()[-1:] == ["protected"], "the trail ends protected")  # about two seconds
+        assert shown() == ["damaged", "healing", "protected"]  # each state had its turn on screen
+        assert cell(app, BACH, "protection") == "✔ protected"
 
 
 def test_a_suspect_snapshot_is_flagged_and_needs_attention():
@@ -362,7 +377,7 @@ async def test_without_a_service_the_jobs_screen_reads_the_catalog_handed_in(hom
     cat.close()
     before = home.catalog_db.stat().st_mtime_ns
     app = make_app(home, offline=partial(views.offline_answer, home.catalog_db))
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await until(pilot, lambda: app.connection == "down", "the not-running state")
         await pilot.press("j")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen))

@@ -7,9 +7,10 @@ from companion.home import Home
 from tests.tui_fake_service import NOW, FakeService, h, iso
 from tests.tui_fake_service import fake, home  # noqa: F401 (shared fixtures)
 from tui.app import SeedwardApp
+from tui.torrent_table import TorrentTable
 
 DEBIAN = h(0xD4E5F6)
-SIZE = (150, 34)
+SIZE = (160, 36)
 
 
 def catalog_with_detail(home: Home) -> None:
@@ -45,7 +46,7 @@ def loaded(rows=6, then=()):
     async def run_before(pilot):
         app = pilot.app
         for _ in range(800):
-            tables = app.screen.query(DataTable)
+            tables = app.screen.query(TorrentTable) or app.screen.query(DataTable)
             if tables and tables.first().row_count == rows:
                 break
             await pilot.pause(0.025)

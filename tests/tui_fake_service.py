@@ -37,43 +37,81 @@ def sample_status(extra: int = 0) -> dict:
          "protection": "protected", "last_verified": iso(timedelta(hours=3)), "seeds": 12, "peers": 3,
          "last_snapshot": {"id": "5e1f", "created_at": iso(timedelta(hours=3))},
          "last_drill": {"ok": True, "rto_seconds": 41.3, "finished_at": iso(timedelta(days=2))},
-         "drift_alerts": 0, "companions": [{"name": "Goldberg stems", "parity": True}]},
+         "drift_alerts": 1, "companions": [{"name": "Goldberg stems", "parity": True}],
+         "last_heal": {"outcome": "healed", "started_at": iso(timedelta(hours=2)), "finished_at": iso(timedelta(hours=2))},
+         "continuity": cont(0.999998, 1, 0.4, 0.4, timedelta(hours=2))},
         {"id": h(0xD4E5F6), "info_hash_v1": h(0xD4E5F6), "info_hash_v2": None,
          "name": "Debian 12.7 amd64 DVD", "size": 3_994_091_520, "qbt_state": "stoppedUP",
          "protection": "damaged", "last_verified": iso(timedelta(days=1)), "seeds": 140, "peers": 22,
          "last_snapshot": {"id": "77aa", "created_at": iso(timedelta(days=1))},
          "last_drill": {"ok": True, "rto_seconds": 128.0, "finished_at": iso(timedelta(days=6))},
-         "drift_alerts": 2, "companions": []},
+         "drift_alerts": 2, "companions": [],
+         "last_heal": {"outcome": "running", "started_at": iso(timedelta(minutes=30)), "finished_at": None},
+         "stopped": {"by": "seedward", "since": iso(timedelta(minutes=30)), "because": "drift found"},
+         "continuity": cont(0.997, 2, 0.6, 1800.0, timedelta(minutes=30))},
         {"id": h(0x0F0F0F), "info_hash_v1": h(0x0F0F0F), "info_hash_v2": h(0x0F0F0F, 64),
          "name": "Night of the Living Dead (1968) Remaster", "size": 734_003_200, "qbt_state": "checkingUP",
          "protection": "healing", "last_verified": iso(timedelta(minutes=12)), "seeds": 4, "peers": 1,
          "last_snapshot": {"id": "9c01", "created_at": iso(timedelta(days=3))},
          "last_drill": {"ok": False, "rto_seconds": 33.0, "finished_at": iso(timedelta(days=4))},
-         "drift_alerts": 1, "companions": [{"name": "NotLD AI upscale", "parity": False}]},
+         "drift_alerts": 1, "companions": [{"name": "NotLD AI upscale", "parity": False}],
+         "continuity": cont(0.9999, 1, None, 60.0, timedelta(minutes=12))},
         {"id": h(0x123456), "info_hash_v1": None, "info_hash_v2": h(0x123456, 64),
          "name": "Creative Commons Sampler v2", "size": 52_428_800, "qbt_state": "uploading",
          "protection": "pending", "last_verified": None, "seeds": 0, "peers": 5},
         {"id": h(0xBADBAD), "info_hash_v1": h(0xBADBAD), "info_hash_v2": None,
          "name": "Internet Archive - Prelinger Reel 17", "size": 2_147_483_648, "qbt_state": "stalledUP",
-         "protection": "baseline_bad", "last_verified": None, "seeds": 2, "peers": 0},
+         "protection": "baseline_bad", "last_verified": None, "seeds": 2, "peers": 0,
+         "continuity": cont(0.0, 1, None, 7 * 86400.0, timedelta(days=2))},
         {"id": h(0xC0FFEE), "info_hash_v1": h(0xC0FFEE), "info_hash_v2": h(0xC0FFEE, 64),
          "name": "Blender Open Movie - Sprite Fright", "size": 9_663_676_416, "qbt_state": "stalledUP",
          "protection": "protected", "last_verified": iso(timedelta(minutes=40)), "seeds": 33, "peers": 9,
-         "last_snapshot": {"id": "aa10", "created_at": iso(timedelta(days=7))}, "drift_alerts": 0},
+         "last_snapshot": {"id": "aa10", "created_at": iso(timedelta(days=7))}, "drift_alerts": 0,
+         "coverage": {"survives": 5, "of": 7}, "continuity": cont(1.0, 0, None, 0.0, None)},
     ]
     for i in range(extra):
         tid = h(0x10000000 + i)
         torrents.append({"id": tid, "info_hash_v1": tid, "info_hash_v2": None, "name": f"Field Recording {i:05d}",
                          "size": 1_000_000 + i, "qbt_state": "stalledUP", "protection": "protected",
-                         "last_verified": iso(timedelta(minutes=i % 600)), "seeds": i % 7, "peers": i % 3})
+                         "last_verified": iso(timedelta(minutes=i % 600)), "seeds": i % 7, "peers": i % 3,
+                         "continuity": cont(1.0, 0, None, 0.0, None)})
     return {
         "service": {"running": True, "version": "0.1.0",
                     "qbittorrent": {"url": "http://127.0.0.1:8080", "state": "connected", "error": None,
                                     "version": "v4.5.2"},
                     "store": {"bytes": 13_958_643_712, "logical_bytes": 26_000_000_000},
                     "last_scrub": iso(timedelta(hours=5))},
+        "continuity": cont(0.9998, 5, 0.5, 7 * 86400.0, timedelta(minutes=12)),
         "torrents": torrents,
     }
+
+
+def continuity_detail(torrent_id) -> dict:
+    """The `detail` op's continuity: every window and a 7-day strip (an incident 3 days ago healed in
+    ten minutes; the damaged torrent's since 30 minutes)."""
+    now_damaged = torrent_id == h(0xD4E5F6)
+    timeline = [("unwatched", timedelta(days=7), timedelta(days=6, hours=20)),
+                ("seeding", timedelta(days=6, hours=20), timedelta(days=3)),
+                ("stopped", timedelta(days=3), timedelta(days=2, hours=23, minutes=58)),
+                ("healing", timedelta(days=2, hours=23, minutes=58), timedelta(days=2, hours=23, minutes=50)),
+                ("seeding", timedelta(days=2, hours=23, minutes=50), timedelta(minutes=30) if now_damaged else timedelta()),
+                *([("damaged", timedelta(minutes=30), timedelta())] if now_damaged else [])]
+    week = {"window": "7d", "intact_share": 0.997 if now_damaged else 0.9993, "interruptions": 2 if now_damaged else 1,
+            "median_heal_seconds": 600.0, "longest_outage_seconds": 1800.0 if now_damaged else 600.0,
+            "last_incident": iso(timedelta(minutes=30) if now_damaged else timedelta(days=3)),
+            "observed_seconds": 600000.0, "stopped_by_seedward_seconds": 120.0,
+            "heal_seconds": {"count": 1, "median": 600.0, "max": 600.0},
+            "detect_seconds": {"count": 1, "median": 0.4, "max": 0.4}, "ongoing": now_damaged}
+    day = dict(week, window="24h", intact_share=0.98 if now_damaged else 1.0, interruptions=1 if now_damaged else 0)
+    return {"windows": {"24h": day, "7d": week, "30d": dict(week, window="30d")},
+            "timeline": [{"start": iso(a), "end": iso(b), "state": state} for state, a, b in timeline],
+            "watched": True}
+
+
+def cont(share: float, interruptions: int, median: float | None, longest: float, ago: timedelta | None) -> dict:
+    """A status `continuity` object (issue 18's shape)."""
+    return {"window": "7d", "intact_share": share, "interruptions": interruptions, "median_heal_seconds": median,
+            "longest_outage_seconds": longest, "last_incident": iso(ago) if ago is not None else None}
 
 
 SAMPLE_EVENTS = [
@@ -159,6 +197,7 @@ class FakeService:
                 out["events"] = sorted((e for e in self.events if e.get("torrent_id") == req.get("id")),
                                        key=lambda e: e["id"], reverse=True)
                 out["pieces"] = self.pieces.get(req.get("id"), "")
+                out["continuity"] = continuity_detail(req.get("id"))
                 return {"ok": True, **out, "id": req.get("id")}
             if op == "job_history":
                 return {"ok": True, "ai": [], "queue": []}

@@ -1,4 +1,8 @@
-"""Alerts: drift, heal results, failed drills, baseline-bad payloads; live."""
+"""Alerts: drift, heal results, failed drills, baseline-bad payloads; live.
+
+The table shows one line per alert; the highlighted alert's whole message (and the torrent's
+name, however long) is shown below it, wrapped: nothing is cut off.
+"""
 
 from rich.text import Text
 from textual import on, work
@@ -35,6 +39,7 @@ class AlertsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("Alerts  (drift, heals, failed drills, baseline-bad)", id="title", classes="title")
         yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+        yield Static(id="message")
         yield Static(id="empty")
         yield Footer()
 
@@ -49,7 +54,7 @@ class AlertsScreen(Screen):
     @work(exclusive=True, group="alerts")
     async def load(self) -> None:
         try:
-            answer = await self.app.client.request("events", last=LAST_EVENTS)
+            answer = await self.app.client.read("events", last=LAST_EVENTS)
         except (ServiceNotRunning, ControlError) as exc:
             if self in self.app.screen_stack:
                 self.show_empty(f"Cannot read events: {exc}")
@@ -65,25 +70,50 @@ class AlertsScreen(Screen):
             self.alerts.insert(0, event)
             self.fill()
 
+    def torrent_name(self, e: dict) -> str:
+        tid = self.torrent_of(e)
+        status = self.app.status
+        view = status.torrents.get(tid) if status and tid else None
+        return view.name if view else (tid or "-")[:12]
+
+    @staticmethod
+    def torrent_of(e: dict) -> str | None:
+        return e.get("torrent_id") or (e.get("id") if isinstance(e.get("id"), str) else None)
+
     def fill(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
         now = self.app.now()
         colors = palette(self.app.get_css_variables())
         tone = {"error": "error", "warning": "warning"}
-        status = self.app.status
         for i, e in enumerate(self.alerts):
-            tid = e.get("torrent_id") or (e.get("id") if isinstance(e.get("id"), str) else None)
-            view = status.torrents.get(tid) if status and tid else None
             level = e.get("level", "")
-            table.add_row(age(e.get("at"), now), Text(level, style=colors[tone.get(level, "")]),
-                          e.get("kind") or e.get("event", ""), view.name if view else (tid or "-")[:12],
-                          e.get("message", ""), key=f"{i}:{tid or ''}")
+            # Text cells: a name or message with [brackets] is shown as it is, never parsed as markup
+            table.add_row(Text(age(e.get("at"), now)), Text(level, style=colors[tone.get(level, "")]),
+                          Text(str(e.get("kind") or e.get("event", ""))), Text(self.torrent_name(e)),
+                          Text(" ".join(str(e.get("message", "")).split())), key=f"{i}:{self.torrent_of(e) or ''}")
         self.show_empty("" if self.alerts else "No alerts. Everything seeded is as it should be.")
+        self.show_message()
+
+    @on(DataTable.RowHighlighted)
+    def highlighted(self) -> None:
+        self.show_message()
+
+    def show_message(self) -> None:
+        """The highlighted alert in full, wrapped."""
+        pane = self.query_one("#message", Static)
+        table = self.query_one(DataTable)
+        if not self.alerts or table.row_count == 0:
+            pane.display = False
+            return
+        e = self.alerts[min(table.cursor_row, len(self.alerts) - 1)]
+        pane.display = True
+        pane.update(Text.assemble((f"{e.get('kind') or e.get('event', '')}", "bold"), "  ", (self.torrent_name(e), "bold"),
+                                  "  ", (str(e.get("at") or ""), "dim"), "\n", str(e.get("message", ""))))
 
     def show_empty(self, message: str) -> None:
         empty = self.query_one("#empty", Static)
-        empty.update(message)
+        empty.update(Text(message))
         empty.display = bool(message)
 
     def action_open(self) -> None:

@@ -2,6 +2,7 @@
 all I/O in workers, never on the UI thread."""
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -15,7 +16,7 @@ from textual.signal import Signal
 from companion.home import Home
 from companion.states import PROTECTION_STATES
 
-from .client import ControlError, Door, ServiceNotRunning
+from .client import ControlError, Door, Error, ServiceNotRunning
 from .model import Status, diff, parse_status
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class SeedwardApp(App):
         self._status_lock = asyncio.Lock()
         self.status_serial = 0
         self._incident_until = 0.0
+        self._offline_at = 0.0  # when the catalog's status was last read (no service)
         self._trails: dict[str, list[str]] = {}  # states waiting their turn on screen, per torrent
         self._held_until: dict[str, float] = {}
         self._shown: dict[str, str] = {}
+        self.shown_history: collections.deque = collections.deque(maxlen=1000)  # (id, state) as shown, in order
         if theme:
             self.theme = theme
 
@@ -106,6 +109,7 @@ class SeedwardApp(App):
                     self.apply_event(event)
             except ServiceNotRunning:
                 self.set_connection("down")  # the screens say how to start it
+                await self.load_offline()
             except ControlError as exc:
                 self.set_connection("down", str(exc))
             finally:
@@ -113,21 +117,44 @@ class SeedwardApp(App):
                     sub.close()
             await asyncio.sleep(self.retry_seconds)
 
+    async def load_offline(self) -> None:
+        """No service: the catalog's status (read-only, through the `offline` callable `seedward tui`
+        hands in), read again every poll_seconds while the service stays away."""
+        if self.client.offline is None:
+            if self.status is not None:  # what a service that went away said is not shown as now
+                old, self.status = self.status.torrents, None
+                self.status_signal.publish(Change([], [], list(old), full=True, serial=self.status_serial))
+            return
+        if time.monotonic() - self._offline_at < self.poll_seconds:
+            return
+        self._offline_at = time.monotonic()
+        try:
+            raw = await self.client.read("status")
+        except (ServiceNotRunning, Error) as exc:  # no catalog yet, or it cannot be read
+            log.info("no offline status: %s", exc)
+            return
+        async with self._status_lock:
+            await self._apply_status(raw, connection="down")
+
     async def refresh_status(self) -> None:
         async with self._status_lock:
             await self._refresh_status()
 
     async def _refresh_status(self) -> None:
+        raw = await self.client.request("status")
+        self._offline_at = 0.0  # the service answers: once it goes, read the catalog again at once
+        await self._apply_status(raw)
+
+    async def _apply_status(self, raw: dict, connection: str = "up") -> None:
         self.status_serial += 1
         serial = self.status_serial
-        raw = await self.client.request("status")
         new = await asyncio.to_thread(parse_status, raw)
         self._keep_shown(new.torrents)
         old = self.status.torrents if self.status else {}
         added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
         first = self.status is None
         self.status = new
-        self.set_connection("up")
+        self.set_connection(connection, self.connection_error if connection != "up" else "")
         self.status_signal.publish(Change(added, changed, removed, full=first, serial=serial))
 
     def request_refresh(self) -> None:
@@ -199,6 +226,7 @@ class SeedwardApp(App):
     def _set_shown(self, tid: str, state: str) -> None:
         self._held_until[tid] = time.monotonic() + STATE_HOLD_SECONDS
         self._shown[tid] = state
+        self.shown_history.append((tid, state))
         view = self.status.torrents.get(tid) if self.status else None
         if view is not None and view.protection != state:
             self.status.torrents[tid] = dataclasses.replace(view, protection=state)

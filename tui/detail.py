@@ -10,11 +10,13 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
-from .cells import PROTECTION_TONE, palette
+from .cells import ATTENTION_TONE, PROTECTION_TONE, joined, palette
 from .client import ControlError, ServiceNotRunning
 from .confirm import ConfirmScreen
-from .model import PROTECTION_LABEL, age, companions_text, drill_text, human_bytes, swarm_text
+from .model import (PROTECTION_LABEL, attention, age, companions_text, drill_text, duration, human_bytes, percent,
+                    swarm_text)
 from .piece_map import PieceMap
+from .strip import ContinuityStrip, legend
 
 ACTIONS = {
     "verify": ("Verify now", "Read the payload and check every piece against the torrent's own hashes."),
@@ -39,10 +41,12 @@ class Detail:
     snapshots: list[dict] = field(default_factory=list)
     drills: list[dict] = field(default_factory=list)
     companions: list[dict] = field(default_factory=list)
+    continuity: dict = field(default_factory=dict)  # every window, and the 7-day timeline
 
     @classmethod
     def from_answer(cls, answer: dict) -> "Detail":
-        return cls(**{k: answer.get(k) or ([] if k != "pieces" else "") for k in cls.__dataclass_fields__})
+        empty = {"pieces": "", "continuity": {}}
+        return cls(**{k: answer.get(k) or empty.get(k, []) for k in cls.__dataclass_fields__})
 
 
 class DetailScreen(Screen):
@@ -66,6 +70,9 @@ class DetailScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
+        yield Static(id="continuity-title")
+        yield ContinuityStrip(id="strip")
+        yield Static(id="strip-legend")
         yield PieceMap(id="pieces")
         yield Static(id="legend")
         with Horizontal(id="progress-row"):
@@ -119,7 +126,7 @@ class DetailScreen(Screen):
         try:  # files, piece map, events (newest first), snapshots, drills, companions
             detail = Detail.from_answer(await self.app.client.read("detail", id=self.torrent_id))
         except (ServiceNotRunning, ControlError) as exc:  # e.g. not cataloged yet: try again on reload
-            self.notify(str(exc), title="no detail for this torrent", severity="warning")
+            self.notify(str(exc), title="no detail for this torrent", severity="warning", markup=False)
             detail = Detail()
         if self.gone:
             return
@@ -134,7 +141,9 @@ class DetailScreen(Screen):
         pieces.pieces = d.pieces
         pieces.refresh()
         self.query_one("#legend", Static).update(pieces.legend() if d.pieces else "")
-        file_tone = {"ok": "success", "damaged": "error", "missing": "error", "size_mismatch": "error"}
+        self.show_continuity()
+        file_tone = {"ok": "success", "damaged": "error", "missing": "error", "size_mismatch": "error",
+                     "suspect": "warning", "replaced": "error"}
         self._fill("files", [((f.get("status") or "-", file_tone.get(f.get("status"), "")),
                               human_bytes(f.get("size")), f.get("path", "")) for f in d.files],
                    colors, "no files in the catalog yet")
@@ -190,18 +199,50 @@ class DetailScreen(Screen):
             return
         now = self.app.now()
         colors = palette(self.app.get_css_variables())
-        summary.update(Text.assemble(
-            (t.name, "bold"), "\n",
-            ("id ", "dim"), t.id, ("   v1 ", "dim"), t.info_hash_v1 or "-", ("   v2 ", "dim"),
-            (t.info_hash_v2 or "-")[:16] + ("…" if t.info_hash_v2 else ""), "\n",
-            (PROTECTION_LABEL.get(t.protection, t.protection), colors[PROTECTION_TONE.get(t.protection, "")]),
-            ("   qBittorrent ", "dim"), t.qbt_state or "-", ("   seeds/peers ", "dim"), swarm_text(t),
-            ("   size ", "dim"), human_bytes(t.size), "\n",
-            ("verified ", "dim"), age(t.last_verified, now), ("   snapshot ", "dim"), age(t.snapshot_at, now),
-            ("   drill ", "dim"), drill_text(t.drill, now), ("   drift alerts ", "dim"),
-            "-" if t.drift_alerts is None else str(t.drift_alerts),
-            ("   companions ", "dim"), companions_text(t),
-        ))
+        reason = attention(t)
+        lines = [
+            Text(t.name, style="bold", no_wrap=True, overflow="ellipsis"),
+            joined([f"id {t.id}", f"v1 {t.info_hash_v1 or '-'}",
+                    f"v2 {(t.info_hash_v2 or '-')[:16]}{'…' if t.info_hash_v2 else ''}"]),
+            joined([(PROTECTION_LABEL.get(t.protection, t.protection), colors[PROTECTION_TONE.get(t.protection, "")]),
+                    (f"needs attention: {reason}", colors[ATTENTION_TONE.get(reason, "")]) if reason else "",
+                    f"qBittorrent {t.qbt_state or '-'}", f"seeds/peers {swarm_text(t)}", f"size {human_bytes(t.size)}"]),
+            joined([f"verified {age(t.last_verified, now)}", f"snapshot {age(t.snapshot_at, now)}"
+                    + (" (SUSPECT)" if t.snapshot_suspect else ""), f"drill {drill_text(t.drill, now)}",
+                    f"companions {companions_text(t)}",
+                    f"coverage {t.coverage[0]}/{t.coverage[1]} damage classes" if t.coverage else ""]),
+        ]
+        if t.stopped_by:
+            who = {"seedward": "stopped by seedward", "user": "stopped by you"}.get(t.stopped_by, f"stopped by {t.stopped_by}")
+            since = f" since {age(t.stopped_since, now)} ago" if t.stopped_since else ""
+            because = f": {t.stopped_because}" if t.stopped_because else ""
+            lines.append(Text(f"{who}{since}{because}", style=colors["warning"] if t.stopped_by == "seedward" else "",
+                              no_wrap=True, overflow="ellipsis"))
+        summary.update(Text("\n").join(lines))
+
+    def show_continuity(self) -> None:
+        """Every window's intact share, heal and detect times, and the 7-day strip."""
+        colors = palette(self.app.get_css_variables())
+        c = self.detail.continuity or {}
+        windows = c.get("windows") or {}
+        week = windows.get("7d") or {}
+        title = self.query_one("#continuity-title", Static)
+        if not week:
+            title.update(Text("continuity: not reported by this service", style="dim"))
+        else:
+            shares = [(f"{percent(w['intact_share'])}" if w.get("observed_seconds") else "-")
+                      + f" over {name.replace('d', ' d').replace('h', ' h')}" for name, w in windows.items()]
+            heal, detect = week.get("heal_seconds") or {}, week.get("detect_seconds") or {}
+            title.update(Text("\n").join([joined([("seeding intact " + ", ".join(shares), "bold")]), joined([
+                f"{week.get('interruptions', 0)} incidents over 7 d",
+                f"heal median {duration(heal.get('median'))}, max {duration(heal.get('max'))}" if heal.get("count") else "",
+                f"detect median {duration(detect.get('median'))}" if detect.get("count") else "",
+                f"stopped by seedward {duration(week.get('stopped_by_seedward_seconds'))}"
+                if week.get("stopped_by_seedward_seconds") else "",
+                f"longest outage {duration(week.get('longest_outage_seconds'))}" if week.get("longest_outage_seconds") else "",
+            ])]))
+        self.query_one(ContinuityStrip).show(c.get("timeline") or [], colors)
+        self.query_one("#strip-legend", Static).update(legend(colors))
 
     # -- actions --
 
@@ -230,7 +271,7 @@ class DetailScreen(Screen):
             if self.gone:
                 return
             self.show_progress(f"{action}: {exc}", 0, failed=True)
-            self.notify(str(exc), title=f"{action} refused", severity="error")
+            self.notify(str(exc), title=f"{action} refused", severity="error", markup=False)
             return
         if self.gone:
             return

@@ -11,7 +11,7 @@ HELP = """\
 
 **Dashboard**: `enter` open a torrent · `/` search name or hash · `esc` clear search ·
 `f` next filter (all, attention, protected, damaged, healing, unprotected, removed) ·
-`s` next sort (protection, name, size, verified, snapshot, qBittorrent) · click a column header to sort ·
+`s` next sort (attention first, name, size, verified, snapshot, qBittorrent) · click a column header to sort ·
 `r` refresh
 
 **Torrent**: `v` verify now · `n` snapshot now · `h` heal · `d` restore drill ·
@@ -27,11 +27,23 @@ HELP = """\
 | ⟳ healing | damaged pieces are being written back |
 | … pending | known, not yet verified |
 | ✖ baseline-bad | the payload never matched its own torrent |
+| ? unreachable | its files are not where qBittorrent says |
 | - excluded / removed | by policy / gone from qBittorrent (history kept) |
+
+**Attention first**: damaged, heal failed, unreachable, stopped by seedward, protected but not
+seeding, baseline-bad, a suspect snapshot, a failed drill, a coverage gap: these sort to the top
+and are counted in the header. A drift that was healed is history: "healed 2h ago".
+
+**Continuity**: *Intact* is the share of the last 7 days the torrent seeded its verified payload
+(time stopped by you, or while the service or qBittorrent was down, is not counted). The header
+gives the library's, with its incidents and median heal time; a torrent's screen shows 24 h, 7 d
+and 30 d and a 7-day strip: `█` seeding · `▒` stopped by seedward · `X` damaged · `~` healing ·
+`?` unreachable · `-` stopped by you · `·` not watched.
 
 Piece map: `█` ok · `X` damaged · `~` healing · `░` unverified.
 
-The TUI is a client of the service: start it with `seedward serve`.
+The TUI is a client of the service: start it with `seedward serve` (without it, it shows the
+catalog, read-only). `seedward tui --web` serves it to a browser on this machine.
 """
 
 

@@ -49,7 +49,7 @@ class JobsScreen(Screen):
             history = await self.app.client.read("job_history")
             ai, queue = history.get("ai", []), history.get("queue", [])
         except (ServiceNotRunning, Error) as exc:
-            self.notify(str(exc), title="cannot read the jobs", severity="warning")
+            self.notify(str(exc), title="cannot read the jobs", severity="warning", markup=False)
             ai, queue = [], []
         try:  # the service's queued and running jobs are the freshest
             live = (await self.app.client.request("jobs")).get("jobs", [])
@@ -81,18 +81,19 @@ class JobsScreen(Screen):
             if isinstance(companion, dict):
                 companion = companion.get("name") or companion.get("info_hash_v1") or "yes"
             outputs = j.get("outputs")
-            table.add_row(str(j.get("id", "-"))[:10], state(j.get("state")), torrent(j.get("torrent_id")), model,
-                          j.get("operator") or "-", age(j.get("finished_at") or j.get("started_at")
-                                                        or j.get("created_at"), now),
-                          str(len(outputs) if isinstance(outputs, list) else (outputs or "-")), str(companion)[:20])
+            table.add_row(Text(str(j.get("id", "-"))[:10]), state(j.get("state")), Text(torrent(j.get("torrent_id"))),
+                          Text(model), Text(j.get("operator") or "-"),
+                          Text(age(j.get("finished_at") or j.get("started_at") or j.get("created_at"), now)),
+                          Text(str(len(outputs) if isinstance(outputs, list) else (outputs or "-"))),
+                          Text(str(companion)[:20]))
         if not ai:
             table.add_row("", "", Text("no AI jobs yet", style="dim"), Text("seedward job run ...", style="dim"),
                           *[""] * 4)
         table = self.query_one("#queue", DataTable)
         table.clear()
         for q in queue:
-            table.add_row(str(q["id"]), q["kind"], torrent(q.get("torrent_id")), state(q["state"]),
-                          str(q.get("attempts", "")), age(q.get("updated_at"), now), q.get("error") or "")
+            table.add_row(Text(str(q["id"])), Text(str(q["kind"])), Text(torrent(q.get("torrent_id"))), state(q["state"]),
+                          Text(str(q.get("attempts", ""))), Text(age(q.get("updated_at"), now)), Text(q.get("error") or ""))
         if not queue:
             table.add_row("", "", Text("the queue is empty", style="dim"), *[""] * 4)
 

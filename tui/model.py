@@ -1,7 +1,12 @@
 """What the screens show, built from the service's `status` object (pure: no I/O).
 
-Fields added by later features (snapshots, drills, drift, companions, store, scrub, swarm counts)
-are optional: a missing value is None and is shown as "-".
+Fields added by later features (snapshots, drills, drift, companions, store, scrub, swarm counts,
+continuity, coverage, stops) are optional: a missing value is None and is shown as "-".
+
+Attention first: `attention(t)` says why a torrent needs its seeder (damaged, a failed heal, stopped
+by seedward, protected but not seeding, unreachable, baseline-bad, a suspect snapshot, a failed
+drill, a coverage gap); such torrents sort to the top and are counted in the header. A drift that
+was healed is history, not an alarm: it shows as "healed 2h ago", never as a red count.
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +15,14 @@ from datetime import datetime, timezone
 from companion.states import UNPROTECTED
 
 # Severity order: what needs a seeder's eyes first sorts first.
-PROTECTION_ORDER = ("damaged", "healing", "baseline_bad", "pending", "protected", "excluded", "removed")
+PROTECTION_ORDER = ("damaged", "healing", "unreachable", "baseline_bad", "pending", "protected", "excluded", "removed")
+
+# Why a torrent needs attention, most urgent first (the rank sorts the dashboard).
+ATTENTION = ("damaged", "heal failed", "unreachable", "stopped by seedward", "not seeding", "baseline-bad",
+             "suspect snapshot", "drill failed", "coverage gap")
+# qBittorrent states in which a torrent is seeding (4.x and 5.x names).
+SEEDING_STATES = frozenset({"uploading", "stalledUP", "queuedUP", "forcedUP", "checkingUP"})
+HEALED_SHOWN_DAYS = 30  # a healed incident stays in the row this long, muted
 
 # Glyph + word, so the state reads without color (16-color terminals, color-blind users).
 PROTECTION_LABEL = {
@@ -19,6 +31,7 @@ PROTECTION_LABEL = {
     "healing": "⟳ healing",
     "pending": "… pending",
     "baseline_bad": "✖ baseline-bad",
+    "unreachable": "? unreachable",
     "excluded": "- excluded",
     "removed": "- removed",
 }
@@ -34,6 +47,23 @@ class Drill:
     ok: bool | None
     rto_seconds: float | None
     at: str | None
+
+
+@dataclass(frozen=True)
+class Continuity:
+    """The service's `continuity` (issue 18's shape): the 7-day window."""
+
+    window: str = "7d"
+    intact_share: float = 0.0
+    interruptions: int = 0
+    median_heal_seconds: float | None = None
+    longest_outage_seconds: float = 0.0
+    last_incident: str | None = None
+
+    @property
+    def watched(self) -> bool:
+        """Anything counted: a share of 0 with no interruption means nothing was watched seeding yet."""
+        return bool(self.interruptions or self.intact_share)
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,13 @@ class TorrentView:
     companions: int | None = None
     parity: bool | None = None
     jobs: tuple = ()  # ((job id, kind, state), ...) queued or running for this torrent
+    continuity: Continuity | None = None
+    stopped_by: str | None = None  # seedward | user | qBittorrent
+    stopped_since: str | None = None
+    stopped_because: str | None = None
+    heal_outcome: str | None = None  # the newest drift response: healed | failed | damaged | alerted | running
+    heal_at: str | None = None
+    coverage: tuple | None = None  # (damage classes survived, of how many)
 
 
 @dataclass(frozen=True)
@@ -71,6 +108,7 @@ class ServiceView:
     last_scrub: str | None = None
     version: str | None = None
     fleet: tuple = ()  # (owner, alive, protected, torrents) of each service sharing the catalog (issue 20)
+    qbt_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,12 +119,15 @@ class Totals:
     healing: int = 0
     unprotected: int = 0
     payload_bytes: int = 0
+    attention: int = 0  # torrents attention() names (the header's count)
+    reasons: tuple = ()  # (reason, count), most urgent first
 
 
 @dataclass
 class Status:
     service: ServiceView
     torrents: dict[str, TorrentView] = field(default_factory=dict)
+    continuity: Continuity | None = None  # the whole library's
 
 
 def _first(d: dict, *keys, default=None):
@@ -136,8 +177,33 @@ def _parity(t: dict, companions) -> bool | None:
     return None
 
 
+def _continuity(value) -> Continuity | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Continuity(window=str(value.get("window") or "7d"), intact_share=float(value.get("intact_share") or 0.0),
+                          interruptions=int(value.get("interruptions") or 0),
+                          median_heal_seconds=None if value.get("median_heal_seconds") is None
+                          else float(value["median_heal_seconds"]),
+                          longest_outage_seconds=float(value.get("longest_outage_seconds") or 0.0),
+                          last_incident=value.get("last_incident"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _coverage(value) -> tuple | None:
+    if isinstance(value, dict) and value.get("of"):
+        try:
+            return int(value.get("survives") or 0), int(value["of"])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def torrent_view(t: dict) -> TorrentView:
     companions = t.get("companions")
+    stopped = t.get("stopped") if isinstance(t.get("stopped"), dict) else {}
+    heal = t.get("last_heal") if isinstance(t.get("last_heal"), dict) else {}
     return TorrentView(
         id=t["id"],
         name=t.get("name") or t["id"],
@@ -156,6 +222,10 @@ def torrent_view(t: dict) -> TorrentView:
         companions=_int(companions),
         parity=_parity(t, companions),
         jobs=tuple((j.get("id"), j.get("kind"), j.get("state")) for j in t.get("jobs") or () if isinstance(j, dict)),
+        continuity=_continuity(t.get("continuity")),
+        stopped_by=stopped.get("by"), stopped_since=stopped.get("since"), stopped_because=stopped.get("because"),
+        heal_outcome=heal.get("outcome"), heal_at=heal.get("finished_at") or heal.get("started_at"),
+        coverage=_coverage(t.get("coverage")),
     )
 
 
@@ -186,6 +256,7 @@ def service_view(status: dict) -> ServiceView:
         last_scrub=_when(scrub),
         version=svc.get("version"),
         fleet=_fleet(svc.get("fleet")),
+        qbt_version=qbt.get("version"),
     )
 
 
@@ -207,11 +278,47 @@ def parse_status(status: dict, extra: dict[str, dict] | None = None) -> Status:
         more = {**defaults, **extra.get(t.get("id"), {})}
         view = torrent_view({**more, **{k: v for k, v in t.items() if v is not None}} if more else t)
         torrents[view.id] = view
-    return Status(service=service_view(status), torrents=torrents)
+    return Status(service=service_view(status), torrents=torrents, continuity=_continuity(status.get("continuity")))
+
+
+def attention(t: TorrentView) -> str | None:
+    """Why this torrent needs its seeder now (one of ATTENTION), or None."""
+    p = t.protection
+    if p == "damaged":
+        return "heal failed" if t.heal_outcome == "failed" else "damaged"
+    if p == "unreachable":
+        return "unreachable"
+    if p in ("removed", "excluded"):
+        return None
+    if t.stopped_by == "seedward" and p != "healing":
+        return "stopped by seedward"
+    if p == "protected" and t.qbt_state and t.qbt_state not in SEEDING_STATES and t.stopped_by != "user":
+        return "not seeding"
+    if p == "baseline_bad":
+        return "baseline-bad"
+    if t.snapshot_suspect:
+        return "suspect snapshot"
+    if t.drill is not None and t.drill.ok is False:
+        return "drill failed"
+    if p == "protected" and t.coverage is not None and t.coverage[0] < t.coverage[1]:
+        return "coverage gap"
+    return None
+
+
+_RANK = {reason: i for i, reason in enumerate(ATTENTION)}
+
+
+def attention_rank(t: TorrentView) -> int:
+    """The dashboard's first sort key: attention reasons in order, then healing, then the rest."""
+    reason = attention(t)
+    if reason is not None:
+        return _RANK[reason]
+    return len(ATTENTION) if t.protection == "healing" else len(ATTENTION) + 1
 
 
 def totals(torrents) -> Totals:
     counts = {"protected": 0, "damaged": 0, "healing": 0, "unprotected": 0}
+    reasons: dict[str, int] = {}
     live = payload = 0
     for t in torrents:
         if t.protection == "removed":
@@ -222,7 +329,11 @@ def totals(torrents) -> Totals:
             counts[t.protection] += 1
         elif t.protection in UNPROTECTED:
             counts["unprotected"] += 1
-    return Totals(torrents=live, payload_bytes=payload, **counts)
+        reason = attention(t)
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    ordered = tuple(sorted(reasons.items(), key=lambda kv: _RANK[kv[0]]))
+    return Totals(torrents=live, payload_bytes=payload, attention=sum(reasons.values()), reasons=ordered, **counts)
 
 
 def diff(old: dict[str, TorrentView], new: dict[str, TorrentView]) -> tuple[list, list, list]:
@@ -237,8 +348,7 @@ def matches(t: TorrentView, filter_name: str, search: str) -> bool:
     if filter_name == "all":
         ok = t.protection != "removed"
     elif filter_name == "attention":
-        ok = t.protection in ("damaged", "healing", "baseline_bad") or bool(t.drift_alerts) or (
-            t.drill is not None and t.drill.ok is False) or t.snapshot_suspect
+        ok = attention(t) is not None or t.protection == "healing"
     elif filter_name == "unprotected":
         ok = t.protection in UNPROTECTED
     else:
@@ -254,7 +364,7 @@ def matches(t: TorrentView, filter_name: str, search: str) -> bool:
 def sort_key(sort: str):
     severity = {p: i for i, p in enumerate(PROTECTION_ORDER)}
     keys = {
-        "protection": lambda t: (severity.get(t.protection, 99), t.name.lower()),
+        "protection": lambda t: (attention_rank(t), severity.get(t.protection, 99), t.name.lower()),
         "name": lambda t: (t.name.lower(), t.id),
         "size": lambda t: (-t.size, t.name.lower()),
         # oldest (or never) first: what most needs attention
@@ -316,6 +426,70 @@ def drill_text(d: Drill | None, now: datetime) -> str:
     verdict = "-" if d.ok is None else ("pass" if d.ok else "FAIL")
     rto = f" {seconds_text(d.rto_seconds)}" if d.rto_seconds is not None else ""
     return f"{verdict}{rto} {age(d.at, now)}".strip()
+
+
+def percent(share: float) -> str:
+    """99.98%: rounded down, so any interruption shows (100% only when nothing was lost)."""
+    if share >= 1.0:
+        return "100%"
+    return f"{min(int(share * 10000) / 100, 99.99):.2f}%"
+
+
+def intact_text(c: Continuity | None) -> tuple[str, str]:
+    """A torrent's intact share over 7 days and its tone; '-' when nothing was watched seeding."""
+    if c is None or not c.watched:
+        return "-", "muted"
+    share = c.intact_share
+    tone = "success" if share >= 1.0 else "" if share >= 0.99 else "warning" if share >= 0.9 else "error"
+    return percent(c.intact_share), tone
+
+
+def incident_text(t: TorrentView, now: datetime) -> tuple[str, str]:
+    """The last incident: red while it lasts, then history ("healed 2h ago", muted) for 30 days."""
+    last = t.continuity.last_incident if t.continuity else None
+    if t.protection == "damaged":
+        word = "heal failed" if t.heal_outcome == "failed" else "damaged"
+        return f"{word} {age(t.heal_at or last, now)}".replace(" -", ""), "error"
+    if t.protection == "healing":
+        return "healing", "warning"
+    if t.protection in ("baseline_bad", "unreachable"):
+        word = "bad since" if t.protection == "baseline_bad" else "unreachable"
+        return f"{word} {age(last, now)}".replace(" -", ""), "error"
+    if t.stopped_by == "seedward":
+        return f"stopped {age(t.stopped_since, now)}".replace(" -", ""), "warning"
+    when = t.heal_at if t.heal_outcome == "healed" else last
+    seen = parse_time(when)
+    if seen is None or (now - seen).days >= HEALED_SHOWN_DAYS:
+        return "-", ""
+    return (f"healed {age(when, now)} ago" if t.heal_outcome == "healed" else f"resumed {age(when, now)} ago"), "muted"
+
+
+def headline(c: Continuity | None) -> str:
+    """'99.98 % seeding intact over 7 d · 3 incidents · median heal 0.4 s'."""
+    if c is None:
+        return "continuity: not reported by this service"
+    window = c.window.replace("d", " d").replace("h", " h")
+    if not c.watched:
+        return f"nothing watched seeding over {window} yet"
+    parts = [f"{percent(c.intact_share).replace('%', ' %')} seeding intact over {window}",
+             f"{c.interruptions} incident{'' if c.interruptions == 1 else 's'}"]
+    if c.median_heal_seconds is not None:
+        parts.append(f"median heal {duration(c.median_heal_seconds)}")
+    if c.longest_outage_seconds:
+        parts.append(f"longest outage {duration(c.longest_outage_seconds)}")
+    return " · ".join(parts)
+
+
+def duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
 
 
 def companions_text(t: TorrentView) -> str:

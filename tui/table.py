@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from .cells import COLUMNS, fit, row_cells
-from .model import Status, totals, visible
+from .model import Status, headline, totals, visible
 
 
 def status_table(status: Status, now: datetime) -> str:
@@ -16,7 +16,8 @@ def status_table(status: Status, now: datetime) -> str:
         qbt = {True: "connected", False: f"unreachable ({svc.qbt_error or svc.qbt_state})", None: "unknown"}
         lines.append(f"service: running   qBittorrent: {qbt[svc.qbt_connected]}")
     lines.append(f"{tot.torrents} torrents: {tot.protected} protected, {tot.damaged} damaged, {tot.healing} healing, "
-                 f"{tot.unprotected} unprotected")
+                 f"{tot.unprotected} unprotected; {tot.attention} need attention")
+    lines.append(f"continuity: {headline(status.continuity)}")
     if not status.torrents:
         lines.append("no torrents yet")
         return "\n".join(lines) + "\n"

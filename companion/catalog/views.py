@@ -16,6 +16,7 @@ from .db import Catalog, CatalogError, is_url
 from .fleet import fleet as fleet_members
 from .fleet import own, owners
 from .content import stored_bytes  # content chunks: one copy of a file, whatever torrents seed it
+from . import trust
 from .queue import pending_jobs
 
 # A torrent's drift_alerts counts its drift responses this recent.
@@ -82,6 +83,8 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
             jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
     extras = _latest(cat, now or datetime.now(timezone.utc))
     snapshot, drill, drift, companions = extras["snapshot"], extras["drill"], extras["drift"], extras["companions"]
+    heal, bad_files, outputs = extras["heal"], extras["bad_files"], extras["job_outputs"]
+    held = trust.status_fields(cat)  # seedward's holds and the user's stops; hard-linked files
     out, known = [], set()
     # Positional columns, not Row lookups by name: at 100,000 torrents that is seconds.
     mine = set(owners(cat))
@@ -90,6 +93,11 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
         known.add(tid)
         # a shared catalog: this host's qBittorrent says nothing about another host's torrent
         here = live.get(tid) if owner in mine else None
+        if tid in outputs and not here and not qbt_state:
+            continue  # the store's record of a job's outputs, never in qBittorrent: not a torrent anyone seeds
+        if protection == "protected" and tid in bad_files:
+            # a file's last verdict is not ok: the torrent cannot be shown protected (the state must be true)
+            protection = "damaged"
         entry = {
             "id": tid, "info_hash_v1": v1, "info_hash_v2": v2, "name": name, "size": size,
             "qbt_state": (here or {}).get("state") or qbt_state or None, "protection": protection,
@@ -98,6 +106,8 @@ def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) 
             "owner": owner,  # the service (host) whose qBittorrent has it; "" on a one-host catalog
             "jobs": jobs.get(tid, []), "snapshot": snapshot.get(tid), "last_drill": drill.get(tid),
             "drift_alerts": drift.get(tid, 0), "companions": companions.get(tid, []),
+            "last_heal": heal.get(tid), "files_not_ok": bad_files.get(tid, 0),
+            "stopped": held.get(tid, {}).get("stopped"), "hardlinked": held.get(tid, {}).get("hardlinked", []),
         }
         if here:
             entry.update(_swarm(here))
@@ -160,7 +170,16 @@ def _latest(cat, now: datetime) -> dict:
     companions: dict[str, list] = {}
     for r in cat.query("SELECT id, original_id, parity_at FROM companions ORDER BY created_at"):
         companions.setdefault(r["original_id"], []).append({"id": r["id"], "parity": bool(r["parity_at"])})
+    heals = cat.query("SELECT torrent_id, outcome, started_at, finished_at FROM (SELECT torrent_id, outcome, started_at,"
+                      " finished_at, ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY id DESC) AS k FROM heals)"
+                      " AS newest WHERE k = 1")
+    outputs = {r["torrent_id"] for r in cat.query(
+        "SELECT s.torrent_id FROM jobs j JOIN snapshots s ON s.id = j.output_snapshot")}
     return {
+        "heal": {r["torrent_id"]: {"outcome": r["outcome"], "started_at": r["started_at"], "finished_at": r["finished_at"]}
+                 for r in heals},
+        "bad_files": files_not_ok(cat),
+        "job_outputs": outputs,
         "snapshot": {r["torrent_id"]: {"id": r["id"], "created_at": r["created_at"], "reason": r["reason"],
                                        "count": r["n"], "suspect": r["id"] in suspect} for r in snaps if r["k"] == 1},
         "drill": {r["torrent_id"]: {"ok": r["state"] == "passed", "at": r["finished_at"],
@@ -168,6 +187,21 @@ def _latest(cat, now: datetime) -> dict:
         "drift": drift,
         "companions": companions,
     }
+
+
+# A file's verdict: its last full scan (files.status), unless a check (file_checks) came after it.
+_FILE_VERDICT = """CASE WHEN c.verified_at IS NOT NULL AND (t.last_verified IS NULL OR c.verified_at >= t.last_verified)
+                        THEN CASE WHEN c.ok != 0 THEN 'ok' WHEN f.status = 'ok' THEN 'damaged' ELSE f.status END
+                        ELSE f.status END"""
+
+
+def files_not_ok(cat, torrent_id: str | None = None) -> dict[str, int]:
+    """torrent id -> files whose last verdict is not ok (missing, size_mismatch, damaged, ...)."""
+    where, params = ("AND f.torrent_id = ?", (torrent_id,)) if torrent_id else ("", ())
+    rows = cat.query(f"SELECT f.torrent_id, COUNT(*) AS n FROM files f JOIN torrents t ON t.id = f.torrent_id"
+                     f" LEFT JOIN file_checks c ON c.torrent_id = f.torrent_id AND c.file_index = f.file_index"
+                     f" WHERE ({_FILE_VERDICT}) != 'ok' {where} GROUP BY f.torrent_id", params)
+    return {r["torrent_id"]: r["n"] for r in rows}
 
 
 def queue_counts(cat) -> dict:
@@ -224,10 +258,15 @@ def detail(cat, torrent_id: str) -> dict:
     AI job that made each: model, version, operator)."""
     row = cat.one("SELECT protection FROM torrents WHERE id = ?", (torrent_id,))
     protection = row["protection"] if row else ""
+    if protection == "protected" and files_not_ok(cat, torrent_id):
+        protection = "damaged"  # as status says it: a file whose last verdict is not ok
     out = {
         "id": torrent_id,
-        "files": _rows(cat, "SELECT file_index, path, size, status FROM files WHERE torrent_id = ?"
-                            " ORDER BY file_index", (torrent_id,)),
+        "protection": protection,
+        "files": _rows(cat, f"SELECT f.file_index, f.path, f.size, {_FILE_VERDICT} AS status FROM files f"
+                            " JOIN torrents t ON t.id = f.torrent_id LEFT JOIN file_checks c ON c.torrent_id ="
+                            " f.torrent_id AND c.file_index = f.file_index WHERE f.torrent_id = ? ORDER BY f.file_index",
+                       (torrent_id,)),
         "pieces": pieces(cat, torrent_id, protection),
         "events": _rows(cat, "SELECT id, at, kind, level, message FROM events WHERE torrent_id = ?"
                              " ORDER BY id DESC LIMIT ?", (torrent_id, DETAIL_ROWS)),
