@@ -256,13 +256,14 @@ def events(cat, since: int = 0, limit: int = 500, last: int = 0, torrent_id: str
 def detail(cat, torrent_id: str) -> dict:
     """One torrent's files, piece map, recent events, snapshots, drills and companions (with the
     AI job that made each: model, version, operator)."""
-    row = cat.one("SELECT protection FROM torrents WHERE id = ?", (torrent_id,))
+    row = cat.one("SELECT protection, last_verified FROM torrents WHERE id = ?", (torrent_id,))
     protection = row["protection"] if row else ""
     if protection == "protected" and files_not_ok(cat, torrent_id):
         protection = "damaged"  # as status says it: a file whose last verdict is not ok
     out = {
         "id": torrent_id,
         "protection": protection,
+        "last_verified": row["last_verified"] if row else None,
         "files": _rows(cat, f"SELECT f.file_index, f.path, f.size, {_FILE_VERDICT} AS status FROM files f"
                             " JOIN torrents t ON t.id = f.torrent_id LEFT JOIN file_checks c ON c.torrent_id ="
                             " f.torrent_id AND c.file_index = f.file_index WHERE f.torrent_id = ? ORDER BY f.file_index",

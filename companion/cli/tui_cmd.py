@@ -66,8 +66,8 @@ class Offline:
         if op == "detail":
             cat = views.ReadOnly(self.target)
             try:
-                row = cat.one("SELECT protection, last_verified FROM torrents WHERE id = ?", (fields["id"],))
-                answer["continuity"] = continuity_detail(self.ledger, fields["id"], dict(row) if row else None, cat)
+                entry = {"protection": answer.get("protection"), "last_verified": answer.get("last_verified")}
+                answer["continuity"] = continuity_detail(self.ledger, fields["id"], entry, cat)
             finally:
                 cat.close()
         return answer
