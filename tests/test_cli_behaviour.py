@@ -197,3 +197,22 @@ def test_progress_on_a_terminal_only(tmp_path):
     assert code == 0 and "\x1b[" not in screen and "intact" in screen
     r = seedward("check", torrent, content.parent, home=home)  # not a terminal: no progress
     assert r.returncode == 0 and r.stderr == "" and "\x1b[" not in r.stdout
+
+
+def test_progress_on_every_verb_that_reads_or_writes_a_payload(tmp_path):
+    content = write_payload(tmp_path / "data", {"Album [FLAC]/a.flac": 12 << 20, "Album [FLAC]/b.flac": 4 << 20})
+    torrent = make_torrent(content, piece_size=1 << 18, out=tmp_path / "a.torrent")
+    home = tmp_path / "home"
+    for args in (["catalog", "add", torrent, content.parent], ["verify", "--all", "--full"], ["verify", "--all"]):
+        code, screen = run_in_terminal(args, home)
+        assert code == 0 and "\x1b[" in screen and "MB" in screen, (args, screen)
+    tid = json.loads(seedward("status", "--json", home=home).stdout)["torrents"][0]["id"]
+    for args in (["snapshot", tid[:8]], ["restore", tid[:8], "--to", tmp_path / "back"], ["check-store"],
+                 ["drill", tid[:8]]):
+        code, screen = run_in_terminal(args, home)
+        assert code == 0 and "\x1b[" in screen, (args, screen)
+    restored = tmp_path / "back" / content.name / "Album [FLAC]" / "a.flac"
+    assert restored.read_bytes() == (content / "Album [FLAC]" / "a.flac").read_bytes()
+    for args in (["snapshot", tid[:8], "--json"], ["check-store", "--json"]):
+        code, screen = run_in_terminal(args, home)
+        assert code == 0 and "\x1b[" not in screen, (args, screen)  # --json: no progress

@@ -1,7 +1,7 @@
 """`seedward check-store [--new] [--metadata-only] [--repair]`: verify the snapshot store (restic's
 `check`), and rewrite what is damaged from payloads that still verify (restic's `repair packs`)."""
 
-from ..errors import EXIT_OK, EXIT_STORE_CORRUPT
+from ..errors import EXIT_OK, EXIT_STORE_CORRUPT, BadInput
 from .context import print_json
 
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
                        help="check everything, then rewrite damaged packs: bad or missing chunks are taken from"
                        " payload files that still verify against their torrent")
     p.add_argument("--dry-run", action="store_true", help="with --repair: say what would be rewritten, change nothing")
-    p.add_argument("--read-rate-mb", type=float, default=0.0, help="limit reads to this many MB/s (with --new)")
+    p.add_argument("--read-rate-mb", type=float, default=0.0, help="limit reads to this many MB/s (0: no limit)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -25,10 +25,15 @@ def run(args, ctx) -> int:
     store = ctx.store
     if args.repair:
         return _repair(args, store)
-    if args.new:
-        result = store.scrub_packs(rate=args.read_rate_mb * 1e6)
-    else:
-        result = store.check(read_data=not args.metadata_only)
+    if args.read_rate_mb < 0:
+        raise BadInput("--read-rate-mb", "must not be negative")
+    if args.metadata_only and args.read_rate_mb:
+        raise BadInput("--read-rate-mb", "--metadata-only reads no chunk data: there is nothing to limit")
+    with ctx.progress.bar("reading the store back") as bar:
+        if args.new:
+            result = store.scrub_packs(rate=args.read_rate_mb * 1e6, progress=bar)
+        else:
+            result = store.check(read_data=not args.metadata_only, rate=args.read_rate_mb * 1e6, progress=bar)
     if args.json:
         print_json(result.to_json())
     else:

@@ -35,7 +35,7 @@ def run(args, ctx) -> int:
     if snap.torrent_id != tid:
         raise NotFound(f"snapshot {snap.id[:12]} belongs to torrent {snap.torrent_id[:12]}, not {tid[:12]}")
     if args.to:
-        return _restore_to(args, store, snap)
+        return _restore_to(args, store, snap, ctx.progress)
     # In place, the newest snapshot holding the damaged pieces is used unless one is named.
     report = _in_place(args, ctx, tid, snap.id if args.snapshot else None, store)
     if args.json:
@@ -103,7 +103,7 @@ def _print(r: dict) -> None:
         print(f"{r['name']}: not restored, nothing written: {r.get('error') or r['outcome']}", file=sys.stderr)
 
 
-def _restore_to(args, store, snap) -> int:
+def _restore_to(args, store, snap, progress) -> int:
     dest = Path(args.to)
     if args.dry_run:
         rows = store.select_files(snap.id, args.files)
@@ -115,7 +115,9 @@ def _restore_to(args, store, snap) -> int:
             for r in rows:
                 print(f"would restore {r['size']:>15,}  {dest / r['path']}")
         return EXIT_OK
-    result = store.restore(snap.id, dest, files=args.files)
+    total = sum(r["size"] for r in store.select_files(snap.id, args.files))
+    with progress.bar(f"restoring {snap.name}", total) as bar:
+        result = store.restore(snap.id, dest, files=args.files, progress=bar.advance)
     if args.json:
         print_json(result.to_json())
         return EXIT_OK

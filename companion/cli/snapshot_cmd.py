@@ -48,7 +48,8 @@ def run(args, ctx) -> int:
     for tid in ids:
         try:
             meta, save_path = torrent_and_path(ctx, tid)
-            snap = store.snapshot(meta, save_path, args.reason)
+            with ctx.progress.bar(f"snapshot {meta.name}", meta.payload_size) as bar:
+                snap = store.snapshot(meta, save_path, args.reason, progress=bar)
         except Error as exc:
             if not args.all:
                 raise

@@ -35,10 +35,11 @@ class Restored:
         return f"{len(chunks)} unreadable chunks ({shown}): {self.reason}"
 
 
-def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
+def restore_snapshot(store, cat, snapshot_id: str, meta, dest: Path, progress=None) -> Restored:
     try:
         # The torrent's own names: libtorrent rechecks the .torrent's layout, whatever qBittorrent renamed.
-        done = store.restore(snapshot_id, dest, paths={e.index: e.path for e in meta.real_files}, keep_cache=True)
+        done = store.restore(snapshot_id, dest, paths={e.index: e.path for e in meta.real_files}, keep_cache=True,
+                             progress=progress)
     except StoreCorrupt as exc:
         log.warning("restore of snapshot %s hit a corrupt store (%s); salvaging chunk by chunk", snapshot_id[:12], exc)
         restored = salvage(store, cat, snapshot_id, meta, dest)

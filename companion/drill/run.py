@@ -223,8 +223,9 @@ class Drill:
         with Scratch(root, result.drill_id) as scratch:
             self._check_cancel(result)
             t = time.monotonic()
-            with self._phase("restoring to scratch", None):
-                restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload)
+            with self._phase("restoring to scratch", snap.bytes) as bar:
+                restored = restore_snapshot(self.store, self.cat, snap.id, meta, scratch.payload,
+                                            progress=bar.advance if bar else None)
             result.restore_seconds = time.monotonic() - t
             result.bytes = restored.bytes
             if restored.corrupt:

@@ -126,7 +126,7 @@ def prune(store, *, dry_run: bool = False, max_unused: float = 0.05) -> PruneRes
     return out
 
 
-def scrub_packs(store, share_percent: float = 0.0, rate: float = 0.0) -> CheckResult:
+def scrub_packs(store, share_percent: float = 0.0, rate: float = 0.0, progress=None) -> CheckResult:
     """Read back and verify every chunk of the packs no check has read yet, then of the least
     recently checked ones until `share_percent` of the store's bytes were read, under a read
     rate (bytes/s, 0: none). A first snapshot stores a verified file's bytes under the
@@ -146,10 +146,13 @@ def scrub_packs(store, share_percent: float = 0.0, rate: float = 0.0) -> CheckRe
         todo.append(p)
         budget -= size[p]
     limiter = RateLimiter(rate)
+    total = sum(size[p] for p in todo)
     for pack_id in todo:
         out.packs += 1
         out.chunks += len(packs[pack_id])
         _read_back(store, pack_id, packs[pack_id], out, limiter)
+        if progress is not None:
+            progress(out.bytes_read, total)
     return out
 
 
@@ -236,12 +239,15 @@ def clear_whole_suspects(store, chunks) -> list[str]:
     return cleared
 
 
-def check(store, read_data: bool = True) -> CheckResult:
+def check(store, read_data: bool = True, rate: float = 0.0, progress=None) -> CheckResult:
     """Verify the store: every pack the index names exists and its trailer agrees, every chunk
-    a snapshot uses is indexed, and (read_data) every chunk's bytes match its id."""
+    a snapshot uses is indexed, and (read_data) every chunk's bytes match its id, read at most
+    `rate` bytes/s (0: no limit). progress(done, total): bytes read back so far."""
     out = CheckResult()
     store.index.reload()
     by_pack = store.index.packs()
+    limiter = RateLimiter(rate) if rate else None
+    total = sum(e.length for entries in by_pack.values() for _cid, e in entries) if read_data else 0
     present = {Path(n).name: n for n in store.backend.list("data")}
     out.unreferenced_packs = sorted(set(present) - set(by_pack))
     for pack_id, entries in sorted(by_pack.items()):
@@ -263,7 +269,9 @@ def check(store, read_data: bool = True) -> CheckResult:
                        for cid in sorted(misplaced)]
         out.bad_copies += [[pack_id, cid] for cid in sorted(misplaced)]
         if read_data:
-            _read_back(store, pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out)
+            _read_back(store, pack_id, [(cid, e) for cid, e in entries if cid not in misplaced], out, limiter)
+            if progress is not None:
+                progress(out.bytes_read, total)
     for snap in records.list_snapshots(store.catalog):
         if snap["layout"] == fssnap.LAYOUT:
             _check_fs_snapshot(store, snap, read_data, out)

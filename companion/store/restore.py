@@ -23,12 +23,13 @@ FS_BLOCK = 8 * 1024 * 1024  # read (and cloned) at once from a read-only filesys
 
 
 def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
-            keep_cache: bool = False) -> RestoreResult:
+            keep_cache: bool = False, progress=None) -> RestoreResult:
     """Write the snapshot's files under dest_dir, laid out as the torrent does. Each file is
     written to a temp file, checked (chunk ids and the file's SHA-256), fsynced and renamed.
     paths: file index -> path to use instead of the snapshot's (e.g. the .torrent's own names
     for a torrent whose files qBittorrent renamed). keep_cache: leave the restored bytes in
-    the page cache (a drill reads them right back); by default they are dropped once on disk."""
+    the page cache (a drill reads them right back); by default they are dropped once on disk.
+    progress(n): n more bytes written, called from the writing threads."""
     began = time.monotonic()
     snap = store.get(snapshot_id)
     dest_dir = Path(dest_dir)
@@ -59,7 +60,7 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     done: list[tuple[Path, Path, int, str]] = []
     with ThreadPoolExecutor(RESTORE_FILES, thread_name_prefix="restore-file") as pool:
         futures = [pool.submit(_restore_fs_file if layout == fssnap.LAYOUT else _restore_file, store, *job[1:],
-                               keep_cache) for job in jobs]
+                               keep_cache, progress) for job in jobs]
         error = None
         for fut in futures:
             try:
@@ -104,7 +105,7 @@ def _missing_folders(dest_dir: Path, rows, paths) -> list[Path]:
     return sorted(missing, key=lambda f: -len(f.parts))
 
 
-def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tuple[Path, Path, int, str]:
+def _restore_file(store, path: Path, row, segs, keep_cache: bool = False, progress=None) -> tuple[Path, Path, int, str]:
     """Write one file to a temp name beside `path`, checked and fsynced: (temp, path, bytes
     cloned, SHA-256 of what was written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +125,8 @@ def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tup
             if behind is not None:
                 write_behind(fd, *behind, drop=not keep_cache)
             behind = (offset, length)
+            if progress is not None:
+                progress(length)
         os.ftruncate(fd, row["size"])
         if row["sha256"] and digest.hexdigest() != row["sha256"]:
             raise StoreCorrupt(store.backend.where, f"restored {row['path']} does not match the snapshot's SHA-256")
@@ -136,7 +139,8 @@ def _restore_file(store, path: Path, row, segs, keep_cache: bool = False) -> tup
     return tmp, path, cloned, digest.hexdigest()
 
 
-def _restore_fs_file(store, path: Path, row, source: Path, keep_cache: bool = False) -> tuple[Path, Path, int, str]:
+def _restore_fs_file(store, path: Path, row, source: Path, keep_cache: bool = False,
+                     progress=None) -> tuple[Path, Path, int, str]:
     """A file of a filesystem-snapshot snapshot: cloned out of the read-only snapshot where the
     destination is on its filesystem (else copied), hashed as it is read: (temp, path, bytes
     cloned, SHA-256 of what was written)."""
@@ -162,6 +166,8 @@ def _restore_fs_file(store, path: Path, row, source: Path, keep_cache: bool = Fa
                 head = 0
             pwrite_all(fd, memoryview(data)[head:], offset + head)
             offset += len(data)
+            if progress is not None:
+                progress(len(data))
         os.ftruncate(fd, offset)
         if row["sha256"] and digest.hexdigest() != row["sha256"]:
             raise StoreCorrupt(source, f"does not match the snapshot's SHA-256 of {row['path']}")

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -38,13 +39,15 @@ RUN_CHUNKS = 16  # chunks reserved (and cloned or copied) at once
 
 
 def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
-         files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None) -> Snapshot:
+         files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None,
+         progress=None) -> Snapshot:
     """Snapshot the payload (or the given file indices). Files whose size, mtime and inode
     match the previous snapshot are taken from it without reading them; files the catalog
     verified and nobody changed since are copied under the catalog's chunk ids (trusted.py);
     the others are read once, verified against the torrent and their new chunks stored.
     Raises SnapshotRefused when the payload does not match its torrent: nothing is recorded
-    then. files=None means the cataloged files (all, unless some are skipped in qBittorrent)."""
+    then. files=None means the cataloged files (all, unless some are skipped in qBittorrent).
+    progress(done, total): bytes of the wanted files handled (reused, copied or read)."""
     if reason not in REASONS:
         raise BadInput("reason", f"{reason!r} is not one of {', '.join(REASONS)}")
     save_path = check_save_path(Path(save_path))
@@ -75,11 +78,13 @@ def take(store, meta: TorrentMeta, save_path, reason: str, job_id: str | int | N
             else:
                 changed.append(entry)
         stored = _Stored()
+        meter = _Meter(progress, sum(e.size for e in wanted))
+        meter.add(sum(e.size for e in wanted if e.index in reused))  # unchanged since the last: stat calls only
         # A full disk: one DiskFull naming the store and what this snapshot writes at most (its staged
         # packs are gone; nothing is recorded).
         with disk_full_as(store.backend.where, lambda: sum(e.size for e in changed)):
             if changed:
-                stored = _store_files(store, meta, save_path, changed, trust, stale)
+                stored = _store_files(store, meta, save_path, changed, trust, stale, meter)
             return _record(store, meta, save_path, reason, job_id, wanted, reused, stored)
 
 
@@ -137,12 +142,13 @@ def _claim(store, writer: PackWriter, added: dict, cid: str, length: int, width:
 
 
 def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEntry], trust: bool,
-                 stale: dict) -> "_Stored":
+                 stale: dict, meter: "_Meter | None" = None) -> "_Stored":
     """Store each file as content chunks. A verified, unchanged file (trusted.py) whose content the
     store already holds costs nothing; its chunks' ids follow from the catalog's segment roots where
     its pieces are file-aligned (then its bytes are cloned or kernel-copied unhashed), else they are
     hashed from the bytes stored. Other files are scanned (verified against the torrent) and their
     chunks gathered from the scan's segments as they are read (one read)."""
+    meter = meter or _Meter(None, 0)
     writer = PackWriter(store.backend, store.pack_size)
     added: dict[str, list] = {}
     out = _Stored()
@@ -174,6 +180,7 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
 
     def copy_trusted(t: Trusted):
         if t.entry.index in out.content:
+            meter.add(t.entry.size)
             return  # the store holds this content already
         fd = sources.fd(t.entry.index)
         if fd is None:
@@ -191,6 +198,7 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                 place(t.entry.index, offset, cid, w, data)
             out.content[t.entry.index] = chunks
             out.hashed_bytes += size
+            meter.add(size)
             return
         out.content[t.entry.index] = [(o, n, cid) for (o, n), cid in zip(spans, ids)]
         pending = iter(out.content[t.entry.index])
@@ -210,6 +218,7 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                 cloned = writer.copy(pack, at, length, fd, offset, t.path, kernel=store.copy_from_payload,
                                      chunks=count)
                 sources.used(t.entry.index, cloned, length)
+        meter.add(t.entry.size)
 
     # A hybrid torrent's v2 hashes (SHA-256, every byte of every file) are the chunk ids'
     # own tree: verifying them is enough, and skipping the v1 SHA-1 saves a third of the CPU.
@@ -221,7 +230,8 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
                 list(pool.map(copy_trusted, biggest_first))
             out.trusted_bytes = sum(t.entry.size for t in out.trusted.values())
         if to_scan:
-            result = store.scanner.full_scan(scan_meta, save_path, chunk_roots=True, sink=sink, only_files=to_scan)
+            result = store.scanner.full_scan(scan_meta, save_path, chunk_roots=True, sink=sink, only_files=to_scan,
+                                             progress=meter.scanned)
             result.meta = meta
             out.scan = result
             if not result.ok:
@@ -252,6 +262,28 @@ def _store_files(store, meta: TorrentMeta, save_path: Path, entries: list[FileEn
         clear_whole_suspects(store, replaced)
     out.cloned = sources.cloned
     return out
+
+
+class _Meter:
+    """progress(done, total) from the copy threads and the scan (thread-safe); None: silent."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.done, self.read = progress, total, 0, 0
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.done += n
+            self._report()
+
+    def scanned(self, done: int, _total: int) -> None:
+        with self.lock:
+            self.read = done
+            self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(min(self.done + self.read, self.total), self.total)
 
 
 def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_Stored") -> Snapshot:

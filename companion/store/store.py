@@ -108,18 +108,22 @@ class Store:
     # -- the verbs (each in its own module) -----------------------------------------------
 
     def snapshot(self, meta: TorrentMeta, save_path, reason: str, job_id: str | int | None = None,
-                 files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None) -> Snapshot:
-        """Snapshot the payload (or the given file indices); see snapshot.take."""
-        return snapshot.take(self, meta, save_path, reason, job_id, files, trust_catalog=trust_catalog)
+                 files: set[int] | list[int] | None = None, *, trust_catalog: bool | None = None,
+                 progress=None) -> Snapshot:
+        """Snapshot the payload (or the given file indices); see snapshot.take. progress(done, total):
+        bytes of the wanted files handled (reused, copied or read)."""
+        return snapshot.take(self, meta, save_path, reason, job_id, files, trust_catalog=trust_catalog,
+                             progress=progress)
 
     def put_chunks(self, chunks) -> int:
         """Store (chunk id, width, bytes) the store lacks, under the lock; see snapshot.put_chunks."""
         return snapshot.put_chunks(self, chunks)
 
     def restore(self, snapshot_id: str, dest_dir, files=None, paths: dict[int, str] | None = None,
-                keep_cache: bool = False) -> RestoreResult:
-        """Write the snapshot's files under dest_dir, verified; see restore.restore."""
-        return restore.restore(self, snapshot_id, dest_dir, files, paths, keep_cache)
+                keep_cache: bool = False, progress=None) -> RestoreResult:
+        """Write the snapshot's files under dest_dir, verified; see restore.restore. progress(n): n
+        more bytes written (from the writing threads)."""
+        return restore.restore(self, snapshot_id, dest_dir, files, paths, keep_cache, progress)
 
     def heal(self, snapshot_id: str, save_path, bad_segments) -> HealResult:
         """Write back only the given (file_index, piece) segments, verified; see repair.write_segments."""
@@ -137,13 +141,14 @@ class Store:
         """Delete (and repack) chunks no snapshot uses; see maintenance.prune."""
         return maintenance.prune(self, dry_run=dry_run, max_unused=max_unused)
 
-    def scrub_packs(self, share_percent: float = 0.0, rate: float = 0.0) -> CheckResult:
+    def scrub_packs(self, share_percent: float = 0.0, rate: float = 0.0, progress=None) -> CheckResult:
         """Read back new, then least recently checked packs; see maintenance.scrub_packs."""
-        return maintenance.scrub_packs(self, share_percent, rate)
+        return maintenance.scrub_packs(self, share_percent, rate, progress)
 
-    def check(self, read_data: bool = True) -> CheckResult:
-        """Verify packs, index, snapshot records (and chunk data); see maintenance.check."""
-        return maintenance.check(self, read_data)
+    def check(self, read_data: bool = True, rate: float = 0.0, progress=None) -> CheckResult:
+        """Verify packs, index, snapshot records (and chunk data, at most `rate` bytes/s); see
+        maintenance.check."""
+        return maintenance.check(self, read_data, rate, progress)
 
     def repair_packs(self, *, dry_run: bool = False):
         """Rewrite damaged packs, bad chunks from payloads that still verify; see repair_packs.py."""
