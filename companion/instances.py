@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, QbtError
-from .qbt import BUSY_STATES, Qbt, QbtNotFound, normalize_state
+from .qbt import BUSY_STATES, Qbt, QbtNotFound, QbtUnreachable, normalize_state
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class Instance:
     settings: object  # config.QbtSettings
     qbt: Qbt
     view: object = None  # fn(hash) -> this instance's last sync view of a torrent, or None (the service sets it)
+    connected: object = None  # fn() -> does its sync loop reach it now (the service sets it); None: assume so
     index: int = 0  # its place in the config
 
     @property
@@ -48,6 +49,10 @@ class Instance:
 
     def live(self, h: str) -> dict | None:
         return self.view(h) if self.view is not None else None
+
+    @property
+    def up(self) -> bool:
+        return self.connected is None or bool(self.connected())
 
 
 def build(settings, home=None, qbt: Qbt | None = None) -> list[Instance]:
@@ -72,10 +77,24 @@ def pick(settings, name: str | None) -> list:
 
 
 def connect(settings, home=None, name: str | None = None) -> "Router":
-    """A Router over the named instance (or all), logged in: for CLI commands."""
+    """A Router over the named instance (or all), logged in: for CLI commands. An instance that does
+    not answer is left out (said in `router.down`) unless none answers: then its error is raised."""
     chosen = pick(settings, name)
-    router = Router([Instance(s.name, s, Qbt.from_settings(s, home=home), index=n) for n, s in enumerate(chosen)])
-    router.connect()
+    every = [Instance(s.name, s, Qbt.from_settings(s, home=home), index=n) for n, s in enumerate(chosen)]
+    up, down = [], {}
+    for inst in every:
+        try:
+            inst.qbt.connect()
+            up.append(inst)
+        except QbtError as exc:
+            if len(every) == 1:
+                raise
+            down[inst.name] = exc
+            log.warning("qBittorrent instance %s: %s", inst.name, exc)
+    if not up:
+        raise next(iter(down.values()))
+    router = Router(up)
+    router.down = down
     return router
 
 
@@ -101,6 +120,7 @@ class Router:
         self.instances = list(instances)
         self.by_name = {i.name: i for i in self.instances}
         self._was_running: dict[str, set] = {}  # hash -> instances that ran it when seedward stopped it
+        self.down: dict = {}  # instances connect() left out: name -> the error
 
     # what the first instance stands for (messages, single-instance callers)
 
@@ -185,8 +205,11 @@ class Router:
         views = self._views(h, ask)
         if not views:
             return {"primary": None, "same": [], "copies": []}
-        primary, pv = next(((i, v) for i, v in views if v.get("save_path") and os.path.isdir(v["save_path"])),
-                           views[0])
+        def rank(iv):  # answering and reaching its save path first, then config order
+            i, v = iv
+            return (not i.up, not (v.get("save_path") and os.path.isdir(v["save_path"])), i.index)
+
+        primary, pv = min(views, key=rank)
         where = _place(pv)
         same = [i for i, v in views if _place(v) == where or not v.get("save_path")]
         copies = [(i, v.get("save_path")) for i, v in views if i not in same]
@@ -204,6 +227,11 @@ class Router:
         targets = instances if instances is not None else self.holders(h)["same"]
         if not targets:
             raise QbtNotFound(self.url, h)
+        reachable = [i for i in targets if i.up]
+        if not reachable:  # none answers now: the caller waits and tries again
+            raise QbtUnreachable(targets[0].qbt.url, "not connected")
+        # an instance that is down gets it when it is back: the drift steps stop again what runs there
+        targets = reachable
         errors = []
         for i in targets:
             try:
@@ -222,7 +250,8 @@ class Router:
         """The torrent as its instances report it now (asked, not the sync view): the primary's fields,
         the state merged over every instance holding the payload, `instance`, `instances`."""
         found, errors = [], []
-        for i in self.holders(h)["same"]:
+        hs = self.holders(h)
+        for i in ([hs["primary"]] if hs["primary"] else []) + [i for i in hs["same"] if i is not hs["primary"]]:
             try:
                 t = i.qbt.torrent(h)
             except QbtNotFound:

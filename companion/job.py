@@ -292,7 +292,7 @@ class JobRunner:
     def pause_seeding(self, job_id, torrent_id):
         """Unsandboxed, the command could change the seeding files: stop the torrent in qBittorrent
         meanwhile, so no peer is served a changed piece. Returns the adapter (to resume) or None."""
-        from .qbt import Qbt
+        from .instances import connect
 
         settings = self.settings.qbittorrent
         if not (settings.password or settings.password_file):
@@ -300,8 +300,7 @@ class JobRunner:
                         "runs unsandboxed", job_id)
             return None
         try:
-            qbt = Qbt.from_settings(settings, home=self.home)
-            qbt.connect()
+            qbt = connect(self.settings, self.home)  # several instances: every one holding it is stopped
             info = qbt.torrent(torrent_id)
             if info is None or info["state"].startswith("stopped"):
                 return None

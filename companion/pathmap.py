@@ -71,27 +71,23 @@ class PathMap:
     def __repr__(self) -> str:
         return f"PathMap({list(self.pairs)!r})"
 
-    def to_host(self, path):
-        """qBittorrent's path as this host sees it (None and "" stay as they are; relative paths too)."""
+    def _map(self, path, ordered, src: int, dst: int):
         if not path or not self.pairs or not str(path).startswith("/"):
-            return path
+            return str(path) if path else path  # None, "" and relative paths stay as they are
         clean = _clean(str(path))
-        for q, h in self._to_host:
-            rest = _under(clean, q)
+        for pair in ordered:
+            rest = _under(clean, pair[src])
             if rest is not None:
-                return _join(h, rest)
+                return _join(pair[dst], rest)
         return clean
+
+    def to_host(self, path):
+        """qBittorrent's path as this host sees it."""
+        return self._map(path, self._to_host, 0, 1)
 
     def to_qbt(self, path):
         """This host's path as qBittorrent sees it."""
-        if not path or not self.pairs or not str(path).startswith("/"):
-            return str(path) if path else path
-        clean = _clean(str(path))
-        for q, h in self._to_qbt:
-            rest = _under(clean, h)
-            if rest is not None:
-                return _join(q, rest)
-        return clean
+        return self._map(path, self._to_qbt, 1, 0)
 
     def covers(self, host_path) -> bool:
         """Does a pair map this host path (or is there no mapping at all: qBittorrent on this host)?"""

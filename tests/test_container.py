@@ -17,6 +17,7 @@ from companion.config import Settings
 from companion.control import request
 from companion.demo.private_qbt import QbtProcess
 from companion.home import Home
+from companion.spool import torrent_id_of
 from companion.service import Service
 from companion.torrent import load_torrent
 from tests.helpers import make_torrent, seedward, wait_until, write_payload
@@ -154,7 +155,8 @@ def test_without_path_map_unreachable_with_the_hint_then_protected_once_mapped(b
         row = s.catalog.get_torrent(tid)
         assert row["save_path"] == str(box.data)  # the catalog holds this host's paths
         assert {f["path"] for f in s.catalog.get_files(tid)} == {"Album/01.flac", "Album/02.flac"}
-        assert qbt_tags(box.qbt, tid) >= {"seedward:protected"} and "seedward:unreachable" not in qbt_tags(box.qbt, tid)
+        wait_until(lambda: "seedward:protected" in qbt_tags(box.qbt, tid) and "seedward:unreachable" not in
+                   qbt_tags(box.qbt, tid), 30, what="the tag to follow")
         kinds = [e["kind"] for e in request(s.home, "events", since=0)["events"] if e["torrent_id"] == tid]
         assert "reachable" in kinds or "protected" in kinds
         # no hook is installed: the sync loop alone found and protected it
@@ -197,11 +199,15 @@ def test_the_container_hook_spools_events_the_service_takes(box, tmp_path):
     assert (box.hook / "seedward-hook.sh").is_file() and (box.hook / "spool").is_dir()
     try:
         tid, _ = box.add("Hooked", {"h.bin": 35_000}, seed=3)  # no service running
-        entries = wait_until(lambda: [p for p in (box.hook / "spool").iterdir() if p.suffix == ".args"], 30,
-                             what="qBittorrent's hook to spool the event")
-        assert len(entries) == 1
-        raw = entries[0].read_bytes().split(b"\0")
-        assert raw[0] == b"added" and raw[4].decode().rstrip("/") == str(box.inside / "data")  # qBittorrent's own path
+        def spooled():
+            entries = sorted(p for p in (box.hook / "spool").iterdir() if p.suffix == ".args")
+            return [p.read_bytes().split(b"\0") for p in entries] or None
+
+        raw = wait_until(spooled, 30, what="qBittorrent's hook to spool the event")
+        # "added" (and "finished" once qBittorrent's check of the files ends), with qBittorrent's own paths
+        assert raw[0][0] == b"added" and {r[0] for r in raw} <= {b"added", b"finished"}
+        assert all(torrent_id_of(r[1].decode(), r[2].decode()) == tid for r in raw)  # %I/%J: v1 and v2 hashes
+        assert all(r[4].decode().rstrip("/") == str(box.inside / "data") for r in raw)
         settings_home = Home(home)
         from companion.config import load_settings
 
@@ -272,7 +278,7 @@ def test_a_protected_torrents_disk_unmounted_is_unreachable_and_nothing_is_heale
         try:
             tid = qbt.add_torrent(torrent, disk)
             wait_until(lambda: protection(s, tid) == "protected" and s.catalog.get_files(tid), 60, what="protected")
-            subprocess.run(["umount", str(disk)], check=True)
+            subprocess.run(["umount", "-l", str(disk)], check=True)  # the disk goes away (busy or not)
             wait_until(lambda: protection(s, tid) == "unreachable", 60, what="unreachable once the disk is gone")
             event = next(e for e in request(s.home, "events", since=0)["events"]
                          if e["kind"] == "unreachable" and e["torrent_id"] == tid)
@@ -290,4 +296,33 @@ def test_a_protected_torrents_disk_unmounted_is_unreachable_and_nothing_is_heale
             s.stop()
             qbt.remove_all()
     finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_folder_moved_away_and_back_is_followed_without_rehashing(qbt, tmp_path):
+    """The save path goes away (renamed, a share unmounted): unreachable. Back with its files unchanged
+    (same inodes, sizes, times): protected again from the catalog, without a second full read."""
+    from tests.qbt import service_settings
+
+    dl = tmp_path / "dl"
+    content = write_payload(dl / "Season", {"e1.mkv": 60_000, "e2.mkv": 30_000}, seed=6)
+    torrent = make_torrent(content, kind="v1", out=tmp_path / "Season.torrent")
+    settings = service_settings(qbt)
+    settings.service.reach_seconds = 0.5
+    qbt.remove_all()
+    s = Service(Home(tmp_path / "home"), settings).start()
+    try:
+        tid = qbt.add_torrent(torrent, dl)
+        wait_until(lambda: protection(s, tid) == "protected", 60, what="protected")
+        verified = s.catalog.get_torrent(tid)["last_verified"]
+        dl.rename(tmp_path / "dl.away")
+        wait_until(lambda: protection(s, tid) == "unreachable", 60, what="unreachable while the folder is away")
+        assert "does not exist on this host" in request(s.home, "status")["torrents"][0]["unreachable"]["reason"]
+        (tmp_path / "dl.away").rename(dl)
+        wait_until(lambda: protection(s, tid) == "protected", 60, what="protected again")
+        assert s.catalog.get_torrent(tid)["last_verified"] == verified  # followed, not read again
+        kinds = [e["kind"] for e in request(s.home, "events", since=0)["events"] if e["torrent_id"] == tid]
+        assert kinds.count("unreachable") == 1 and "reachable" in kinds
+    finally:
+        s.stop()
+        qbt.remove_all()

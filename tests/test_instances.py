@@ -107,7 +107,20 @@ def test_one_service_follows_both_and_a_shared_torrent_is_one_payload(qbt, secon
         for proc in (qbt, second):  # both instances carry the state tag of the one payload
             wait_until(lambda: "seedward:protected" in qbt_tags(proc, ids["Both"]), 30, what="the tag in both")
         table = seedward("status", home=s.home.root).stdout
-        assert "disk2" in table
+        assert "disk2" in table and "@main+disk2" in table
+        # the host hook of the second instance says which one called (its line has --instance disk2)
+        import shutil
+        import subprocess
+        import sys
+
+        hook = shutil.which("seedward-hook") or str(Path(sys.executable).parent / "seedward-hook")
+        run = subprocess.run([hook, "--home", str(s.home.root), "--instance", "disk2", "finished", ids["OnlyB"], "-",
+                              "OnlyB", str(world["root"] / "dl"), str(world["root"] / "dl" / "OnlyB")],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        event = wait_until(lambda: next((e for e in s.catalog.events(ids["OnlyB"]) if e["kind"] == "hook"), None), 30,
+                           what="the hook event")
+        assert json.loads(event["detail"])["instance"] == "disk2" and json.loads(event["detail"])["source"] == "socket"
     finally:
         s.stop()
 
@@ -132,13 +145,14 @@ def test_drift_in_a_shared_payload_stops_both_and_the_heal_resumes_both(qbt, sec
         for proc in (qbt, second):
             wait_until(lambda: "seedward:damaged" in qbt_tags(proc, tid), 30, what="the damaged tag in both")
         # qbit_manage's "recheck" (or resume all) starts it in one instance: seedward stops it again there
-        second.client.torrents_start(torrent_hashes=tid) if hasattr(second.client, "torrents_start") else \
-            second.client.torrents_resume(torrent_hashes=tid)
-        wait_until(lambda: stopped(second, tid), 60, what="the restart undone in the second instance")
+        second.client.torrents_start(torrent_hashes=tid)
+        wait_until(lambda: any(e["kind"] == "restopped" for e in s.catalog.events(tid)), 60,
+                   what="seedward to stop it again")
+        wait_until(lambda: stopped(second, tid) and stopped(qbt, tid), 60, what="stopped again in the second instance")
         # the heal (from the snapshot) writes the one payload once, then both seed again
         out = request(s.home, "restore", id=tid)
-        assert out.get("outcome", "healed") in ("healed", None) or out
-        wait_until(lambda: target.read_bytes() == original, 60, what="the healed bytes")
+        assert out["outcome"] == "healed", out
+        assert target.read_bytes() == original
         wait_until(lambda: seeding(qbt, tid) and seeding(second, tid) and protection(s, tid) == "protected", 90,
                    what="both instances seeding again, protected")
         for proc in (qbt, second):
@@ -236,5 +250,29 @@ def test_a_refused_login_on_one_instance_leaves_the_other_protected(qbt, second,
         assert states["disk2"]["state"] == "login_failed" and states["main"]["state"] == "connected"
         assert states["disk2"]["login"]["failures_in_window"] == 1
         assert protection(s, ids["OnlyB"]) is None  # never seen: not guessed
+    finally:
+        s.stop()
+
+
+def test_stop_and_start_one_instance_or_every_one_holding_it(qbt, second, world):
+    tid = world["ids"]["Both"]
+    s = start(two_instances(qbt, second), world["root"] / "home", drift=True)
+    try:
+        wait_until(lambda: protection(s, tid) == "protected" and not s.catalog.pending_jobs(), 60, what="protected")
+        wait_until(lambda: s.sync.get(tid) and s.sync.get(tid)["instances"] == ["main", "disk2"], 30, what="both")
+        out = seedward("stop", tid[:12], "--instance", "disk2", "--json", home=s.home.root)
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: stopped(second, tid), 30, what="stopped in disk2")
+        assert seeding(qbt, tid)  # only the instance named
+        out = seedward("start", tid[:12], "--json", home=s.home.root)
+        assert out.returncode == 0 and json.loads(out.stdout)["via"] == "service", out.stderr
+        wait_until(lambda: seeding(qbt, tid) and seeding(second, tid), 30, what="both seeding")
+        out = seedward("stop", tid[:12], "--json", home=s.home.root)
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: stopped(qbt, tid) and stopped(second, tid), 30, what="stopped in both")
+        out = seedward("start", tid[:12], "--instance", "nope", home=s.home.root)
+        assert out.returncode == 2 and "no qBittorrent instance named 'nope'" in out.stderr
+        assert seedward("start", tid[:12], home=s.home.root).returncode == 0
+        wait_until(lambda: seeding(qbt, tid) and seeding(second, tid), 30, what="both seeding again")
     finally:
         s.stop()

@@ -199,3 +199,15 @@ def test_the_container_hook_spools_under_real_shells(tmp_path, shell):
             assert full.returncode == 2 and "cannot write" in full.stderr
     finally:
         os.chmod(hook_dir / "spool", 0o700)
+
+
+def test_the_host_hook_says_which_instance_called(tmp_path):
+    """With several instances on this host, the hook's line carries --instance NAME: the event says it."""
+    from plugin.hook import main
+
+    home = tmp_path / "home"
+    assert main(["--instance", "disk2", "--home", str(home), "added", HASH, "-", "n", "/data", "/data/n"]) == 0
+    (entry,) = spool.pending(home / "spool")
+    assert spool.read_event(entry)["instance"] == "disk2"
+    assert main(["--home", str(home), "--instance", "../x", "added", HASH, "-", "n", "/d", "/d/n"]) == 2
+    assert len(spool.pending(home / "spool")) == 1  # a bad name: nothing sent or spooled

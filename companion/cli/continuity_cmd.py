@@ -17,10 +17,9 @@ def run(args, ctx) -> int:
     if args.cached:
         reports = continuity.stored_reports(ctx.catalog, needed)
     else:
-        from ..qbt import Qbt
+        from ..instances import connect
 
-        qbt = Qbt.from_settings(ctx.settings.qbittorrent)
-        qbt.connect()
+        qbt = connect(ctx.settings, ctx.home)  # every instance's copies of the companions
         reports = continuity.observe(ctx.catalog, qbt, needed)
     if args.json:
         print_json({"parity_copies": needed, "companions": reports})

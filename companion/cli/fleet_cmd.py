@@ -51,12 +51,11 @@ def status(args, ctx) -> int:
 
 def adopt(args, ctx) -> int:
     from ..fleet.adopt import adopt as take
-    from ..qbt import Qbt
+    from ..instances import connect
 
     qbt = None
     if not args.dry_run:
-        qbt = Qbt.from_settings(ctx.settings.qbittorrent, home=ctx.home.ensure())
-        qbt.connect()
+        qbt = connect(ctx.settings, ctx.home.ensure())  # the first instance that sees where the payload goes
     out = take(ctx.catalog, ctx.store, qbt, args.owner, args.to, force=args.force, dry_run=args.dry_run)
     if args.json:
         print_json(out.as_dict())

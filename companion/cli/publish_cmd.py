@@ -77,10 +77,9 @@ def run(args, ctx) -> int:
     settings = ctx.settings.jobs
     category = settings.companion_category if args.seed_with == "qbittorrent" else ""
     if args.seed_with == "qbittorrent":
-        from ..qbt import Qbt
+        from ..instances import connect
 
-        qbt = Qbt.from_settings(ctx.settings.qbittorrent)
-        qbt.connect()
+        qbt = connect(ctx.settings, ctx.home)  # the first instance that sees the companion's folder (path_map)
         add_to_qbittorrent(qbt, companion, category)
     rows.add_companion(ctx.catalog, companion_id=meta.id, job_id=job_id, original_id=original["id"],
                        info_hash_v1=meta.info_hash_v1, info_hash_v2=meta.info_hash_v2, kind=meta.kind,

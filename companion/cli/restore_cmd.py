@@ -73,12 +73,10 @@ def _in_place(args, ctx, tid: str, snapshot_id: str, store) -> dict:
 
 
 def _qbt(settings):
-    from ..qbt import Qbt
+    from ..instances import connect
 
     try:
-        qbt = Qbt.from_settings(settings.qbittorrent)
-        qbt.connect()
-        return qbt
+        return connect(settings)  # every instance holding the torrent is stopped, rechecked, started
     except QbtError as exc:
         print(f"seedward: {exc}; writing back without qBittorrent (its stop, recheck and start wait in the catalog "
               "for the service)", file=sys.stderr)

@@ -16,10 +16,12 @@ def run_user(verb: str, args, ctx) -> int:
         return dry_run(verb, args, ctx, force)
     try:
         fields = {"force": True} if force else {}
+        if getattr(args, "instance", None):
+            fields["instance"] = args.instance  # several qBittorrent instances: only this one
         out = request(ctx.home, f"user_{verb}", id=args.id, operator=operator, **fields)
         out["via"] = "service"
     except ServiceNotRunning:
-        out = _local(verb, ctx, args.id, operator, force)
+        out = _local(verb, ctx, args.id, operator, force, getattr(args, "instance", None))
         out["via"] = "local"
     if args.json:
         print_json(out)
@@ -30,14 +32,13 @@ def run_user(verb: str, args, ctx) -> int:
     return EXIT_OK
 
 
-def _local(verb: str, ctx, prefix: str, operator: str, force: bool) -> dict:
+def _local(verb: str, ctx, prefix: str, operator: str, force: bool, instance: str | None = None) -> dict:
     from ..drift import userstop
-    from ..qbt import Qbt
+    from ..instances import connect
 
     cat = ctx.catalog
     tid = cat.resolve_id(prefix)
-    qbt = Qbt.from_settings(ctx.settings.qbittorrent)
-    qbt.connect()
+    qbt = connect(ctx.settings, ctx.home, instance)  # every instance holding it (or the one named)
     if verb == "stop":
         return userstop.user_stop(cat, qbt, tid, operator=operator)
     row = cat.get_torrent(tid)

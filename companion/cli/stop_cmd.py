@@ -9,4 +9,6 @@ def register(sub) -> None:
     p.add_argument("id", metavar="ID", help="any unique prefix of an info hash")
     p.add_argument("--dry-run", action="store_true", help="say what would happen; ask nothing of qBittorrent")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--instance", metavar="NAME", help="several qBittorrent instances: only in this one (default: "
+                   "every instance holding the torrent)")
     p.set_defaults(func=lambda args, ctx: run_user("stop", args, ctx))

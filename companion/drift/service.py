@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 ID = {"type": "string", "pattern": "^[0-9a-fA-F]{1,64}$"}
 USER_ARGS = {"type": "object", "required": ["op", "id"], "additionalProperties": False, "properties": {
     "op": {"type": "string"}, "id": ID, "force": {"type": "boolean"},
-    "operator": {"type": "string", "maxLength": 200}}}
+    "operator": {"type": "string", "maxLength": 200},
+    "instance": {"type": "string", "maxLength": 40}}}  # several qBittorrent instances: only this one
 
 
 class DriftComponent:
@@ -134,14 +135,18 @@ class DriftComponent:
 
     # the user's own start and stop (through qBittorrent, recorded as the user's choice)
 
-    def user_stop(self, tid: str, operator: str = "") -> dict:
-        out = userstop.user_stop(self.service.catalog, self.service.qbt, tid, operator=operator, steps=self.steps)
+    def _qbt(self, instance: str | None):
+        qbt = self.service.qbt
+        return qbt.only(instance) if instance and hasattr(qbt, "only") else qbt
+
+    def user_stop(self, tid: str, operator: str = "", instance: str | None = None) -> dict:
+        out = userstop.user_stop(self.service.catalog, self._qbt(instance), tid, operator=operator, steps=self.steps)
         self.service.emit("user_stopped", tid, f"stopped by the user{f' ({operator})' if operator else ''}; "
                           "seedward will not start it", operator=operator)
         return out
 
-    def user_start(self, tid: str, force: bool = False, operator: str = "") -> dict:
-        out = userstop.user_start(self.service.catalog, self.service.qbt, tid, state=self.responder.state(tid),
+    def user_start(self, tid: str, force: bool = False, operator: str = "", instance: str | None = None) -> dict:
+        out = userstop.user_start(self.service.catalog, self._qbt(instance), tid, state=self.responder.state(tid),
                                   force=force, operator=operator, steps=self.steps)
         self.service.emit("user_started", tid, f"started by the user{' (--force)' if force else ''}", force=force,
                           operator=operator)
@@ -157,10 +162,11 @@ class DriftComponent:
             return live[0]
 
     def _stop_op(self, message: dict) -> dict:
-        return self.user_stop(self._resolve(message), str(message.get("operator", "")))
+        return self.user_stop(self._resolve(message), str(message.get("operator", "")), message.get("instance"))
 
     def _start_op(self, message: dict) -> dict:
-        return self.user_start(self._resolve(message), bool(message.get("force")), str(message.get("operator", "")))
+        return self.user_start(self._resolve(message), bool(message.get("force")), str(message.get("operator", "")),
+                               message.get("instance"))
 
     # status
 

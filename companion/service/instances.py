@@ -63,6 +63,8 @@ class Syncs:
         self.loops = [InstanceSync(service, inst, self) for inst in self.instances]
         for inst, loop in zip(self.instances, self.loops):
             inst.view = loop.get
+            if self.several:  # one instance: every call goes to it, as before
+                inst.connected = lambda loop=loop: loop.connected
 
     def __getattr__(self, name):  # the one loop's other fields (tests read audit_at, backoff, rid)
         if name.startswith("__") or name in ("loops",):

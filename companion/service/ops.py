@@ -27,7 +27,8 @@ BUILTIN = {
     "job_history": schema(limit=COUNT),
     "hook": schema(("event",), event={"enum": ["added", "finished"]},
                    hash={"type": "string", "maxLength": 64}, hash_v2={"type": "string", "maxLength": 64},
-                   name=TEXT, save_path=TEXT, content_path=TEXT),
+                   name=TEXT, save_path=TEXT, content_path=TEXT,
+                   instance={"type": "string", "maxLength": 40}),  # several qBittorrent instances: which one
     "events": schema(since=COUNT, limit=COUNT, last=COUNT, torrent_id=ID, after=TEXT),
     "action": schema(("action", "id"), action={"enum": ["verify", "snapshot", "heal", "drill", "stop", "start"]},
                      id=ID),

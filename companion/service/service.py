@@ -95,7 +95,7 @@ class Service:
         self._lock_fd: int | None = None
         self._spool_lock = threading.Lock()
         self.register_job("protect", protect_torrent)
-        self.add_component(ReachWatch(self))
+        self.reach = ReachWatch(self)  # folders that go away (unreachable) and come back
         self.on_status(lambda status: status_fields(self, status))
         self.register_job("stop", lambda service, job: service.qbt.stop(job.torrent_id))
         self.register_job("start", lambda service, job: service.qbt.start(job.torrent_id))
@@ -151,6 +151,7 @@ class Service:
         self.drain_spool()
         self.jobs.start()
         self.sync.start()
+        self.reach.start()
         for obj in self.components:
             self._start_component(obj)
         self._started = True
@@ -171,6 +172,7 @@ class Service:
             except Exception:
                 log.exception("component %r failed to stop", obj)
         self.sync.join()
+        self.reach.stop()
         self.sweep.join()
         self.jobs.stop()
         self.control.stop()
