@@ -65,6 +65,18 @@ def _drain(q, want, timeout=5.0):
     return got
 
 
+def _drain_kinds(q, want, timeout=5.0):
+    got = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not want <= got:
+        try:
+            ev = q.get(timeout=0.1)
+            got.add((ev.kind, ev.path))
+        except queue.Empty:
+            pass
+    return got
+
+
 def test_watch_shared_directory_and_hardlinks_on_real_inotify(tmp_path):
     (tmp_path / "seed").mkdir()
     (tmp_path / "library").mkdir()
@@ -78,7 +90,7 @@ def test_watch_shared_directory_and_hardlinks_on_real_inotify(tmp_path):
     try:
         w.track("t1", {0: str(a), 1: str(b)}, hardlinked={1})
         w.track("t2", {0: str(a)})
-        assert w.watch_count() == (1, 1)  # one folder watch shared by both torrents, one inode watch
+        assert w.watch_count() == (1, 2)  # one folder watch shared by both torrents, one inode watch per file
         with open(a, "r+b") as fh:
             fh.write(b"Z")
         assert str(a) in _drain(q, {str(a)})
@@ -86,10 +98,15 @@ def test_watch_shared_directory_and_hardlinks_on_real_inotify(tmp_path):
         with open(tmp_path / "library" / "b.flac", "r+b") as fh:  # through the other link
             fh.write(b"Z")
         assert str(b) in _drain(q, {str(b)})
+        os.link(a, tmp_path / "library" / "a.flac")  # a new hard link: only the inode's watch is told
+        assert ("attrib", str(a)) in _drain_kinds(q, {("attrib", str(a))})
         tmp = tmp_path / "seed" / ".a.tmp"
         tmp.write_bytes(b"x" * 1000)
         os.replace(tmp, a)
         assert str(a) in _drain(q, {str(a)})
+        w.rewatch("t1")  # the new inode at the path (the monitor does this after each check or heal)
+        os.link(a, tmp_path / "library" / "a2.flac")
+        assert ("attrib", str(a)) in _drain_kinds(q, {("attrib", str(a))})
         b.unlink()
         assert str(b) in _drain(q, {str(b)})
         w.untrack("t1")

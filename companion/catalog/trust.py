@@ -11,7 +11,7 @@ import json
 import sqlite3
 
 from .db_time import now_iso
-from .fleet import not_elsewhere, own
+from .fleet import not_elsewhere, own, owners
 from .schema import migration
 
 migration(
@@ -178,6 +178,19 @@ def hardlinked(cat) -> dict[str, list[str]]:
     return out
 
 
+def hardlinked_of(cat, torrent_ids) -> dict[str, list[str]]:
+    """hardlinked() for these torrents only."""
+    ids = list(torrent_ids)
+    out: dict[str, list[str]] = {}
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        marks = ",".join("?" * len(part))
+        for r in cat.query(f"SELECT torrent_id, path FROM files WHERE nlink > 1 AND torrent_id IN ({marks})"
+                           " ORDER BY torrent_id, file_index", tuple(part)):
+            out.setdefault(r["torrent_id"], []).append(r["path"])
+    return out
+
+
 def interrupted_heals(cat) -> list[sqlite3.Row]:
     mine, keys = not_elsewhere(cat)
     return cat.query(f"SELECT * FROM heals WHERE outcome = 'running' AND {mine} ORDER BY id", keys)
@@ -204,3 +217,29 @@ def status_fields(cat) -> dict[str, dict]:
         out.setdefault(tid, {})["stopped"] = {"by": "seedward", "since": hold["since"], "because": hold["because"],
                                               "steps": hold["steps"], "resume": hold["resume"], "error": hold["error"]}
     return out
+
+
+migration(
+    1202,
+    """
+-- the few files with other hard links, found without reading every files row (status, invariants)
+CREATE INDEX files_linked ON files(torrent_id, file_index) WHERE nlink > 1;
+-- what changed since the drift monitor's last look (it follows the catalog incrementally)
+CREATE INDEX torrents_updated ON torrents(updated_at);
+""",
+)
+
+
+def torrents_changed(cat, since: str) -> list[sqlite3.Row]:
+    """This service's torrents (removed ones too) whose row changed at or after `since` (ISO time)."""
+    keys = set(owners(cat))  # (filtered here: the planner would rather walk the owner index than updated_at's)
+    return [r for r in cat.query("SELECT * FROM torrents WHERE updated_at >= ? ORDER BY updated_at", (since,))
+            if (r["owner"] if "owner" in r.keys() else "") in keys]
+
+
+def torrent_states(cat) -> list[sqlite3.Row]:
+    """id, protection, category, tags, save_path and torrent_file of this service's torrents (not
+    removed): the columns the invariant checks and the monitor's full refresh read, nothing more."""
+    mine, keys = own(cat)
+    return cat.query(f"SELECT id, protection, category, tags, save_path, torrent_file, updated_at FROM torrents"
+                     f" WHERE removed_at IS NULL AND {mine}", keys)

@@ -98,7 +98,7 @@ def violations(torrents, live: dict, holds: dict, work: dict, hardlinked: dict, 
 class Invariants:
     """Runs the checks for the drift component (after each sync) and repairs what it can."""
 
-    def __init__(self, component, *, full_seconds: float = 10.0, sweep_files: int = 2000):
+    def __init__(self, component, *, full_seconds: float = 30.0, sweep_files: int = 2000):
         self.component = component
         self.full_seconds = full_seconds
         self.sweep_files = sweep_files
@@ -128,19 +128,18 @@ class Invariants:
         monitor, responder = c.monitor, c.responder
         steps = responder.steps
         holds = steps.all() if steps is not None else {}
-        rows = cat.list_torrents(include_removed=False)
-        if only is not None:
-            keep = set(only) | set(holds)
-            rows = [r for r in rows if r["id"] in keep]
+        if only is None:
+            rows = trust.torrent_states(cat)
+        else:  # the torrents this sync changed, and every torrent seedward holds
+            rows = [r for tid in set(only) | set(holds) if (r := cat.get_torrent(tid)) and not r["removed_at"]]
         rows = [dict(r, protection=responder.overlay.get(r["id"], r["protection"])) for r in rows]
         status = monitor.status()
         work = {"checking": status["checking"], "suspect": status["suspect"], "retries": status["retries"],
                 "swarm": set(responder.swarm)}
         sync = c.service.sync
         live = sync.snapshot() if only is None else {h: t for h in {r["id"] for r in rows} if (t := sync.get(h))}
-        found = violations(rows, live, holds, work, trust.hardlinked(cat),
-                           lambda row: responder.policy(row["id"]).response == "heal",
-                           qbt_known=sync.answering)
+        linked = trust.hardlinked(cat) if only is None else trust.hardlinked_of(cat, [r["id"] for r in rows])
+        found = violations(rows, live, holds, work, linked, lambda row: self._heals(row), qbt_known=sync.answering)
         self.checks += 1
         from ..catalog.db_time import now_iso
 
@@ -163,6 +162,10 @@ class Invariants:
             self.open.pop(key, None)
             self.first_seen.pop(key, None)
         return found
+
+    def _heals(self, row) -> bool:
+        tags = [t.strip() for t in (row["tags"] or "").split(",") if t.strip()]
+        return self.component.service.settings.protection.policy_for(row["category"] or "", tags).response == "heal"
 
     def repair(self, v: Violation, t: dict | None) -> None:
         c = self.component

@@ -1,11 +1,13 @@
 """Watchdog observers over protected payloads.
 
-One inotify watch per directory (watchdog), shared by every torrent with files in it. A
-hard-linked payload file also gets an inotify watch on its inode (inotify_simple; watchdog
-watches a file through its folder): a directory's watch sees a write only when it goes through
-that directory's link, and a tagger editing the library copy writes through the other one.
-Attribute changes are passed on as `attrib` events: a new hard link changes the file's link count
-(inotify IN_ATTRIB), which is how the monitor follows hard links as they appear.
+One inotify watch per directory (watchdog), shared by every torrent with files in it, sees
+writes, renames over, deletions. Every payload file also gets an inotify watch on its inode
+(inotify_simple), within a budget of half the user's inotify watches: a directory's watch sees a
+write only when it goes through that directory's link (a tagger editing a library's hard link
+writes through the other one), and a new hard link is reported only to the inode's own watchers
+(IN_ATTRIB: its link count), never to the folder's. That is how the monitor follows hard links
+as they appear; a file beyond the budget is left to the rolling stat sweep (drift/invariants.py),
+and a hard-linked one always gets its inode watch.
 A torrent not yet verified is watched through its content folder (`track_tree`, recursive).
 Producers only enqueue events; the monitor decides.
 """
@@ -16,6 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import inotify_simple
 from watchdog.events import (
@@ -60,34 +63,57 @@ class _Enqueue(FileSystemEventHandler):
             self.out.put(RawEvent(event.event_type, os.fsdecode(event.dest_path), now))
 
 
+def inode_budget() -> int:
+    """Inode watches seedward allows itself: half of the user's inotify watches."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text()) // 2
+    except (OSError, ValueError):
+        return 4096
+
+
 class InodeWatch:
-    """inotify watches on files' inodes (writes through any of their links), read on one thread."""
+    """inotify watches on files' inodes (writes through any of their links, link count changes),
+    read on one thread. add() again after a file got a new inode (a rename over, a heal): the old
+    inode's watch stays until the kernel drops it (IN_IGNORED)."""
 
     def __init__(self, out: queue.Queue):
         self.out = out
         self.inotify = inotify_simple.INotify()
-        self.paths: dict[int, str] = {}
-        self.wds: dict[str, int] = {}
+        self.paths: dict[int, str] = {}  # wd -> path (several wds may name one path: old inodes)
+        self.wds: dict[str, int] = {}  # path -> wd of its current inode
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
     def add(self, path: str) -> int:
-        wd = self.inotify.add_watch(path, LINK_MASK)
+        wd = self.inotify.add_watch(path, LINK_MASK | inotify_simple.flags.DONT_FOLLOW)
         with self.lock:
+            before = self.wds.get(path)
             self.paths[wd], self.wds[path] = path, wd
+            if before is not None and before != wd:  # a new inode at the path: the old one is not the seed
+                self.paths.pop(before, None)
+        if before is not None and before != wd:
+            try:
+                self.inotify.rm_watch(before)
+            except OSError:
+                pass
         return wd
 
     def remove(self, path: str) -> None:
         with self.lock:
-            wd = self.wds.pop(path, None)
-            if wd is None:
-                return
-            self.paths.pop(wd, None)
-        try:
-            self.inotify.rm_watch(wd)
-        except OSError:
-            pass  # the inode is gone: the kernel dropped the watch already
+            self.wds.pop(path, None)
+            mine = [wd for wd, p in self.paths.items() if p == path]
+            for wd in mine:
+                self.paths.pop(wd, None)
+        for wd in mine:
+            try:
+                self.inotify.rm_watch(wd)
+            except OSError:
+                pass  # the inode is gone: the kernel dropped the watch already
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.paths)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="drift-inodes", daemon=True)
@@ -109,6 +135,11 @@ class InodeWatch:
             for ev in events:
                 with self.lock:
                     path = self.paths.get(ev.wd)
+                    if ev.mask & inotify_simple.flags.IGNORED:  # the inode is gone, or the watch removed
+                        self.paths.pop(ev.wd, None)
+                        if path is not None and self.wds.get(path) == ev.wd:
+                            del self.wds[path]
+                        continue
                 if path is not None and ev.mask & WRITE_MASK:
                     self.out.put(RawEvent("modified", path, now))
                 elif path is not None and ev.mask & inotify_simple.flags.ATTRIB:
@@ -135,6 +166,8 @@ class PayloadWatch:
         self.dir_watches: dict[str, object] = {}
         self.dir_users: dict[str, int] = {}
         self.link_watches: dict[str, object] = {}
+        self.budget = inode_budget()
+        self.over_budget = False
         self.trees: dict[str, tuple[str, object]] = {}  # torrent -> (content path, watch): not yet verified
         self.started = False
 
@@ -160,11 +193,12 @@ class PayloadWatch:
             for index, path in canon.items():
                 if old.get(index) != path:
                     self._add(torrent_id, index, path)
-                if index in hardlinked and path not in self.link_watches:
-                    self._schedule_link(path)
-                elif index not in hardlinked and path in self.link_watches and len(self.files.get(path, ())) <= 1:
-                    self.link_watches.pop(path)
-                    self.links.remove(path)
+                if index in hardlinked or path in self.link_watches or len(self.links) < self.budget:
+                    self._schedule_link(path)  # (again: the file may have a new inode since)
+                elif not self.over_budget:
+                    self.over_budget = True
+                    log.warning("more payload files than %d inode watches: new hard links of the others are found "
+                                "by the stat sweep, not at once (raise fs.inotify.max_user_watches)", self.budget)
             for index, path in old.items():
                 if canon.get(index) != path:
                     self._drop(torrent_id, index, path)
@@ -255,11 +289,16 @@ class PayloadWatch:
             path = self.by_torrent.get(torrent_id, {}).get(index)
             if path is None:
                 return
-            if linked and path not in self.link_watches:
-                self._schedule_link(path)
-            elif not linked and path in self.link_watches:
-                self.link_watches.pop(path)
-                self.links.remove(path)
+            if linked or path in self.link_watches:
+                self._schedule_link(path)  # a hard-linked file is always watched through its inode
+
+    def rewatch(self, torrent_id: str) -> None:
+        """Watch the torrent's files through their inodes again: after a heal or a rename over, a
+        path has a new inode, and only the old one (now a library's, or the quarantine's) is watched."""
+        with self.lock:
+            for path in self.by_torrent.get(torrent_id, {}).values():
+                if path in self.link_watches or len(self.links) < self.budget:
+                    self._schedule_link(path)
 
     def lookup(self, path: str) -> set[tuple[str, int]]:
         """(torrent_id, file_index) pairs an event path concerns; a deleted or moved folder concerns
@@ -285,6 +324,6 @@ class PayloadWatch:
             return {t: dict(p) for t, p in self.by_torrent.items()}
 
     def watch_count(self) -> tuple[int, int]:
-        """(directory watches, hard-link watches)."""
+        """(directory watches, inode watches)."""
         with self.lock:
             return (sum(1 for w in self.dir_watches.values() if w is not None), len(self.link_watches))
