@@ -56,12 +56,13 @@ class SeedwardCollector:
     fields: qbt_state() -> sync state, store_path."""
 
     def __init__(self, catalog, store_path: Path, settings: MetricsSettings, qbt_state=lambda: "starting",
-                 qbt_syncs=lambda: 0, monotonic=time.monotonic):
+                 qbt_syncs=lambda: 0, monotonic=time.monotonic, qbt_instances=lambda: []):
         self.catalog = catalog
         self.store_path = Path(store_path)
         self.settings = settings
         self.qbt_state = qbt_state
         self.qbt_syncs = qbt_syncs
+        self.qbt_instances = qbt_instances  # [(name, sync state)] of every qBittorrent instance (issue 17)
         self.monotonic = monotonic
         self._store: tuple[float, dict] | None = None
         self._lock = threading.Lock()
@@ -168,6 +169,11 @@ class SeedwardCollector:
                                     "started")
         syncs.add_metric([], self.qbt_syncs())
         yield syncs
+        each = GaugeMetricFamily("seedward_qbittorrent_instance_up", "1 when this qBittorrent instance answers the "
+                                 "service ([[instances]]; the one [qbittorrent] is 'default')", labels=["instance"])
+        for name, instance_state in self.qbt_instances():
+            each.add_metric([name], 1 if instance_state == "connected" else 0)
+        yield each
 
         jobs = GaugeMetricFamily("seedward_queue_jobs", "Jobs in the service's queue per state", labels=["state"])
         for s, n in sorted({"queued": 0, "running": 0, **figures.queue_counts(cat)}.items()):
@@ -217,7 +223,9 @@ class MetricsServer:
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         registry.register(SeedwardCollector(self.catalog, store_path, self.settings,
-                                            qbt_state=lambda: service.sync.state, qbt_syncs=lambda: service.sync.syncs))
+                                            qbt_state=lambda: service.sync.state, qbt_syncs=lambda: service.sync.syncs,
+                                            qbt_instances=lambda: [(loop.instance.name, loop.state)
+                                                                   for loop in getattr(service.sync, "loops", [])]))
         host, port = self.address
         try:
             self.server, _thread = start_http_server(port, addr=host, registry=registry)

@@ -240,9 +240,16 @@ def test_each_instance_has_its_own_login_record_and_verbs(qbt, second, world, tm
 
 def test_a_refused_login_on_one_instance_leaves_the_other_protected(qbt, second, world):
     ids = world["ids"]
+    from companion.metrics import register as register_metrics
+    from prometheus_client.parser import text_string_to_metric_families
+    import urllib.request
+
     settings = two_instances(qbt, second)
     settings.instances[1] = replace(settings.instances[1], password="wrong")
-    s = start(settings, world["root"] / "home")
+    settings.metrics.listen = "127.0.0.1:0"
+    s = Service(Home(world["root"] / "home"), settings)
+    register_metrics(s)
+    s.start()
     try:
         wait_until(lambda: protection(s, ids["OnlyA"]) == "protected" and protection(s, ids["Both"]) == "protected",
                    60, what="main's torrents protected")
@@ -250,6 +257,12 @@ def test_a_refused_login_on_one_instance_leaves_the_other_protected(qbt, second,
         assert states["disk2"]["state"] == "login_failed" and states["main"]["state"] == "connected"
         assert states["disk2"]["login"]["failures_in_window"] == 1
         assert protection(s, ids["OnlyB"]) is None  # never seen: not guessed
+        port = next(c.port for c in s.components if getattr(c, "port", None))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            text = r.read().decode()
+        up = {x.labels["instance"]: x.value for f in text_string_to_metric_families(text)
+              if f.name == "seedward_qbittorrent_instance_up" for x in f.samples}
+        assert up == {"main": 1.0, "disk2": 0.0}
     finally:
         s.stop()
 
