@@ -8,6 +8,7 @@ unreachable ones coming back, every [service] reach_seconds.
 """
 
 import logging
+import os
 
 from .. import reach
 from ..catalog import reach as reach_rows
@@ -90,8 +91,6 @@ class ReachWatch:
 
     def step(self):
         s = self.service
-        if not s.sync.answering:
-            return None  # qBittorrent's view may be stale (it may be moving them)
         cat = s.catalog
         for row in reach_rows.unreachable_torrents(cat):
             live = s.sync.get(row["id"])
@@ -105,13 +104,17 @@ class ReachWatch:
             if why is None and unreachable_why(s, ids[0], save_path) is None:
                 continue  # there, on the filesystem its first torrent's files are on
             for tid in ids:
+                live = s.sync.get(tid)
+                if live is not None and (live.get("state") == "moving" or _moved(live.get("save_path"), save_path)):
+                    continue  # qBittorrent is moving it, or has: the protect job follows it there
                 per = why or unreachable_why(s, tid, save_path)
                 if per is None:
                     continue
                 row = cat.get_torrent(tid)
-                live = s.sync.get(tid)
                 note_unreachable(s, tid, row["name"] if row else tid, save_path, per,
                                  instance=(live or {}).get("instance") or (row["instance"] if row else None))
         return None
 
 
+def _moved(live_path, cataloged) -> bool:
+    return bool(live_path) and os.path.normpath(live_path) != os.path.normpath(cataloged)
