@@ -47,7 +47,7 @@ LEVELS = ("auto", "snapshot", "catalog", "exclude")
 class Policy:
     """Protection for torrents matching a category or tag."""
 
-    level: str = "snapshot"  # catalog | snapshot | exclude | auto (the ladder within [protection] budget)
+    level: str = "auto"  # auto (the ladder within [protection] budget) | snapshot | catalog | exclude
     response: str = "heal"  # alert | quarantine | heal
     snapshot_max_bytes: int = 0  # 0: no cap
     recheck: bool = False  # after every heal, wait for qBittorrent's full recheck before resuming
@@ -61,6 +61,7 @@ class ProtectionSettings:
     # The protection ladder (companion/ladder): extra disk for zones, parity and full snapshots under
     # `auto`, as a share of payload bytes ("2%") or a size ("500G").
     budget: str = "2%"
+    budget_min: str = "1G"  # the budget is at least this much: 2 % of a small library keeps next to nothing
     zone_head_kb: int = 64  # at least this much of each file's head is kept (more when its metadata is bigger)
     zone_tail_kb: int = 64  # and of its tail; both rounded up to whole pieces
     auto_snapshot_max_mb: int = 64  # under `auto`, torrents up to this size also get a full snapshot (budget allowing)
@@ -71,10 +72,11 @@ class ProtectionSettings:
     def check(self, where: str) -> None:
         from .ladder.budget import parse_budget
 
-        try:
-            parse_budget(self.budget)
-        except ConfigError as exc:
-            raise ConfigError(where, f"protection.budget: {exc.args[-1]}") from exc
+        for key in ("budget", "budget_min"):
+            try:
+                parse_budget(getattr(self, key))
+            except ConfigError as exc:
+                raise ConfigError(where, f"protection.{key}: {exc.args[-1]}") from exc
         if not 0 <= self.parity_percent <= 50:
             raise ConfigError(where, f"protection.parity_percent should be between 0 and 50, not {self.parity_percent}")
         if self.zone_head_kb < 0 or self.zone_tail_kb < 0 or self.auto_snapshot_max_mb < 0:

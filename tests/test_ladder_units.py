@@ -63,8 +63,15 @@ def test_coverage_command(tmp_path):
     assert t["torrent_id"] == tid and not t["classes"]["in_place_tag_edit"]["survives"]  # catalog only
     assert t["classes"]["tail_tag_appended"]["survives"]  # the shift heal needs nothing kept
     assert out["budget"]["budget"] == "2%" and out["budget"]["store_bytes"] == 0
+    assert out["budget"]["budget_bytes"] == 1 << 30  # 2 % of a small library: the 1 GiB floor (budget_min)
     seedward("snapshot", tid, home=home, check=True)
     out = json.loads(seedward("coverage", "--json", home=home, check=True).stdout)
     assert all(v["survives"] for v in out["torrents"][0]["classes"].values())
+    assert not out["budget"]["over_budget"]
+    (home / "config.toml").write_text('[protection]\nbudget_min = "0"\n')  # the share alone
+    out = json.loads(seedward("coverage", "--json", home=home, check=True).stdout)
     assert out["budget"]["over_budget"]  # a full snapshot is 100 % of the payload: more than 2 %, and said so
     assert "OVER BUDGET" in seedward("coverage", home=home, check=True).stdout
+    (home / "config.toml").write_text('[protection]\nbudget_min = "lots"\n')
+    bad = seedward("coverage", home=home)
+    assert bad.returncode == 2 and "protection.budget_min" in bad.stderr  # a clear one-line error

@@ -117,3 +117,37 @@ def latest_full_snapshot(cat, torrent_id: str) -> sqlite3.Row | None:
     return cat.one("SELECT s.*, m.reason AS suspect_reason FROM snapshots s LEFT JOIN suspect_snapshots m"
                    " ON m.snapshot_id = s.id WHERE s.torrent_id = ? ORDER BY s.created_at DESC, s.id DESC LIMIT 1",
                    (torrent_id,))
+
+
+migration(
+    1605,
+    """
+-- each torrent's coverage as the ladder last computed it (ladder/facts.py + coverage.py), for status
+CREATE TABLE coverage (
+    torrent_id TEXT PRIMARY KEY,
+    survives INTEGER NOT NULL,        -- damage classes survived (of the seven)
+    classes TEXT NOT NULL,            -- JSON {class: [tiers]} ([]: not covered)
+    computed_at TEXT NOT NULL
+);
+""",
+)
+
+
+def set_coverage(cat, torrent_id: str, survives: int, classes: dict) -> None:
+    import json
+
+    with cat.tx() as db:
+        db.execute("INSERT OR REPLACE INTO coverage VALUES (?, ?, ?, ?)",
+                   (torrent_id, survives, json.dumps(classes, separators=(",", ":")), now_iso()))
+
+
+def coverage_rows(cat) -> dict[str, sqlite3.Row]:
+    return {r["torrent_id"]: r for r in cat.query("SELECT * FROM coverage")}
+
+
+def stale_coverage(cat, limit: int) -> list[str]:
+    """Live torrents whose coverage is oldest (or was never computed), at most `limit`."""
+    return [r["id"] for r in cat.query(
+        "SELECT t.id FROM torrents t LEFT JOIN coverage c ON c.torrent_id = t.id WHERE t.removed_at IS NULL"
+        " AND t.protection NOT IN ('excluded', 'pending') ORDER BY c.computed_at IS NOT NULL, c.computed_at LIMIT ?",
+        (limit,))]

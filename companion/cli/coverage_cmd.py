@@ -26,7 +26,7 @@ def run(args, ctx) -> int:
     found = [coverage(torrent_facts(cat, tid)) for tid in ids]
     usage = rows.store_usage(cat)
     budget_text = ctx.settings.protection.budget
-    budget = budget_bytes(budget_text, usage["payload_bytes"])
+    budget = budget_bytes(budget_text, usage["payload_bytes"], ctx.settings.protection.budget_min)
     over = usage["bytes"] > budget
     summary = {"budget": budget_text, "budget_bytes": budget, "store_bytes": usage["bytes"],
                "zone_bytes": usage["zone_bytes"], "parity_bytes": usage["parity_bytes"],

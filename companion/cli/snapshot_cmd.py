@@ -1,6 +1,7 @@
 """`seedward snapshot ID|--all`: snapshot payloads into the store."""
 
 from ..errors import EXIT_OK, Error, NotFound
+from ..ladder.wants import full_snapshot_refused
 from ..locate import catalog_meta
 from .context import print_json
 
@@ -34,7 +35,7 @@ def run(args, ctx) -> int:
     if args.all:
         ids = []
         for r in ctx.catalog.list_torrents(include_removed=False):
-            why = skip_reason(ctx.settings, r)
+            why = skip_reason(ctx.settings, r, ctx.catalog)
             if why:
                 skipped.append({"id": r["id"], "reason": why})
             else:
@@ -89,14 +90,8 @@ def dry_run(args, ctx, ids: list[str], skipped: list[dict]) -> int:
     return EXIT_OK
 
 
-def skip_reason(settings, row) -> str | None:
+def skip_reason(settings, row, catalog) -> str | None:
     """Why --all leaves a torrent out: its state, or its protection policy (level, size cap)."""
     if row["protection"] in ("removed", "excluded", "baseline_bad"):
         return f"protection state {row['protection']}"
-    tags = [t.strip() for t in (row["tags"] or "").split(",") if t.strip()]
-    policy = settings.protection.policy_for(row["category"] or "", tags)
-    if policy.level != "snapshot":
-        return f"policy level {policy.level}"
-    if policy.snapshot_max_bytes and row["payload_size"] > policy.snapshot_max_bytes:
-        return f"larger than the policy's snapshot_max_bytes ({policy.snapshot_max_bytes:,})"
-    return None
+    return full_snapshot_refused(catalog, settings, row)  # level snapshot, or auto for a small torrent

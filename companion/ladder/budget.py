@@ -20,9 +20,15 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
     return None, int(value * UNITS[unit])
 
 
-def budget_bytes(text: str, payload_bytes: int) -> int:
+def budget_bytes(text: str, payload_bytes: int, minimum: str = "0") -> int:
+    """The budget in bytes: a share of the payload or a size, and at least `minimum` (a size):
+    2 % of a small library would keep next to nothing."""
     share, size = parse_budget(text)
-    return int(payload_bytes * share / 100) if share is not None else size
+    asked = int(payload_bytes * share / 100) if share is not None else size
+    floor_share, floor = parse_budget(minimum)
+    if floor_share is not None:
+        floor = int(payload_bytes * floor_share / 100)
+    return max(asked, floor)
 
 
 @dataclass
@@ -70,3 +76,23 @@ def plan(candidates: list[Candidate], budget: int) -> Plan:
         out.full.add(c.torrent_id)
         out.used += c.payload - c.zones  # a full snapshot holds the zones' chunks too
     return out
+
+
+def full_snapshot_refusal(prot, policy, payload_size: int, usage: dict, has_snapshot: bool) -> str | None:
+    """Why a torrent gets no full snapshot under its policy, None when it does (pure): level
+    `snapshot` always (within its snapshot_max_bytes); `auto` when the torrent is no bigger than
+    auto_snapshot_max_mb and the store has room for it within the budget (a torrent snapshotted
+    before costs next to nothing again)."""
+    if policy.snapshot_max_bytes and payload_size > policy.snapshot_max_bytes:
+        return f"larger than the policy's snapshot_max_bytes ({policy.snapshot_max_bytes:,})"
+    if policy.level == "snapshot":
+        return None
+    if policy.level != "auto":
+        return f"policy level {policy.level}"
+    if payload_size > prot.auto_snapshot_max_mb * 1024 * 1024:
+        return f"auto: larger than auto_snapshot_max_mb ({prot.auto_snapshot_max_mb} MiB); zones and parity instead"
+    budget = budget_bytes(prot.budget, usage["payload_bytes"], prot.budget_min)
+    if not has_snapshot and usage["bytes"] + payload_size > budget:
+        return (f"auto: a full snapshot ({payload_size:,} bytes) does not fit the budget {prot.budget}"
+                f" ({usage['bytes']:,} of {budget:,} bytes used); zones and parity instead")
+    return None

@@ -5,6 +5,7 @@ the store stays within [protection] budget (else an `over_budget` event says wha
 the heal's fallback when no snapshot holds the damaged bytes (drift's responder asks `supply`);
 and a `ladder` object in the status."""
 
+import json
 import logging
 import threading
 import time
@@ -13,15 +14,22 @@ from ..catalog import ladder as rows
 from ..catalog import parity as parity_rows
 from ..errors import Error, NotFound
 from ..locate import catalog_meta
+from ..loops import Loop
 from .budget import budget_bytes
+from .coverage import CLASSES, coverage
+from .facts import torrent_facts
 from .parity import ParityError, keep_parity, plan_sets, predicted
 from .sources import supply_for
+from .wants import full_snapshot_refused
 from .zones import keep_zones
 
 log = logging.getLogger(__name__)
 
 ZONED_LEVELS = ("auto", "snapshot")
 SUMMARY_SECONDS = 60.0
+SWEEP_SECONDS, SWEEP_TORRENTS = 60.0, 500  # coverage recomputed for the 500 oldest each minute
+CHANGES = ("zones", "parity", "snapshot", "healed", "heal_failed", "damaged", "drill_failed", "drill_passed",
+           "store_corrupt", "removed")
 
 
 class Ladder:
@@ -30,6 +38,7 @@ class Ladder:
         self._store = None
         self._lock = threading.Lock()
         self._summary: tuple[float, dict] | None = None
+        self._coverage: tuple[float, dict] | None = None  # torrent -> its coverage, as status shows it
 
     def store(self):
         with self._lock:
@@ -45,21 +54,17 @@ class Ladder:
         return self.service.settings.protection.policy_for(row["category"] if row else "", tags)
 
     def on_protected(self, event: dict) -> None:
+        """Zones after each verification (the protect job itself queues the full snapshot a small
+        `auto` torrent gets within the budget: ladder/wants.py)."""
         tid = event.get("torrent_id")
         if not tid or self.policy(tid).level not in ZONED_LEVELS:
             return
         self.service.enqueue("zones", tid, reason=event.get("reason", "protected"))
-        if self.policy(tid).level == "auto" and "snapshot" in self.service.job_kinds and self.full_fits(tid):
-            self.service.enqueue("snapshot", tid, reason="auto")
 
     def full_fits(self, tid: str) -> bool:
-        """auto: a small torrent also gets a full snapshot while the budget has room for it."""
-        cat, prot = self.service.catalog, self.service.settings.protection
-        row = cat.get_torrent(tid)
-        if row is None or row["payload_size"] > prot.auto_snapshot_max_mb * 1024 * 1024:
-            return False
-        usage = rows.store_usage(cat)
-        return usage["bytes"] + row["payload_size"] <= budget_bytes(prot.budget, usage["payload_bytes"])
+        """auto: a small torrent gets a full snapshot while the budget has room for it."""
+        row = self.service.catalog.get_torrent(tid)
+        return row is not None and full_snapshot_refused(self.service.catalog, self.service.settings, row) is None
 
     def zones_job(self, service, job) -> None:
         cat = service.catalog
@@ -92,7 +97,8 @@ class Ladder:
     def room(self) -> tuple[int, int]:
         """(bytes the store holds for the ladder and snapshots, the budget)."""
         usage = rows.store_usage(self.service.catalog)
-        return usage["bytes"], budget_bytes(self.service.settings.protection.budget, usage["payload_bytes"])
+        prot = self.service.settings.protection
+        return usage["bytes"], budget_bytes(prot.budget, usage["payload_bytes"], prot.budget_min)
 
     def within_budget(self, what: str) -> bool:
         used, budget = self.room()
@@ -147,21 +153,56 @@ class Ladder:
             usage = rows.store_usage(self.service.catalog)
             prot = self.service.settings.protection
             self._summary = (now, {**usage, "budget": prot.budget,
-                                   "budget_bytes": budget_bytes(prot.budget, usage["payload_bytes"])})
+                                   "budget_min": prot.budget_min,
+                                   "budget_bytes": budget_bytes(prot.budget, usage["payload_bytes"], prot.budget_min)})
         status.setdefault("service", {})["ladder"] = self._summary[1]
+        if self._coverage is None or now - self._coverage[0] >= SUMMARY_SECONDS:
+            self._coverage = (now, {tid: {"survives": c["survives"], "of": len(CLASSES), "computed_at": c["computed_at"],
+                                          "classes": json.loads(c["classes"])}
+                                    for tid, c in rows.coverage_rows(self.service.catalog).items()})
+        known = self._coverage[1]
+        for t in status.get("torrents", []):
+            if t.get("id") in known:
+                t["coverage"] = known[t["id"]]
+
+    # -- coverage in the status (kept in the catalog: computing it reads several tables per torrent)
+
+    def refresh_coverage(self, tid: str) -> None:
+        try:
+            c = coverage(torrent_facts(self.service.catalog, tid))
+        except Error as exc:
+            log.debug("%s: coverage not computed: %s", tid[:12], exc)
+            return
+        rows.set_coverage(self.service.catalog, tid, len(c.survived),
+                          {k: v["from"] if v["survives"] else [] for k, v in c.classes.items()})
+
+    def on_changed(self, event: dict) -> None:
+        if event.get("torrent_id"):
+            self.refresh_coverage(event["torrent_id"])
+
+    def sweep(self):
+        """A few torrents' coverage again, oldest first (siblings and snapshots come and go)."""
+        for tid in rows.stale_coverage(self.service.catalog, SWEEP_TORRENTS):
+            self.refresh_coverage(tid)
+        return None
 
     def start(self) -> None:
+        self._loop = Loop("ladder-coverage", self.sweep, SWEEP_SECONDS, first_wait=True)
+        self._loop.start()
         for component in self.service.components:
             responder = getattr(component, "responder", None)
             if responder is not None and hasattr(responder, "ladder"):
                 responder.ladder = self.supply
 
     def stop(self) -> None:
-        pass
+        if getattr(self, "_loop", None) is not None:
+            self._loop.stop()
 
 
 def register(service) -> None:
     ladder = Ladder(service)
+    for kind in CHANGES:  # what changes a torrent's coverage
+        service.on(kind, ladder.on_changed)
     service.register_job("zones", ladder.zones_job)
     service.register_job("parity", ladder.parity_job)
     service.on("protected", ladder.on_protected)

@@ -24,6 +24,7 @@ from .. import ownpaths
 from ..catalog import locations
 from ..catalog.reach import set_instance
 from ..errors import BadInput, Error
+from ..ladder.wants import full_snapshot_refused
 from ..locate import located_meta, wanted_files
 from ..manifests import atomic_write, torrent_manifest, torrent_relpath
 from ..protect import catalog_torrent, skipped_note
@@ -218,8 +219,8 @@ def _protect(service, job, guard=None) -> None:
     if result.ok:
         service.emit("protected", h, f"{meta.name}: verified against its torrent and cataloged"
                      + skipped_note(meta, result), record=False, reason=reason, bytes=result.bytes_read)
-        if policy.level == "snapshot" and "snapshot" in service.job_kinds:
-            service.enqueue("snapshot", h, reason="auto")
+        if "snapshot" in service.job_kinds and full_snapshot_refused(cat, service.settings, cat.get_torrent(h)) is None:
+            service.enqueue("snapshot", h, reason="auto")  # level snapshot, or auto for a small torrent (ladder/wants.py)
     else:
         service.emit(state, h, f"{meta.name}: payload does not match its torrent ({len(result.bad_pieces)} bad "
                      "pieces); not kept as a baseline", level="error", record=False,

@@ -8,13 +8,13 @@ caller that reads a snapshot segment by segment (the heal writer, drills, archiv
 exports) gets the same verified bytes as from an older, piece-aligned snapshot.
 """
 
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from ..catalog import content as rows
 from ..catalog import fssnap as fs_rows
+from ..ladder.proof import read_range
 from ..errors import StoreCorrupt
 from ..merkle import _next_pow2
 from ..torrent import BLOCK
@@ -94,7 +94,7 @@ class SegmentReader:
             if pl is None:
                 continue
             w = _next_pow2(max(1, -(-loc["length"] // BLOCK))) if loc["segments"] == 1 else max(1, pl // BLOCK)
-            data = _read_range(Path(loc["root"]) / loc["path"], loc["offset"], loc["length"])
+            data = read_range(Path(loc["root"]) / loc["path"], loc["offset"], loc["length"])
             if data is not None and chunk_root(data, w).hex() == segment_id:
                 return data
             raise StoreCorrupt(loc["root"], f"segment {segment_id}: the read-only snapshot's copy of {loc['path']}"
@@ -156,15 +156,3 @@ class SegmentReader:
             raise StoreCorrupt(self.store.backend.where, f"file content {sha256[:16]}: no stored chunk holds bytes"
                                f" {pos}..{offset + length}")
         return b"".join(parts)
-
-
-def _read_range(path: Path, offset: int, length: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.pread(fd, length, offset)
-        return data if len(data) == length else None
-    finally:
-        os.close(fd)
