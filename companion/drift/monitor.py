@@ -11,7 +11,8 @@ verification that a write overlapped. Whoever works on a torrent's files outside
 (a heal, a scrub, `restore`) claims it first (`claimed(tid)`); events that arrive meanwhile are
 kept and looked at again when the claim ends, so a change landing during a heal is never lost.
 A drift that could not be handled (the disk full, the store unreadable, an error) is retried
-with backoff until it is.
+with backoff until it is. (Its loop waits on the event queue, not on a clock: it is not a
+companion.loops.Loop, which the periodic drift threads use: qBittorrent's steps, the scrub timer.)
 """
 
 import logging

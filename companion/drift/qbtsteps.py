@@ -16,7 +16,7 @@ from ..catalog import trust
 from ..errors import Error
 from ..qbt import QbtLoginFailed, QbtNotFound, QbtUnreachable
 from .holds import Holds, running
-from ..loops import Backoff
+from ..loops import Backoff, Loop
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,17 @@ class QbtSteps(Holds):
         self.backoff = Backoff(0.5, backoff_max)
         self.down_until = 0.0
         self.error: str | None = None
-        self.thread: threading.Thread | None = None
+        self.thread: Loop | None = None
 
     # life cycle
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="qbt-steps", daemon=True)
-        self.thread.start()
+        self.thread = Loop("qbt-steps", self.tick, every=5.0, stopping=self.stopping, wake=self.wake).start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.stopping.set()
-        self.wake.set()
         if self.thread is not None:
-            self.thread.join(timeout)
+            self.thread.stop(timeout)
+        self.stopping.set()
 
     def want_tags(self, tid: str, add=(), remove=()) -> None:
         with self.lock:
@@ -90,12 +88,6 @@ class QbtSteps(Holds):
         return not self.pending(tid)
 
     # the worker
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            wait = self.tick()
-            self.wake.wait(wait)
-            self.wake.clear()
 
     def tick(self) -> float:
         """One pass over the holds and tags; returns how long to wait before the next."""

@@ -11,6 +11,7 @@ from functools import partial
 from .. import ownpaths
 from ..catalog import trust
 from ..errors import BadInput, NotFound
+from ..loops import Loop
 from ..service.protect_job import protect_torrent
 from . import userstop
 from .invariants import Invariants
@@ -49,8 +50,7 @@ class DriftComponent:
         self.monitor = DriftMonitor(service.catalog, self.responder, debounce=settings.service.debounce_seconds,
                                     on_intended=self._intended)
         self.invariants = Invariants(self)
-        self.scrub_stop = threading.Event()
-        self.scrub_thread: threading.Thread | None = None
+        self.scrub_loop: Loop | None = None
         service.register_job("heal", self._heal_job)
         service.register_job("scrub", self._scrub_job)
         service.register_job("protect", partial(protect_torrent, guard=self))
@@ -95,12 +95,12 @@ class DriftComponent:
         self.monitor.start(reconcile=self.reconcile)
         hours = self.service.settings.scrub.interval_hours
         if hours > 0:
-            self.scrub_thread = threading.Thread(target=self._scrub_timer, args=(hours * 3600,), name="drift-scrub",
-                                                 daemon=True)
-            self.scrub_thread.start()
+            self.scrub_loop = Loop("drift-scrub", lambda: self.service.enqueue("scrub", None, reason="scheduled") and None,
+                                   every=hours * 3600, first_wait=True).start()
 
     def stop(self) -> None:
-        self.scrub_stop.set()
+        if self.scrub_loop is not None:
+            self.scrub_loop.stop()
         self.responder.stopping.set()  # a swarm wait in progress ends now
         self.monitor.stop()
         self.steps.stop()
@@ -194,10 +194,6 @@ class DriftComponent:
         }
 
     # jobs
-
-    def _scrub_timer(self, every: float) -> None:
-        while not self.scrub_stop.wait(every):
-            self.service.enqueue("scrub", None, reason="scheduled")
 
     def _heal_job(self, service, job) -> None:
         """`action heal`: quick-verify every file of the torrent and respond to what is found."""

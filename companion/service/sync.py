@@ -19,7 +19,7 @@ import time
 
 from ..qbt import BUSY_STATES, QbtError, QbtLoginFailed, QbtUnreachable, is_complete
 from ..errors import DiskFull
-from ..loops import Backoff
+from ..loops import Backoff, Loop
 from .protect_job import HAS_BASELINE, split_tags
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,18 @@ class SyncLoop:
         self.audit_at: float | None = None
         self.next_sweep = time.monotonic() + self.sweep_seconds
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._thread: Loop | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="sync", daemon=True)
-        self._thread.start()
+        self._thread = Loop(self.name, self.once, every=self.poll_seconds, stopping=self.service.stopping).start()
 
     def join(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def name(self) -> str:
+        return "sync"
 
     def snapshot(self) -> dict[str, dict]:
         with self._lock:
@@ -101,26 +104,27 @@ class SyncLoop:
     def answering(self) -> bool:
         return self.state == "connected"
 
+    def once(self) -> float:
+        """One sync (companion.loops.Loop runs it); returns the seconds until the next."""
+        try:
+            self.step()
+            return self.poll_seconds
+        except QbtLoginFailed as exc:
+            self._down("login_failed", exc)
+            return max(1.0, self.qbt.login_wait)
+        except (QbtUnreachable, QbtError) as exc:
+            self._down("unreachable", exc)
+        except DiskFull as exc:  # the catalog's disk: one line, and the loop goes on when there is room
+            log.warning("sync: %s", exc)
+        except Exception as exc:  # a bug here must not spin or kill the loop
+            log.exception("sync loop error")
+            self._down("error", exc)
+        return self.backoff.next()
+
     def run(self) -> None:
-        stopping = self.service.stopping
-        while not stopping.is_set():
-            try:
-                self.step()
-                wait = self.poll_seconds
-            except QbtLoginFailed as exc:
-                self._down("login_failed", exc)
-                wait = max(1.0, self.qbt.login_wait)
-            except (QbtUnreachable, QbtError) as exc:
-                self._down("unreachable", exc)
-                wait = self.backoff.next()
-            except DiskFull as exc:  # the catalog's disk: one line, and the loop goes on when there is room
-                log.warning("sync: %s", exc)
-                wait = self.backoff.next()
-            except Exception as exc:  # a bug here must not spin or kill the loop
-                log.exception("sync loop error")
-                self._down("error", exc)
-                wait = self.backoff.next()
-            stopping.wait(wait)
+        """Sync until the service stops (on the calling thread)."""
+        while not self.service.stopping.is_set():
+            self.service.stopping.wait(self.once())
 
     def _down(self, state: str, exc: Exception) -> None:
         was = self._state
