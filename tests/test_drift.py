@@ -114,3 +114,37 @@ def test_watch_shared_directory_and_hardlinks_on_real_inotify(tmp_path):
         assert w.watch_count() == (0, 0)
     finally:
         w.stop()
+
+
+def test_every_promise_is_checked_by_the_invariants():
+    """drift/invariants.violations (pure): each rule breaks where it should and nowhere else."""
+    from companion.drift.invariants import RULES, violations
+
+    seeding = {"state": "stalledUP", "progress": 1.0, "tags": "seedward:protected"}
+    rows = [{"id": "ok", "protection": "protected"}, {"id": "stopped_by_us", "protection": "protected"},
+            {"id": "missing", "protection": "protected"}, {"id": "half", "protection": "protected"},
+            {"id": "orphan_heal", "protection": "healing"}, {"id": "forgotten", "protection": "damaged"},
+            {"id": "alerting", "protection": "damaged"}, {"id": "wrong_tag", "protection": "damaged"},
+            {"id": "linked", "protection": "protected"}, {"id": "user", "protection": "protected"},
+            {"id": "retrying", "protection": "protected"}]
+    live = {"ok": seeding, "stopped_by_us": dict(seeding, state="stoppedUP"),
+            "missing": dict(seeding, state="missingFiles"), "half": dict(seeding, state="stalledDL", progress=0.8),
+            "orphan_heal": dict(seeding, tags="seedward:healing"),
+            "forgotten": dict(seeding, tags="seedward:damaged"), "alerting": dict(seeding, tags="seedward:damaged"),
+            "wrong_tag": dict(seeding, tags="seedward:protected"), "linked": seeding,
+            "user": dict(seeding, state="stoppedUP"), "retrying": seeding}
+    holds = {"stopped_by_us": {"since": "T", "because": "drift", "steps": [], "settled": False}}
+    work = {"checking": set(), "suspect": set(), "retries": {"retrying": {}}, "swarm": set()}
+    found = {(v.torrent_id, v.rule) for v in violations(rows, live, holds, work, {"linked": ["a.flac"]},
+                                                         lambda row: row["id"] not in ("alerting", "wrong_tag"))}
+    assert found == {("stopped_by_us", "held-worked-on"), ("missing", "protected-seeding"),
+                     ("half", "protected-seeding"), ("orphan_heal", "healing-running"),
+                     ("forgotten", "damaged-handled"), ("wrong_tag", "tags-mirror"), ("linked", "tags-mirror"),
+                     ("retrying", "protected-intact")}
+    assert {rule for _, rule in found} == set(RULES)
+    # qBittorrent not answering: only what needs no view of it
+    blind = {(v.torrent_id, v.rule) for v in violations(rows, live, holds, work, {}, lambda row: True,
+                                                         qbt_known=False)}
+    assert blind == {("stopped_by_us", "held-worked-on"), ("orphan_heal", "healing-running"),
+                     ("forgotten", "damaged-handled"), ("alerting", "damaged-handled"), ("wrong_tag", "damaged-handled"),
+                     ("retrying", "protected-intact")}
