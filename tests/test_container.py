@@ -148,6 +148,10 @@ def test_without_path_map_unreachable_with_the_hint_then_protected_once_mapped(b
         assert "seedward:protected" not in qbt_tags(box.qbt, tid)
     finally:
         s.stop()
+    offline = json.loads(seedward("status", "--json", home=home).stdout)  # no service: from the catalog
+    entry = next(t for t in offline["torrents"] if t["id"] == tid)
+    assert entry["protection"] == "unreachable" and "path_map" in entry["unreachable"]["hint"]
+    assert "does not exist on this host" in entry["unreachable"]["reason"]
     # The same home, with path_map: qBittorrent's path is this host's, the payload is verified there.
     s = service(box, home)
     try:

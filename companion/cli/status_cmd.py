@@ -19,7 +19,25 @@ def status_data(ctx) -> dict:
     try:
         return request(ctx.home, "status")
     except ServiceNotRunning:
-        return attach(views.offline_status(ctx.catalog, ctx.home.root), Ledger(), ctx.catalog)
+        data = attach(views.offline_status(ctx.catalog, ctx.home.root), Ledger(), ctx.catalog)
+        _unreachable(ctx, data)
+        return data
+
+
+def _unreachable(ctx, data: dict) -> None:
+    """Without the service too: why a torrent is unreachable, and what to set (issue 17)."""
+    if not any(t.get("protection") == "unreachable" for t in data["torrents"]):
+        return
+    from .. import reach
+    from ..catalog.reach import unreachable_entries
+
+    found = unreachable_entries(ctx.catalog)
+    several = len(ctx.settings.qbt_instances()) > 1
+    for t in data["torrents"]:
+        u = found.get(t["id"])
+        if u is not None and t.get("protection") == "unreachable":
+            t["unreachable"] = {"since": u["since"], "save_path": u["save_path"], "reason": u["reason"],
+                                "hint": reach.hint(None if several else "default", several)}
 
 
 def run(args, ctx) -> int:
