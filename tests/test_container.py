@@ -330,3 +330,103 @@ def test_a_folder_moved_away_and_back_is_followed_without_rehashing(qbt, tmp_pat
     finally:
         s.stop()
         qbt.remove_all()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
+def test_folders_going_and_coming_back_in_random_order_keep_every_state_true(qbt, tmp_path):
+    """A small soak: two disks (tmpfs mounts) and a plain folder go away and come back in a random order
+    (seeded) under a running service with drift watching. After each step settles, every torrent is
+    `unreachable` exactly when its folder is not reachable and `protected` otherwise; at every sample in
+    between, no torrent is ever `damaged` or `healing` (an unmount is not drift) and nothing is written
+    under a mount point while its disk is away; at the end every payload is byte for byte the same."""
+    import random
+    import threading
+
+    from companion.drift.service import install
+    from tests.qbt import service_settings
+
+    rng = random.Random(17)
+    places = {"disk1": tmp_path / "disk1", "disk2": tmp_path / "disk2", "plain": tmp_path / "plain"}
+    for p in places.values():
+        p.mkdir()
+    mounted = set()
+
+    def mount(name):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(places[name])], check=True)
+        mounted.add(name)
+
+    for name in ("disk1", "disk2"):
+        mount(name)
+    originals, ids = {}, {}
+    try:
+        for n, (name, where) in enumerate(sorted(places.items())):
+            content = write_payload(where / f"T{n}", {"a.bin": 40_000 + n, "b.bin": 20_000}, seed=20 + n)
+            originals[name] = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in content.iterdir()}
+            torrent = make_torrent(content, kind="hybrid", out=tmp_path / f"T{n}.torrent")
+            ids[name] = qbt.add_torrent(torrent, where)
+        settings = service_settings(qbt)
+        settings.service.reach_seconds = 0.3
+        settings.scrub.interval_hours = 0
+        s = Service(Home(tmp_path / "home"), settings)
+        install(s)
+        s.start()
+        away: set = set()
+        seen_bad: list = []
+        stop = threading.Event()
+
+        def observe():
+            while not stop.wait(0.05):
+                for name, tid in ids.items():
+                    state = protection(s, tid)
+                    if state in ("damaged", "healing"):
+                        seen_bad.append((name, state))
+                for name in away & {"disk1", "disk2"}:
+                    if places[name].exists() and any(places[name].iterdir()):
+                        seen_bad.append((name, "written onto the mount point"))
+
+        def settled():
+            return all(protection(s, ids[n]) == ("unreachable" if n in away else "protected") for n in ids) \
+                and not s.catalog.pending_jobs()
+
+        try:
+            wait_until(settled, 60, what="every torrent protected")
+            watcher = threading.Thread(target=observe, daemon=True)
+            watcher.start()
+            for _step in range(8):
+                name = rng.choice(sorted(places))
+                if name in away:  # back: the disk mounted again with the same files, or the folder renamed back
+                    if name == "plain":
+                        (tmp_path / "plain.away").rename(places[name])
+                    else:
+                        mount(name)
+                        n = sorted(places).index(name)
+                        (places[name] / f"T{n}").mkdir()
+                        for f, (data, mtime) in originals[name].items():
+                            (places[name] / f"T{n}" / f).write_bytes(data)
+                            os.utime(places[name] / f"T{n}" / f, ns=(mtime, mtime))
+                    away.discard(name)
+                else:
+                    if name == "plain":
+                        places[name].rename(tmp_path / "plain.away")
+                    else:
+                        subprocess.run(["umount", "-l", str(places[name])], check=True)
+                        mounted.discard(name)
+                    away.add(name)
+                wait_until(settled, 60, what=f"the states after {name} {'left' if name in away else 'came back'}")
+                assert not seen_bad, seen_bad
+        finally:
+            stop.set()
+            s.stop()
+        for name in sorted(away):  # everything back for the final check
+            if name == "plain":
+                (tmp_path / "plain.away").rename(places[name])
+        for name, files in originals.items():
+            if name in away and name != "plain":
+                continue
+            n = sorted(places).index(name)
+            assert {p.name: p.read_bytes() for p in (places[name] / f"T{n}").iterdir()} == \
+                {f: data for f, (data, _m) in files.items()}
+    finally:
+        qbt.remove_all()
+        for name in mounted:
+            subprocess.run(["umount", "-l", str(places[name])], capture_output=True)
