@@ -3,7 +3,7 @@
 Exit codes (documented in the README):
   0 ok, 1 damage found / a check failed, 2 bad input or error,
   3 service not running, 4 qBittorrent unreachable or refused us,
-  5 store corrupt, 6 disk full, 11 locked.
+  5 store corrupt, 6 disk full, 11 locked, 13 a remote (archive or store) unreachable or refusing.
 """
 
 import errno
@@ -18,6 +18,7 @@ EXIT_QBT = 4
 EXIT_STORE_CORRUPT = 5
 EXIT_DISK_FULL = 6
 EXIT_LOCKED = 11
+EXIT_REMOTE = 13
 
 
 class Error(Exception):
@@ -86,6 +87,13 @@ class Locked(Error):
     """{} is locked by {}"""
 
     exit_code = EXIT_LOCKED
+
+
+class StoreUnreachable(Error):
+    """store {}: the remote cannot be reached or refused: {}"""
+
+    # not StoreCorrupt: an outage says nothing about the stored bytes (a check must not call them bad)
+    exit_code = EXIT_REMOTE
 
 
 class DiskFull(Error):

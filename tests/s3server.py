@@ -20,8 +20,9 @@ ACCESS, SECRET = "seedwardfleet", "seedward-fleet-secret-0123"
 
 class S3Server:
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, netns: str | None = None,
-                 root: Path | None = None):
+                 root: Path | None = None, keys: tuple[str, str] = (ACCESS, SECRET)):
         self.host, self.port, self.netns = host, port or free_port(), netns
+        self.keys = keys  # the access key and secret it accepts
         self.root = Path(root or tempfile.mkdtemp(prefix="seedward-s3-"))
         self.data = self.root / "data"
         self.proc = None
@@ -39,7 +40,7 @@ class S3Server:
         self.data.mkdir(parents=True, exist_ok=True)
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root),
-               "RCLONE_AUTH_KEY": f'"{ACCESS},{SECRET}"', "RCLONE_CONFIG": str(self.root / "server.conf")}
+               "RCLONE_AUTH_KEY": f'"{self.keys[0]},{self.keys[1]}"', "RCLONE_CONFIG": str(self.root / "server.conf")}
         (self.root / "server.conf").write_text("")
         log = open(self.root / "server.log", "ab")
         self.proc = subprocess.Popen([*prefix, rclone_binary(), "serve", "s3", "--addr", f"{self.host}:{self.port}",
@@ -62,11 +63,12 @@ class S3Server:
         """An rclone.conf with remote `name` for this server."""
         path = Path(path)
         path.write_text(f"[{name}]\ntype = s3\nprovider = Rclone\nendpoint = {self.endpoint}\n"
-                        f"access_key_id = {ACCESS}\nsecret_access_key = {SECRET}\n")
+                        f"access_key_id = {self.keys[0]}\nsecret_access_key = {self.keys[1]}\n")
         os.chmod(path, 0o600)
         return path
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """End the server, keeping its data (start() serves it again, on the same port)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -74,6 +76,9 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

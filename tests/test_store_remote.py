@@ -158,8 +158,10 @@ def test_the_index_is_rebuilt_from_the_packs(tmp_path, s3_server):
 
 
 def test_an_unreachable_store_is_a_clear_error(tmp_path):
+    """No server there: an error naming the store and why (rclone's own "is a file not a directory"
+    for a folder it could not open is replaced by the listing's cause), not the store's corruption."""
     from companion.demo.private_qbt import free_port
-    from companion.errors import StoreCorrupt
+    from companion.errors import EXIT_REMOTE, StoreCorrupt, StoreUnreachable
 
     conf = tmp_path / "rclone.conf"
     conf.write_text(f"[gone]\ntype = s3\nprovider = Rclone\nendpoint = http://127.0.0.1:{free_port()}\n"
@@ -169,6 +171,56 @@ def test_an_unreachable_store_is_a_clear_error(tmp_path):
     settings.store.remote = "gone:bucket/store"
     settings.store.rclone_config = str(conf)
     cat = Catalog(home.catalog_db)
-    with pytest.raises(StoreCorrupt, match="gone:bucket/store"):
+    with pytest.raises(StoreUnreachable, match="gone:bucket/store") as err:
         Store.for_home(home, settings, cat)
+    assert not isinstance(err.value, StoreCorrupt) and err.value.exit_code == EXIT_REMOTE
+    assert "connection refused" in str(err.value) and "is a file not a directory" not in str(err.value)
     cat.close()
+
+
+def test_a_remote_failing_mid_check_marks_nothing_bad(tmp_path):
+    """The server refuses the store's keys (they were rotated) between two packs of a check: the
+    check stops with the remote's error (exit 13), and no chunk is recorded bad, no snapshot suspect:
+    the stored bytes were never read. With the keys back the same check passes; the CLI says the
+    same in one line."""
+    from companion.catalog.chunks import bad_chunk_rows
+    from companion.catalog.drills import suspect_snapshots
+    from companion.errors import StoreUnreachable
+    from tests.helpers import seedward
+    from tests.s3server import S3Server
+
+    server = S3Server().start()  # its own server: this test takes it down
+    try:
+        host = Host(tmp_path, server, "six", "a")  # 1 MiB packs
+        data = tmp_path / "data-six"
+        write_payload(data / "six", {"a.bin": 1_300_000, "b.bin": 1_300_000}, seed=6)
+        meta = load_torrent(make_torrent(data / "six", PIECE, "hybrid", out=tmp_path / "six.torrent"))
+        snap = host.store.snapshot(meta, data, "manual")
+        assert len(objects(server, "six", "data")) >= 2
+        keys = server.keys
+
+        def rotate_keys(done, total):  # after the first pack was read back
+            if server.keys == keys:
+                server.halt()
+                server.keys = ("rotatedkey", "another-secret-0123456789")
+                server.start()
+
+        with pytest.raises(StoreUnreachable, match="six/store") as err:
+            host.store.scrub_packs(share_percent=100, progress=rotate_keys)
+        assert "403" in str(err.value)  # the server's refusal, as it said it
+        assert bad_chunk_rows(host.catalog) == [] and suspect_snapshots(host.catalog) == []
+        (host.home.root / "config.toml").write_text(
+            f'[store]\nremote = "fleet:six/store"\nrclone_config = "{host.settings.store.rclone_config}"\n')
+        proc = seedward("check-store", home=host.home.root)
+        assert proc.returncode == 13, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "fleet:six/store" in lines[0] and "InvalidAccessKeyId" in lines[0], lines
+        server.halt()
+        server.keys = keys
+        server.start()
+        result = host.store.check(read_data=True)
+        assert not result.errors and result.bytes_read >= meta.payload_size
+        assert [s.id for s in host.store.snapshots()] == [snap.id] and suspect_snapshots(host.catalog) == []
+        host.close()
+    finally:
+        server.stop()

@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..childenv import child_env
-from ..errors import ConfigError, Locked, StoreCorrupt
+from ..errors import ConfigError, Locked, StoreCorrupt, StoreUnreachable
 from .backend import Backend
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Rclone:
         deadline = time.monotonic() + START_SECONDS
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise StoreCorrupt("rclone", f"rclone rcd did not start: {self.log_tail()}")
+                raise StoreUnreachable("rclone", f"rclone rcd did not start: {self.log_tail()}")
             time.sleep(0.02)
 
     def log_tail(self) -> str:
@@ -163,6 +163,7 @@ class RemoteError(Exception):
         super().__init__(f"{what}: {why}")
         self.status = status
         self.missing = status == 404 or "not found" in why.lower()
+        self.short = status == 416  # a range past the object's end: it is shorter than the index says
 
 
 class RemoteBackend(Backend):
@@ -186,7 +187,12 @@ class RemoteBackend(Backend):
             pass
 
     def _fail(self, what: str, exc: Exception):
-        return StoreCorrupt(self.where, f"{what}: {exc}")
+        """What a failed call says about the store: an object missing or cut short is corruption;
+        anything else (no answer, refused credentials, a server error, rclone gone) is the remote's
+        failure and says nothing about the stored bytes (a check must not record them as bad)."""
+        if isinstance(exc, RemoteError) and (exc.missing or exc.short):
+            return StoreCorrupt(self.where, f"{what}: {exc}")
+        return StoreUnreachable(self.where, f"{what}: {exc}")
 
     def _stat(self, name: str) -> dict | None:
         try:
@@ -194,7 +200,21 @@ class RemoteBackend(Backend):
         except RemoteError as exc:
             if exc.missing:
                 return None
-            raise self._fail(f"cannot stat {name}", exc) from exc
+            raise self._fail(f"cannot stat {name}", self._cause(exc)) from exc
+
+    def _cause(self, exc: RemoteError) -> RemoteError:
+        """rclone hides why a store's folder could not be opened: when its first request fails (no
+        answer, refused keys) rclone takes the path for a file and says "is a file not a directory".
+        Listing the folder from the remote's root says why."""
+        root, sep, path = self.fs.partition(":")
+        if not sep:
+            return exc
+        try:
+            self.rc.call("operations/list", fs=root + ":", remote=path, opt={"noMimeType": True, "noModTime": True},
+                         _config={"LowLevelRetries": 1})  # the call that failed has retried already
+        except RemoteError as listed:
+            return listed
+        return exc
 
     def size(self, name: str) -> int:
         item = self._stat(name)
@@ -301,7 +321,7 @@ class RemoteBackend(Backend):
             keeper.stop()
             try:
                 self.delete(name)
-            except StoreCorrupt:
+            except (StoreCorrupt, StoreUnreachable):
                 log.warning("%s: could not delete lock %s; it goes stale in %.0f s", self.where, name, self.lock_expiry)
 
     def _conflict(self, mine: str, exclusive: bool) -> str | None:
@@ -322,7 +342,7 @@ class RemoteBackend(Backend):
                 try:
                     doc = json.loads(self.get_bytes(item["name"]))
                     return f"host {doc.get('host')} (pid {doc.get('pid')}, {'exclusive' if doc.get('exclusive') else 'shared'} lock)"
-                except (StoreCorrupt, ValueError):
+                except (StoreCorrupt, StoreUnreachable, ValueError):
                     return f"another host ({item['name']})"
         return None
 
@@ -342,7 +362,7 @@ class _Keeper(threading.Thread):
             try:
                 self.backend.put_bytes(self.lock_name, self.body)
                 last_ok = time.monotonic()
-            except (StoreCorrupt, Locked) as exc:
+            except (StoreCorrupt, StoreUnreachable, Locked) as exc:
                 if time.monotonic() - last_ok > self.backend.lock_expiry / 2:
                     self.backend.lost = f"not refreshed since {time.monotonic() - last_ok:.0f} s: {exc}"
                     log.error("%s: lock %s lost", self.backend.where, self.lock_name)
