@@ -158,6 +158,13 @@ class RetentionSettings:
     keep_yearly: int = 0
     removed_days: float = 0.0
 
+    def check(self, where: str) -> None:
+        for key in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
+            if getattr(self, key) < -1:
+                raise ConfigError(where, f"retention.{key} should be -1 (all), 0 or more, not {getattr(self, key)}")
+        if self.removed_days < 0:
+            raise ConfigError(where, f"retention.removed_days should be 0 (for ever) or more, not {self.removed_days}")
+
 
 @dataclass
 class QuarantineSettings:
@@ -165,6 +172,11 @@ class QuarantineSettings:
 
     keep_days: float = 90.0  # 0: no age limit
     max_mb: int = 0  # beyond, the oldest entries go first; 0: no cap
+
+    def check(self, where: str) -> None:
+        for key in ("keep_days", "max_mb"):
+            if getattr(self, key) < 0:
+                raise ConfigError(where, f"quarantine.{key} should be 0 (no limit) or more, not {getattr(self, key)}")
 
 
 @dataclass
@@ -349,6 +361,16 @@ class ArchiveSettings:
             raise ConfigError(where, f"[archive] lock_mode {self.lock_mode!r}: COMPLIANCE or GOVERNANCE")
         if any(getattr(self.immutable_days, t) < 0 for t in ("daily", "weekly", "monthly", "yearly")):
             raise ConfigError(where, "[archive.immutable_days] days must be >= 0")
+        # a retention of 0 or less would make every new set expired: the next prune deletes it
+        for key in ("keep_daily_days", "keep_weekly_weeks", "keep_monthly_days", "keep_yearly_days", "volume_mb",
+                    "min_volumes", "par2_single_max", "par2_group_max", "par2_group_size", "par2_window", "par2_slide"):
+            if getattr(self, key) < 1:
+                raise ConfigError(where, f"archive.{key} should be at least 1, not {getattr(self, key)}")
+        if self.volume_kb < 0:
+            raise ConfigError(where, f"archive.volume_kb should be 0 (use volume_mb) or more, not {self.volume_kb}")
+        if self.par2_slide > self.par2_window:
+            raise ConfigError(where, f"archive.par2_slide ({self.par2_slide}) should not exceed archive.par2_window "
+                              f"({self.par2_window}): volumes between two windows would have no recovery data")
 
 
 @dataclass
@@ -484,7 +506,7 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
     for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
-                    settings.store, settings.protection, settings.manifests):
+                    settings.store, settings.protection, settings.manifests, settings.quarantine, settings.retention):
         section.check(str(path or "config"))
     return settings
 
