@@ -289,3 +289,42 @@ def test_stop_and_start_one_instance_or_every_one_holding_it(qbt, second, world)
         wait_until(lambda: seeding(qbt, tid) and seeding(second, tid), 30, what="both seeding again")
     finally:
         s.stop()
+
+
+def test_archive_sets_carry_each_instances_state_and_restore_each_torrent_to_its_own(qbt, second, world, tmp_path):
+    """`archive create` carries every instance's qBittorrent state (scheduled runs refresh each one's
+    folder); `archive restore --into-qbittorrent` gives each torrent back to the instance that had it."""
+    ids = world["ids"]
+    home = tmp_path / "arch-home"
+    home.mkdir()
+    pa, pb = tmp_path / "pa", tmp_path / "pb"
+    pa.write_text(qbt.password + "\n")
+    pb.write_text(second.password + "\n")
+    remote = tmp_path / "remote"
+    (home / "config.toml").write_text(
+        f'[qbittorrent]\nusername = "{qbt.username}"\n\n'
+        f'[[instances]]\nname = "main"\nurl = "{qbt.url}"\npassword_file = "{pa}"\n\n'
+        f'[[instances]]\nname = "disk2"\nurl = "{second.url}"\npassword_file = "{pb}"\n\n'
+        f'[archive]\nremote = "{remote}"\nvolume_kb = 64\n')
+    (tmp_path / "pass").write_text("correct horse battery staple\n")
+    for name in ("OnlyA", "OnlyB"):
+        seedward("catalog", "add", world["root"] / f"{name}.torrent", world["root"] / "dl", home=home, check=True)
+        seedward("snapshot", ids[name], home=home, check=True)
+    assert seedward("qbt", "backup", home=home).returncode == 0
+    r = seedward("archive", "create", "--tier", "weekly", "--passphrase-file", tmp_path / "pass", "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    set_id = json.loads(r.stdout)["set_id"]
+    qbt.remove_all()
+    second.remove_all()
+    to = tmp_path / "restored"
+    r = seedward("archive", "restore", set_id, "--remote", remote, "--to", to, "--passphrase-file", tmp_path / "pass",
+                 "--into-qbittorrent", "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    added = {a["hash"] for a in json.loads(r.stdout)["qbittorrent"]["added"]}
+    assert added == {ids["OnlyA"], ids["OnlyB"]}
+    wait_until(lambda: qbt.client.torrents_info(torrent_hashes=ids["OnlyA"]), 30, what="OnlyA back in main")
+    wait_until(lambda: second.client.torrents_info(torrent_hashes=ids["OnlyB"]), 30, what="OnlyB back in disk2")
+    assert not qbt.client.torrents_info(torrent_hashes=ids["OnlyB"])
+    assert not second.client.torrents_info(torrent_hashes=ids["OnlyA"])
+    assert second.client.torrents_info(torrent_hashes=ids["OnlyB"])[0]["save_path"].rstrip("/") == \
+        str(to / "payload" / ids["OnlyB"])

@@ -71,10 +71,15 @@ def prune_job(service, job) -> None:
 
 def _backup_qbt_state(service) -> None:
     """Refresh qBittorrent's state in the manifests repo first, so the set carries today's."""
-    try:
-        result = qbtstate.backup(service.qbt, service.manifests, kept_torrents=service.home.torrents)
-    except Error as exc:  # an unreachable qBittorrent must not stop the set: it carries the last backup
-        log.warning("archive run: qBittorrent state not refreshed (%s); the set carries the last backup", exc)
-        return
-    if result.commit:
-        log.info("archive run: qBittorrent state backed up (%d documents changed)", len(result.changed))
+    for n, inst in enumerate(getattr(service, "instances", None) or [None]):  # each instance in its own folder
+        qbt = inst.qbt if inst is not None else service.qbt
+        folder = qbtstate.folder_for(inst.name, n == 0) if inst is not None else qbtstate.FOLDER
+        try:
+            result = qbtstate.backup(qbt, service.manifests, kept_torrents=service.home.torrents, folder=folder)
+        except Error as exc:  # an unreachable qBittorrent must not stop the set: it carries the last backup
+            log.warning("archive run: qBittorrent state of %s not refreshed (%s); the set carries the last backup",
+                        folder, exc)
+            continue
+        if result.commit:
+            log.info("archive run: qBittorrent state backed up in %s (%d documents changed)", folder,
+                     len(result.changed))

@@ -213,22 +213,43 @@ def run_restore(args, ctx) -> int:
 
 def into_qbittorrent(ctx, to: Path, result) -> dict:
     """Add the restored torrents to qBittorrent at to/payload/<hash>, with the set's qBittorrent
-    state (categories, tags, options); no hash check where the drill or a scan just verified it."""
+    state (categories, tags, options); no hash check where the drill or a scan just verified it.
+    Several instances: each torrent goes back to the instance whose backup in the set has it, the
+    others to the first instance."""
     from .. import qbtstate
     from ..qbt import Qbt
 
     state_root = to / "manifests"
-    if (state_root / qbtstate.STATE).is_file():
-        state = qbtstate.load(state_root)
-    else:
-        state = {"categories": {}, "tags": [], "torrents": {}}
-    for tid in result.torrents:  # a torrent the state does not know is added plainly
-        raw = (to / "torrents" / f"{tid}.torrent")
-        if tid not in state["torrents"] and raw.is_file():
-            state["torrents"][tid] = qbtstate.bare_document(tid, raw.read_bytes())
     verified = {d["torrent_id"] for d in result.drill if d["ok"]}
-    qbt = Qbt.from_settings(ctx.settings.qbittorrent, home=ctx.home.ensure())
-    qbt.connect()
-    report = qbtstate.restore(qbt, state, only=list(result.torrents),
-                              save_paths={tid: str(to / "payload" / tid) for tid in result.torrents}, verified=verified)
-    return report.to_json()
+    left = list(result.torrents)
+    merged: dict = {}
+    for n, st in enumerate(ctx.settings.qbt_instances()):
+        folder = qbtstate.folder_for(st.name, n == 0)
+        if (state_root / folder / "state.json").is_file():
+            state = qbtstate.load(state_root, folder)
+        else:
+            state = {"categories": {}, "tags": [], "torrents": {}}
+        mine = [tid for tid in left if tid in state["torrents"]]
+        if n == 0:
+            for tid in left:  # a torrent no backup knows is added plainly, to the first instance
+                raw = to / "torrents" / f"{tid}.torrent"
+                if tid not in state["torrents"] and raw.is_file() and not _in_other_backup(state_root, ctx, tid):
+                    state["torrents"][tid] = qbtstate.bare_document(tid, raw.read_bytes())
+                    mine.append(tid)
+        if not mine:
+            continue
+        qbt = Qbt.from_settings(st, home=ctx.home.ensure())
+        qbt.connect()
+        report = qbtstate.restore(qbt, state, only=mine, save_paths={tid: str(to / "payload" / tid) for tid in mine},
+                                  verified=verified).to_json()
+        left = [tid for tid in left if tid not in mine]
+        for key, value in report.items():
+            merged[key] = merged.get(key, []) + value if isinstance(value, list) else value
+    return merged or qbtstate.RestoreReport(dry_run=False).to_json()
+
+
+def _in_other_backup(state_root: Path, ctx, tid: str) -> bool:
+    from .. import qbtstate
+
+    return any((state_root / qbtstate.torrent_relpath(tid, qbtstate.folder_for(st.name, False))).is_file()
+               for st in ctx.settings.qbt_instances()[1:])
