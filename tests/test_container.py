@@ -304,17 +304,24 @@ def test_a_protected_torrents_disk_unmounted_is_unreachable_and_nothing_is_heale
 
 
 def test_a_folder_moved_away_and_back_is_followed_without_rehashing(qbt, tmp_path):
-    """The save path goes away (renamed, a share unmounted): unreachable. Back with its files unchanged
-    (same inodes, sizes, times): protected again from the catalog, without a second full read."""
+    """The save path goes away (renamed, a share unmounted): unreachable, and an Apprise notification
+    says so. Back with its files unchanged (same inodes, sizes, times): protected again from the
+    catalog, without a second full read."""
+    from companion.notify import register as register_notify
     from tests.qbt import service_settings
+    from tests.webhook import Receiver
 
     dl = tmp_path / "dl"
     content = write_payload(dl / "Season", {"e1.mkv": 60_000, "e2.mkv": 30_000}, seed=6)
     torrent = make_torrent(content, kind="v1", out=tmp_path / "Season.torrent")
     settings = service_settings(qbt)
     settings.service.reach_seconds = 0.5
+    hook = Receiver()
+    settings.notify.urls = [hook.url("/seedward")]
     qbt.remove_all()
-    s = Service(Home(tmp_path / "home"), settings).start()
+    s = Service(Home(tmp_path / "home"), settings)
+    register_notify(s)
+    s.start()
     try:
         tid = qbt.add_torrent(torrent, dl)
         wait_until(lambda: protection(s, tid) == "protected", 60, what="protected")
@@ -322,6 +329,9 @@ def test_a_folder_moved_away_and_back_is_followed_without_rehashing(qbt, tmp_pat
         dl.rename(tmp_path / "dl.away")
         wait_until(lambda: protection(s, tid) == "unreachable", 60, what="unreachable while the folder is away")
         assert "does not exist on this host" in request(s.home, "status")["torrents"][0]["unreachable"]["reason"]
+        note = wait_until(lambda: next((p["body"] for p in hook.posts if "unreachable" in str(p["body"])), None), 60,
+                          what="the unreachable notification")
+        assert "Season" in json.dumps(note) and "path_map" in json.dumps(note)
         (tmp_path / "dl.away").rename(dl)
         wait_until(lambda: protection(s, tid) == "protected", 60, what="protected again")
         assert s.catalog.get_torrent(tid)["last_verified"] == verified  # followed, not read again
@@ -329,6 +339,7 @@ def test_a_folder_moved_away_and_back_is_followed_without_rehashing(qbt, tmp_pat
         assert kinds.count("unreachable") == 1 and "reachable" in kinds
     finally:
         s.stop()
+        hook.close()
         qbt.remove_all()
 
 
