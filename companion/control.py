@@ -18,10 +18,11 @@ JSON object per line (UTF-8, ending in `\\n`; JSON escapes any newline inside a 
 
 Ops (the service's; features add theirs, see `seedward serve` in the README):
   ping                      -> {"pid", "version", "started_at"}
-  status                    -> the `seedward status --json` object ({"service", "torrents"})
+  status                    -> the `seedward status --json` object ({"service", "continuity", "torrents"})
+  dashboard                 -> the same, compact: {"service", "continuity", "fields", "rows": [[...], ...]}
   hook   {"event": "added"|"finished", "hash", "hash_v2", "name", "save_path", "content_path"}
                             -> {"id", "job": job id or null (already queued)}
-  events {"since": id, "limit": n, "last": n, "torrent_id": id}
+  events {"since": id, "limit": n, "last": n, "torrent_id": id, "after": ISO time}
                             -> {"events": [...]} (oldest first, id > since; `last`: the newest n)
   jobs                      -> {"jobs": [queued and running jobs]}
   job_history               -> {"ai": [AI jobs, newest first], "queue": [the work queue, newest first]}

@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import json
 
 import pytest
 from rich.text import Text
@@ -384,3 +385,29 @@ async def test_without_a_service_the_jobs_screen_reads_the_catalog_handed_in(hom
         queue = app.screen.query_one("#queue", DataTable)
         await until(pilot, lambda: queue.row_count == 1 and str(queue.get_row_at(0)[1]) == "drill", "the queue")
     assert home.catalog_db.stat().st_mtime_ns == before
+
+
+def test_the_compact_dashboard_answer_says_what_the_status_says():
+    from companion.service.dashboard import compact
+    from tui.model import parse_dashboard, parse_status
+
+    status = sample_status(extra=30)
+    odd = dict(status["torrents"][1], info_hash_v1="ab" * 20, jobs=[{"id": 3, "kind": "heal", "state": "running"}],
+               last_drill=None, companions=[{"parity": False}, {"parity": True}])
+    status["torrents"].append(dict(odd, id="cd" * 20, name="[odd] one"))
+    compact_view, full_view = parse_dashboard(compact(status)), parse_status(status)
+    assert compact_view.torrents == full_view.torrents
+    assert compact_view.continuity == full_view.continuity and compact_view.service == full_view.service
+    assert len(json.dumps(compact(sample_status(extra=2000)))) < len(json.dumps(sample_status(extra=2000))) * 0.7
+
+
+@aio
+async def test_a_service_without_the_dashboard_op_still_works(home):
+    service = FakeService(home.socket, dashboard=False).start()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(160, 30)) as pilot:
+            await until(pilot, lambda: table(app).row_count == 6, "rows from the full status")
+            assert "dashboard" in service.requests and "status" in service.requests
+    finally:
+        service.stop()

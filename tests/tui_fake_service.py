@@ -133,8 +133,11 @@ class FakeService:
     real Unix socket."""
 
     def __init__(self, socket_path: Path, status: dict | None = None, pieces: dict | None = None,
-                 events: list | None = None, jobs: list | None = None, catalog_db: Path | None = None):
+                 events: list | None = None, jobs: list | None = None, catalog_db: Path | None = None,
+                 dashboard: bool = True):
+        """dashboard: answer the compact `dashboard` op as the service does (False: an older service)."""
         self.socket_path = Path(socket_path)
+        self.dashboard = dashboard
         self.catalog_db = catalog_db
         self.status = status if status is not None else sample_status()
         self.pieces = pieces if pieces is not None else {h(0xD4E5F6): "o" * 40 + "dd" + "o" * 150 + "u" * 8}
@@ -180,6 +183,10 @@ class FakeService:
                 return {"ok": True}
             if op == "status":
                 return {"ok": True, **json.loads(json.dumps(self.status))}
+            if op == "dashboard" and self.dashboard:
+                from companion.service.dashboard import compact
+
+                return {"ok": True, **compact(self.status)}
             if op == "events":  # as the service: oldest first after `since`, or the newest `last`
                 found = [e for e in self.events if e["id"] > req.get("since", 0)
                          and req.get("torrent_id") in (None, e.get("torrent_id"))]

@@ -7,10 +7,10 @@ read-only answers): the TUI itself never opens the catalog.
 
 import asyncio
 
-from companion.control import AsyncClient, ControlError
+from companion.control import AsyncClient, ControlError, UnknownOp
 from companion.errors import Error, ServiceNotRunning
 
-__all__ = ["ControlError", "Door", "Error", "ServiceNotRunning"]
+__all__ = ["ControlError", "Door", "Error", "ServiceNotRunning", "UnknownOp"]
 
 
 class Door:

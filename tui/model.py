@@ -11,6 +11,7 @@ was healed is history, not an alarm: it shows as "healed 2h ago", never as a red
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 
 from companion.states import UNPROTECTED
 
@@ -42,14 +43,14 @@ FILTERS = ("all", "attention", "protected", "damaged", "healing", "unprotected",
 SORTS = ("protection", "name", "size", "verified", "snapshot", "qbt")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Drill:
     ok: bool | None
     rto_seconds: float | None
     at: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Continuity:
     """The service's `continuity` (issue 18's shape): the 7-day window."""
 
@@ -66,9 +67,9 @@ class Continuity:
         return bool(self.interruptions or self.intact_share)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TorrentView:
-    """One dashboard row."""
+    """One dashboard row (treated as immutable: a change is a new view, dataclasses.replace)."""
 
     id: str
     name: str
@@ -94,6 +95,10 @@ class TorrentView:
     heal_outcome: str | None = None  # the newest drift response: healed | failed | damaged | alerted | running
     heal_at: str | None = None
     coverage: tuple | None = None  # (damage classes survived, of how many)
+    reason: str | None = field(default=None, compare=False, repr=False)  # attention(self), set once
+
+    def __post_init__(self):
+        self.reason = attention(self)  # the sort, the filter and the header all ask: computed once per view
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,55 @@ def _fleet(fleet) -> tuple:
                   sum(int(v) for k, v in (m.get("torrents") or {}).items() if k != "removed")) for m in members)
 
 
+def parse_dashboard(answer: dict) -> Status:
+    """The service's `dashboard` answer (service/dashboard.py: one array of values per torrent, in
+    the order its `fields` names) as a Status, without building a dict per torrent."""
+    at = {name: i for i, name in enumerate(answer.get("fields") or ())}
+    window = str(answer.get("window") or "7d")
+
+    def col(name):
+        i = at.get(name)
+        return (lambda r: r[i]) if i is not None else (lambda r: None)
+
+    get = {name: col(name) for name in ("id", "name", "size", "protection", "qbt_state", "info_hash_v1",
+                                        "info_hash_v2", "seeds", "peers", "last_verified", "snapshot_at",
+                                        "snapshot_suspect", "drill_ok", "drill_rto", "drill_at", "drift_alerts",
+                                        "companions", "parity", "jobs", "continuity", "stopped_by", "stopped_since",
+                                        "stopped_because", "heal_outcome", "heal_at", "coverage")}
+    g = get
+    torrents = {}
+    names = tuple(get)
+    if all(n in at for n in names):  # every field there (the service's own answer): one C call per row
+        pick = itemgetter(*(at[n] for n in names))
+        for r in answer.get("rows") or ():
+            (tid, name, size, protection, qbt_state, v1, v2, seeds, peers, verified, snap_at, suspect, ok, rto,
+             drill_at, drift, companions, parity, jobs, cont, by, since, because, heal, heal_at, cover) = pick(r)
+            torrents[tid] = TorrentView(
+                tid, name or tid, int(size or 0), protection or "pending", qbt_state or "", tid if v1 == 1 else v1,
+                v2, seeds, peers, verified, snap_at, bool(suspect),
+                None if ok is None and drill_at is None and rto is None else Drill(ok, rto, drill_at), drift,
+                companions, parity, tuple(tuple(j) for j in jobs) if jobs else (),
+                None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0), cont[2],
+                                                     float(cont[3] or 0.0), cont[4]),
+                by, since, because, heal, heal_at, tuple(cover) if cover else None)
+        return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
+    for r in answer.get("rows") or ():
+        tid = g["id"](r)
+        v1, ok, cont, cover = g["info_hash_v1"](r), g["drill_ok"](r), g["continuity"](r), g["coverage"](r)
+        drill_at, rto = g["drill_at"](r), g["drill_rto"](r)
+        torrents[tid] = TorrentView(
+            tid, g["name"](r) or tid, int(g["size"](r) or 0), g["protection"](r) or "pending", g["qbt_state"](r) or "",
+            tid if v1 == 1 else v1, g["info_hash_v2"](r), g["seeds"](r), g["peers"](r), g["last_verified"](r),
+            g["snapshot_at"](r), bool(g["snapshot_suspect"](r)),
+            None if ok is None and drill_at is None and rto is None else Drill(ok, rto, drill_at),
+            g["drift_alerts"](r), g["companions"](r), g["parity"](r), tuple(tuple(j) for j in g["jobs"](r) or ()),
+            None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0),
+                                                 cont[2], float(cont[3] or 0.0), cont[4]),
+            g["stopped_by"](r), g["stopped_since"](r), g["stopped_because"](r), g["heal_outcome"](r), g["heal_at"](r),
+            tuple(cover) if cover else None)
+    return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
+
+
 def parse_status(status: dict, extra: dict[str, dict] | None = None) -> Status:
     """`extra`: per-torrent fields from elsewhere (the catalog; key "*" for every torrent); the service's
     own fields win."""
@@ -310,7 +364,7 @@ _RANK = {reason: i for i, reason in enumerate(ATTENTION)}
 
 def attention_rank(t: TorrentView) -> int:
     """The dashboard's first sort key: attention reasons in order, then healing, then the rest."""
-    reason = attention(t)
+    reason = t.reason
     if reason is not None:
         return _RANK[reason]
     return len(ATTENTION) if t.protection == "healing" else len(ATTENTION) + 1
@@ -329,7 +383,7 @@ def totals(torrents) -> Totals:
             counts[t.protection] += 1
         elif t.protection in UNPROTECTED:
             counts["unprotected"] += 1
-        reason = attention(t)
+        reason = t.reason
         if reason is not None:
             reasons[reason] = reasons.get(reason, 0) + 1
     ordered = tuple(sorted(reasons.items(), key=lambda kv: _RANK[kv[0]]))
@@ -348,7 +402,7 @@ def matches(t: TorrentView, filter_name: str, search: str) -> bool:
     if filter_name == "all":
         ok = t.protection != "removed"
     elif filter_name == "attention":
-        ok = attention(t) is not None or t.protection == "healing"
+        ok = t.reason is not None or t.protection == "healing"
     elif filter_name == "unprotected":
         ok = t.protection in UNPROTECTED
     else:

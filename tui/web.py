@@ -17,14 +17,21 @@ HOST = "127.0.0.1"
 
 
 class TokenServer(Server):
-    def __init__(self, command: str, token: str, **kwargs):
+    def __init__(self, command: str, token: str, out=None, **kwargs):
         super().__init__(command, **kwargs)
-        self.token = token
+        self.token, self.out = token, out
 
-    def _make_app(self) -> web.Application:
-        app = super()._make_app()
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()  # (textual-serve builds its app in a coroutine)
         app.middlewares.append(self._guard)
+        app.on_startup.append(self._announce)
         return app
+
+    async def _announce(self, _app) -> None:
+        """The address, once the port is about to take connections (aiohttp's startup)."""
+        if self.out is not None:
+            print(f"seedward: the dashboard is at http://{self.host}:{self.port}/?token={self.token} "
+                  "(this machine only; Ctrl-C stops it)", file=self.out, flush=True)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
@@ -44,7 +51,4 @@ class TokenServer(Server):
 def serve(command: str, port: int, out, token: str | None = None) -> None:
     """Serve until interrupted; tells `out` the address to open."""
     token = token or secrets.token_urlsafe(24)
-    server = TokenServer(command, token, host=HOST, port=port, title="seedward")
-    print(f"seedward: the dashboard is at http://{HOST}:{port}/?token={token} (this machine only; Ctrl-C stops it)",
-          file=out, flush=True)
-    server.serve()
+    TokenServer(command, token, out, host=HOST, port=port, title="seedward").serve()

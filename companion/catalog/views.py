@@ -76,46 +76,77 @@ class ReadOnly:
 def torrent_entries(cat, live: dict | None = None, now: datetime | None = None) -> list[dict]:
     """Every torrent of `seedward status --json`: the catalog's, overlaid with qBittorrent's live
     data (`live`: hash -> qBittorrent's fields), then the ones qBittorrent has and the catalog not yet."""
-    live = live or {}
+    return with_live(catalog_entries(cat, now), live or {}, set(owners(cat)))
+
+
+class Entries(list):
+    """The catalog's part of the status entries (what stays true until the catalog changes), with
+    the pending jobs by torrent and the torrents that are only the store's record of job outputs."""
+
+    jobs: dict
+    outputs: set
+
+
+def catalog_entries(cat, now: datetime | None = None) -> Entries:
     jobs: dict[str, list] = {}
     for j in pending_jobs(cat):
         if j["torrent_id"]:
             jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
     extras = _latest(cat, now or datetime.now(timezone.utc))
     snapshot, drill, drift, companions = extras["snapshot"], extras["drill"], extras["drift"], extras["companions"]
-    heal, bad_files, outputs = extras["heal"], extras["bad_files"], extras["job_outputs"]
+    heal, bad_files = extras["heal"], extras["bad_files"]
     held = trust.status_fields(cat)  # seedward's holds and the user's stops; hard-linked files
-    out, known = [], set()
+    out = Entries()
+    out.jobs, out.outputs = jobs, extras["job_outputs"]
     # Positional columns, not Row lookups by name: at 100,000 torrents that is seconds.
-    mine = set(owners(cat))
     for (tid, v1, v2, name, size, qbt_state, protection, verified, save_path, category, kind, policy,
          removed_at, owner) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
-        known.add(tid)
-        # a shared catalog: this host's qBittorrent says nothing about another host's torrent
-        here = live.get(tid) if owner in mine else None
-        if tid in outputs and not here and not qbt_state:
-            continue  # the store's record of a job's outputs, never in qBittorrent: not a torrent anyone seeds
         if protection == "protected" and tid in bad_files:
             # a file's last verdict is not ok: the torrent cannot be shown protected (the state must be true)
             protection = "damaged"
-        entry = {
+        out.append({
             "id": tid, "info_hash_v1": v1, "info_hash_v2": v2, "name": name, "size": size,
-            "qbt_state": (here or {}).get("state") or qbt_state or None, "protection": protection,
-            "last_verified": verified, "save_path": (here or {}).get("save_path") or save_path,
+            "qbt_state": qbt_state or None, "protection": protection,
+            "last_verified": verified, "save_path": save_path,
             "category": category, "kind": kind, "policy": policy or None, "removed_at": removed_at,
             "owner": owner,  # the service (host) whose qBittorrent has it; "" on a one-host catalog
             "jobs": jobs.get(tid, []), "snapshot": snapshot.get(tid), "last_drill": drill.get(tid),
             "drift_alerts": drift.get(tid, 0), "companions": companions.get(tid, []),
             "last_heal": heal.get(tid), "files_not_ok": bad_files.get(tid, 0),
             "stopped": held.get(tid, {}).get("stopped"), "hardlinked": held.get(tid, {}).get("hardlinked", []),
-        }
+        })
+    return out
+
+
+def with_live(entries: Entries, live: dict, mine: set) -> list[dict]:
+    """The entries (copies: `entries` stays as it was, so it can be kept) overlaid with qBittorrent's
+    live fields, then the torrents qBittorrent has and the catalog not yet."""
+    out, known = [], set()
+    for cat_entry in entries:
+        tid = cat_entry["id"]
+        known.add(tid)
+        # a shared catalog: this host's qBittorrent says nothing about another host's torrent
+        here = live.get(tid) if cat_entry["owner"] in mine else None
+        if tid in entries.outputs and not here and not cat_entry["qbt_state"]:
+            continue  # the store's record of a job's outputs, never in qBittorrent: not a torrent anyone seeds
+        entry = dict(cat_entry)
         if here:
+            entry["qbt_state"] = here.get("state") or entry["qbt_state"]
+            entry["save_path"] = here.get("save_path") or entry["save_path"]
             entry.update(_swarm(here))
         out.append(entry)
     for h, t in sorted(live.items(), key=lambda kv: kv[1].get("name", "")):
         if h not in known:
-            out.append(_live_entry(h, t, jobs))
+            out.append(_live_entry(h, t, entries.jobs))
     return out
+
+
+def data_version(cat) -> int | None:
+    """SQLite's count of commits by other connections (None where there is no such count): the
+    same number means the catalog is as it was, so what was read from it still holds."""
+    if not isinstance(cat, ReadOnly) or isinstance(cat.db, Catalog):
+        return None
+    return cat.one("PRAGMA data_version")[0]
 
 
 ENTRY_COLUMNS = ("id, info_hash_v1, info_hash_v2, name, payload_size, qbt_state, protection, last_verified, save_path,"

@@ -22,6 +22,7 @@ def schema(required: tuple = (), **fields) -> dict:
 BUILTIN = {
     "ping": schema(),
     "status": schema(),
+    "dashboard": schema(),
     "subscribe": schema(),
     "jobs": schema(),
     "job_history": schema(limit=COUNT),

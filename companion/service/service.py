@@ -44,7 +44,7 @@ from ..errors import Locked, NotFound
 from ..manifests import ManifestRepo
 from ..qbt import Qbt
 from ..scan import Scanner
-from . import ops
+from . import dashboard, ops
 from .bus import EventBus
 from .control import ControlServer
 from .instances import Syncs, status_fields
@@ -281,6 +281,8 @@ class Service:
             return {"pid": os.getpid(), "version": __version__, "started_at": self.started_at}
         if op == "status":
             return self.status()
+        if op == "dashboard":  # the status, compact: what the TUI's dashboard shows (service/dashboard.py)
+            return dashboard.compact(self.status())
         if op == "hook":
             return self.on_hook({k: v for k, v in message.items() if k != "op"}, source="socket")
         if op == "events":

@@ -8,10 +8,11 @@ from contextlib import nullcontext
 
 from .. import __version__, spool
 from ..catalog import views
-from ..continuity.library import Ledger, attach
+from ..continuity.library import Ledger
 from ..continuity.library import detail as continuity_detail
 
 STORE_SUMMARY_SECONDS = 60.0  # the store's totals read every chunk record: recomputed at most this often
+CONTINUITY_SECONDS = 10.0  # an unchanged catalog's continuity is computed again this often (the windows move)
 
 
 class StatusBuilder:
@@ -24,6 +25,9 @@ class StatusBuilder:
         self._lock = threading.Lock()
         self._reader = None
         self.ledger = Ledger()  # seeding continuity: the catalog's events, read once, then only new ones
+        self._build_lock = threading.Lock()
+        self._entries: tuple | None = None  # (data_version, views.Entries)
+        self._continuity: tuple | None = None  # (data_version, monotonic time, per torrent, library)
 
     def reader(self):
         cat = self.service.catalog
@@ -51,8 +55,37 @@ class StatusBuilder:
         s = self.service
         qbt, sync = s.qbt, s.sync
         cat = self.reader()
-        with cat.snapshot() if isinstance(cat, views.ReadOnly) else nullcontext():  # one point in time
-            return attach(self._build(s, qbt, sync, cat), self.ledger, cat)
+        with self._build_lock, cat.snapshot() if isinstance(cat, views.ReadOnly) else nullcontext():
+            status = self._build(s, qbt, sync, cat)  # every figure from one point in time
+            self._attach_continuity(status, cat)
+            return status
+
+    def _catalog_entries(self, cat) -> views.Entries:
+        """The catalog's part of the entries, read again only when the catalog changed since
+        (SQLite's data_version; a database server's catalog is read every time)."""
+        version = views.data_version(cat)
+        if self._entries is None or version is None or version != self._entries[0]:
+            self._entries = (version, views.catalog_entries(cat))
+            self._continuity = None
+        return self._entries[1]
+
+    def _attach_continuity(self, status: dict, cat) -> None:
+        """Each torrent's continuity and the library's: computed again when the catalog changed,
+        or CONTINUITY_SECONDS later (time moves the windows on)."""
+        version = self._entries[0] if self._entries else None
+        now = time.monotonic()
+        c = self._continuity
+        if c is None or version is None or c[0] != version or now - c[1] > CONTINUITY_SECONDS:
+            with self.ledger.lock:
+                self.ledger.refresh(cat)
+                per, library = self.ledger.reports(self._entries[1])
+            c = self._continuity = (version, now, {tid: r.short() for tid, r in per.items()}, library.short())
+        per = c[2]
+        missing = [e for e in status["torrents"] if e["id"] not in per]  # qBittorrent's, not cataloged yet
+        extra = {tid: r.short() for tid, r in self.ledger.reports(missing)[0].items()} if missing else {}
+        for e in status["torrents"]:
+            e["continuity"] = per.get(e["id"]) or extra[e["id"]]
+        status["continuity"] = c[3]
 
     def continuity(self, torrent_id: str, entry: dict | None = None) -> dict:
         """One torrent's full continuity (every window, the 7-day strip), for the `detail` op."""
@@ -84,5 +117,5 @@ class StatusBuilder:
                 "spool": len(spool.pending(s.home.spool)),
                 **self.store_summary(cat),
             },
-            "torrents": views.torrent_entries(cat, sync.snapshot()),
+            "torrents": views.with_live(self._catalog_entries(cat), sync.snapshot(), set(views.owners(cat))),
         }
