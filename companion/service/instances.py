@@ -40,6 +40,9 @@ class InstanceSync(SyncLoop):
             return t
         return self.syncs_facade.get(h) or t
 
+    def event_fields(self) -> dict:
+        return {"instance": self.instance.name} if self.syncs_facade.several else {}
+
     def owns(self, row) -> bool:
         if not self.syncs_facade.several:
             return True

@@ -67,6 +67,7 @@ def reachable_again(service, torrent_id: str, save_path) -> str:
     row = cat.get_torrent(torrent_id)
     service.emit("reachable", torrent_id, f"{row['name'] if row else torrent_id}: reachable again at {save_path}"
                  f" (was {previous or 'unknown'})", save_path=str(save_path), previous=previous)
+    service.emit("state", torrent_id, f"protection: {state}", state=state)  # the timeline's (continuity) state back
     if state == "damaged" and "heal" in service.job_kinds:
         service.enqueue("heal", torrent_id, reason="reachable")
     return state

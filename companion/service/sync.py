@@ -132,7 +132,8 @@ class SyncLoop:
         self.state, self.error = state, str(exc)
         if was != state:
             try:
-                self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning")
+                self.service.emit(f"qbt_{state}", None, str(exc), level="error" if state == "login_failed" else "warning",
+                                  **self.event_fields())
             except Exception:  # noqa: BLE001 - the event cannot be stored (a full disk): the loop goes on
                 log.warning("qBittorrent %s: %s (event not recorded)", state, exc)
 
@@ -152,7 +153,8 @@ class SyncLoop:
             self.state = "connected"
             self.connected_at = time.monotonic()
             self.audit_at = time.monotonic() + self.grace
-            s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {self.qbt.url}", version=version)
+            s.emit("qbt_connected", None, f"connected to qBittorrent {version} at {self.qbt.url}", version=version,
+                   **self.event_fields())
         data = self._timed(self.qbt.sync, self.rid)
         self.apply(data)
         self.rid = data["rid"]
@@ -221,6 +223,10 @@ class SyncLoop:
     def view(self, h: str, t: dict) -> dict:
         """The torrent as seedward sees it (several instances: merged over the ones holding it)."""
         return t
+
+    def event_fields(self) -> dict:
+        """What this loop's qbt_* events also say (several instances: which one)."""
+        return {}
 
     def owns(self, row) -> bool:
         """Is this catalog row this loop's to audit (several instances: its instance's rows)?"""
