@@ -4,6 +4,7 @@ A protected payload file is truncated; the dashboard must show the torrent go da
 protected while the service heals it, and the bytes on disk must be the original ones again.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ class Tmux:
     def start(self, command: list[str], env: dict, width: int = 160, height: int = 30) -> None:
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         subprocess.run(self.base + ["new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height),
-                                    f"env {exports} {' '.join(command)}"], check=True)
+                                    f"env -u COLUMNS -u LINES {exports} {' '.join(command)}"], check=True)  # the pane's size
 
     def screen(self) -> str:
         out = subprocess.run(self.base + ["capture-pane", "-p", "-t", "tui"], capture_output=True, text=True)
@@ -122,6 +123,9 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
     # The drift monitor picks up newly protected torrents on its 2 s refresh and says nothing outside
     # the process when it does: give it that long (a settle, not an assertion on time).
     time.sleep(5)
+    # `seedward events --follow` through the control socket, from before the drift
+    follow = subprocess.Popen([seedward_exe(), "events", tid[:12], "--follow", "--json"], env=dict(os.environ, **world["env"]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     clip = world["root"] / "dl" / "TuiHealDemo" / "clip.mkv"
     original = clip.read_bytes()
     os.truncate(clip, 40_000)  # truncation: written back whole, then qBittorrent rechecks
@@ -142,6 +146,28 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
     assert t["progress"] == 1
     i = seen.index("damaged")
     assert "healing" in seen[i:] and seen[-1] == "protected", f"states on screen: {seen}"
+
+    # Continuity (issue 18): the incident is counted, with its heal time, in status and on screen
+    def healed_continuity():
+        status = request(home / "control.sock", "status")
+        mine = next(t for t in status["torrents"] if t["id"] == tid)["continuity"]
+        return (status["continuity"], mine) if mine["median_heal_seconds"] is not None else None
+
+    library, mine = wait_until(healed_continuity, 30, 0.2, "the heal counted in the torrent's continuity")
+    assert set(mine) == {"window", "intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds",
+                         "last_incident"} and mine["window"] == "7d"
+    assert mine["interruptions"] >= 1 and mine["last_incident"] is not None and 0.0 < mine["intact_share"] < 1.0
+    assert 0 < mine["median_heal_seconds"] <= mine["longest_outage_seconds"]
+    assert library["interruptions"] >= 1 and library["last_incident"] == mine["last_incident"]
+    try:
+        wait_until(lambda: "seeding intact over 7 d" in tmux.screen() and "healed" in tmux.screen(), 30, 0.1,
+                   "the continuity header and the row's healed incident on screen")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{tmux.screen()}") from None
+    follow.terminate()
+    out, err = follow.communicate(timeout=30)
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert "drift" in kinds and "healed" in kinds and kinds.index("drift") < kinds.index("healed"), (kinds, err)
 
     # From the keyboard: open the torrent, ask for a verify, confirm, and watch the job finish.
     tmux.keys("/", "TuiHealDemo", "Enter")
