@@ -82,3 +82,14 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def without_file_privileges() -> list[str] | None:
+    """A command prefix under which root's permission bits apply (CAP_DAC_* dropped, uid kept, so
+    the venv stays reachable wherever the checkout lives); [] when not root; None without setpriv."""
+    if os.geteuid() != 0:
+        return []
+    exe = shutil.which("setpriv")
+    if exe is None:
+        return None
+    return [exe, "--inh-caps=-all", "--bounding-set=-all"]

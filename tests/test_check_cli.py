@@ -11,7 +11,7 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
-from tests.helpers import seedward
+from tests.helpers import seedward, without_file_privileges
 from tests.scan_cases import KIB, NAME, UNICODE, build, damage, multi_layout, sha256sum
 
 HEX = set("0123456789abcdef")
@@ -258,23 +258,10 @@ def test_symlink_inside_the_save_path_is_followed(tmp_path, hybrid):
     assert proc.returncode == 0, proc.stderr
 
 
-def _as_nobody() -> list[str] | None:
-    """A prefix that runs a command as an unprivileged user (root ignores permission bits)."""
-    exe = shutil.which("setpriv")
-    if exe is None or os.geteuid() != 0:
-        return None
-    cmd = [exe, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    seedward_exe = shutil.which("seedward") or str(Path(os.sys.executable).parent / "seedward")
-    probe = subprocess.run(cmd + [seedward_exe, "check", "--help"], capture_output=True, cwd="/")
-    return cmd if probe.returncode == 0 else None
-
-
 def test_unreadable_file(tmp_path, hybrid):
-    prefix = _as_nobody()
-    if os.geteuid() != 0:
-        prefix = []
-    elif prefix is None:
-        pytest.skip("running as root without a working setpriv: cannot make a file unreadable")
+    prefix = without_file_privileges()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
     # A world-traversable copy of the payload, with one file nobody may read.
     root = Path(tempfile.mkdtemp(prefix="seedward-unreadable-"))
     try:

@@ -18,7 +18,7 @@ from companion import ltsession
 from companion.errors import PayloadError
 from companion.scan import Scanner, quick_scan
 from companion.torrent import load_torrent
-from tests.helpers import flip_byte, make_torrent, write_payload
+from tests.helpers import flip_byte, make_torrent, without_file_privileges, write_payload
 from tests.scan_cases import KIB, NAME, build, multi_layout, retitle
 
 FLAGS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
@@ -236,9 +236,9 @@ def test_dev_zero_as_torrent_file_is_not_read(tmp_path):
 
 
 def test_unreadable_torrent_file_says_so(tmp_path):
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv to run as an unprivileged user")
+    prefix = without_file_privileges()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
     root = Path(tempfile.mkdtemp(prefix="seedward-unreadable-torrent-"))
     try:
         os.chmod(root, 0o755)
@@ -249,7 +249,7 @@ def test_unreadable_torrent_file_says_so(tmp_path):
             for f in filenames:
                 os.chmod(Path(dirpath) / f, 0o644)
         os.chmod(built.torrent, 0o000)
-        proc = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", seedward_exe(), "check",
+        proc = subprocess.run(prefix + [seedward_exe(), "check",
                                str(built.torrent), str(built.save)], capture_output=True, text=True, timeout=60,
                               cwd="/", env=dict(os.environ, SEEDWARD_HOME=str(root / "home"), HOME=str(root)))
         assert proc.returncode == 2, proc.stderr
