@@ -242,3 +242,42 @@ def test_a_full_quarantine_keeps_nothing_half_and_the_heal_follows_when_room_ret
     finally:
         service.stop()
         qbt.client.torrents_delete(delete_files=False, torrent_hashes="all")
+
+
+def test_a_full_archive_folder_or_restore_target_is_exit_6_and_leaves_nothing(tmp_path, small_disk):
+    """`archive create` with the set's build folder on a full disk, then `archive restore` into a full
+    one: exit 6 naming the folder and the room the set needs (7-Zip's own "errno=28" used to end as a
+    bad-input exit 2), nothing half-built there or on the remote, and the same commands work once
+    there is room."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    home, tid = configured_home(tmp_path, f'[archive]\nremote = "{remote}"\nvolume_kb = 64\n')
+    assert seedward("snapshot", tid, home=home).returncode == 0
+    (tmp_path / "pass").write_text("a passphrase for the full-disk test\n")
+    disk = small_disk("home/archive", 1 << 20)  # the outbox and staging live here
+    create = ("archive", "create", "--tier", "weekly", "--passphrase-file", tmp_path / "pass")
+    proc = seedward(*create, home=home)
+    assert proc.returncode == EXIT_DISK_FULL, proc.stderr
+    line = one_line(proc.stderr)
+    assert str(disk.path) in line and "no space left" in line and "needs " in line and "needs more" not in line, line
+    assert [f for f in disk.files() if f != "lock"] == [] and list(remote.iterdir()) == []
+    assert json.loads(seedward("archive", "list", "--json", home=home).stdout)["sets"] == []
+    disk.resize(64 << 20)
+    proc = seedward(*create, "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    set_id = json.loads(proc.stdout)["set_id"]
+    target = small_disk("target", 1 << 20)
+    proc = seedward("archive", "restore", set_id, "--to", target.path / "restored", "--passphrase-file",
+                    tmp_path / "pass", home=home)
+    assert proc.returncode == EXIT_DISK_FULL, proc.stderr
+    line = one_line(proc.stderr)
+    import re
+
+    need = re.search(r"needs ([0-9.]+) MiB", line)
+    assert str(target.path) in line and need and float(need.group(1)) >= 3.1, line  # the payload, at least
+    assert target.files() == [] and not any(target.path.iterdir())
+    target.resize(64 << 20)
+    proc = seedward("archive", "restore", set_id, "--to", target.path / "restored", "--passphrase-file",
+                    tmp_path / "pass", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert (target.path / "restored" / "payload" / tid / "big" / "a.bin").stat().st_size == 3_000_000

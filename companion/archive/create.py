@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..catalog import archives as records
-from ..errors import Locked
+from ..errors import DiskFull, Locked, is_disk_full
 from . import par2, sevenzip_tool
 from .contents import live_torrents, materialize, select, stage, write_staged
 from .errors import ArchiveError, RemoteError
@@ -153,10 +153,12 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         return _dry_run(set_id, actual, tier, promoted, sel, staged, remote, cfg, nominal, exe, until)
     clock = _Phases()
     early = None
+    need = None  # the room the set takes in the archive folder (outbox, and staging for store reads)
     try:
         staged = stage(sel, catalog, manifests.repo, store, home, staging)
-        volume_size = volume_size_for(staged.bytes, nominal, cfg.min_volumes,
-                                      size_class(actual, staged.bytes).redundancy)
+        share = size_class(actual, staged.bytes).redundancy
+        need = staged.bytes * (2 + share / 100)
+        volume_size = volume_size_for(staged.bytes, nominal, cfg.min_volumes, share)
         doc = {
             "format": FORMAT, "set_id": set_id, "tier": actual, "requested": tier, "promoted": promoted,
             "full": sel.full, "why": sel.why, "base_set": None if sel.full else previous["set_id"],
@@ -171,6 +173,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         if exe:
             live = live_torrents(catalog, store, staged) if _can_bind() else {}
             in_place = {id(e) for t in live.values() for e, _p, _i in t.files}
+            need = staged.bytes * (1 + share / 100) + sum(e.size for e in entries if id(e) not in in_place)
             materialize([e for e in entries if id(e) not in in_place], staging)
             clock.lap("stage")
             archives, digests = _write_7z(exe, entries, live, staging, outbox, set_id, volume_size, passphrase, doc,
@@ -215,11 +218,19 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         # not synced here: the catalog keeps the manifest, and an upload writes the file again from it
         write_staged(outbox / SET_MANIFEST, _public_json(doc))
         clock.lap("hash")
-    except BaseException:
+    except BaseException as exc:
         if early is not None:
             early.wait()
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(outbox, ignore_errors=True)
+        if isinstance(exc, DiskFull) or is_disk_full(exc):  # one line, the room the whole set needs
+            if need is None:  # full while staging: count the set without writing it
+                try:
+                    counted = stage(sel, catalog, manifests.repo, store, home, staging, dry_run=True).bytes
+                    need = counted * (2 + size_class(actual, counted).redundancy / 100)
+                except Exception:  # noqa: BLE001 - the disk-full error is what to report
+                    need = None
+            raise DiskFull(root, int(need) if need else None) from exc
         raise
 
     dest = remote.dest if remote else ""

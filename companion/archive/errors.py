@@ -6,6 +6,15 @@ reached or refused a transfer, 14 the set is incomplete (an interrupted upload).
 
 from ..errors import EXIT_DAMAGE, Error
 
+# how 7-Zip ("errno=28 : No space left on device"), par2 and rclone say the disk they write is full
+_NO_SPACE = ("no space left on device", "errno=28", "disk quota exceeded", "not enough space")
+
+
+def says_disk_full(text: str) -> bool:
+    """Does a child program's error text say the disk it writes to is full?"""
+    text = text.lower()
+    return any(s in text for s in _NO_SPACE)
+
 EXIT_WRONG_PASSPHRASE = 12
 EXIT_REMOTE = 13
 EXIT_INCOMPLETE = 14

@@ -25,8 +25,9 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ArchiveError
+from .errors import ArchiveError, says_disk_full
 from ..childenv import child_env
+from ..errors import DiskFull
 from ..scan import Cancelled
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ def create(folder: Path, base: str, volumes: list[str], p: Par2Plan, threads: in
         if threads:
             cmd.append(f"-t{threads}")
         cmd += ["--", str(folder / name)] + [str(folder / volumes[v]) for v in vols]
-        _run(cmd, f"par2 create {name}", cancel)
+        _run(cmd, f"par2 create {name}", cancel, writes_to=folder)
         names.append(name)
     return names
 
@@ -269,6 +270,8 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
                 continue
             result = subprocess.run([exe, "repair", "-q", "-q", f"-B{folder}", "--", str(folder / name)],
                                     capture_output=True, text=True, env=child_env("par2"))
+            if result.returncode != 0 and says_disk_full(result.stderr + result.stdout):
+                raise DiskFull(folder)  # not "beyond repair": par2 could not write the repaired volume
             if result.returncode == 0:
                 log.info("par2 %s repaired volumes %s", name, sorted(hit))
                 damaged -= hit
@@ -278,7 +281,7 @@ def repair(folder: Path, names: list[str], layout_sets: list[list[int]], damaged
     return damaged
 
 
-def _run(cmd: list[str], what: str, cancel=None) -> None:
+def _run(cmd: list[str], what: str, cancel=None, writes_to: Path | None = None) -> None:
     """Run par2; a set `cancel` event kills it (the service is stopping)."""
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env("par2"),
@@ -301,5 +304,7 @@ def _run(cmd: list[str], what: str, cancel=None) -> None:
         proc.wait()
         raise
     if proc.returncode != 0:
+        if writes_to is not None and says_disk_full(err + out):
+            raise DiskFull(writes_to)
         tail = (err or out).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
         raise ArchiveError(what, tail[0])

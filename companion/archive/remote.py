@@ -23,8 +23,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from ..childenv import child_env
+from ..errors import DiskFull
 from ..store.backend import fsync_dir
-from .errors import ArchiveError, RemoteError
+from .errors import ArchiveError, RemoteError, says_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,10 @@ class Remote:
         try:
             self._run("copy", "--ignore-checksum", "--files-from-raw", str(listing), "--no-traverse",
                       self.path(tier, set_id), str(local), what=f"download {set_id}")
+        except RemoteError as exc:
+            if says_disk_full(str(exc)):  # this host's disk, not the remote
+                raise DiskFull(local) from exc
+            raise
         finally:
             listing.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, DiskFull, is_disk_full
 from ..job import sha256_file
 from . import par2, sevenzip_tool
 from .errors import ArchiveDamaged, ArchiveError, IncompleteSet, SetNotFound, WrongPassphrase
@@ -168,6 +168,7 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
     partial = to.parent / f".{to.name}.seedward-partial"
     shutil.rmtree(partial, ignore_errors=True)
     t = time.perf_counter()
+    doc = None
     try:
         doc = remote.read_manifest(found.tier, found.set_id)
         result = RestoreResult(found.set_id, doc["tier"], str(to), remote.dest, reader="7z" if exe else "py7zr")
@@ -220,6 +221,12 @@ def restore_set(*, remote: Remote, set_ref: str, to: Path, passphrase: str, work
         if to.exists():
             to.rmdir()
         partial.rename(to)
+    except (DiskFull, OSError) as exc:
+        if not (isinstance(exc, DiskFull) or is_disk_full(exc)):
+            raise
+        where = exc.path if isinstance(exc, DiskFull) and not exc.path.startswith(str(partial)) else to.parent
+        need = sum(c["size"] for c in doc["contents"]) if doc else None  # what the set unpacks to
+        raise DiskFull(where, need) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(partial, ignore_errors=True)

@@ -24,10 +24,10 @@ from pathlib import Path
 import xxhash
 
 from ..childenv import child_env
-from ..errors import BadInput
+from ..errors import BadInput, DiskFull
 from ..scan import Cancelled
 from ..store.pack import start_writeback
-from .errors import ArchiveError, WrongPassphrase
+from .errors import ArchiveError, WrongPassphrase, says_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def write(exe: str, root: Path, members: list[str], folder: Path, base: str, vol
             options.seek(0)
             cmd = [shutil.which("bwrap") or "bwrap", "--args", str(options.fileno()), "--", *cmd]
         _run(cmd, root, passphrase, f"7z a {base}", watch=(watcher, folder, base) if watcher else None,
-             pass_fds=(options.fileno(),) if options else (), cancel=cancel)
+             pass_fds=(options.fileno(),) if options else (), cancel=cancel, writes_to=folder)
     finally:
         os.unlink(lst.name)
         if options is not None:
@@ -118,11 +118,11 @@ def extract(exe: str, folder: Path, first_volume: str, passphrase: str, dest: Pa
     """Decrypt and unpack every member under dest."""
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [exe, "x", "-y", "-bd", "-bso0", "-bsp0", "-spd", f"-o{dest}", str(folder / first_volume)]
-    _run(cmd, folder, passphrase, f"7z x {first_volume}", set_id=set_id)
+    _run(cmd, folder, passphrase, f"7z x {first_volume}", set_id=set_id, writes_to=dest)
 
 
 def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_id: str = "", pass_fds=(),
-         cancel: threading.Event | None = None) -> None:
+         cancel: threading.Event | None = None, writes_to: Path | None = None) -> None:
     line = _passphrase_line(passphrase)
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -156,6 +156,8 @@ def _run(cmd: list[str], cwd: Path, passphrase: str, what: str, watch=None, set_
         text = err.decode(errors="replace")
         if "Wrong password" in text and set_id:
             raise WrongPassphrase(set_id)
+        if says_disk_full(text):
+            raise DiskFull(writes_to or cwd)
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("7-Zip", "p7zip"))]
         raise ArchiveError(what, (lines[-1] if lines else f"exit {proc.returncode}")[:300])
 
