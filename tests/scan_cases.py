@@ -72,7 +72,7 @@ class Built:
 # Independent creators (not libtorrent): Debian's mktorrent and transmission-create, PyPI's torf
 # and torrentfile (the only one of them making v2 and hybrid torrents).
 INDEPENDENT = ["mktorrent", "transmission", "torf", "torrentfile-v1", "torrentfile-v2", "torrentfile-hybrid"]
-DROPS_EMPTY = {"transmission"}  # leaves empty files out of the torrent
+DROPS_EMPTY = {"transmission"}  # may leave empty files out (transmission-create 3.00 does, 4.x does not)
 
 
 def make_with(creator: str, top: Path, piece_length: int, out: Path) -> Path:
@@ -126,7 +126,7 @@ def build(tmp: Path, layout: dict[str, int], piece_length: int, creator: str, se
             continue
         files[fs.file_path(i)] = fs.file_size(i)
         offsets[fs.file_path(i)] = fs.file_offset(i)
-    listed = {p for p, size in layout.items() if size or creator not in DROPS_EMPTY}
+    listed = {p for p, size in layout.items() if size or p in files or creator not in DROPS_EMPTY}
     assert set(files) == listed, f"the torrent lists exactly the payload's files: {sorted(files)} vs {sorted(listed)}"
     faults = set()
     if creator not in ("v1", "v2", "hybrid"):
