@@ -7,7 +7,6 @@ is and why it is unreachable.
 """
 
 import logging
-import threading
 
 from ..catalog import reach as reach_rows
 from ..instances import merged_view
@@ -49,9 +48,9 @@ class InstanceSync(SyncLoop):
         inst = row["instance"] if "instance" in row.keys() else ""
         return inst == self.instance.name or (not inst and self.instance.index == 0)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"sync-{self.instance.name}", daemon=True)
-        self._thread.start()
+    @property
+    def name(self) -> str:
+        return f"sync-{self.instance.name}"
 
 
 class Syncs:
