@@ -268,6 +268,8 @@ class CatalogSettings:
             return Path(self.password_file).expanduser().read_text().strip() or None
         except OSError as exc:
             raise ConfigError(self.password_file, f"cannot read the catalog password: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(self.password_file, "the catalog password file is not UTF-8 text") from exc
 
 
 @dataclass

@@ -227,6 +227,8 @@ def configured_urls(settings: NotifySettings) -> list[tuple[str, str]]:
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(path, f"cannot read notify.urls_file: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:  # its URLs carry tokens: never shown
+            raise ConfigError(path, "notify.urls_file is not UTF-8 text") from exc
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         out += [(f"{path}:{i + 1}", u) for i, line in enumerate(lines) for u in split_urls(line)]
     return out

@@ -69,6 +69,8 @@ class PasswordSource:
             return self.file.read_text().strip()
         except OSError as exc:
             raise ConfigError(self.file, f"cannot read password file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:  # never shown: it is a secret
+            raise ConfigError(self.file, "the password file is not UTF-8 text") from exc
 
 
 def decide(record: dict, now: float, identity: list, window: float, max_fail: int) -> tuple[str, str | None, float]:

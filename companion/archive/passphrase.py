@@ -29,6 +29,8 @@ def get_passphrase(passphrase_file: str | None = None, env: dict | None = None, 
             lines = path.read_text().splitlines()
         except OSError as exc:
             raise BadInput(path, f"cannot read passphrase file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:  # never shown: it is the secret
+            raise BadInput(path, "the passphrase file is not UTF-8 text") from exc
         if not lines or not lines[0]:
             raise BadInput(path, "the passphrase file is empty (the passphrase is its first line)")
         return lines[0]

@@ -125,7 +125,8 @@ class Remote:
         cmd = [self.exe, "--retries", str(self.retries), "--low-level-retries", "3",
                "--contimeout", "10s", "--timeout", "60s", *args]
         try:
-            result = subprocess.run(cmd, capture_output=True, text=True, env=self._env(), timeout=self.timeout)
+            result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=self._env(),
+                                    timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
             raise RemoteError(self.dest, f"{what}: no answer within {self.timeout:.0f}s") from exc
         except OSError as exc:
@@ -254,7 +255,7 @@ class Remote:
     def read_manifest(self, tier: str, set_id: str) -> dict:
         if self.folder_path is not None:
             try:
-                text = (self.folder_path / tier / set_id / SET_MANIFEST).read_text()
+                text = (self.folder_path / tier / set_id / SET_MANIFEST).read_text(errors="replace")
             except OSError as exc:
                 raise RemoteError(self.dest, f"read {set_id}/{SET_MANIFEST} failed: {exc.strerror}") from exc
         else:
