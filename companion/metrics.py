@@ -211,6 +211,7 @@ class MetricsServer:
         self.server = None
         self.catalog = None
         self.port: int | None = None
+        self.error: str | None = None  # why there is no endpoint (a port in use), for status
 
     def start(self) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
@@ -234,6 +235,7 @@ class MetricsServer:
             self.catalog = None
             error = ConfigError(f"metrics.listen {self.settings.listen}", f"cannot listen: {exc.strerror or exc}")
             service.emit("metrics_failed", None, f"{error}; no Prometheus endpoint", level="error")
+            self.error = str(error)
             return
         self.port = self.server.server_address[1]
         log.info("metrics at http://%s/metrics", _hostport(host, self.port))
@@ -250,7 +252,8 @@ class MetricsServer:
             self.catalog = None
 
     def status(self, status: dict) -> None:
-        status["service"]["metrics"] = {"listen": _hostport(self.address[0], self.port) if self.port else None}
+        status["service"]["metrics"] = {"listen": _hostport(self.address[0], self.port) if self.port else None,
+                                        "error": self.error}
 
 
 def _hostport(host: str, port: int) -> str:

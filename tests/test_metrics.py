@@ -17,7 +17,7 @@ from companion.home import Home
 from companion.metrics import register
 from companion.service import Service
 
-from .helpers import flip_byte, wait_until
+from .helpers import flip_byte, seedward, wait_until
 from .qbt import seed_sample, service_settings, wait_states
 
 pytestmark = pytest.mark.qbt
@@ -161,7 +161,12 @@ def test_off_when_empty_and_a_busy_port_is_said_not_fatal(qbt, tmp_path):
             failed = [e for e in service.catalog.events(None, 50) if e["kind"] == "metrics_failed"]
             assert failed and "cannot listen" in failed[0]["message"] and settings.metrics.listen in failed[0]["message"]
             assert service.status()["service"]["metrics"]["listen"] is None
+            assert "cannot listen" in service.status()["service"]["metrics"]["error"]
             assert service.status()["service"]["running"]
+            shown = seedward("status", home=tmp_path / "busy")  # said in the table too, through the socket
+            assert shown.returncode == 0, shown.stderr
+            assert f"metrics: not served: metrics.listen {settings.metrics.listen}: bad configuration: cannot listen" \
+                in shown.stdout
         finally:
             service.stop()
     assert os.path.exists(tmp_path / "busy" / "catalog.sqlite")

@@ -59,6 +59,8 @@ def run(args, ctx) -> int:
     else:
         print("service: not running (catalog only; start it with `seedward serve`)")
     print(f"queue: {svc['queue']['queued']} queued, {svc['queue']['running']} running")
+    if (svc.get("metrics") or {}).get("error"):
+        print(f"metrics: not served: {svc['metrics']['error']}")
     print_fleet(svc.get("fleet"))
     counts: dict[str, int] = {}
     for t in data["torrents"]:
