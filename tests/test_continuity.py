@@ -154,3 +154,16 @@ def test_the_ledger_over_a_real_catalog(tmp_path):
     states = [s["state"] for s in full["timeline"]]  # (damaged lasted < 1 ms here: it may not show)
     assert states[0] == "unwatched" and states[-2:] == ["healing", "seeding"]
     cat.close()
+
+
+def test_several_instances_each_torrent_watched_through_its_own():
+    w = World(service=True)
+    for at, kind, instance in ((NOW - DAY, "qbt_unreachable", "box-a"), (NOW - DAY + 600, "qbt_connected", "box-a")):
+        w.apply(Event(at, kind, instance))
+    w.freeze(True)
+    on_a = timeline([protected_at(NOW - 7 * DAY)], w, NOW - 7 * DAY, NOW, instance="box-a")
+    on_b = timeline([protected_at(NOW - 7 * DAY)], w, NOW - 7 * DAY, NOW, instance="box-b")
+    unknown = timeline([protected_at(NOW - 7 * DAY)], w, NOW - 7 * DAY, NOW)
+    assert [s.state for s in on_a] == ["seeding", "unwatched", "seeding"]
+    assert [s.state for s in on_b] == ["seeding"]  # box-a's outage says nothing of box-b's torrents
+    assert [s.state for s in unknown] == ["seeding", "unwatched", "seeding"]  # not known where: not counted

@@ -411,3 +411,16 @@ async def test_a_service_without_the_dashboard_op_still_works(home):
             assert "dashboard" in service.requests and "status" in service.requests
     finally:
         service.stop()
+
+
+@aio
+async def test_a_coverage_gap_names_the_classes_not_covered(home, fake):
+    blender = h(0xC0FFEE)
+    app = make_app(home)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        assert cell(app, blender, "attention") == "survives 5/7"  # a warning, not a red alarm
+        table(app).move_to(blender)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.torrent_id == blender)
+        await until(pilot, lambda: "not: file deleted, file replaced" in text(app, "#summary"), "the gaps named")

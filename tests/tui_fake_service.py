@@ -67,7 +67,11 @@ def sample_status(extra: int = 0) -> dict:
          "name": "Blender Open Movie - Sprite Fright", "size": 9_663_676_416, "qbt_state": "stalledUP",
          "protection": "protected", "last_verified": iso(timedelta(minutes=40)), "seeds": 33, "peers": 9,
          "last_snapshot": {"id": "aa10", "created_at": iso(timedelta(days=7))}, "drift_alerts": 0,
-         "coverage": {"survives": 5, "of": 7}, "continuity": cont(1.0, 0, None, 0.0, None)},
+         "coverage": {"survives": 5, "of": 7, "classes": {"in_place_tag_edit": ["zones"], "resized_header": ["zones"],
+                                                           "tail_tag_appended": ["shift"], "tail_tag_removed": ["zones"],
+                                                           "scattered_rot": ["parity 1%"], "file_replaced": [],
+                                                           "file_deleted": []}},
+         "continuity": cont(1.0, 0, None, 0.0, None)},
     ]
     for i in range(extra):
         tid = h(0x10000000 + i)

@@ -210,7 +210,9 @@ class DetailScreen(Screen):
             joined([f"verified {age(t.last_verified, now)}", f"snapshot {age(t.snapshot_at, now)}"
                     + (" (SUSPECT)" if t.snapshot_suspect else ""), f"drill {drill_text(t.drill, now)}",
                     f"companions {companions_text(t)}",
-                    f"coverage {t.coverage[0]}/{t.coverage[1]} damage classes" if t.coverage else ""]),
+                    (f"survives {t.coverage[0]}/{t.coverage[1]} damage classes"
+                     + (f" (not: {', '.join(g.replace('_', ' ') for g in t.coverage[2])}; the swarm is the last resort)"
+                        if t.coverage[2] else "")) if t.coverage else ""]),
         ]
         if t.stopped_by:
             who = {"seedward": "stopped by seedward", "user": "stopped by you"}.get(t.stopped_by, f"stopped by {t.stopped_by}")

@@ -94,7 +94,7 @@ class TorrentView:
     stopped_because: str | None = None
     heal_outcome: str | None = None  # the newest drift response: healed | failed | damaged | alerted | running
     heal_at: str | None = None
-    coverage: tuple | None = None  # (damage classes survived, of how many)
+    coverage: tuple | None = None  # (damage classes survived, of how many, (classes not covered, ...))
     reason: str | None = field(default=None, compare=False, repr=False)  # attention(self), set once
 
     def __post_init__(self):
@@ -197,10 +197,12 @@ def _continuity(value) -> Continuity | None:
 
 
 def _coverage(value) -> tuple | None:
+    """(damage classes survived, of how many, (the classes not covered, ...)) from the ladder's coverage."""
     if isinstance(value, dict) and value.get("of"):
         try:
-            return int(value.get("survives") or 0), int(value["of"])
-        except (TypeError, ValueError):
+            gaps = tuple(sorted(k for k, tiers in (value.get("classes") or {}).items() if not tiers))
+            return int(value.get("survives") or 0), int(value["of"]), gaps
+        except (TypeError, ValueError, AttributeError):
             return None
     return None
 
@@ -303,7 +305,7 @@ def parse_dashboard(answer: dict) -> Status:
                 companions, parity, tuple(tuple(j) for j in jobs) if jobs else (),
                 None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0), cont[2],
                                                      float(cont[3] or 0.0), cont[4]),
-                by, since, because, heal, heal_at, tuple(cover) if cover else None)
+                by, since, because, heal, heal_at, (cover[0], cover[1], tuple(cover[2])) if cover else None)
         return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
     for r in answer.get("rows") or ():
         tid = g["id"](r)
@@ -318,7 +320,7 @@ def parse_dashboard(answer: dict) -> Status:
             None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0),
                                                  cont[2], float(cont[3] or 0.0), cont[4]),
             g["stopped_by"](r), g["stopped_since"](r), g["stopped_because"](r), g["heal_outcome"](r), g["heal_at"](r),
-            tuple(cover) if cover else None)
+            (cover[0], cover[1], tuple(cover[2] if len(cover) > 2 else ())) if cover else None)
     return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
 
 

@@ -14,14 +14,15 @@ def _marks(kinds) -> str:
 
 
 def _row(r) -> tuple:
-    """(id, torrent_id, at, kind, state): `state` events carry the new protection in their detail."""
-    state = None
-    if r["kind"] == "state":
+    """(id, torrent_id, at, kind, value): a `state` event's new protection, a qBittorrent event's
+    instance (several instances; None for the only one), from the event's detail."""
+    value = None
+    if r["kind"] == "state" or r["kind"].startswith("qbt_"):
         try:
-            state = json.loads(r["detail"] or "{}").get("state")
+            value = json.loads(r["detail"] or "{}").get("state" if r["kind"] == "state" else "instance")
         except (ValueError, AttributeError):
-            state = None
-    return r["id"], r["torrent_id"], r["at"], r["kind"], state
+            value = None
+    return r["id"], r["torrent_id"], r["at"], r["kind"], value
 
 
 def events_since(cat, since: str, kinds, after_id: int = 0) -> list[tuple]:

@@ -24,7 +24,7 @@ class Ledger:
         self.horizon: float = 0.0
         self.last_id = 0
         self.first: dict[str, Dims] = {}  # per torrent: what events before the horizon said
-        self.world_before = (None, True)  # (service up?, qBittorrent up?) before the horizon
+        self.world_before = (None, {})  # (service up?, {qBittorrent instance: up}) before the horizon
         self.events: dict[str, list[Event]] = {}
         self.world_events: list[Event] = []
         self.heals: dict[str, list[Heal]] = {}
@@ -43,7 +43,7 @@ class Ledger:
     def _load(self, cat, now: float) -> None:
         self.loaded_at, self.horizon = now, now - HORIZON
         self.first, self.events, self.world_events, self.last_id = {}, {}, [], 0
-        service, qbt = None, True
+        service, qbt = None, {}
         dims = {"p": seeding.PROTECTION_KINDS, "h": seeding.HOLD_ON | seeding.HOLD_OFF | set(seeding.JOB_ENDS),
                 "u": seeding.USER_KINDS, "s": seeding.SERVICE_KINDS, "q": seeding.QBT_KINDS}
         for _, tid, _, kind, state in rows.latest_before(cat, iso(self.horizon), dims):
@@ -51,7 +51,7 @@ class Ledger:
                 if kind in seeding.SERVICE_KINDS:
                     service = seeding.SERVICE_KINDS[kind]
                 elif kind in seeding.QBT_KINDS:
-                    qbt = seeding.QBT_KINDS[kind]
+                    qbt = {state or "": seeding.QBT_KINDS[kind]}  # (the newest of them, whichever instance)
                 continue
             self.first.setdefault(tid, Dims()).apply(Event(self.horizon, kind, state))
         self.world_before = (service, qbt)
@@ -88,16 +88,16 @@ class Ledger:
 
     def world(self) -> World:
         service, qbt = self.world_before
-        w = World(service=service, qbt=qbt)
-        before = w.watched
-        for e in sorted(self.world_events, key=lambda e: (e.at, e.id)):
+        w = World(service=service, qbt=dict(qbt))
+        events = sorted(self.world_events, key=lambda e: (e.at, e.id))
+        if service is None and events and events[0].kind == "service_started":
+            service = False  # the first we hear of a service is it starting: it was not running before
+        for e in events:
             w.apply(e)
-        if service is None and w.changes and self.world_events and self.world_events[0].kind == "service_started":
-            before = False  # the first we hear of a service is it starting: it was not running before
-        return w.freeze(before)
+        return w.freeze((service, dict(qbt)))
 
     def segments(self, torrent_id: str, world: World, start: float, end: float,
-                 fallback: str | None = None, since: float | None = None) -> list:
+                 fallback: str | None = None, since: float | None = None, instance: str = "") -> list:
         """One torrent's segments over [start, end]. fallback: its protection now, for a torrent
         no event ever spoke of (a catalog filled by `catalog add` before events existed), from
         `since` (its last verification)."""
@@ -107,8 +107,8 @@ class Ledger:
             first = Dims(protection=fallback)
             if since is not None and since > start:
                 return [seeding.Segment(start, since, "unwatched"),
-                        *seeding.timeline([], world, since, end, first)]
-        return seeding.timeline(events, world, start, end, first)
+                        *seeding.timeline([], world, since, end, first, instance)]
+        return seeding.timeline(events, world, start, end, first, instance)
 
     def reports(self, entries: list[dict], window: str = DEFAULT_WINDOW, now: float | None = None):
         """{torrent id: Report} for these status entries (id, protection, last_verified), and the
@@ -123,28 +123,29 @@ class Ledger:
             own = tid in self.events or tid in self.heals
             fallback = e.get("protection") if tid not in self.first and not own else None
             since = epoch(e.get("last_verified")) if fallback else None
+            instance = e.get("instance") or ""  # several qBittorrent instances: the one it seeds in
             if not own:
                 first = self.first.get(tid)
-                key = (tuple(vars(first).values()) if first else None, fallback, since if fallback else None)
+                key = (tuple(vars(first).values()) if first else None, fallback, since if fallback else None, instance)
                 if key not in quiet:
                     quiet[key] = seeding.report(self.segments(tid, world, min(start, self.horizon), now, fallback,
-                                                              since), [], window, now)
+                                                              since, instance), [], window, now)
                 out[tid] = quiet[key]
                 continue
-            segs = self.segments(tid, world, min(start, self.horizon), now, fallback, since)
+            segs = self.segments(tid, world, min(start, self.horizon), now, fallback, since, instance)
             out[tid] = seeding.report(segs, self.heals.get(tid, []), window, now)
         library = seeding.combine([r for e in entries if e.get("protection") != "removed"
                                    for r in [out[e["id"]]]], window)
         return out, library
 
     def timeline(self, torrent_id: str, protection: str | None = None, last_verified: str | None = None,
-                 window: str = DEFAULT_WINDOW, now: float | None = None) -> list[dict]:
+                 window: str = DEFAULT_WINDOW, now: float | None = None, instance: str = "") -> list[dict]:
         """The torrent's segments over the window, for the detail screen's strip."""
         now = self.clock() if now is None else now
         start = now - seeding.WINDOWS[window]
         fallback = protection if torrent_id not in self.first and torrent_id not in self.events else None
         segs = self.segments(torrent_id, self.world(), start, now, fallback,
-                             epoch(last_verified) if fallback else None)
+                             epoch(last_verified) if fallback else None, instance)
         return [{"start": iso(s.start), "end": iso(s.end), "state": s.state} for s in segs]
 
 
@@ -174,6 +175,7 @@ def detail(ledger: Ledger, torrent_id: str, entry: dict | None = None, cat=None,
         for window in seeding.WINDOWS:
             per, _ = ledger.reports([entry], window=window, now=now)
             out[window] = per[torrent_id].full()
+        instance = entry.get("instance") or ""
         return {"windows": out, "timeline": ledger.timeline(torrent_id, entry.get("protection"),
-                                                           entry.get("last_verified"), now=now),
-                "watched": ledger.world().at(now)}
+                                                           entry.get("last_verified"), now=now, instance=instance),
+                "watched": ledger.world().at(now, instance)}

@@ -125,32 +125,51 @@ def state_of(d: Dims, watched: bool) -> str:
 
 @dataclass
 class World:
-    """When the service and qBittorrent were up: [(time, watched)] changes, oldest first."""
+    """When the service and each qBittorrent instance were up. A qBittorrent event without an
+    instance (one instance) speaks for every torrent; with one (`Event.state` holds its name,
+    several instances), for that instance's torrents. A torrent whose instance is not known
+    counts as watched only while every instance is up."""
 
-    changes: list = field(default_factory=list)  # (at, watched)
     service: bool | None = None
-    qbt: bool = True
+    qbt: dict = field(default_factory=dict)  # instance ("": the only one) -> up
+    changes: list = field(default_factory=list)  # (at, service up?, {instance: up}) after each event
 
     def apply(self, e: Event) -> None:
         if e.kind in SERVICE_KINDS:
             self.service = SERVICE_KINDS[e.kind]
             if self.service:
-                self.qbt = True  # a service starts by connecting; its own event says if it cannot
+                self.qbt = {}  # a service starts by connecting; its own events say if it cannot
         elif e.kind in QBT_KINDS:
-            self.qbt = QBT_KINDS[e.kind]
-        self.changes.append((e.at, self.watched))
+            if e.state:
+                self.qbt[e.state] = QBT_KINDS[e.kind]
+            else:
+                self.qbt = {"": QBT_KINDS[e.kind]}
+        self.changes.append((e.at, self.service, dict(self.qbt)))
+
+    @staticmethod
+    def _watched(service, qbt: dict, instance: str) -> bool:
+        if service is False:  # never a service event: the catalog alone (not down)
+            return False
+        if instance:
+            return qbt.get(instance, qbt.get("", True))
+        return all(qbt.values())
 
     @property
     def watched(self) -> bool:
-        return self.service is not False and self.qbt  # never a service event: the catalog alone (not down)
+        return self._watched(self.service, self.qbt, "")
 
-    def at(self, t: float) -> bool:
+    def at(self, t: float, instance: str = "") -> bool:
         i = bisect_right(self._times, t) - 1
-        return self.changes[i][1] if i >= 0 else self._before
+        service, qbt = (self.changes[i][1], self.changes[i][2]) if i >= 0 else self._before
+        return self._watched(service, qbt, instance)
 
-    def freeze(self, before: bool) -> "World":
+    def times(self) -> list[float]:
+        return self._times
+
+    def freeze(self, before: bool | tuple) -> "World":
+        """Ready to answer; `before`: watched before the first change (or (service, {instance: up}))."""
         self._times = [c[0] for c in self.changes]
-        self._before = before
+        self._before = before if isinstance(before, tuple) else (None if before else False, {})
         return self
 
 
@@ -161,18 +180,20 @@ class Segment:
     state: str
 
 
-def timeline(events: list[Event], world: World, start: float, end: float, first: Dims | None = None) -> list[Segment]:
+def timeline(events: list[Event], world: World, start: float, end: float, first: Dims | None = None,
+             instance: str = "") -> list[Segment]:
     """A torrent's segments over [start, end]: its own events (oldest first, all at or after
-    `start`) replayed over `first` (what older events said), cut by the world's up/down changes."""
+    `start`) replayed over `first` (what older events said), cut by the world's up/down changes
+    (the service's, and its qBittorrent instance's)."""
     dims = Dims(**vars(first)) if first else Dims()
     cuts = sorted([(e.at, 1, e) for e in events if start <= e.at <= end] +
-                  [(at, 0, None) for at, _ in world.changes if start < at <= end], key=lambda c: (c[0], c[1]))
+                  [(at, 0, None) for at in world.times() if start < at <= end], key=lambda c: (c[0], c[1]))
     out: list[Segment] = []
-    t, state = start, state_of(dims, world.at(start))
+    t, state = start, state_of(dims, world.at(start, instance))
     for at, _, e in cuts:
         if e is not None:
             dims.apply(e)
-        new = state_of(dims, world.at(at))
+        new = state_of(dims, world.at(at, instance))
         if new != state:
             if at > t:
                 out.append(Segment(t, at, state))

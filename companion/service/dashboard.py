@@ -39,5 +39,6 @@ def row(t: dict) -> list:
         [cont.get(k) for k in CONTINUITY] if isinstance(cont, dict) else None,
         stopped.get("by"), stopped.get("since"), stopped.get("because"),
         heal.get("outcome"), heal.get("finished_at") or heal.get("started_at"),
-        [cover.get("survives"), cover.get("of")] if cover.get("of") else None,
+        [cover.get("survives"), cover.get("of"), sorted(k for k, tiers in (cover.get("classes") or {}).items() if not tiers)]
+        if cover.get("of") else None,
     ]
