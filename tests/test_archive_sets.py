@@ -132,9 +132,17 @@ def test_catalog_lists_its_sets_and_restore_finds_their_remote(env):
     assert json.loads(r.stdout)["remote"] == str(remote)
     same_tree(env["payload"], to / "payload" / env["tid"] / "show")
 
-    # a set unknown to the catalog, no remote given or configured: a clear error, exit 2
+    # a set unknown to the catalog, no remote given or configured: a clear error naming the set, exit 2
     r = run(env, "archive", "restore", "19990101", "--to", env["tmp"] / "x", "--passphrase-file", env["pass"])
-    assert r.returncode == 2 and "no archive remote" in r.stderr
+    assert r.returncode == 2 and r.stderr.strip() == ("seedward: archive set '19990101' not found in this state "
+                                                     "home's catalog, and no remote is configured to look on (give "
+                                                     "--remote DEST)")
+    # a remote holding no set, or a path that does not exist (a typo), says so rather than printing nothing
+    r = run(env, "archive", "list", "--remote", env["tmp"] / "no-such-remote", check=True)
+    assert r.stdout.strip() == f"no sets on {env['tmp'] / 'no-such-remote'} (no such folder)"
+    (env["tmp"] / "empty-remote").mkdir()
+    r = run(env, "archive", "list", "--remote", env["tmp"] / "empty-remote", "--json", check=True)
+    assert json.loads(r.stdout)["note"] == f"no sets on {env['tmp'] / 'empty-remote'}"
 
 
 def test_after_losing_the_state_home_the_remote_lists_and_restores(env):

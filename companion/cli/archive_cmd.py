@@ -128,6 +128,9 @@ def run_list(args, ctx) -> int:
     note = "" if remote else ("no remote configured ([archive] remote or --remote): listing the sets this state home "
                               "made, from its catalog" if sets else
                               "no remote configured ([archive] remote or --remote), and this state home made no set")
+    if remote and not sets:  # say it: an empty answer must not look like a typo'd path that holds sets
+        missing = remote.folder_path is not None and not remote.folder_path.exists()
+        note = f"no sets on {remote.dest}" + (" (no such folder)" if missing else "")
     if args.json:
         print_json({"remote": remote.dest if remote else None, "note": note or None, "sets": sets})
         return EXIT_OK
@@ -173,6 +176,9 @@ def run_prune(args, ctx) -> int:
 def _recorded_remote(ctx, set_ref: str) -> str:
     """The remote the catalog recorded for the set (restore without --remote)."""
     rows = records.find_sets(ctx.catalog, set_ref)
+    if not rows and not ctx.settings.archive.remote:
+        raise SetNotFound(set_ref, "in this state home's catalog, and no remote is configured to look on "
+                          "(give --remote DEST)")
     if len({r["set_id"] for r in rows}) > 1:
         raise SetNotFound(set_ref, f"in the catalog: it matches {len(rows)} sets, give more of its id")
     if rows and rows[0]["state"] == "local":
