@@ -100,7 +100,7 @@ def catalog_entries(cat, now: datetime | None = None) -> Entries:
     out.jobs, out.outputs = jobs, extras["job_outputs"]
     # Positional columns, not Row lookups by name: at 100,000 torrents that is seconds.
     for (tid, v1, v2, name, size, qbt_state, protection, verified, save_path, category, kind, policy,
-         removed_at, owner) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
+         removed_at, owner, instance) in cat.query(f"SELECT {ENTRY_COLUMNS} FROM torrents ORDER BY name, id"):
         if protection == "protected" and tid in bad_files:
             # a file's last verdict is not ok: the torrent cannot be shown protected (the state must be true)
             protection = "damaged"
@@ -110,6 +110,7 @@ def catalog_entries(cat, now: datetime | None = None) -> Entries:
             "last_verified": verified, "save_path": save_path,
             "category": category, "kind": kind, "policy": policy or None, "removed_at": removed_at,
             "owner": owner,  # the service (host) whose qBittorrent has it; "" on a one-host catalog
+            "instance": instance,  # this service's qBittorrent instance holding it ("": the only one)
             "jobs": jobs.get(tid, []), "snapshot": snapshot.get(tid), "last_drill": drill.get(tid),
             "drift_alerts": drift.get(tid, 0), "companions": companions.get(tid, []),
             "last_heal": heal.get(tid), "files_not_ok": bad_files.get(tid, 0),
@@ -150,7 +151,7 @@ def data_version(cat) -> int | None:
 
 
 ENTRY_COLUMNS = ("id, info_hash_v1, info_hash_v2, name, payload_size, qbt_state, protection, last_verified, save_path,"
-                 " category, kind, policy, removed_at, owner")
+                 " category, kind, policy, removed_at, owner, instance")
 
 
 def _live_entry(h: str, t: dict, jobs: dict) -> dict:
