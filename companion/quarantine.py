@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .catalog import snapshots as snap_rows
 from .catalog import views
-from .errors import BadInput, Error, NotFound
+from .errors import BadInput, DiskFull, Error, NotFound, is_disk_full
 
 COPY_BYTES = 4 * 1024 * 1024
 
@@ -168,6 +168,7 @@ def export(entry: Entry, dest: Path, *, store=None, catalog=None, files: list[st
         return [Exported(r["path"], str(_inside(dest, r["path"])) if exportable(r) or "link" in r else None, 0,
                          "", "" if exportable(r) or "link" in r else f"not kept: {r.get('kept', 'nothing')}")
                 for r in records]
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".seedward-export-{entry.id}"
     staging.mkdir(exist_ok=True)
@@ -175,8 +176,14 @@ def export(entry: Entry, dest: Path, *, store=None, catalog=None, files: list[st
     try:
         for record in records:
             out.append(_export_one(entry, record, dest, staging, store, catalog))
+    except (DiskFull, OSError) as exc:
+        if not (isinstance(exc, DiskFull) or is_disk_full(exc)):
+            raise
+        raise DiskFull(dest, exc.needed if isinstance(exc, DiskFull) else None) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made and not out:
+            shutil.rmtree(dest, ignore_errors=True)  # nothing exported: the folder it made goes too
     return out
 
 
@@ -237,6 +244,8 @@ def _base(entry: Entry, rel: str, staging: Path, store, catalog) -> tuple[Path, 
             try:
                 store.restore(snap_id, out, files=[file_index])
             except (Error, OSError) as exc:
+                if isinstance(exc, DiskFull) or is_disk_full(exc):
+                    raise  # the export folder's disk: every other source needs the same room
                 why.append(f"snapshot {snap_id[:12]}: {exc}")
                 continue
             restored = [p for p in out.rglob("*") if p.is_file()]
@@ -283,6 +292,8 @@ def _from_payload(entry: Entry, rel: str, staging: Path, catalog) -> tuple[Path 
     try:
         _copy(resolve_payload_path(save_path, fe), tmp)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(staging, fe.size) from exc
         return None, f"the payload's {rel} cannot be read ({exc.strerror or exc})"
     pieces = list(meta.file_pieces(fe))
     if os.path.getsize(tmp) != fe.size or bad_pieces(meta, save_path, pieces, paths={fe.index: tmp}):

@@ -124,6 +124,29 @@ def test_a_retag_in_place_keeps_ranges_and_export_gives_back_the_tagged_file(wor
     assert Path(done["dest"]).read_bytes() == tagged
 
 
+def test_an_export_onto_a_full_disk_is_exit_6_and_leaves_nothing(world, tmp_path):
+    """The rebuild's base (the snapshot's bytes) does not fit: one line naming the export folder and
+    the room needed (it said "no source of the torrent's own bytes", exit 2: every source had failed
+    on the same full disk), no folder left; with room the same export works."""
+    from .test_disk_full import SmallDisk, _can_mount
+
+    if not _can_mount(tmp_path):
+        pytest.skip("needs root to mount a tmpfs of the test's own")
+    entry = next(e for e in quarantine.entries(world.home / "quarantine", world.service.catalog)
+                 if any("ranges" in f for f in e.files))
+    disk = SmallDisk(tmp_path / "small", 32 << 10)
+    try:
+        r = seedward("quarantine", "export", entry.id, disk.path / "out", home=world.home)
+        assert r.returncode == 6, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(disk.path / "out") in lines[0] and "no space left" in lines[0], r.stderr
+        assert "no source" not in lines[0] and list(disk.path.iterdir()) == []
+        disk.resize(4 << 20)
+        assert export_cli(world, entry.id, disk.path / "out")["files"][0]["dest"]
+    finally:
+        disk.unmount()
+
+
 def test_a_grown_header_shifts_everything_and_still_exports_exactly(world, tmp_path):
     target = world.path("Grow", "track.flac")
 
