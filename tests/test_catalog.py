@@ -47,7 +47,11 @@ def test_add_then_show_by_prefix(tmp_path):
         p: sha256sum(built.save / p) for p in built.files}
     assert all(f["status"] == "ok" for f in shown["files"])
     assert len(shown["runs"]) == 1 and shown["runs"][0]["ok"] == 1
-    assert shown["history"][0]["message"].startswith(f"{NAME}: cataloged 7 files (manual)")
+    # history, newest first: the protected event and the manifest commit it follows
+    kinds = {h["kind"]: h["message"] for h in shown["history"]}
+    assert kinds["manifest"].startswith(f"{NAME}: cataloged 7 files (manual)")
+    assert kinds["protected"].startswith(f"{NAME}: verified against its torrent and cataloged")
+    assert [h["at"] for h in shown["history"]] == sorted((h["at"] for h in shown["history"]), reverse=True)
 
     # The manifest is the human-readable record, committed to the repo.
     manifest = json.loads((home / "manifests" / "torrents" / f"{meta.id}.json").read_text())

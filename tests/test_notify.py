@@ -251,7 +251,8 @@ def test_rate_limits_hold_repeats_and_send_one_summary(tmp_path, hook):
         tid = "cd" * 20
         for _ in range(4):
             service.emit("heal_failed", tid, "T: heal refused: chunk x is corrupt")
-        wait_until(lambda: len(hook.posts) == 1, 10, 0.02, "the first heal_failed")
+        wait_until(lambda: len(hook.posts) == 1 and n.stats.repeats == 3, 10, 0.02,
+                   "the first heal_failed sent, its 3 repeats held")  # all 4 taken before the clock moves
         clock.advance(31 * 60)
         service.emit("heal_failed", tid, "T: heal refused again")
         wait_until(lambda: len(hook.posts) == 2, 10, 0.02, "the heal_failed after the repeat window")
