@@ -42,12 +42,36 @@ def test_a_heal_is_one_interruption_with_its_heal_time():
     assert short["last_incident"] == seeding.iso(t)
     assert 0.999998 < short["intact_share"] < 1.0
     assert set(short) == {"window", "intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds",
-                          "last_incident"}
+                          "last_incident", "watched_seconds", "covered_from"}
+    assert short["watched_seconds"] == 6 * DAY and short["covered_from"] == seeding.iso(NOW - 6 * DAY)
     full = r.full()
     assert full["detect_seconds"] == {"count": 1, "median": 0.35, "max": 0.35}
     assert full["seconds"]["unwatched"] == 1 * DAY  # before its first verification: not counted
     # a day later the 24-hour window has no incident left, the 7-day one keeps it
     assert report(segs + [seeding.Segment(NOW, NOW + DAY, "seeding")], [], "24h", NOW + DAY).interruptions == 0
+
+
+def test_a_window_not_yet_watched_says_the_span_watched_not_the_window():
+    """Found by the audit: a fresh home, 10 s after `serve`, said '100 % seeding intact over 7 d'."""
+    w = World(service=False)
+    w.apply(Event(NOW - 12, "service_started"))
+    w = w.freeze(False)
+    fresh = [protected_at(NOW - 10)]
+    r = report(timeline(fresh, w, NOW - 7 * DAY, NOW), [], "7d", NOW)
+    short = r.short()
+    assert short["intact_share"] == 1.0 and short["watched_seconds"] == 10.0
+    assert short["covered_from"] == seeding.iso(NOW - 10)
+    assert seeding.headline(short).startswith("100 % seeding intact of the 10 s watched (window 7 d) · 0 incidents")
+    library = seeding.combine([r, report(timeline([protected_at(NOW - 5)], w, NOW - 7 * DAY, NOW), [], "7d", NOW)], "7d")
+    assert library.short()["watched_seconds"] == 10.0  # the longest-watched torrent's, not torrent-seconds
+    assert library.short()["covered_from"] == seeding.iso(NOW - 10)
+    # watched the whole window: the share speaks for it
+    old = report(timeline([], world(), NOW - 7 * DAY, NOW, Dims(protection="protected")), [], "7d", NOW).short()
+    assert old["watched_seconds"] == 7 * DAY and old["covered_from"] == seeding.iso(NOW - 7 * DAY)
+    assert seeding.headline(old).startswith("100 % seeding intact over 7 d · 0 incidents")
+    # an older service's continuity (no watched_seconds) still reads
+    assert seeding.headline({k: v for k, v in short.items() if k != "watched_seconds"}).startswith(
+        "100 % seeding intact over 7 d")
 
 
 def test_the_users_stop_and_a_down_service_are_not_counted_but_seedwards_stop_is():

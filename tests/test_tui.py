@@ -401,6 +401,22 @@ def test_the_compact_dashboard_answer_says_what_the_status_says():
     assert len(json.dumps(compact(sample_status(extra=2000)))) < len(json.dumps(sample_status(extra=2000))) * 0.7
 
 
+def test_a_window_not_yet_watched_says_the_span_watched():
+    """A fresh home 10 s after `serve` (the audit): the header says the 10 s watched, not '7 d'."""
+    from companion.service.dashboard import compact
+    from tui.model import headline, parse_dashboard, parse_status
+
+    status = sample_status()
+    status["continuity"] = dict(status["continuity"], intact_share=1.0, interruptions=0, watched_seconds=10.0)
+    status["torrents"][0]["continuity"] = dict(status["torrents"][0]["continuity"], watched_seconds=10.0)
+    compact_view, full_view = parse_dashboard(compact(status)), parse_status(status)
+    assert compact_view.torrents == full_view.torrents and compact_view.continuity == full_view.continuity
+    assert compact_view.torrents[status["torrents"][0]["id"]].continuity.watched_seconds == 10.0
+    assert headline(full_view.continuity).startswith("100 % seeding intact of the 10 s watched (window 7 d) · 0 incidents")
+    status["continuity"]["watched_seconds"] = 7 * 86400.0
+    assert headline(parse_status(status).continuity).startswith("100 % seeding intact over 7 d")
+
+
 @aio
 async def test_a_service_without_the_dashboard_op_still_works(home):
     service = FakeService(home.socket, dashboard=False).start()

@@ -155,12 +155,13 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
 
     library, mine = wait_until(healed_continuity, 30, 0.2, "the heal counted in the torrent's continuity")
     assert set(mine) == {"window", "intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds",
-                         "last_incident"} and mine["window"] == "7d"
+                         "last_incident", "watched_seconds", "covered_from"} and mine["window"] == "7d"
+    assert 0 < mine["watched_seconds"] < 3600 and mine["covered_from"] is not None  # minutes watched, not 7 days
     assert mine["interruptions"] >= 1 and mine["last_incident"] is not None and 0.0 < mine["intact_share"] < 1.0
     assert 0 < mine["median_heal_seconds"] <= mine["longest_outage_seconds"]
     assert library["interruptions"] >= 1 and library["last_incident"] == mine["last_incident"]
     try:
-        wait_until(lambda: "seeding intact over 7 d" in tmux.screen() and "healed" in tmux.screen(), 30, 0.1,
+        wait_until(lambda: "watched (window 7 d)" in tmux.screen() and "healed" in tmux.screen(), 30, 0.1,
                    "the continuity header and the row's healed incident on screen")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{tmux.screen()}") from None

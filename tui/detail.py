@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedConten
 from .cells import ATTENTION_TONE, PROTECTION_TONE, joined, palette
 from .client import ControlError, ServiceNotRunning
 from .confirm import ConfirmScreen
-from .model import (PROTECTION_LABEL, attention, age, companions_text, drill_text, duration, human_bytes, percent,
+from .model import (PROTECTION_LABEL, attention, age, companions_text, drill_text, duration, human_bytes, percent, span,
                     swarm_text)
 from .piece_map import PieceMap
 from .strip import ContinuityStrip, legend
@@ -232,8 +232,8 @@ class DetailScreen(Screen):
         if not week:
             title.update(Text("continuity: not reported by this service", style="dim"))
         else:
-            shares = [(f"{percent(w['intact_share'])}" if w.get("observed_seconds") else "-")
-                      + f" over {name.replace('d', ' d').replace('h', ' h')}" for name, w in windows.items()]
+            shares = [(f"{percent(w['intact_share'])} " if w.get("observed_seconds") else "- ")
+                      + span(name, w.get("watched_seconds")) for name, w in windows.items()]
             heal, detect = week.get("heal_seconds") or {}, week.get("detect_seconds") or {}
             title.update(Text("\n").join([joined([("seeding intact " + ", ".join(shares), "bold")]), joined([
                 f"{week.get('interruptions', 0)} incidents over 7 d",

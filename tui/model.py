@@ -60,6 +60,7 @@ class Continuity:
     median_heal_seconds: float | None = None
     longest_outage_seconds: float = 0.0
     last_incident: str | None = None
+    watched_seconds: float | None = None  # counted time in the window (None: an older service)
 
     @property
     def watched(self) -> bool:
@@ -191,7 +192,9 @@ def _continuity(value) -> Continuity | None:
                           median_heal_seconds=None if value.get("median_heal_seconds") is None
                           else float(value["median_heal_seconds"]),
                           longest_outage_seconds=float(value.get("longest_outage_seconds") or 0.0),
-                          last_incident=value.get("last_incident"))
+                          last_incident=value.get("last_incident"),
+                          watched_seconds=None if value.get("watched_seconds") is None
+                          else float(value["watched_seconds"]))
     except (TypeError, ValueError):
         return None
 
@@ -304,7 +307,7 @@ def parse_dashboard(answer: dict) -> Status:
                 None if ok is None and drill_at is None and rto is None else Drill(ok, rto, drill_at), drift,
                 companions, parity, tuple(tuple(j) for j in jobs) if jobs else (),
                 None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0), cont[2],
-                                                     float(cont[3] or 0.0), cont[4]),
+                                                     float(cont[3] or 0.0), cont[4], cont[5] if len(cont) > 5 else None),
                 by, since, because, heal, heal_at, (cover[0], cover[1], tuple(cover[2])) if cover else None)
         return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
     for r in answer.get("rows") or ():
@@ -318,7 +321,7 @@ def parse_dashboard(answer: dict) -> Status:
             None if ok is None and drill_at is None and rto is None else Drill(ok, rto, drill_at),
             g["drift_alerts"](r), g["companions"](r), g["parity"](r), tuple(tuple(j) for j in g["jobs"](r) or ()),
             None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0),
-                                                 cont[2], float(cont[3] or 0.0), cont[4]),
+                                                 cont[2], float(cont[3] or 0.0), cont[4], cont[5] if len(cont) > 5 else None),
             g["stopped_by"](r), g["stopped_since"](r), g["stopped_because"](r), g["heal_outcome"](r), g["heal_at"](r),
             (cover[0], cover[1], tuple(cover[2] if len(cover) > 2 else ())) if cover else None)
     return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
@@ -484,6 +487,9 @@ def drill_text(d: Drill | None, now: datetime) -> str:
     return f"{verdict}{rto} {age(d.at, now)}".strip()
 
 
+WINDOW_SECONDS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}  # the service's windows
+
+
 def percent(share: float) -> str:
     """99.98%: rounded down, so any interruption shows (100% only when nothing was lost)."""
     if share >= 1.0:
@@ -527,13 +533,22 @@ def headline(c: Continuity | None) -> str:
     window = c.window.replace("d", " d").replace("h", " h")
     if not c.watched:
         return f"nothing watched seeding over {window} yet"
-    parts = [f"{percent(c.intact_share).replace('%', ' %')} seeding intact over {window}",
+    parts = [f"{percent(c.intact_share).replace('%', ' %')} seeding intact {span(c.window, c.watched_seconds)}",
              f"{c.interruptions} incident{'' if c.interruptions == 1 else 's'}"]
     if c.median_heal_seconds is not None:
         parts.append(f"median heal {duration(c.median_heal_seconds)}")
     if c.longest_outage_seconds:
         parts.append(f"longest outage {duration(c.longest_outage_seconds)}")
     return " · ".join(parts)
+
+
+def span(window: str, watched: float | None) -> str:
+    """'over 7 d' once the window is covered (watched 99 % of it); until then 'of the 10 s watched (window 7 d)'."""
+    name = window.replace("d", " d").replace("h", " h")
+    length = WINDOW_SECONDS.get(window, 0.0)
+    if watched is None or watched >= 0.99 * length:
+        return f"over {name}"
+    return f"of the {duration(watched)} watched (window {name})"
 
 
 def duration(s: float | None) -> str:

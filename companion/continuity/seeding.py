@@ -14,7 +14,9 @@ healing, unreachable). An interruption is a run of counted non-seeding time (unw
 inside it included) that ends when the torrent seeds again; its length is the outage. The heal
 time of a drift response is from the drift found to seeding again; the detect time is from the
 first write seen (inotify) to the drift found, where the heal record says (scrubs say nothing).
-Limits: only what seedward recorded; a stop in qBittorrent's own UI is not an event, so it is not
+The share is of the time watched (`watched_seconds`, from `covered_from`): until a window is
+(99 %) covered, the headline says the span watched ("100 % of the 10 s watched (window 7 d)"),
+never the window. Limits: only what seedward recorded; a stop in qBittorrent's own UI is not an event, so it is not
 seen here.
 """
 
@@ -27,6 +29,7 @@ WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 DEFAULT_WINDOW = "7d"
 HORIZON = WINDOWS["30d"]  # the longest window: events older than this are only a starting state
 
+COVERED = 0.99  # a window watched this much is "covered": the share then speaks for the window
 COUNTED = ("seeding", "stopped", "damaged", "healing", "unreachable")
 STATES = COUNTED + ("paused", "unwatched")
 
@@ -263,10 +266,17 @@ class Report:
     detect_seconds: list
     last_incident: float | None
     ongoing: bool = False  # an interruption lasts now
+    covered_from: float | None = None  # the start of the first counted time in the window
+    watched: float | None = None  # the library's: the longest any torrent was watched (None: counted)
 
     @property
     def counted(self) -> float:
         return sum(self.seconds.get(s, 0.0) for s in COUNTED)
+
+    @property
+    def watched_seconds(self) -> float:
+        """Counted time in the window (the share is of it); the library's: its longest-watched torrent's."""
+        return self.counted if self.watched is None else self.watched
 
     @property
     def intact_share(self) -> float:
@@ -281,6 +291,8 @@ class Report:
             "median_heal_seconds": _rounded(median(self.heal_seconds)) if self.heal_seconds else None,
             "longest_outage_seconds": _rounded(max(self.outages)) if self.outages else 0.0,
             "last_incident": iso(self.last_incident),
+            "watched_seconds": _rounded(self.watched_seconds),
+            "covered_from": iso(self.covered_from),
         }
 
     def full(self) -> dict:
@@ -309,10 +321,13 @@ def report(segments: list[Segment], heals: list[Heal], window: str, now: float,
     """One torrent's report over the window ending now (segments: at least that span)."""
     start = now - WINDOWS[window]
     seconds: dict = {}
+    covered_from = None
     for s in segments:
         lo, hi = max(s.start, start), min(s.end, now)
         if hi > lo:
             seconds[s.state] = seconds.get(s.state, 0.0) + hi - lo
+            if s.state in COUNTED and (covered_from is None or lo < covered_from):
+                covered_from = lo
     runs = interruptions(segments)
     inside = [r for r in runs if (r.end is None or r.end > start) and r.start < now]
     outages = [(r.end if r.end is not None else now) - r.start for r in inside]
@@ -327,7 +342,7 @@ def report(segments: list[Segment], heals: list[Heal], window: str, now: float,
             heal_s.append(back - h.started)
     latest = max([r.start for r in runs] + ([last_incident] if last_incident is not None else []), default=None)
     return Report(window, seconds, len(inside), outages, heal_s, detect_s, latest,
-                  ongoing=bool(runs) and runs[-1].end is None)
+                  ongoing=bool(runs) and runs[-1].end is None, covered_from=covered_from)
 
 
 def _seeding_after(segments: list[Segment], t: float) -> float | None:
@@ -339,8 +354,10 @@ def _seeding_after(segments: list[Segment], t: float) -> float | None:
 
 def combine(reports: list[Report], window: str) -> Report:
     """The library's report: time summed over torrents (so the share is time-weighted), every
-    interruption and heal counted."""
+    interruption and heal counted; watched: its longest-watched torrent's time, covered_from: the
+    earliest."""
     seconds: dict = {}
+    watched, covered_from = 0.0, None
     outages, heals, detects = [], [], []
     n, last, ongoing = 0, None, False
     for r in reports:
@@ -353,7 +370,10 @@ def combine(reports: list[Report], window: str) -> Report:
         if r.last_incident is not None and (last is None or r.last_incident > last):
             last = r.last_incident
         ongoing = ongoing or r.ongoing
-    return Report(window, seconds, n, outages, heals, detects, last, ongoing)
+        watched = max(watched, r.watched_seconds)
+        if r.covered_from is not None and (covered_from is None or r.covered_from < covered_from):
+            covered_from = r.covered_from
+    return Report(window, seconds, n, outages, heals, detects, last, ongoing, covered_from, watched)
 
 
 def percent(share: float) -> str:
@@ -383,10 +403,20 @@ def headline(short: dict | None) -> str:
     n = short["interruptions"]
     if not n and not short["intact_share"]:
         return f"nothing watched seeding over {window} yet"
-    parts = [f"{percent(short['intact_share'])} seeding intact over {window}",
+    parts = [f"{percent(short['intact_share'])} seeding intact {span(short)}",
              f"{n} incident{'' if n == 1 else 's'}"]
     if short.get("median_heal_seconds") is not None:
         parts.append(f"median heal {seconds_text(short['median_heal_seconds'])}")
     if short.get("longest_outage_seconds"):
         parts.append(f"longest outage {seconds_text(short['longest_outage_seconds'])}")
     return " · ".join(parts)
+
+
+def span(short: dict) -> str:
+    """'over 7 d' once the window is covered; until then the time watched: 'of the 10 s watched (window 7 d)'.
+    A `continuity` without watched_seconds (an older service) says its window."""
+    window = short["window"].replace("d", " d").replace("h", " h")
+    watched = short.get("watched_seconds")
+    if watched is None or watched >= COVERED * WINDOWS.get(short["window"], 0.0):
+        return f"over {window}"
+    return f"of the {seconds_text(watched)} watched (window {window})"

@@ -10,7 +10,8 @@ FIELDS = ("id", "name", "size", "protection", "qbt_state", "info_hash_v1", "info
           "last_verified", "snapshot_at", "snapshot_suspect", "drill_ok", "drill_rto", "drill_at", "drift_alerts",
           "companions", "parity", "jobs", "continuity", "stopped_by", "stopped_since", "stopped_because",
           "heal_outcome", "heal_at", "coverage")
-CONTINUITY = ("intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds", "last_incident")
+CONTINUITY = ("intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds", "last_incident",
+              "watched_seconds")
 
 
 def compact(status: dict) -> dict:
