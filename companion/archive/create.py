@@ -158,7 +158,15 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
         staged = stage(sel, catalog, manifests.repo, store, home, staging)
         share = size_class(actual, staged.bytes).redundancy
         need = staged.bytes * (2 + share / 100)
-        volume_size = volume_size_for(staged.bytes, nominal, cfg.min_volumes, share)
+
+        def sized(estimate: int) -> int:
+            return volume_size_for(estimate, nominal, cfg.min_volumes, share)
+
+        # 7z: the media volumes are cut from the bytes stored as they are (known now); the compressed
+        # archive is cut once its real size is known, so what shrinks still gets the volumes its PAR2
+        # needs to rebuild a lost one. py7zr writes one mixed archive: cut from the bytes before compression.
+        stored_bytes = sum(e.size for e in staged.entries if not e.compress)
+        volume_size = sized(stored_bytes if exe else staged.bytes)
         doc = {
             "format": FORMAT, "set_id": set_id, "tier": actual, "requested": tier, "promoted": promoted,
             "full": sel.full, "why": sel.why, "base_set": None if sel.full else previous["set_id"],
@@ -177,14 +185,14 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
             materialize([e for e in entries if id(e) not in in_place], staging)
             clock.lap("stage")
             archives, digests = _write_7z(exe, entries, live, staging, outbox, set_id, volume_size, passphrase, doc,
-                                          cancel)
+                                          cancel, sized=lambda z: max(volume_size, sized(stored_bytes + z)))
             doc["writer"] = "7z"
             doc["read_in_place"] = sorted(live)
         else:
             clock.lap("stage")
             names = write_archive(entries, outbox, set_id, volume_size, passphrase,
                                   trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
-            archives = [{"name": f"{set_id}.7z", "method": "mixed", "volumes": names}]
+            archives = [{"name": f"{set_id}.7z", "method": "mixed", "volumes": names, "volume_size": volume_size}]
             watcher = sevenzip_tool.VolumeWatcher()
             digests = watcher.finish(outbox, names)
             doc["writer"] = "py7zr"
@@ -263,10 +271,12 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
 
 
 def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox: Path, set_id: str,
-              volume_size: int, passphrase: str, doc: dict, cancel=None) -> tuple[list[dict], dict[str, str]]:
-    """Two archives by 7z: media stored as is, the compressible rest (with the inner manifest) in
-    LZMA2. Torrents in `live` are read in place, checked (SHA-256, identity) as 7z reads them.
-    Returns the archives and every volume's SHA-256."""
+              volume_size: int, passphrase: str, doc: dict, cancel=None,
+              sized=None) -> tuple[list[dict], dict[str, str]]:
+    """Two archives by 7z: media stored as is (volumes of volume_size), the compressible rest (with
+    the inner manifest) in LZMA2, written whole then cut into volumes of sized(its bytes) (default:
+    volume_size). Torrents in `live` are read in place, checked (SHA-256, identity) as 7z reads
+    them. Returns the archives and every volume's checksum."""
     binds, in_place = {}, set()
     for t in live.values():
         point = staging / "payload" / t.torrent_id
@@ -286,10 +296,15 @@ def _write_7z(exe: str, entries: list[Entry], live: dict, staging: Path, outbox:
 
     def write(base: str, members: list[str], method: str) -> dict:
         mounts = sorted({binds[m] for m in members if m in binds})
-        names = sevenzip_tool.write(exe, staging, members, outbox, base, volume_size, passphrase,
+        whole = method == "lzma2" and sized is not None
+        names = sevenzip_tool.write(exe, staging, members, outbox, base, 0 if whole else volume_size, passphrase,
                                     compress=method == "lzma2", watcher=watcher, binds=mounts, cancel=cancel)
+        size = volume_size
+        if whole:
+            size = sized((outbox / names[0]).stat().st_size)
+            names = sevenzip_tool.split(outbox, base, size)
         watcher.scan(outbox, base, final=True)
-        return {"name": f"{base}.7z", "method": method, "volumes": names}
+        return {"name": f"{base}.7z", "method": method, "volumes": names, "volume_size": size}
 
     try:
         # the two archives at once: the compressed one is small, and its 7z mostly waits for the key

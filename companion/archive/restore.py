@@ -93,7 +93,9 @@ def unpack(folder: Path, doc: dict, passphrase: str, dest: Path, exe: str | None
             sevenzip_tool.extract(exe, folder, names[0], passphrase, dest, doc["set_id"])
             continue
         try:
-            extract_archive(folder, names, doc["volume_size"], passphrase, dest)
+            extract_archive(folder, names, archive.get("volume_size") or doc["volume_size"], passphrase, dest)
+        except FileNotFoundError as exc:  # a lost volume: the volume check finds it, PAR2 rebuilds it
+            raise ArchiveError(archive["name"], f"volume {Path(exc.filename or '?').name} is missing") from exc
         except (OSError, MemoryError):
             raise
         except Exception as exc:

@@ -23,7 +23,8 @@ def public_manifest(doc: dict) -> dict:
 
 
 def archives_of(doc: dict) -> list[dict]:
-    """The set's 7z archives, each {"name", "method", "volumes": [names]}."""
+    """The set's 7z archives, each {"name", "method", "volumes": [names], "volume_size"} (volume_size:
+    each archive's own since the compressed one is cut after compression; older sets: the set's)."""
     if doc.get("archives"):
         return doc["archives"]
     return [{"name": f"{doc['set_id']}.7z", "method": "mixed", "volumes": [v["name"] for v in doc["volumes"]]}]

@@ -12,6 +12,7 @@ the SHA-256 pass rides on the second core; volume 1 is hashed last, as 7z rewrit
 when it ends.
 """
 
+import errno
 import logging
 import os
 import shutil
@@ -82,14 +83,16 @@ def write(exe: str, root: Path, members: list[str], folder: Path, base: str, vol
     """Archive `members` (paths relative to root, which become their names) as folder/base.7z.NNN.
     binds: (folder, mount point under root) pairs 7z sees read-only in a private mount namespace of
     its own (bwrap), so it reads seeding files in place under the names the set gives them (7-Zip
-    refuses a path through a symlinked folder). Returns the volume names."""
+    refuses a path through a symlinked folder). volume_size 0: one file, folder/base.7z, to cut
+    with `split` once its size is known. Returns the volume names."""
     folder.mkdir(parents=True, exist_ok=True)
     method = LZMA2 + [f"-mmt={threads}"] if compress else COPY
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{base}.", suffix=".list",
                                      delete=False) as lst:
         lst.write("".join(m + "\n" for m in members))
     cmd = [exe, "a", "-t7z", "-mhe=on", "-p", "-spd", "-scsUTF-8", "-bd", "-bso0", "-bsp0", "-y",
-           f"-v{volume_size}b", "-mtc=off", "-mta=off", *method, str(folder / f"{base}.7z"), f"@{lst.name}"]
+           *([f"-v{volume_size}b"] if volume_size else []), "-mtc=off", "-mta=off", *method, str(folder / f"{base}.7z"),
+           f"@{lst.name}"]
     options = None
     try:
         if binds:
@@ -108,10 +111,58 @@ def write(exe: str, root: Path, members: list[str], folder: Path, base: str, vol
         os.unlink(lst.name)
         if options is not None:
             options.close()
-    names = volume_names(folder, base)
+    names = volume_names(folder, base) if volume_size else [f"{base}.7z"] * (folder / f"{base}.7z").is_file()
     if not names:
         raise ArchiveError(base, "7z wrote no volume")
     return names
+
+
+def split(folder: Path, base: str, volume_size: int) -> list[str]:
+    """Cut folder/base.7z into base.7z.001, .002, ... of volume_size bytes (a 7-Zip split: 7z and
+    py7zr read them as the volumes 7z -v writes). The tail is copied off first, volume by volume,
+    so the disk holds at most one volume more than the archive."""
+    whole = folder / f"{base}.7z"
+    size = whole.stat().st_size
+    count = max(1, -(-size // volume_size))
+    fd = os.open(whole, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for i in range(count - 1, 0, -1):
+            offset = i * volume_size
+            out = os.open(folder / f"{base}.7z.{i + 1:03d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                _copy_range(fd, out, offset, size - offset, whole)
+            finally:
+                os.close(out)
+            os.ftruncate(fd, offset)
+            size = offset
+    finally:
+        os.close(fd)
+    os.rename(whole, folder / f"{base}.7z.001")
+    return volume_names(folder, base)
+
+
+def _copy_range(src: int, dst: int, at: int, left: int, what: Path) -> None:
+    """Copy src's bytes [at, at + left) to dst's position: copy_file_range (the kernel copies, or
+    shares the blocks), else read and write where the filesystem cannot."""
+    kernel = True
+    while left:
+        if kernel:
+            try:
+                n = os.copy_file_range(src, dst, left, at)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                kernel = False
+                continue
+        else:
+            data = os.pread(src, min(left, 4 << 20), at)
+            n = len(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view):]
+        if n == 0:
+            raise ArchiveError(what.name, f"{what} ended before byte {at}")
+        at, left = at + n, left - n
 
 
 def extract(exe: str, folder: Path, first_volume: str, passphrase: str, dest: Path, set_id: str) -> None:
