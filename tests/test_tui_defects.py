@@ -179,3 +179,14 @@ def test_job_outputs_are_not_torrents_in_status(tmp_path):
     assert [t["id"] for t in status["torrents"]] == [tid]  # no ".seedward-<job>" row for the job's stored outputs
     out = seedward("tui", home=home).stdout  # the table a pipe gets, with its totals line
     assert "1 torrents: 1 protected, 0 damaged, 0 healing, 0 unprotected" in out and ".seedward-" not in out
+    # nor anywhere else a torrent is counted: Prometheus' gauges, the coverage list
+    from companion.catalog.metrics import torrents_by_state
+    from companion.home import Home
+
+    cat = Catalog(Home(home).catalog_db)
+    try:
+        assert [(state, n) for state, n, _ in torrents_by_state(cat)] == [("protected", 1)]
+    finally:
+        cat.close()
+    cover = json.loads(seedward("coverage", "--json", home=home).stdout)
+    assert [t["torrent_id"] for t in cover["torrents"]] == [tid], cover

@@ -144,6 +144,17 @@ def list_jobs(cat, limit: int = 200) -> list[sqlite3.Row]:
     return cat.query("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
 
 
+# The torrents rows that are only the store's record of a job's outputs (a stored companion payload,
+# not published: qBittorrent never had it): not a torrent anyone seeds, so never counted as one.
+STORED_OUTPUTS = ("SELECT s.torrent_id FROM jobs j JOIN snapshots s ON s.id = j.output_snapshot"
+                  " JOIN torrents t ON t.id = s.torrent_id WHERE COALESCE(t.qbt_state, '') = ''")
+
+
+def stored_outputs(cat) -> set[str]:
+    """Ids of the torrents rows that are only a job's stored, unpublished outputs (STORED_OUTPUTS)."""
+    return {r["torrent_id"] for r in cat.query(STORED_OUTPUTS)}
+
+
 def set_outputs(cat, job_id: str, outputs: list[dict]) -> None:
     with cat.tx() as db:
         db.execute("DELETE FROM job_outputs WHERE job_id = ?", (job_id,))

@@ -2,12 +2,15 @@
 
 from .content import stored_bytes  # content chunks: one copy of a file, whatever torrents seed it
 from .drills import last_drill_per_torrent
+from .jobs import STORED_OUTPUTS
 
 
 def torrents_by_state(cat) -> list[tuple[str, int, int]]:
-    """(state, torrents, payload bytes); removed torrents count as `removed`."""
+    """(state, torrents, payload bytes); removed torrents count as `removed`; a job's stored,
+    unpublished outputs are not a torrent (never `pending`)."""
     rows = cat.query("SELECT CASE WHEN removed_at IS NULL THEN protection ELSE 'removed' END AS state,"
-                     " COUNT(*) AS n, COALESCE(SUM(payload_size), 0) AS bytes FROM torrents GROUP BY state")
+                     " COUNT(*) AS n, COALESCE(SUM(payload_size), 0) AS bytes FROM torrents"
+                     f" WHERE id NOT IN ({STORED_OUTPUTS}) GROUP BY state")
     return [(r["state"], r["n"], r["bytes"]) for r in rows]
 
 

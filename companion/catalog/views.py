@@ -17,6 +17,7 @@ from .fleet import fleet as fleet_members
 from .fleet import own, owners
 from .content import stored_bytes  # content chunks: one copy of a file, whatever torrents seed it
 from . import trust
+from .jobs import stored_outputs
 from .queue import pending_jobs
 
 # A torrent's drift_alerts counts its drift responses this recent.
@@ -205,8 +206,7 @@ def _latest(cat, now: datetime) -> dict:
     heals = cat.query("SELECT torrent_id, outcome, started_at, finished_at FROM (SELECT torrent_id, outcome, started_at,"
                       " finished_at, ROW_NUMBER() OVER (PARTITION BY torrent_id ORDER BY id DESC) AS k FROM heals)"
                       " AS newest WHERE k = 1")
-    outputs = {r["torrent_id"] for r in cat.query(
-        "SELECT s.torrent_id FROM jobs j JOIN snapshots s ON s.id = j.output_snapshot")}
+    outputs = stored_outputs(cat)
     return {
         "heal": {r["torrent_id"]: {"outcome": r["outcome"], "started_at": r["started_at"], "finished_at": r["finished_at"]}
                  for r in heals},

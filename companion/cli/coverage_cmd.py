@@ -1,6 +1,7 @@
 """`seedward coverage [ID] [--json]`: which damage classes each torrent survives, and from where."""
 
 from ..catalog import ladder as rows
+from ..catalog.jobs import stored_outputs
 from ..errors import EXIT_OK
 from ..ladder.budget import budget_bytes
 from ..ladder.coverage import CLASSES, coverage
@@ -21,8 +22,9 @@ def register(sub) -> None:
 
 def run(args, ctx) -> int:
     cat = ctx.catalog
+    outputs = set() if args.id else stored_outputs(cat)  # a job's stored outputs: not a torrent anyone seeds
     ids = [cat.resolve_id(args.id)] if args.id else [r["id"] for r in cat.list_torrents(include_removed=False)
-                                                       if r["protection"] not in ("excluded",)]
+                                                       if r["protection"] not in ("excluded",) and r["id"] not in outputs]
     found = [coverage(torrent_facts(cat, tid)) for tid in ids]
     usage = rows.store_usage(cat)
     budget_text = ctx.settings.protection.budget
