@@ -8,6 +8,10 @@ verified against the preflight baseline and healed from the preflight snapshot i
 Job folder (`[jobs] workdir`, default <home>/jobs): <job id>/<companion name>/output/ is the
 command's only writable folder, <job id>/<companion name>/provenance/<output>.provenance.json the
 sidecars; the <companion name> folder is what `seedward publish` makes a torrent of.
+
+Longer than 400 lines on purpose: the transaction's steps (preflight, run, verify, heal,
+collect, store, commit) are one JobRunner whose rollback must see every step's state; the
+sandbox and provenance parts already live in companion.sandbox and companion.provenance.
 """
 
 import fnmatch

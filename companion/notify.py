@@ -8,6 +8,9 @@ events wait for it (built from the catalog's events table, so a restart loses no
 
 Apprise URLs often carry tokens: a URL is only ever shown as its scheme (and a webhook's host), in
 logs, status and events, and a filter masks the URLs' parts in Apprise's and urllib3's log lines.
+
+Longer than 400 lines on purpose: the event mapping and the Limiter are pure and small; the rest
+is one sender thread whose filter, holds, digest and masking share its state.
 """
 
 import logging

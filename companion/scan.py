@@ -10,6 +10,10 @@ release the GIL); the SHA-256 of a file spanning windows runs as a chain of task
 order, ahead of the rest. Small files are hashed by the reading thread itself, while their bytes
 are in its cache. File paths are libtorrent's (companion.torrent); opening them is
 companion.payload_io; verdicts are companion.blame.
+
+Longer than 400 lines on purpose: the full pass's window, buffer pool, hashing tasks and
+per-file chains share one run's state (_Run), and the quick rescan reuses its reader; split,
+they would pass that state across modules.
 """
 
 import hashlib
