@@ -3,6 +3,9 @@
 The one query module for reads. The service answers its control ops with these functions; with
 no service running, the CLI calls them itself, and hands the TUI a `ReadOnly` connection's worth
 (the TUI never imports the catalog). Every function takes a Catalog or a ReadOnly and never writes.
+
+Just over 400 lines on purpose: it is the one read module (no SQL elsewhere for reads), so every
+listing's query sits here; the job history and snapshot listings are the first to move out if it grows.
 """
 
 import json
