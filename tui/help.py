@@ -35,7 +35,8 @@ seeding, baseline-bad, a suspect snapshot, a failed drill, a coverage gap: these
 and are counted in the header. A drift that was healed is history: "healed 2h ago".
 
 **Continuity**: *Intact* is the share of the last 7 days the torrent seeded its verified payload
-(time stopped by you, or while the service or qBittorrent was down, is not counted). The header
+(time stopped by you, or while the service or qBittorrent was down, is not counted; until 7 days
+were watched, the header says the time watched: "100 % seeding intact of the 10 s watched"). The header
 gives the library's, with its incidents and median heal time; a torrent's screen shows 24 h, 7 d
 and 30 d and a 7-day strip: `█` seeding · `▒` stopped by seedward · `X` damaged · `~` healing ·
 `?` unreachable · `-` stopped by you · `·` not watched.
