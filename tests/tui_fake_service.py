@@ -159,6 +159,12 @@ class FakeService:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
+                try:
+                    self.answer_lines()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the app quit with a request in flight: as the real service, no traceback
+
+            def answer_lines(self):
                 for line in self.rfile:
                     req = json.loads(line)
                     op = req.get("op")
