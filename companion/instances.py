@@ -80,7 +80,7 @@ def connect(settings, home=None, name: str | None = None) -> "Router":
     """A Router over the named instance (or all), logged in: for CLI commands. An instance that does
     not answer is left out (said in `router.down`) unless none answers: then its error is raised."""
     chosen = pick(settings, name)
-    every = [Instance(s.name, s, Qbt.from_settings(s, home=home), index=n) for n, s in enumerate(chosen)]
+    every = [Instance(s.name, s, Qbt.from_settings(s, home=home, one_try=True), index=n) for n, s in enumerate(chosen)]
     up, down = [], {}
     for inst in every:
         try:
@@ -175,9 +175,10 @@ class Router:
         versions = [i.qbt.connect() for i in self.instances]
         return versions[0]
 
-    def retry_login(self) -> None:
+    def retry_login(self, passwords: dict | None = None) -> None:
+        """passwords: {instance name: inline password as the config says now} (SIGHUP)."""
         for i in self.instances:
-            i.qbt.retry_login()
+            i.qbt.retry_login((passwords or {}).get(i.name))
 
     # who holds a torrent
 

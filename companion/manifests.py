@@ -80,6 +80,9 @@ class ManifestRepo:
                 with self.repo.config_writer() as cw:
                     cw.set_value("user", "name", AUTHOR.name)
                     cw.set_value("user", "email", AUTHOR.email)
+        except git.GitCommandNotFound as exc:
+            raise ManifestError(self.path, "no git command (seedward keeps this repo with git: install it, "
+                                "or set GIT_PYTHON_GIT_EXECUTABLE)") from exc
         except (git.GitError, OSError) as exc:
             raise ManifestError(self.path, str(exc)) from exc
         # Commits go through git itself (its index keeps a cache of unchanged trees, so a commit

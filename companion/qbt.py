@@ -13,6 +13,12 @@ Paths are mapped here, at the boundary (companion/pathmap.py, for a qBittorrent 
 every path a Qbt returns (save_path, content_path, download_path, a category's savePath) is the
 path on this host, and every path it is given (add_torrent, set_location, create_category) is
 mapped back to qBittorrent's. Nothing else in seedward maps a path.
+
+A command (`Qbt.from_settings(..., one_try=True)`) makes one bounded attempt: connect within 3 s,
+an answer within 10 s, no retry after a timeout (qbittorrent-api retries every request at two
+levels and probes http then https first, which made a hung qBittorrent cost a command minutes), the
+URL's scheme taken as written, and once qBittorrent did not answer, the command's later calls fail
+at once with the same reason. The service keeps the patient client: it reconnects anyway.
 """
 
 import logging
@@ -20,6 +26,7 @@ import threading
 from pathlib import Path
 
 import qbittorrentapi
+import requests
 
 from .errors import ConfigError, QbtError
 from .pathmap import PathMap
@@ -62,12 +69,17 @@ class QbtNotFound(QbtError):
     """qBittorrent at {}: no torrent {}"""
 
 
+# one_try (commands): seconds to connect, seconds to wait for an answer
+ONE_TRY_CONNECT_SECONDS = 3.0
+ONE_TRY_READ_SECONDS = 10.0
+
+
 class Qbt:
     """The qBittorrent Web API as seedward uses it. Thread-safe (calls are serialized)."""
 
     def __init__(self, url: str, username: str, password: str = "", *, password_file=None, verify_tls: bool = True,
                  timeout: float = 30.0, login_record: Path | None = None, ban_window_seconds: float = 3600.0,
-                 path_map: PathMap | None = None, name: str = "default"):
+                 path_map: PathMap | None = None, name: str = "default", one_try: bool = False):
         self.url = url
         self.name = name
         self.path_map = path_map or PathMap()
@@ -76,11 +88,18 @@ class Qbt:
                                      if password_file else None)
         self.gate = LoginGate(f"{username}@{url}", self.source, login_record, ban_window_seconds)
         self._lock = threading.RLock()
+        bound = (ONE_TRY_CONNECT_SECONDS, ONE_TRY_READ_SECONDS) if one_try else (min(5.0, timeout), timeout)
         self._client = qbittorrentapi.Client(
             host=url, username=username, password="", VERIFY_WEBUI_CERTIFICATE=verify_tls,
-            REQUESTS_ARGS={"timeout": (min(5.0, timeout), timeout)}, DISABLE_LOGGING_DEBUG_OUTPUT=True,
+            REQUESTS_ARGS={"timeout": bound}, DISABLE_LOGGING_DEBUG_OUTPUT=True,
             RAISE_NOTIMPLEMENTEDERROR_FOR_UNIMPLEMENTED_API_ENDPOINTS=True,
+            # one_try: urllib3's own retry off (qbittorrent-api's stays for what is not a timeout); the
+            # URL's scheme used as written (else a HEAD over http, then https, each waits for the read timeout)
+            **({"HTTPADAPTER_ARGS": {"max_retries": 0}, "FORCE_SCHEME_FROM_HOST": True} if one_try else {}),
         )
+        self.silent: str = ""  # one_try: why qBittorrent did not answer (then no call is tried again)
+        if one_try:
+            self._one_attempt()
         self.version = ""
         self.api_version = ""
         # qbittorrent-api asks for the Web API version before every versioned endpoint (export,
@@ -92,13 +111,34 @@ class Qbt:
         self._client.auth_log_in = self._gated_login
 
     @classmethod
-    def from_settings(cls, settings, home=None) -> "Qbt":
+    def from_settings(cls, settings, home=None, one_try: bool = False) -> "Qbt":
         """From a config.QbtSettings (the password file is read at each login). With the state home,
-        the login record is shared with every other seedward process of that home."""
+        the login record is shared with every other seedward process of that home. one_try: for a
+        command (see the module's docstring)."""
         return cls(settings.url, settings.username, settings.password, password_file=settings.password_file or None,
                    verify_tls=settings.verify_tls, ban_window_seconds=settings.ban_window_seconds,
                    login_record=home.root / "qbt-login.json" if home is not None else None,
-                   path_map=PathMap(getattr(settings, "path_map", ()) or ()), name=getattr(settings, "name", "default"))
+                   path_map=PathMap(getattr(settings, "path_map", ()) or ()), name=getattr(settings, "name", "default"),
+                   one_try=one_try)
+
+    def _one_attempt(self) -> None:
+        """qbittorrent-api tries each request twice whatever its _retries says: a timeout is raised at
+        once as the connection error it ends as, and remembered, so the command's next calls do not
+        wait again. Other failures (refused, a kept-alive connection closed) keep its one quick retry."""
+        attempt = getattr(self._client, "_request", None)
+        if attempt is None:  # another qbittorrent-api: the timeouts above still bound each try
+            return
+
+        def once(*args, **kwargs):
+            if self.silent:
+                raise qbittorrentapi.APIConnectionError(self.silent)
+            try:
+                return attempt(*args, **kwargs)
+            except requests.exceptions.Timeout as exc:
+                self.silent = f"{type(exc).__name__}: {exc!r}"  # its text says "timed out"
+                raise qbittorrentapi.APIConnectionError(self.silent) from exc
+
+        self._client._request = once
 
     def _to_host(self, t: dict) -> dict:
         if self.path_map:
@@ -156,8 +196,12 @@ class Qbt:
         return (f"{why}; next try in {wait:.0f}s (seedward fails at most {MAX_FAILURES} times per "
                 f"{status['ban_window_seconds'] / 60:.0f} min, below qBittorrent's ban)")
 
-    def retry_login(self) -> None:
-        """SIGHUP / `seedward qbt login`: the password source may be tried again (budget and ban still hold)."""
+    def retry_login(self, password: str | None = None) -> None:
+        """SIGHUP / `seedward qbt login`: the password source may be tried again (budget and ban still hold).
+        password: the inline password as the config says now (SIGHUP re-reads it; a file is read anyway)."""
+        if password is not None and self.source.file is None:
+            self.source = PasswordSource(inline=password)
+            self.gate.source = self.source
         self.gate.reopen()
 
     @property

@@ -42,7 +42,7 @@ class PasswordSource:
     def describe(self) -> str:
         if self.file is not None:
             return f"the password file {self.file}"
-        return "the configured password ([qbittorrent] password or QBITTORRENTAPI_PASSWORD; a restart reads it)"
+        return "the configured password ([qbittorrent] password, re-read on SIGHUP, or QBITTORRENTAPI_PASSWORD)"
 
     def identity(self) -> list:
         """What changes when the source is rewritten (never the secret itself)."""

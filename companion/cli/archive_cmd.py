@@ -244,7 +244,7 @@ def into_qbittorrent(ctx, to: Path, result) -> dict:
                     mine.append(tid)
         if not mine:
             continue
-        qbt = Qbt.from_settings(st, home=ctx.home.ensure())
+        qbt = Qbt.from_settings(st, home=ctx.home.ensure(), one_try=True)
         qbt.connect()
         report = qbtstate.restore(qbt, state, only=mine, save_paths={tid: str(to / "payload" / tid) for tid in mine},
                                   verified=verified).to_json()

@@ -104,6 +104,10 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     take_secrets()  # before any verb's imports start a child: none inherits seedward's secrets
+    # GitPython runs `git version` when first imported and, with no git, raises ImportError: every
+    # verb importing it (and --help, which imports all) died in a traceback. Quiet: the verb that
+    # uses the manifests repo says so in one line (manifests.ManifestRepo).
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)

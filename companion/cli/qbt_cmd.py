@@ -51,7 +51,7 @@ def _targets(ctx, args) -> list[tuple]:
 
 
 def _client(ctx, settings) -> Qbt:
-    return Qbt.from_settings(settings, home=ctx.home.ensure())
+    return Qbt.from_settings(settings, home=ctx.home.ensure(), one_try=True)
 
 
 def _connect(ctx, settings) -> Qbt:

@@ -31,9 +31,22 @@ def run(args, ctx) -> int:
     logging.getLogger("qbittorrentapi").setLevel(logging.WARNING)
     logging.getLogger("git").setLevel(logging.WARNING)
     service = Service(ctx.home, settings, catalog=ctx.catalog, manifests=ctx.manifests)
-    # SIGHUP: the WebUI password source may be tried again after a refused login (qbtlogin.py).
-    signal.signal(signal.SIGHUP, lambda _sig, _frame: service.qbt.retry_login())
+    # SIGHUP: the WebUI password source may be tried again after a refused login (qbtlogin.py),
+    # an inline password as config.toml says now.
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: service.qbt.retry_login(inline_passwords(ctx.home)))
     installed = install_features(service)
     logging.getLogger(__name__).info("features: %s", ", ".join(installed) or "none")
     service.run_forever()
     return EXIT_OK
+
+
+def inline_passwords(home) -> dict:
+    """{instance: [qbittorrent] password} from config.toml now (none for an instance with a password
+    file: that is read at each login). A config that no longer loads keeps the passwords read at start."""
+    from ..config import load_settings
+
+    try:
+        return {s.name: s.password for s in load_settings(home.config).qbt_instances() if not s.password_file}
+    except Exception as exc:  # noqa: BLE001 - a signal handler must not end the service
+        logging.getLogger(__name__).warning("SIGHUP: config not re-read (%s); the passwords read at start stay", exc)
+        return {}
