@@ -95,7 +95,7 @@ def settled(service, qbt, tid: str, files: dict[Path, bytes]) -> bool:
     return all(not p.is_symlink() and content(p) == data for p, data in files.items())
 
 
-def explain(service, qbt, tids) -> str:
+def explain(service, qbt, tids, events: int = 25) -> str:
     """What each torrent looks like now (for a failed wait)."""
     lines = []
     for tid in tids:
@@ -103,7 +103,7 @@ def explain(service, qbt, tids) -> str:
         row = service.catalog.get_torrent(tid)
         lines.append(f"{tid[:12]}: {row['protection'] if row else None}, qBittorrent {t.get('state')} "
                      f"{t.get('progress')}, tags {t.get('tags')}, hold {trust.get_hold(service.catalog, tid)}")
-        lines += [f"    {e['at'][11:23]} {e['kind']}: {e['message'][:160]}" for e in service.catalog.events(tid, 25)][::-1]
+        lines += [f"    {e['at'][11:23]} {e['kind']}: {e['message'][:160]}" for e in service.catalog.events(tid, events)][::-1]
     return "\n".join(lines)
 
 
@@ -247,6 +247,8 @@ def seeded(world, qbt, service, name: str, files: dict, seed: int) -> tuple[str,
     paths = {world.dl / name / f: (world.dl / name / f).read_bytes() for f in files}
     wait_until(lambda: snap_rows.list_snapshots(service.catalog, tid) and settled(service, qbt, tid, paths), 60, 0.1,
                f"{name} protected with a snapshot")
+    # and the jobs that follow protection done (a snapshot or ladder job still at work holds the torrent)
+    wait_until(lambda: not service.catalog.pending_jobs(), 60, 0.1, f"{name}: the service's queue empty")
     return tid, paths
 
 
@@ -273,8 +275,8 @@ def test_a_heal_does_not_wait_for_qbittorrent_frozen_or_down(world, qbt):
         wait_until(lambda: qbt_state(service) == "not_answering", 15, 0.1, "status: qBittorrent not answering")
         write_at(target, 30_000, b"tagged while qBittorrent was frozen")
         wait_until(lambda: content(target) == frozen_files[target], 20, 0.05, "the heal on disk, qBittorrent frozen")
-        hold = trust.get_hold(service.catalog, frozen)
-        assert hold is not None and hold["steps"] == ["stop", "recheck", "start"], hold
+        wait_until(lambda: (h := trust.get_hold(service.catalog, frozen)) and h["steps"] == ["stop", "recheck", "start"],
+                   10, 0.05, "qBittorrent's part queued: stop, recheck (it may have read the drifted bytes), start")
         assert service.catalog.get_torrent(frozen)["protection"] == "healing"  # until qBittorrent has done its part
         assert any(h["outcome"] == "healed" for h in drift_rows.heals(service.catalog, frozen))
     finally:
@@ -287,8 +289,8 @@ def test_a_heal_does_not_wait_for_qbittorrent_frozen_or_down(world, qbt):
         victim = world.dl / "Down" / "b.flac"
         os.truncate(victim, 10_000)
         wait_until(lambda: content(victim) == down_files[victim], 20, 0.05, "the heal on disk, qBittorrent down")
-        hold = trust.get_hold(service.catalog, down)
-        assert hold is not None and "recheck" in hold["steps"] and hold["steps"][-1] == "start", hold
+        wait_until(lambda: (h := trust.get_hold(service.catalog, down)) and "recheck" in h["steps"]
+                   and h["steps"][-1] == "start", 10, 0.05, "qBittorrent's part queued")
         assert service.catalog.get_torrent(down)["protection"] == "healing"
     finally:
         qbt.start()
@@ -329,6 +331,10 @@ def test_stopped_by_seedward_is_said_and_the_user_can_start_and_stop(world, qbt)
     assert t["protection"] == "damaged"
     assert t["stopped"]["by"] == "seedward" and "heal failed" in t["stopped"]["because"] and t["stopped"]["since"]
     assert t["drift"]["retry_in"] is not None  # retried with backoff
+    table = seedward("status", home=home)
+    assert table.returncode == 0, table.stderr
+    line = next(x for x in table.stdout.splitlines() if x.strip().startswith("stopped by seedward since"))
+    assert "heal failed" in line, table.stdout  # the table says it too, not only the JSON
     wait_until(lambda: info(qbt, tid)["state"].startswith(("paused", "stopped")), 10, 0.1, "stopped in qBittorrent")
 
     service.stop()
@@ -346,6 +352,7 @@ def test_stopped_by_seedward_is_said_and_the_user_can_start_and_stop(world, qbt)
                == "protected" and trust.get_hold(service.catalog, tid) is None, 400, 0.2, "healed by a retry")
     assert info(qbt, tid)["state"].startswith(("paused", "stopped"))  # the user's stop is kept
     assert status_of(home, tid)["stopped"]["by"] == "user"
+    assert "stopped by user since" in seedward("status", home=home).stdout
     start = seedward("start", tid[:10], home=home)
     assert start.returncode == 0, start.stderr
     wait_settled(service, qbt, {tid: files}, 30, "seeding again after seedward start")

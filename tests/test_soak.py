@@ -34,7 +34,8 @@ class Soak:
         self.library = world.root / "library"
         self.library.mkdir()
         self.drifted: dict[str, list[bytes]] = {}  # id -> bytes written that must be kept in the quarantine
-        self.ops: list[str] = []
+        self.ops: list[str] = []  # "t+12.3s kind path"
+        self.began = time.monotonic()
         self.links: dict[Path, Path] = {}  # library link -> seed file it was made from
 
     def add(self, i: int) -> None:
@@ -83,7 +84,10 @@ class Soak:
             self.drifted[tid].append(mark)
         elif kind == "truncate":
             os.truncate(path, self.rnd.randrange(0, size))
-        self.ops.append(f"{kind} {path.relative_to(self.world.dl)}")
+        self.op(f"{kind} {path.relative_to(self.world.dl)}")
+
+    def op(self, what: str) -> None:
+        self.ops.append(f"t+{time.monotonic() - self.began:.1f}s {what}")
 
 
 def test_soak_random_drift_and_qbittorrent_restarts_keep_every_promise(world, qbt):
@@ -110,16 +114,18 @@ def test_soak_random_drift_and_qbittorrent_restarts_keep_every_promise(world, qb
         free = [t for t in soak.torrents if t not in busy]
         if restarts < 2 and rnd.random() < 0.03:
             restarts += 1
-            soak.ops.append("qBittorrent restart")
+            soak.op("qBittorrent restart")
             qbt.restart()
+            soak.op("qBittorrent back")
         elif free and rnd.random() < 0.6:
             tid = rnd.choice(sorted(free))
             soak.one(tid)
             busy[tid] = time.monotonic()
         time.sleep(rnd.uniform(0.1, 0.8))
     if restarts == 0:  # the sequence must have one: a last restart now, with changes in flight
-        soak.ops.append("qBittorrent restart")
+        soak.op("qBittorrent restart")
         qbt.restart()
+        soak.op("qBittorrent back")
 
     ids = list(soak.torrents)
     try:
@@ -128,7 +134,7 @@ def test_soak_random_drift_and_qbittorrent_restarts_keep_every_promise(world, qb
         wrong = [f"{p.relative_to(world.dl)}: {len(content(p) or b'')} bytes, want {len(d)}"
                  for t in soak.torrents.values() for p, d in t["files"].items() if content(p) != d]
         raise AssertionError(f"{exc}\nfiles that differ: {wrong}\n{explain(service, qbt, ids)}\n"
-                             f"last operations: {soak.ops[-25:]}") from None
+                             f"{service_events(service)}\noperations: {soak.ops}") from None
     cat = service.catalog
     for tid, t in soak.torrents.items():
         # every file equals its torrent: by the torrent's own hashes, not only against our copy
@@ -138,12 +144,20 @@ def test_soak_random_drift_and_qbittorrent_restarts_keep_every_promise(world, qb
         assert info(qbt, tid)["progress"] >= 1
         kept = quarantined_bytes(service.home.root, tid)
         for mark in soak.drifted[tid]:
-            assert any(mark in blob for blob in kept), f"{t['name']}: {mark!r} not in the quarantine"
+            op = soak.ops[int(mark[4:])]
+            assert any(mark in blob for blob in kept), (f"{t['name']}: {mark!r} ({op}) not in the quarantine\n"
+                                                        f"{explain(service, qbt, [tid], 400)}\n{soak.ops}")
     assert not cat.query("SELECT * FROM heals WHERE outcome = 'running'")
     wait_until(lambda: not service.status()["service"]["drift"]["invariants"]["violations"], 30, 0.5,
                "no broken promise reported by seedward")
     heals = sum(1 for tid in ids for h in drift_rows.heals(cat, tid, limit=500) if h["outcome"] == "healed")
     print(f"soak: {len(soak.ops)} operations ({restarts} qBittorrent restarts), {heals} heals")
+
+
+def service_events(service) -> str:
+    """The service's own events (qBittorrent connections, restarts seen), for a failed wait."""
+    rows = [e for e in service.catalog.events(None, 400) if not e["torrent_id"]][:40]
+    return "\n".join(f"    {e['at'][11:23]} {e['kind']}: {e['message'][:120]}" for e in rows[::-1])
 
 
 def _snapshotted(service, tid: str) -> bool:

@@ -62,6 +62,8 @@ def run(args, ctx) -> int:
     if (svc.get("metrics") or {}).get("error"):
         print(f"metrics: not served: {svc['metrics']['error']}")
     print_fleet(svc.get("fleet"))
+    for v in ((svc.get("drift") or {}).get("invariants") or {}).get("violations") or []:  # never hidden
+        print(f"broken promise: {v['torrent_id'][:12]} {v['rule']}: {v['detail']} (being repaired)")
     counts: dict[str, int] = {}
     for t in data["torrents"]:
         counts[t["protection"]] = counts.get(t["protection"], 0) + 1
@@ -84,12 +86,27 @@ def run(args, ctx) -> int:
             where += f"  @{'+'.join(t.get('instances') or [t['instance']])}"
         print(f"  {t['id'][:12]}  {t['protection']:12} {t['qbt_state'] or '-':12} {intact(t.get('continuity')):9}  "
               f"{verified:16}  {snap:16}  {drilled:10}  {t['name']}{where}")
+        print_stopped(t)
         if t.get("unreachable"):
             u = t["unreachable"]
             print(f"      unreachable: {u['reason']}; {u['hint']}")
         for c in t.get("copies") or []:
             print(f"      also in {c['instance']} at {c['save_path']}: another copy, not protected")
     return EXIT_OK
+
+
+def print_stopped(t: dict) -> None:
+    """"stopped by seedward since T: because ..." (or by the user, or in qBittorrent), and the
+    files with other hard links (issue 12)."""
+    stop = t.get("stopped")
+    if stop:
+        since = f" since {timefmt.local(stop['since'])}" if stop.get("since") else ""
+        who = "" if stop["by"] == "qBittorrent" else f"stopped by {stop['by']}{since}: "
+        print(f"      {who}{stop['because']}")
+    linked = t.get("hardlinked") or []
+    if linked:
+        more = f" and {len(linked) - 3} more" if len(linked) > 3 else ""
+        print(f"      files with other hard links (watched through their inodes): {', '.join(linked[:3])}{more}")
 
 
 def intact(short: dict | None) -> str:

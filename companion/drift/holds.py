@@ -65,7 +65,8 @@ class Holds:
             if hold is None:
                 return
             steps = [s for s in hold["steps"] if s == "stop"]
-            if recheck or (stale_if_unstopped and "stop" in steps):
+            answered = self.sent.get(tid, ("",))[0] == "stop"  # qBittorrent took the stop (not yet seen in its view)
+            if recheck or (stale_if_unstopped and "stop" in steps and not answered):
                 steps.append("recheck")
             if hold["resume"]:
                 steps.append("start")
