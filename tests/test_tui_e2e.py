@@ -185,5 +185,8 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
     tmux.keys("v")
     wait_until(lambda: "Verify now: TuiHealDemo?" in tmux.screen(), 10, 0.1, "the confirmation")
     tmux.keys("y")
-    wait_until(lambda: "verify: done (job" in tmux.screen(), 60, 0.1, "the verify job done on screen")
+    try:
+        wait_until(lambda: "verify: done (job" in tmux.screen(), 120, 0.1, "the verify job done on screen")
+    except AssertionError as exc:  # (a loaded machine: the job queues behind the service's own work)
+        raise AssertionError(f"{exc}\n{tmux.screen()}") from None
     assert "now protected" in tmux.screen()

@@ -157,8 +157,10 @@ def attach(status: dict, ledger: Ledger, cat=None, now: float | None = None) -> 
         if cat is not None:
             ledger.refresh(cat)
         per, library = ledger.reports(entries, now=now)
+    shorts: dict = {}
     for e in entries:
-        e["continuity"] = per[e["id"]].short()
+        r = per[e["id"]]
+        e["continuity"] = shorts.get(id(r)) or shorts.setdefault(id(r), r.short())  # quiet torrents share one
     status["continuity"] = library.short()
     return status
 

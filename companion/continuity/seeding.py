@@ -281,7 +281,8 @@ class Report:
     @property
     def intact_share(self) -> float:
         """Seeding over counted time; 0.0 when nothing was counted (nothing proven)."""
-        return self.seconds.get("seeding", 0.0) / self.counted if self.counted > 0 else 0.0
+        counted = self.counted
+        return self.seconds.get("seeding", 0.0) / counted if counted > 0 else 0.0
 
     def short(self) -> dict:
         return {

@@ -15,12 +15,22 @@ CONTINUITY = ("intact_share", "interruptions", "median_heal_seconds", "longest_o
 
 
 def compact(status: dict) -> dict:
+    shared: dict = {}  # quiet torrents share one continuity object: its array is made once
     return {"service": status.get("service", {}), "continuity": status.get("continuity"), "fields": FIELDS,
             "window": (status.get("continuity") or {}).get("window", "7d"),
-            "rows": [row(t) for t in status.get("torrents", [])]}
+            "rows": [row(t, shared) for t in status.get("torrents", [])]}
 
 
-def row(t: dict) -> list:
+def _continuity(cont, shared: dict) -> list | None:
+    if not isinstance(cont, dict):
+        return None
+    found = shared.get(id(cont))
+    if found is None:
+        found = shared[id(cont)] = [cont.get(k) for k in CONTINUITY]
+    return found
+
+
+def row(t: dict, shared: dict | None = None) -> list:
     snap = t.get("snapshot") or t.get("last_snapshot") or {}
     drill = t.get("last_drill") or {}
     companions = t.get("companions") if isinstance(t.get("companions"), list) else None
@@ -37,7 +47,7 @@ def row(t: dict) -> list:
         drill.get("ok"), drill.get("rto_seconds"), drill.get("at") or drill.get("finished_at"),
         t.get("drift_alerts"), None if companions is None else len(companions), any(flags) if flags else None,
         [[j.get("id"), j.get("kind"), j.get("state")] for j in t.get("jobs") or ()],
-        [cont.get(k) for k in CONTINUITY] if isinstance(cont, dict) else None,
+        _continuity(cont, {} if shared is None else shared),
         stopped.get("by"), stopped.get("since"), stopped.get("because"),
         heal.get("outcome"), heal.get("finished_at") or heal.get("started_at"),
         [cover.get("survives"), cover.get("of"), sorted(k for k, tiers in (cover.get("classes") or {}).items() if not tiers)]

@@ -79,7 +79,9 @@ class StatusBuilder:
             with self.ledger.lock:
                 self.ledger.refresh(cat)
                 per, library = self.ledger.reports(self._entries[1])
-            c = self._continuity = (version, now, {tid: r.short() for tid, r in per.items()}, library.short())
+            shorts: dict = {}  # quiet torrents share one Report: its short form is made once
+            c = self._continuity = (version, now, {tid: shorts.get(id(r)) or shorts.setdefault(id(r), r.short())
+                                                   for tid, r in per.items()}, library.short())
         per = c[2]
         missing = [e for e in status["torrents"] if e["id"] not in per]  # qBittorrent's, not cataloged yet
         extra = {tid: r.short() for tid, r in self.ledger.reports(missing)[0].items()} if missing else {}
