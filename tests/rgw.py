@@ -84,9 +84,9 @@ keyring = /dev/null
             str(r / "monmap"))
         run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap", str(r / "monmap"))
         self._daemon("ceph-mon", "-f", "-c", str(self.conf), "-i", "a")
-        self._ceph("osd", "create")
-        run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs")
         deadline = time.monotonic() + timeout
+        self._mon_ready(deadline)
+        run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs")
         self._start_osd(deadline)
         self._daemon("radosgw", "-f", "-c", str(self.conf), "-n", "client.rgw")
         while not self._answers():
@@ -98,6 +98,20 @@ keyring = /dev/null
                         "--display-name", "seedward", "--access-key", ACCESS, "--secret", SECRET],
                        check=True, capture_output=True, timeout=60)
         return self
+
+    def _mon_ready(self, deadline: float) -> None:
+        """`osd create` once the monitor takes commands: just started (under load) it answers
+        "EPERM: problem getting command descriptions from mon" for a while."""
+        while True:
+            try:
+                self._ceph("osd", "create")
+                return
+            except subprocess.CalledProcessError as exc:
+                if time.monotonic() > deadline or self.procs[-1].poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"the monitor took no command ({exc.stderr.strip()}); logs in "
+                                       f"{self.root / 'log'}") from exc
+                time.sleep(0.5)
 
     def _start_osd(self, deadline: float) -> None:
         """Start the OSD and wait until the monitor counts it up. Pacific's OSD sometimes aborts while

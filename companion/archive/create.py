@@ -39,6 +39,7 @@ from .sevenzip import Entry, write_archive
 from .tiers import FULL_TIERS, TIERS, RetentionPolicy, lock_until, size_class, volume_size_for
 
 log = logging.getLogger(__name__)
+ONE_FILE = 1 << 62  # a volume size py7zr never reaches: the archive is written whole, then split
 
 
 def archive_root(home) -> Path:
@@ -164,7 +165,7 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
 
         # 7z: the media volumes are cut from the bytes stored as they are (known now); the compressed
         # archive is cut once its real size is known, so what shrinks still gets the volumes its PAR2
-        # needs to rebuild a lost one. py7zr writes one mixed archive: cut from the bytes before compression.
+        # needs to rebuild a lost one. py7zr writes one mixed archive whole, cut the same way.
         stored_bytes = sum(e.size for e in staged.entries if not e.compress)
         volume_size = sized(stored_bytes if exe else staged.bytes)
         doc = {
@@ -190,8 +191,11 @@ def create_set(*, home, settings, catalog, manifests, store, tier: str, remote: 
             doc["read_in_place"] = sorted(live)
         else:
             clock.lap("stage")
-            names = write_archive(entries, outbox, set_id, volume_size, passphrase,
-                                  trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
+            [whole] = write_archive(entries, outbox, set_id, ONE_FILE, passphrase,
+                                    trailer=lambda: (INNER_NAME, _inner_doc(doc, entries)))
+            os.rename(outbox / whole, outbox / f"{set_id}.7z")
+            volume_size = doc["volume_size"] = sized((outbox / f"{set_id}.7z").stat().st_size)
+            names = sevenzip_tool.split(outbox, set_id, volume_size)
             archives = [{"name": f"{set_id}.7z", "method": "mixed", "volumes": names, "volume_size": volume_size}]
             watcher = sevenzip_tool.VolumeWatcher()
             digests = watcher.finish(outbox, names)
