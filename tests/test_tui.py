@@ -17,7 +17,7 @@ from tui.dashboard import DashboardScreen
 from tui.detail import DetailScreen
 from tui.help import HelpScreen
 from tui.jobs import JobsScreen
-from tui.model import piece_cells
+from tui.text import piece_cells
 from tui.torrent_table import TorrentTable
 
 DEBIAN, BACH, NOTLD = h(0xD4E5F6), h(0xA1B2C3), h(0x0F0F0F)
@@ -404,7 +404,8 @@ def test_the_compact_dashboard_answer_says_what_the_status_says():
 def test_a_window_not_yet_watched_says_the_span_watched():
     """A fresh home 10 s after `serve` (the audit): the header says the 10 s watched, not '7 d'."""
     from companion.service.dashboard import compact
-    from tui.model import headline, parse_dashboard, parse_status
+    from tui.model import parse_dashboard, parse_status
+    from tui.text import headline
 
     status = sample_status()
     status["continuity"] = dict(status["continuity"], intact_share=1.0, interruptions=0, watched_seconds=10.0)

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from .cells import palette
 from .client import ControlError, ServiceNotRunning
-from .model import age
+from .text import age
 
 LAST_EVENTS = 2000  # the newest events the screen looks through
 ALERT_PREFIXES = ("drift", "heal", "drill_fail", "baseline", "damage", "quarantine", "store_corrupt")

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from rich.text import Text
 
-from .model import (PROTECTION_LABEL, TorrentView, age, attention, drill_text, human_bytes,
-                    incident_text, intact_text, swarm_text, totals, visible)
+from .model import PROTECTION_LABEL, TorrentView, attention, totals, visible
+from .text import age, drill_text, human_bytes, incident_text, intact_text, swarm_text
 
 COLUMNS = (  # 160 columns in all (11 cells of text plus their padding): a 160x45 terminal shows every one
     ("torrent", "Torrent", 27),

@@ -17,7 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from .cells import COLUMNS, joined, palette, plan, row_cells
-from .model import FILTERS, SORTS, Totals, age, headline, human_bytes, matches, totals
+from .model import FILTERS, SORTS, Totals, matches, totals
+from .text import age, headline, human_bytes
 from .torrent_table import TorrentTable
 
 NOT_RUNNING = ("The seedward service is not running, and there is no catalog to show yet.\n\n"
@@ -132,7 +133,6 @@ class DashboardScreen(Screen):
 
     def show_totals(self, tot: Totals) -> None:
         self._totals = tot
-        svc = self.app.status.service if self.app.status else None
         parts = [(f"{tot.torrents} torrents", "bold")]
         if tot.attention:
             why = ", ".join(f"{n} {reason}" for reason, n in tot.reasons)

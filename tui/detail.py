@@ -13,8 +13,8 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedConten
 from .cells import ATTENTION_TONE, PROTECTION_TONE, joined, palette
 from .client import ControlError, ServiceNotRunning
 from .confirm import ConfirmScreen
-from .model import (PROTECTION_LABEL, attention, age, companions_text, drill_text, duration, human_bytes, percent, span,
-                    swarm_text)
+from .model import PROTECTION_LABEL, attention
+from .text import age, companions_text, drill_text, duration, human_bytes, percent, span, swarm_text
 from .piece_map import PieceMap
 from .strip import ContinuityStrip, legend
 

@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from .cells import palette
 from .client import ControlError, Error, ServiceNotRunning
-from .model import age
+from .text import age
 
 STATE_TONE = {"done": "success", "published": "success", "ok": "success", "failed": "error", "tainted": "error",
               "running": "warning", "queued": ""}

@@ -5,7 +5,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from .cells import color
-from .model import piece_cells, piece_counts
+from .text import piece_cells, piece_counts
 
 # Glyphs differ too, so the map reads in 16 colors and without color.
 GLYPH = {"o": "█", "d": "X", "h": "~", "u": "░"}

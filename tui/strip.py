@@ -5,7 +5,7 @@ of its stretch of time, as the piece map does for pieces."""
 from rich.text import Text
 from textual.widget import Widget
 
-from .model import parse_time
+from .text import parse_time
 
 GLYPH = {"seeding": "█", "stopped": "▒", "damaged": "X", "healing": "~", "unreachable": "?", "paused": "-",
          "unwatched": "·"}

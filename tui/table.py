@@ -3,7 +3,8 @@
 from datetime import datetime
 
 from .cells import COLUMNS, fit, row_cells
-from .model import Status, headline, totals, visible
+from .model import Status, totals, visible
+from .text import headline
 
 
 def status_table(status: Status, now: datetime) -> str:
