@@ -153,6 +153,23 @@ class FakeService:
         self.subscribers: list = []
         self.streams: list = []  # the subscribers' sockets, closed when the service stops
         self.server = None
+        self.cache_replies = False  # the benchmark's: status and dashboard encoded once until set_*()
+        self._replies: dict[str, bytes] = {}
+
+    def reply(self, req: dict) -> bytes:
+        """The encoded answer (cached for status and dashboard when cache_replies is set)."""
+        op = req.get("op")
+        cached = self.cache_replies and op in ("status", "dashboard")
+        if cached:
+            with self.lock:
+                hit = self._replies.get(op)
+            if hit is not None:
+                return hit
+        data = (json.dumps(self.answer(req)) + "\n").encode()
+        if cached:
+            with self.lock:
+                self._replies[op] = data
+        return data
 
     def start(self) -> "FakeService":
         fake = self
@@ -178,7 +195,7 @@ class FakeService:
                             fake.streams.append(self.request)
                         self.rfile.read()  # hold the stream open until the client goes
                         return
-                    self.wfile.write((json.dumps(fake.answer(req)) + "\n").encode())
+                    self.wfile.write(fake.reply(req))
                     self.wfile.flush()
 
         self.server = socketserver.ThreadingUnixStreamServer(str(self.socket_path), Handler)
@@ -232,6 +249,7 @@ class FakeService:
 
     def set_protection(self, torrent_id: str, state: str) -> None:
         with self.lock:
+            self._replies.clear()
             for t in self.status["torrents"]:
                 if t["id"] == torrent_id:
                     t["protection"] = state
@@ -239,6 +257,7 @@ class FakeService:
     def set_job(self, job: int, state: str | None) -> None:
         """Move a queued job to `state`; None: the job has finished and leaves the status."""
         with self.lock:
+            self._replies.clear()
             for t in self.status["torrents"]:
                 jobs = t.get("jobs", [])
                 for j in list(jobs):

@@ -120,6 +120,7 @@ def span(window: str, watched: float | None) -> str:
 
 
 def duration(s: float | None) -> str:
+    """seeding.seconds_text's words (companion.continuity imports the catalog, which the TUI may not)."""
     if s is None:
         return "-"
     if s < 60:
