@@ -393,7 +393,7 @@ def test_the_compact_dashboard_answer_says_what_the_status_says():
 
     status = sample_status(extra=30)
     odd = dict(status["torrents"][1], info_hash_v1="ab" * 20, jobs=[{"id": 3, "kind": "heal", "state": "running"}],
-               last_drill=None, companions=[{"parity": False}, {"parity": True}])
+               last_drill=None, companions=[{"parity": False}, {"parity": True}], hardlinked=["a.flac"])
     status["torrents"].append(dict(odd, id="cd" * 20, name="[odd] one"))
     compact_view, full_view = parse_dashboard(compact(status)), parse_status(status)
     assert compact_view.torrents == full_view.torrents
@@ -441,3 +441,27 @@ async def test_a_coverage_gap_names_the_classes_not_covered(home, fake):
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.torrent_id == blender)
         await until(pilot, lambda: "not: file deleted, file replaced" in text(app, "#summary"), "the gaps named")
+
+
+@aio
+async def test_a_hard_linked_payload_is_said_on_the_torrent_screen(home):
+    """Issue 12 in the TUI: files with other hard links are named (a tagger editing the other copy
+    writes into this payload), through the compact dashboard answer too."""
+    status = sample_status()
+    bach = next(t for t in status["torrents"] if t["id"] == BACH)
+    bach["hardlinked"] = ["Bach [FLAC]/01.flac", "Bach [FLAC]/02.flac", "Bach [FLAC]/03.flac", "Bach [FLAC]/04.flac"]
+    service = FakeService(home.socket, status=status).start()
+    try:
+        app = make_app(home)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await until(pilot, lambda: table(app).row_count == 6)
+            assert app.status.torrents[BACH].hardlinked == tuple(bach["hardlinked"])
+            table(app).move_to(BACH)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.torrent_id == BACH)
+            await until(pilot, lambda: "hard-linked elsewhere (watched through its inode): Bach [FLAC]/01.flac,"
+                        " Bach [FLAC]/02.flac, Bach [FLAC]/03.flac and 1 more" in text(app, "#summary"),
+                        "the hard-linked files named")
+        assert "dashboard" in service.requests
+    finally:
+        service.stop()

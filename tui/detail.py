@@ -220,6 +220,10 @@ class DetailScreen(Screen):
             because = f": {t.stopped_because}" if t.stopped_because else ""
             lines.append(Text(f"{who}{since}{because}", style=colors["warning"] if t.stopped_by == "seedward" else "",
                               no_wrap=True, overflow="ellipsis"))
+        if t.hardlinked:  # issue 12: a tagger editing the other copy writes into this payload
+            more = f" and {len(t.hardlinked) - 3} more" if len(t.hardlinked) > 3 else ""
+            lines.append(Text(f"hard-linked elsewhere (watched through its inode): {', '.join(t.hardlinked[:3])}{more}",
+                              style="dim", no_wrap=True, overflow="ellipsis"))
         summary.update(Text("\n").join(lines))
 
     def show_continuity(self) -> None:

@@ -95,6 +95,7 @@ class TorrentView:
     heal_outcome: str | None = None  # the newest drift response: healed | failed | damaged | alerted | running
     heal_at: str | None = None
     coverage: tuple | None = None  # (damage classes survived, of how many, (classes not covered, ...))
+    hardlinked: tuple = ()  # its files with other hard links (watched through their inodes)
     reason: str | None = field(default=None, compare=False, repr=False)  # attention(self), set once
 
     def __post_init__(self):
@@ -235,6 +236,7 @@ def torrent_view(t: dict) -> TorrentView:
         stopped_by=stopped.get("by"), stopped_since=stopped.get("since"), stopped_because=stopped.get("because"),
         heal_outcome=heal.get("outcome"), heal_at=heal.get("finished_at") or heal.get("started_at"),
         coverage=_coverage(t.get("coverage")),
+        hardlinked=tuple(str(x) for x in t.get("hardlinked") or () if x),
     )
 
 
@@ -291,7 +293,7 @@ def parse_dashboard(answer: dict) -> Status:
                                         "info_hash_v2", "seeds", "peers", "last_verified", "snapshot_at",
                                         "snapshot_suspect", "drill_ok", "drill_rto", "drill_at", "drift_alerts",
                                         "companions", "parity", "jobs", "continuity", "stopped_by", "stopped_since",
-                                        "stopped_because", "heal_outcome", "heal_at", "coverage")}
+                                        "stopped_because", "heal_outcome", "heal_at", "coverage", "hardlinked")}
     g = get
     torrents = {}
     names = tuple(get)
@@ -299,7 +301,7 @@ def parse_dashboard(answer: dict) -> Status:
         pick = itemgetter(*(at[n] for n in names))
         for r in answer.get("rows") or ():
             (tid, name, size, protection, qbt_state, v1, v2, seeds, peers, verified, snap_at, suspect, ok, rto,
-             drill_at, drift, companions, parity, jobs, cont, by, since, because, heal, heal_at, cover) = pick(r)
+             drill_at, drift, companions, parity, jobs, cont, by, since, because, heal, heal_at, cover, linked) = pick(r)
             torrents[tid] = TorrentView(
                 tid, name or tid, int(size or 0), protection or "pending", qbt_state or "", tid if v1 == 1 else v1,
                 v2, seeds, peers, verified, snap_at, bool(suspect),
@@ -307,7 +309,8 @@ def parse_dashboard(answer: dict) -> Status:
                 companions, parity, tuple(tuple(j) for j in jobs) if jobs else (),
                 None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0), cont[2],
                                                      float(cont[3] or 0.0), cont[4], cont[5] if len(cont) > 5 else None),
-                by, since, because, heal, heal_at, (cover[0], cover[1], tuple(cover[2])) if cover else None)
+                by, since, because, heal, heal_at, (cover[0], cover[1], tuple(cover[2])) if cover else None,
+                tuple(linked) if linked else ())
         return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
     for r in answer.get("rows") or ():
         tid = g["id"](r)
@@ -322,7 +325,8 @@ def parse_dashboard(answer: dict) -> Status:
             None if cont is None else Continuity(window, float(cont[0] or 0.0), int(cont[1] or 0),
                                                  cont[2], float(cont[3] or 0.0), cont[4], cont[5] if len(cont) > 5 else None),
             g["stopped_by"](r), g["stopped_since"](r), g["stopped_because"](r), g["heal_outcome"](r), g["heal_at"](r),
-            (cover[0], cover[1], tuple(cover[2] if len(cover) > 2 else ())) if cover else None)
+            (cover[0], cover[1], tuple(cover[2] if len(cover) > 2 else ())) if cover else None,
+            tuple(g["hardlinked"](r) or ()))
     return Status(service=service_view(answer), torrents=torrents, continuity=_continuity(answer.get("continuity")))
 
 

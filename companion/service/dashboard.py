@@ -9,7 +9,7 @@ continuity are `status`'s own. `seedward status --json` keeps the full object.
 FIELDS = ("id", "name", "size", "protection", "qbt_state", "info_hash_v1", "info_hash_v2", "seeds", "peers",
           "last_verified", "snapshot_at", "snapshot_suspect", "drill_ok", "drill_rto", "drill_at", "drift_alerts",
           "companions", "parity", "jobs", "continuity", "stopped_by", "stopped_since", "stopped_because",
-          "heal_outcome", "heal_at", "coverage")
+          "heal_outcome", "heal_at", "coverage", "hardlinked")
 CONTINUITY = ("intact_share", "interruptions", "median_heal_seconds", "longest_outage_seconds", "last_incident",
               "watched_seconds")
 
@@ -52,4 +52,5 @@ def row(t: dict, shared: dict | None = None) -> list:
         heal.get("outcome"), heal.get("finished_at") or heal.get("started_at"),
         [cover.get("survives"), cover.get("of"), sorted(k for k, tiers in (cover.get("classes") or {}).items() if not tiers)]
         if cover.get("of") else None,
+        t.get("hardlinked") or None,  # its files with other hard links
     ]
