@@ -222,18 +222,21 @@ def run_staged(staging: Staging, command: list[str], mode: str, *, job_env: dict
         if exe is None and not Path(argv[0]).exists():
             _clean_copy(staging)
             return SandboxResult(127, mode, warning=warning, not_started=f"{argv[0]}: command not found")
-    interrupted = False
+    interrupted, previous = False, None
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
                                 pass_fds=pass_fds, preexec_fn=_die_with_parent if mode == "copy" else None)
     except OSError as exc:
         _clean_copy(staging)
-        return SandboxResult(127, mode, warning=warning, not_started=f"{argv[0]}: {exc.strerror or exc}")
-    finally:
         if options is not None:
             options.close()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        return SandboxResult(127, mode, warning=warning, not_started=f"{argv[0]}: {exc.strerror or exc}")
     try:
+        # From here on a Ctrl-C anywhere ends the command's group (it has a session of its own: the
+        # terminal's SIGINT never reaches it, and it holds our stdout until it ends).
+        if options is not None:
+            options.close()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         code = proc.wait()
     except KeyboardInterrupt:
         interrupted = True
