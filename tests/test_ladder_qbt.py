@@ -61,7 +61,16 @@ def heal_in_qbt(qbt, cat, store, tid, home):
         wait_until(lambda t=t: (lambda i: i["progress"] >= 1 and not i["state"].startswith("checking"))(
             qbt.client.torrents_info(torrent_hashes=t)[0]), 60, 0.2, f"{t[:8]} rechecked at 100 %")
     qbt.client.torrents_start(torrent_hashes="|".join(together))
-    infos = [wait_until(lambda t=t: seeding(qbt, t), 60, 0.2, f"{t[:8]} seeding at 100 % in qBittorrent")
+
+    def started(t):
+        # A recheck qBittorrent had not begun yet when we looked (a loaded machine) ends with the
+        # torrent paused again (it pauses after checking a paused torrent): start it once more.
+        state = qbt.client.torrents_info(torrent_hashes=t)[0]["state"]
+        if state in ("pausedUP", "stoppedUP"):
+            qbt.client.torrents_start(torrent_hashes=t)
+        return seeding(qbt, t)
+
+    infos = [wait_until(lambda t=t: started(t), 60, 0.2, f"{t[:8]} seeding at 100 % in qBittorrent")
              for t in together]
     return supply, infos[together.index(tid)]
 
