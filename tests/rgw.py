@@ -3,6 +3,7 @@ memstore OSD), all on loopback under a temporary folder, no authentication insid
 Debian packages radosgw, ceph-mon, ceph-osd (in ./quickstart)."""
 
 import json
+import random
 import shutil
 import subprocess
 import time
@@ -24,6 +25,9 @@ class Rgw:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.mon_port, self.port = free_port(), free_port()
+        # the OSD's own ports: a range of this cluster's (the default 6800+ is shared by every cluster on
+        # the host, and a second one running at once had its OSD answered by the first: "wrong fsid")
+        self.bind_min = random.randrange(10000, 32400, 200)  # below the ephemeral ports free_port() gets
         self.conf = self.root / "ceph.conf"
         self.procs: list[subprocess.Popen] = []
 
@@ -32,8 +36,18 @@ class Rgw:
         return f"http://127.0.0.1:{self.port}"
 
     def _ceph(self, *args: str, timeout: float = 60) -> str:
-        return subprocess.run(["ceph", "-c", str(self.conf), "--connect-timeout", "20", *args], check=True,
-                              capture_output=True, text=True, timeout=timeout).stdout
+        """One `ceph` command. Under load the client may send it before it has the monitor's map (the
+        monitor sees fsid 0 and the client says "EPERM: problem getting command descriptions from
+        mon"): sent again, for at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return subprocess.run(["ceph", "-c", str(self.conf), "--connect-timeout", "20", *args], check=True,
+                                      capture_output=True, text=True, timeout=timeout).stdout
+            except subprocess.CalledProcessError as exc:
+                if "problem getting command descriptions" not in exc.stderr or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _daemon(self, *cmd: str) -> None:
         log = open(self.root / "log" / f"{Path(cmd[0]).name}.out", "ab")
@@ -69,6 +83,8 @@ run dir = {r}/run
 log file = {r}/log/$name.log
 admin socket = {r}/run/$name.asok
 ms bind ipv6 = false
+ms bind port min = {self.bind_min}
+ms bind port max = {self.bind_min + 199}
 public addr = 127.0.0.1
 [mon.a]
 mon data = {r}/mon
@@ -84,9 +100,9 @@ keyring = /dev/null
             str(r / "monmap"))
         run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap", str(r / "monmap"))
         self._daemon("ceph-mon", "-f", "-c", str(self.conf), "-i", "a")
-        deadline = time.monotonic() + timeout
-        self._mon_ready(deadline)
+        self._ceph("osd", "create")
         run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs")
+        deadline = time.monotonic() + timeout
         self._start_osd(deadline)
         self._daemon("radosgw", "-f", "-c", str(self.conf), "-n", "client.rgw")
         while not self._answers():
@@ -99,24 +115,13 @@ keyring = /dev/null
                        check=True, capture_output=True, timeout=60)
         return self
 
-    def _mon_ready(self, deadline: float) -> None:
-        """`osd create` once the monitor takes commands: just started (under load) it answers
-        "EPERM: problem getting command descriptions from mon" for a while."""
-        while True:
-            try:
-                self._ceph("osd", "create")
-                return
-            except subprocess.CalledProcessError as exc:
-                if time.monotonic() > deadline or self.procs[-1].poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"the monitor took no command ({exc.stderr.strip()}); logs in "
-                                       f"{self.root / 'log'}") from exc
-                time.sleep(0.5)
-
     def _start_osd(self, deadline: float) -> None:
         """Start the OSD and wait until the monitor counts it up. Pacific's OSD sometimes aborts while
-        it registers (std::out_of_range in io_context_pool, no mgr here): start it again, a few times."""
-        for _ in range(3):
+        it registers (std::out_of_range in io_context_pool, no mgr here), or under load it asks the
+        monitor before it has its map ("wrong fsid"): start it again, a few times."""
+        for attempt in range(6):
+            if attempt:
+                time.sleep(1)
             self._daemon("ceph-osd", "-f", "-c", str(self.conf), "-i", "0")
             osd = self.procs[-1]
             while osd.poll() is None and time.monotonic() < deadline:

@@ -9,7 +9,6 @@ levels), 30 s each: `qbt backup` took 3 min 21 s."""
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 

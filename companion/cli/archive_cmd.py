@@ -1,14 +1,12 @@
-"""`seedward archive create|list|prune|restore`: encrypted, self-repairing offsite tiers."""
+"""`seedward archive create|list|prune|restore`: encrypted, self-repairing offsite tiers.
+
+The archive modules (7z, PAR2, rclone, GitPython) are imported by the verb that runs: `seedward
+--help` and every other command start without them."""
 
 import sys
 from pathlib import Path
 
-from ..archive.create import archive_lock, archive_root, create_set
 from ..archive.errors import EXIT_REMOTE, NoRemote, SetNotFound
-from ..archive.passphrase import get_passphrase
-from ..archive.prune import list_all, prune
-from ..archive.remote import Remote
-from ..archive.restore import restore_set
 from ..archive.tiers import TIERS, RetentionPolicy
 from ..catalog import archives as records
 from ..errors import EXIT_DAMAGE, EXIT_ERROR, EXIT_OK
@@ -54,7 +52,10 @@ def register(sub) -> None:
     rs.set_defaults(func=run_restore)
 
 
-def _remote(args, ctx, required: bool = True, dest: str = "") -> Remote | None:
+def _remote(args, ctx, required: bool = True, dest: str = ""):
+    """The archive.remote.Remote to use (None: none configured and none required)."""
+    from ..archive.remote import Remote
+
     dest = args.remote or dest or ctx.settings.archive.remote
     if not dest and not required:
         return None
@@ -66,10 +67,14 @@ def _remote(args, ctx, required: bool = True, dest: str = "") -> Remote | None:
 
 
 def _passphrase(args, ctx) -> str:
+    from ..archive.passphrase import get_passphrase
+
     return get_passphrase(args.passphrase_file, configured=ctx.settings.archive.passphrase_file)
 
 
 def run_create(args, ctx) -> int:
+    from ..archive.create import archive_lock, create_set
+
     passphrase = None if args.dry_run else _passphrase(args, ctx)
     remote = _remote(args, ctx, required=not args.dry_run)
     with archive_lock(ctx.home):
@@ -123,6 +128,8 @@ def _size(n: int) -> str:
 
 
 def run_list(args, ctx) -> int:
+    from ..archive.prune import list_all
+
     remote = _remote(args, ctx, required=False)
     sets = list_all(remote, ctx.catalog)
     note = "" if remote else ("no remote configured ([archive] remote or --remote): listing the sets this state home "
@@ -154,6 +161,9 @@ def run_list(args, ctx) -> int:
 
 
 def run_prune(args, ctx) -> int:
+    from ..archive.create import archive_lock, archive_root
+    from ..archive.prune import prune
+
     with archive_lock(ctx.home):
         report = prune(_remote(args, ctx), ctx.catalog, RetentionPolicy.from_settings(ctx.settings.archive),
                        archive_root(ctx.home) / "scratch", dry_run=args.dry_run, settings=ctx.settings.archive)
@@ -188,6 +198,9 @@ def _recorded_remote(ctx, set_ref: str) -> str:
 
 
 def run_restore(args, ctx) -> int:
+    from ..archive.create import archive_root
+    from ..archive.restore import restore_set
+
     passphrase = _passphrase(args, ctx)
     to = Path(args.to or args.set_id).absolute()
     remote = _remote(args, ctx, dest="" if args.remote else _recorded_remote(ctx, args.set_id))
