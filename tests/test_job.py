@@ -194,12 +194,19 @@ def test_interrupted_job_is_recorded_and_the_command_ended(cataloged):
            sys.executable, "-c", sleeper]
     if probe_bwrap() is not None:
         write_config(c["home"], '[jobs]\nsandbox = "none"\n')
+    env["PYTHONFAULTHANDLER"] = "1"  # a hang below is shown with every thread's stack
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: list((c["home"] / "jobs").glob("*/*/output/started")), timeout=60,
                    what="the job's command to start")
+        signals = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("Sig")]
         proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
+        try:
+            stdout, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _out, err = proc.communicate(timeout=30)
+            pytest.fail(f"seedward job run did not end 60 s after SIGINT; its signals {signals}; stderr:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -95,6 +95,8 @@ def test_qbit_manage_tags_and_rechecks_beside_seedward(qbt, tmp_path):
     downloads = tmp_path / "downloads"
     library = tmp_path / "library"  # outside qbit_manage's root_dir: hard links there count
     library.mkdir()
+    if CATEGORY in qbt.client.torrents_categories():  # the session's qBittorrent: another file's test may have made it
+        qbt.client.torrents_remove_categories(categories=CATEGORY)
     qbt.client.torrents_create_category(name=CATEGORY, save_path=str(downloads))
     linked, _ = seed_sample(qbt, downloads, "Linked Show", {"e01.mkv": 60_000}, seed=21, category=CATEGORY)
     alone, _ = seed_sample(qbt, downloads, "Alone Show", {"e01.mkv": 50_000}, seed=22, category=CATEGORY)
