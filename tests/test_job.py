@@ -195,7 +195,10 @@ def test_interrupted_job_is_recorded_and_the_command_ended(cataloged):
     if probe_bwrap() is not None:
         write_config(c["home"], '[jobs]\nsandbox = "none"\n')
     env["PYTHONFAULTHANDLER"] = "1"  # a hang below is shown with every thread's stack
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal's foreground process gets it: a suite started in the background (`cmd &` in
+    # a script, nohup) ignores SIGINT, and an interpreter started ignoring it never raises KeyboardInterrupt.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_until(lambda: list((c["home"] / "jobs").glob("*/*/output/started")), timeout=60,
                    what="the job's command to start")
