@@ -60,6 +60,9 @@ migration(404, "ALTER TABLE files ADD COLUMN ctime_ns INTEGER;\nALTER TABLE file
 migration(405, "ALTER TABLE snapshots ADD COLUMN trusted_bytes INTEGER NOT NULL DEFAULT 0;")
 # packs whose every chunk a check has read back and verified (new packs are read by the scrub)
 migration(406, "CREATE TABLE pack_checks (pack TEXT PRIMARY KEY, checked_at TEXT NOT NULL, ok INTEGER NOT NULL);")
+# A BEP 47 symlink entry is recorded as a link: its target (what readlink() must say), never bytes.
+# NULL: a regular file (or a link in a snapshot taken before this column: restore asks the torrent).
+migration(1501, "ALTER TABLE snapshot_files ADD COLUMN link TEXT;")
 
 
 def checked_packs(cat) -> dict[str, str]:
@@ -100,9 +103,9 @@ def add_snapshot(cat, row: dict, files: list[dict], chunks: list[tuple]) -> None
                  trusted_bytes=row.get("trusted_bytes", 0), layout=row.get("layout", 1)),
         )
         db.executemany(
-            "INSERT INTO snapshot_files VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode,"
-            " :device, :sha256)",
-            [dict(f, snapshot_id=row["id"]) for f in files],
+            "INSERT INTO snapshot_files (snapshot_id, file_index, path, size, mtime_ns, inode, device, sha256, link)"
+            " VALUES (:snapshot_id, :file_index, :path, :size, :mtime_ns, :inode, :device, :sha256, :link)",
+            [dict(f, snapshot_id=row["id"], link=f.get("link")) for f in files],
         )
         db.executemany(
             "INSERT INTO snapshot_chunks VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -7,6 +7,7 @@ and libtorrent's recheck then see exactly what a real restore would lose.
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,10 @@ def salvage(store, cat, snapshot_id: str, meta, dest: Path) -> Restored:
             continue
         path = dest / entry.path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if entry.symlink is not None:  # a BEP 47 link entry: a link, never bytes
+            if not os.path.lexists(path):
+                os.symlink(entry.link_target, path)
+            continue
         with open(path, "wb") as fh:
             fh.truncate(entry.size)  # holes where chunks are unreadable
             for row in by_file.get(entry.index, []):

@@ -131,7 +131,7 @@ def expected_files(cat, meta, torrent_id: str, indices: set[int]) -> list[Expect
             continue
         row = catalog.get(entry.index)
         sha = row["sha256"] if row is not None and row["status"] == "ok" else None
-        out.append(Expected(entry.path, entry.size, sha))
+        out.append(Expected(entry.path, entry.size, sha, entry.link_target))
     return out
 
 

@@ -1,5 +1,7 @@
-"""SHA-256 of every restored file against the catalog: one read pass, both cores."""
+"""SHA-256 of every restored file against the catalog: one read pass, both cores; BEP 47 link
+entries checked as links (readlink, never followed)."""
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ class Expected:
     path: str  # as the torrent lays it out (libtorrent's path)
     size: int
     sha256: str | None  # None: the catalog has no trusted hash for it
+    link: str | None = None  # a BEP 47 link entry: what readlink() must say (checked as a link, never read)
 
 
 @dataclass
@@ -34,6 +37,14 @@ def _hash_file(path: Path, size: int, limit: RateLimiter) -> str | None:
         return None
 
 
+def _link_ok(path: Path, target: str) -> bool:
+    """The path is a symlink (not followed) saying exactly target."""
+    try:
+        return os.readlink(path) == target
+    except OSError:  # missing, or not a link
+        return False
+
+
 def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, workers: int = 2,
                  known: dict[str, str] | None = None, progress=None) -> VerifyResult:
     """Hash every expected file under root; bad_files lists those that differ or are missing.
@@ -47,6 +58,8 @@ def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, w
     # biggest first, so the two workers finish together
     todo = sorted(expected, key=lambda e: -e.size)
     def digest(e: Expected):
+        if e.link is not None:
+            return _link_ok(root / e.path, e.link)
         value = known.get(e.path) or _hash_file(root / e.path, e.size, limit)
         if progress is not None:
             progress(e.size)
@@ -55,6 +68,10 @@ def verify_files(root: Path, expected: list[Expected], read_rate: float = 0.0, w
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(digest, todo))
     for entry, digest in zip(todo, digests):
+        if entry.link is not None:
+            if not digest:
+                result.bad_files.append(entry.path)
+            continue
         if entry.sha256 is None:
             result.unverified.append(entry.path)
         elif digest != entry.sha256:

@@ -152,7 +152,7 @@ def _record(store, meta, save_path, reason, job_id, path: Path, root: Path, entr
         sha256, segments = proof[e.index]
         st = os.stat(resolve_payload_path(root, e))
         file_rows.append({"file_index": e.index, "path": e.path, "size": e.size, "mtime_ns": st.st_mtime_ns,
-                          "inode": st.st_ino, "device": st.st_dev, "sha256": sha256})
+                          "inode": st.st_ino, "device": st.st_dev, "sha256": sha256, "link": e.link_target})
         chunk_rows += [(e.index, *seg) for seg in segments]
     created = store.clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
     per_file: dict[int, list] = {}

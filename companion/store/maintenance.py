@@ -1,6 +1,7 @@
 """Store maintenance: forget (restic's keep policy), prune (drop and repack unused chunks), and the
 read-backs (scrub_packs: new and least recently checked packs; check: everything)."""
 
+import os
 import shutil
 import time
 from datetime import datetime
@@ -287,6 +288,13 @@ def check(store, read_data: bool = True, rate: float = 0.0, progress=None) -> Ch
     return out
 
 
+def _says(path: Path, target: str) -> bool:
+    try:
+        return os.readlink(path) == target
+    except OSError:  # missing, or not a link
+        return False
+
+
 def _check_fs_snapshot(store, snap, read_data: bool, out: CheckResult) -> None:
     """A read-only filesystem snapshot's copies are there, the size the snapshot says, and (read_data)
     have its SHA-256; a copy that does not marks the snapshot suspect."""
@@ -295,6 +303,10 @@ def _check_fs_snapshot(store, snap, read_data: bool, out: CheckResult) -> None:
     bad = []
     for row in records.snapshot_files(store.catalog, snap["id"]):
         path = fssnap.file_path(store, snap["id"], row)
+        if row["link"] is not None:  # a BEP 47 link entry: the link saying its target, never followed
+            if path is None or not _says(path, row["link"]):
+                bad.append(f"{row['path']}: not the link {row['link']!r} in the read-only snapshot")
+            continue
         try:
             size = path.stat().st_size if path is not None else -1
         except OSError:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..catalog.content import CONTENT, chunks_of
 from ..catalog.content import layout as snap_layout
-from ..errors import DiskFull, StoreCorrupt, is_disk_full
+from ..errors import DiskFull, StoreCorrupt, UnsafePath, is_disk_full
 from ..scan import resolve_payload_path
 from ..torrent import FileEntry
 from . import fssnap, reflink
@@ -47,8 +47,16 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
     else:  # an older snapshot of piece-aligned chunks
         for (fi, piece), v in store.chunk_map(snap.id).items():
             by_file.setdefault(fi, []).append((piece, *v))
+    links = _links(store, snap, rows)
+    by_index = {r["file_index"]: r for r in rows}
+    placed = []  # (path as in the torrent, (link path, target)): every target checked before anything is written
+    for index, target in sorted(links.items()):
+        where = (paths or {}).get(index, by_index[index]["path"])
+        placed.append((where, _link_target(dest_dir, where, target)))
     jobs = []
     for row in rows:
+        if row["file_index"] in links:
+            continue
         where = (paths or {}).get(row["file_index"], row["path"])
         entry = FileEntry(row["file_index"], where, row["size"], 0, False, None)
         held = by_file.get(row["file_index"])
@@ -80,11 +88,50 @@ def restore(store, snapshot_id: str, dest_dir, files=None, paths: dict[int, str]
         raise error
     for tmp, path, _cloned, _sha in done:
         os.replace(tmp, path)
-    for folder in {path.parent for _tmp, path, _cloned, _sha in done}:
+    for _where, (path, target) in placed:
+        _place_link(path, target)
+    for folder in {path.parent for _tmp, path, _cloned, _sha in done} | {p.parent for _w, (p, _t) in placed}:
         fsync_dir(folder)
-    return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs], sum(r["size"] for r in rows),
+    return RestoreResult(snap.id, dest_dir, [job[0] for job in jobs] + [w for w, _p in placed],
+                         sum(r["size"] for r in rows),
                          time.monotonic() - began, sum(d[2] for d in done),
                          {job[0]: d[3] for job, d in zip(jobs, done)})
+
+
+def _links(store, snap, rows) -> dict[int, str]:
+    """file index -> link target (what readlink() must say) of the BEP 47 link entries among rows.
+    A snapshot taken before snapshots recorded links (link NULL) has them from its torrent."""
+    out = {r["file_index"]: r["link"] for r in rows if r["link"] is not None}
+    if any(r["link"] is None and not r["size"] for r in rows):  # an empty file, or an unrecorded link
+        entries = {e.index: e for e in store.torrent_meta(snap).real_files}
+        out.update({r["file_index"]: entries[r["file_index"]].link_target for r in rows if r["link"] is None
+                    and not r["size"] and r["file_index"] in entries and entries[r["file_index"]].symlink})
+    return out
+
+
+def _link_target(dest_dir: Path, where: str, target: str) -> tuple[Path, str]:
+    """(path of the link, its target), refused (UnsafePath) when the target, read from the link's
+    folder, leaves dest_dir (the engine's traversal rule: a payload never points out of its save path)."""
+    path = resolve_payload_path(dest_dir, FileEntry(0, where, 0, 0, False, None, symlink=target))
+    folder = os.path.dirname(where)
+    inside = os.path.normpath(os.path.join(folder, target)) if target else "."
+    if os.path.isabs(target) or inside == ".." or inside.startswith("../"):
+        raise UnsafePath(path, f"link target {target!r} leaves the restore folder (traversal rule)")
+    return path, target
+
+
+def _place_link(path: Path, target: str) -> None:
+    """The link made under a temp name beside `path`, then renamed over whatever is there (a file
+    or an older link, never followed): a link, never bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.seedward-restore")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _missing_folders(dest_dir: Path, rows, paths) -> list[Path]:

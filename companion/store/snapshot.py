@@ -312,6 +312,8 @@ def _record(store, meta, save_path, reason, job_id, wanted, reused, stored: "_St
                               "sha256": fs.sha256})
             chunk_rows += [(entry.index, s.piece, s.offset, s.length, s.root.hex(), s.xxh3) for s in fs.segments]
             files_content[entry.index] = stored.content.get(entry.index, [])
+        # A BEP 47 link entry is recorded as its target (what readlink() must say), never as bytes.
+        file_rows[-1]["link"] = entry.link_target
     per_file: dict[int, list] = {}
     for c in chunk_rows:
         per_file.setdefault(c[0], []).append(list(c[1:]))
