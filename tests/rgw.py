@@ -60,6 +60,11 @@ class Rgw:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
         r = self.root
+        # Debian 13's Ceph (reef) has a relative default class dir (lib/<triplet>/rados-classes): the OSD
+        # found no object class from the test's working folder and radosgw failed with EOPNOTSUPP.
+        classes = sorted(Path("/usr/lib").glob("*/rados-classes/libcls_rgw.so")) + sorted(
+            Path("/usr/lib64").glob("rados-classes/libcls_rgw.so"))
+        class_dir = f"osd class dir = {classes[0].parent}\n" if classes else ""
         self.conf.write_text(f"""[global]
 fsid = {fsid}
 mon host = v1:127.0.0.1:{self.mon_port}
@@ -72,11 +77,14 @@ osd pool default min size = 1
 osd pool default pg num = 8
 osd pool default pgp num = 8
 mon allow pool size one = true
+mon max pg per osd = 1000
+osd pool default pg autoscale mode = off
+rgw rados pool pg num min = 8
 mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
 osd objectstore = memstore
-memstore device bytes = 1073741824
+{class_dir}memstore device bytes = 1073741824
 osd max object name len = 460
 osd max object namespace len = 64
 run dir = {r}/run
