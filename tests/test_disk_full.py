@@ -236,8 +236,9 @@ def test_a_full_quarantine_keeps_nothing_half_and_the_heal_follows_when_room_ret
         assert request(home, "ping")["pid"] == os.getpid()
         filler.unlink()
         wait_until(lambda: target.read_bytes() == original, 120, what="the heal once there is room")
-        healed = [r for r in drift_rows.heals(service.catalog, tid) if r["outcome"] == "healed"]
-        assert healed and Path(healed[0]["quarantine"]).is_relative_to(disk.path)
+        healed = wait_until(lambda: [r for r in drift_rows.heals(service.catalog, tid) if r["outcome"] == "healed"],
+                            30, what="the heal recorded (the bytes are written back before it is)")
+        assert Path(healed[0]["quarantine"]).is_relative_to(disk.path)
         assert any(f.endswith("drift.json") for f in disk.files())
     finally:
         service.stop()

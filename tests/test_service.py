@@ -95,8 +95,8 @@ def test_rename_and_set_location_are_followed_without_rehashing(qbt, make_servic
     moved_to = tmp_path / "moved"
     moved_to.mkdir()
     qbt.client.torrents_set_location(location=str(moved_to), torrent_hashes=h)
-    wait_until(lambda: service.catalog.get_torrent(h)["save_path"] == str(moved_to), 30,
-               what="the catalog to follow setLocation")
+    wait_until(lambda: service.catalog.get_torrent(h)["save_path"] == str(moved_to), 90,
+               what="the catalog to follow setLocation")  # qBittorrent moves the files first (slow when loaded)
     wait_until(lambda: not service.catalog.pending_jobs(), 30, what="an idle queue")
 
     assert (moved_to / "album" / "renamed.bin").exists()
