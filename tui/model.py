@@ -7,6 +7,9 @@ Attention first: `attention(t)` says why a torrent needs its seeder (damaged, a 
 by seedward, protected but not seeding, unreachable, baseline-bad, a suspect snapshot, a failed
 drill, a coverage gap); such torrents sort to the top and are counted in the header. A drift that
 was healed is history, not an alarm: it shows as "healed 2h ago", never as a red count.
+
+Just over 400 lines on purpose: it is the one pure view model of the screens (the words and
+figures are in tui/text.py); each screen's rows come from here.
 """
 
 from dataclasses import dataclass, field

@@ -10,6 +10,9 @@ chunks, each file's SHA-256 checked), then 7z writes two archives: `SET.7z.NNN` 
 is) and `SET-z.7z.NNN` (the compressible rest: manifests, catalog, .torrent files, text), each volume
 hashed while 7z writes the next. Without it, py7zr streams the chunks into one archive `SET.7z.NNN`.
 Either way the volumes upload while PAR2 is computed over them; the manifest goes last.
+
+Just over 400 lines on purpose: the set is one transaction (stage, write, PAR2, manifest, upload)
+whose cleanup on failure must see every step; 7-Zip, PAR2 and the remote live in their own modules.
 """
 
 import fcntl

@@ -18,6 +18,9 @@ The share is of the time watched (`watched_seconds`, from `covered_from`): until
 (99 %) covered, the headline says the span watched ("100 % of the 10 s watched (window 7 d)"),
 never the window. Limits: only what seedward recorded; a stop in qBittorrent's own UI is not an event, so it is not
 seen here.
+
+Just over 400 lines on purpose: the segment rules are one state machine over the events; split,
+its states and transitions would live apart.
 """
 
 from bisect import bisect_right

@@ -13,6 +13,9 @@ kept and looked at again when the claim ends, so a change landing during a heal 
 A drift that could not be handled (the disk full, the store unreadable, an error) is retried
 with backoff until it is. (Its loop waits on the event queue, not on a clock: it is not a
 companion.loops.Loop, which the periodic drift threads use: qBittorrent's steps, the scrub timer.)
+
+Just over 400 lines on purpose: the monitor's thread owns its debounce, retry and watch state;
+the watches (watch.py), links (links.py) and the responder (respond.py) are already apart.
 """
 
 import logging
