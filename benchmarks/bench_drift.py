@@ -90,6 +90,7 @@ def main() -> int:
             s.qbittorrent.url, s.qbittorrent.username, s.qbittorrent.password = qbt.url, qbt.username, qbt.password
             s.qbittorrent.poll_seconds = 0.5
             s.scrub.interval_hours = 0
+            s.protection.default.level = "snapshot"  # heals from a full snapshot (auto keeps one only up to 64 MiB)
             service = Service(Home(root / "home"), s)
             from companion.store.job import register as register_snapshots
 
