@@ -3,6 +3,8 @@ the intact share and continuity headline, the last incident, drills, swarms and 
 
 from datetime import datetime, timezone
 
+from companion.durations import seconds_text as duration
+
 from .model import HEALED_SHOWN_DAYS, Continuity, Drill, TorrentView
 
 
@@ -117,19 +119,6 @@ def span(window: str, watched: float | None) -> str:
     if watched is None or watched >= 0.99 * length:
         return f"over {name}"
     return f"of the {duration(watched)} watched (window {name})"
-
-
-def duration(s: float | None) -> str:
-    """seeding.seconds_text's words (companion.continuity imports the catalog, which the TUI may not)."""
-    if s is None:
-        return "-"
-    if s < 60:
-        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.0f} min"
-    if s < 86400:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def companions_text(t: TorrentView) -> str:

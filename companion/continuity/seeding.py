@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from statistics import median
 
+from ..durations import seconds_text  # noqa: F401  (callers import it from here too)
+
 WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 DEFAULT_WINDOW = "7d"
 HORIZON = WINDOWS["30d"]  # the longest window: events older than this are only a starting state
@@ -385,18 +387,6 @@ def percent(share: float) -> str:
     if share >= 1.0:
         return "100 %"
     return f"{min(int(share * 10000) / 100, 99.99):.2f} %"
-
-
-def seconds_text(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s < 60:
-        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.0f} min"
-    if s < 86400:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def headline(short: dict | None) -> str:
