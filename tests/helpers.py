@@ -93,3 +93,13 @@ def without_file_privileges() -> list[str] | None:
     if exe is None:
         return None
     return [exe, "--inh-caps=-all", "--bounding-set=-all"]
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `grace` seconds (a test's `seedward serve`)."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

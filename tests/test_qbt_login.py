@@ -21,7 +21,7 @@ from companion.demo.private_qbt import QbtProcess
 from companion.errors import Error
 from companion.home import Home
 from companion.qbtlogin import MAX_FAILURES, RECHECK_SECONDS, LoginGate, PasswordSource, decide
-from tests.helpers import seedward, wait_until
+from tests.helpers import seedward, stop_process, wait_until
 
 SEEDWARD = shutil.which("seedward") or str(Path(sys.executable).parent / "seedward")
 
@@ -65,11 +65,7 @@ def served(tmp_path, request):
         wait_until(lambda: (q := qbt_state(home)) and q["state"] == "connected", 60, what="the service to connect")
         yield {"qbt": qbt, "home": home, "proc": proc, "password_file": password_file}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         qbt.stop()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from companion.demo.private_qbt import QbtProcess
 from companion.home import Home
-from tests.helpers import wait_until
+from tests.helpers import stop_process, wait_until
 from tests.test_qbt_login import SEEDWARD, change_webui_password, failed_logins, qbt_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.qbt]
@@ -45,9 +45,5 @@ def test_sighup_rereads_an_inline_password(tmp_path):
         wait_until(lambda: "config not re-read" in (home.root / "serve.log").read_text(), 30, what="the warning")
         assert proc.poll() is None and qbt_state(home)["state"] == "connected"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         qbt.stop()

@@ -7,7 +7,6 @@ protected while the service heals it, and the bytes on disk must be the original
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import seedward, wait_until
+from tests.helpers import seedward, stop_process, wait_until
 from tests.qbt import seed_sample
 
 pytestmark = [pytest.mark.qbt, pytest.mark.slow]
@@ -80,11 +79,7 @@ def world(qbt):
     tmux = Tmux(f"sw-e2e-{os.getpid()}")
     yield {"root": root, "home": home, "tid": tid, "env": env, "tmux": tmux, "serve": serve}
     tmux.stop()
-    serve.send_signal(signal.SIGTERM)
-    try:
-        serve.wait(30)
-    except subprocess.TimeoutExpired:
-        serve.kill()
+    stop_process(serve)
     log.close()
     qbt.client.torrents_delete(delete_files=False, torrent_hashes=tid)
     shutil.rmtree(root, ignore_errors=True)
