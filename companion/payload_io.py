@@ -16,9 +16,11 @@ from .errors import PayloadError, UnsafePath
 from .torrent import FileEntry
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+SMALL_FLAGS = OPEN_FLAGS | os.O_NOFOLLOW  # read_small: a link swapped in fails, open() then resolves it
+S_ISREG = stat_mod.S_ISREG
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen init costs 4x, per file of 100,000
 class FileStat:
     size: int
     mtime_ns: int
@@ -142,6 +144,32 @@ class Resolver:
         if ctime == mtime:
             ctime = mtime  # one int object for both
         return fd, FileStat(got, mtime, st.st_ino, dev, st.st_nlink, ctime, seen), path
+
+    def read_small(self, rel: str, size: int, view: memoryview, seen: int) -> FileStat | None:
+        """A regular file of `size` bytes read whole into `view` with no fuss: its stat, or None
+        for anything else (missing, a link, another size, an error: open() then says what). The
+        same checks as open(), in one tight path: 100,000 small files are mostly system calls."""
+        path = self.lead + rel
+        folder = rel.rpartition("/")[0]
+        if folder not in self.folders:
+            self.path(rel)
+        try:
+            fd = os.open(path, SMALL_FLAGS)  # non-blocking, links not followed: nothing can hang it
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if st.st_size != size or not S_ISREG(st.st_mode) or os.preadv(fd, [view], 0) != size:
+                return None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+        if ctime == mtime:
+            ctime = mtime
+        return FileStat(size, mtime, st.st_ino, self.devices.setdefault(st.st_dev, st.st_dev), st.st_nlink, ctime,
+                        seen)
 
     def link(self, entry: FileEntry) -> tuple[str, FileStat | None]:
         """A BEP 47 symlink entry: ('ok' | 'missing' | 'damaged', lstat). 'damaged' when the

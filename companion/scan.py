@@ -362,8 +362,16 @@ class _Run:
     def scan(self) -> list[FileScan]:
         res = Resolver(self.save_path)
         win = None
+        files, i, n = self.meta.files, 0, len(self.meta.files)
         try:
-            for entry in self.meta.files:
+            while i < n:
+                entry = files[i]
+                j = self.small_run(files, i) if 0 < entry.size <= self.inline_bytes else i
+                if j > i:
+                    win = self.small_files(res, win, files[i:j])
+                    i = j
+                    continue
+                i += 1
                 if entry.pad:
                     if self.want_sha1 and entry.size and self.flags.get(entry.offset // self.pl) is not SKIP:
                         win, _ = self.place(win, entry, None, None, 0)
@@ -394,6 +402,51 @@ class _Run:
         if self.progress and self.reported != self.done_bytes:
             self.progress(self.done_bytes, self.want)
         return self.results
+
+    def small_run(self, files, i: int) -> int:
+        """The end of the run of small regular files from files[i] inside one window."""
+        unit, only, inline, n = self.unit, self.only, self.inline_bytes, len(files)
+        index = files[i].offset // unit
+        j = i
+        while j < n:
+            e = files[j]
+            if (e.pad or e.symlink is not None or not 0 < e.size <= inline or (e.offset + e.size - 1) // unit != index
+                    or (only is not None and e.index not in only)):
+                break
+            j += 1
+        return j
+
+    def small_files(self, res: Resolver, win, entries) -> _Window:
+        """A run of small files inside one window, read and hashed here in one tight loop (a
+        100,000-file torrent is mostly system calls); a file that is not simply there at its
+        size goes the careful way (scan_file)."""
+        start = entries[0].offset
+        if win is None or start >= win.end:
+            win = self.new_window(win, start)
+        view, base, seen, save = win.view, win.start, self.seen, self.save_path
+        read, results, progress, limiter = res.read_small, self.results, self.progress, self.limiter
+        for entry in entries:
+            size = entry.size
+            lo = entry.offset - base
+            data = view[lo : lo + size]
+            st = read(entry.path, size, data, seen)
+            if st is None:
+                win = self.scan_file(res, win, entry)
+            else:
+                fs = FileScan(entry, save, stat=st)
+                results.append(fs)
+                self.bytes_read += size
+                if limiter.rate:
+                    limiter.spend(size)
+                self.hash_small(win, fs, data)
+            if progress:
+                self.done_bytes += size
+                if self.done_bytes - self.reported >= (1 << 20):
+                    self.reported = self.done_bytes
+                    progress(self.done_bytes, self.want)
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled(self.save_path)
+        return win
 
     def scan_file(self, res: Resolver, win, entry: FileEntry):
         fs = FileScan(entry, self.save_path)
@@ -440,17 +493,24 @@ class _Run:
         self.bytes_read += got
         if self.limiter.rate:
             self.limiter.spend(got)
-        pl = self.pl
-        first = start // pl
-        if got < size or first != (start + size - 1) // pl or self.sink is not None:
-            if got < size:  # shrank since the stat
-                self.flag(start + got, start + size, None)
+        if got < size:  # shrank since the stat
+            self.flag(start + got, start + size, None)
             fs.digest = hashlib.sha256(data[:got]).digest()
             self.plan_segments(win, fs, start, start + size, start + got, True)
             return
-        # One segment, the whole file: its SHA-256 is also its only 16 KiB leaf, the v2 root.
+        self.hash_small(win, fs, data)
+
+    def hash_small(self, win: _Window, fs: FileScan, data: memoryview) -> None:
+        """The hashes of a small file whose bytes are all in `data` (its place in `win`)."""
+        entry, pl = fs.entry, self.pl
+        size, start = entry.size, entry.offset
+        first = start // pl
         digest = hashlib.sha256(data).digest()
         fs.digest = digest
+        if first != (start + size - 1) // pl or self.sink is not None:
+            self.plan_segments(win, fs, start, start + size, start + size, True)
+            return
+        # One segment, the whole file: its SHA-256 is also its only 16 KiB leaf, the v2 root.
         h = SegmentHash(first, 0, size, xxhash.xxh3_64_intdigest(data),
                         whole_piece=start == first * pl and (size == pl or start + size == self.total))
         if self.want_root:

@@ -33,7 +33,7 @@ RULES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen init costs 4x, per file of 100,000
 class FileEntry:
     index: int  # libtorrent's file index
     path: str  # where libtorrent places it, relative to the save path (renames applied)
@@ -275,19 +275,25 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
     piece_length = ti.piece_length()
     files, needs_layers, sizes = [], False, {}
     traced = ti.name() in (str(ih.v1), str(ih.v2))  # libtorrent names a torrent '..' by its info hash
+    file_flags, file_size, file_path, file_offset = layout.file_flags, layout.file_size, layout.file_path, layout.file_offset
     for i in range(layout.num_files()):
-        flags = layout.file_flags(i)
+        flags = file_flags(i)
         pad = bool(flags & pad_flag)
-        size = layout.file_size(i)
+        size = file_size(i)
         size = sizes.setdefault(size, size)  # one int object per distinct size
         root = layout.root(i).to_bytes() if has_v2 and not pad and size > 0 else None
-        needs_layers = needs_layers or (root is not None and size > piece_length)
-        path = renamed.get(i) or layout.file_path(i)
-        traced = traced or _traced(path) or bool(flags & link_flag)  # symlink targets it rewrites
-        if path.startswith("/") or ".." in path.split("/"):
+        if root is not None and size > piece_length:
+            needs_layers = True
+        path = (renamed.get(i) if renamed else None) or file_path(i)
+        if not traced and ("_" in path or ".." in path) and _traced(path):
+            traced = True
+        link = None
+        if flags & link_flag:
+            traced = True  # symlink targets it rewrites
+            link = layout.symlink(i) or None
+        if path.startswith("/") or (".." in path and ".." in path.split("/")):
             raise UnsafePath(source, f"traversal rule: libtorrent placed a file at {path!r}: {RULES['traversal']}")
-        link = layout.symlink(i) if flags & link_flag else None
-        files.append(FileEntry(i, path, size, layout.file_offset(i), pad, root, link or None))
+        files.append(FileEntry(i, path, size, file_offset(i), pad, root, link))
     if traced:  # only then are the raw names read (a Python copy of a big info dict is costly)
         info = lt.bdecode(ti.info_section())
         if isinstance(info, dict):
