@@ -2,7 +2,8 @@
 
 Every payload path is checked to stay inside the save path (symlinks in the payload are
 followed only when they resolve inside it); a FIFO, device or socket is refused without being
-read or blocked on (lstat first, then a non-blocking open and an fstat of what was opened);
+read or blocked on: read_small opens without following links and without blocking and looks at
+the fstat of what it opened; the careful open() does lstat first, then the same open and fstat;
 BEP 47 symlink entries are checked with lstat/readlink and never opened.
 """
 
