@@ -85,13 +85,24 @@ class SegmentHash:
 class FileScan:
     """One file of a scan: its status (companion.blame.STATUSES), SHA-256, stat and segments."""
 
-    __slots__ = ("entry", "save_path", "status", "digest", "stat", "segments", "v2_root")
+    __slots__ = ("entry", "save_path", "status", "digest", "stat", "_segs", "v2_root")
 
     def __init__(self, entry: FileEntry, save_path, status: str = OK, sha256: str | None = None,
                  stat: FileStat | None = None, segments: list | None = None, v2_root: bytes | None = None):
         self.entry, self.save_path, self.status = entry, save_path, status
         self.digest = bytes.fromhex(sha256) if sha256 else None  # the file's SHA-256 (32 bytes)
-        self.stat, self.segments, self.v2_root = stat, segments if segments is not None else [], v2_root
+        self.stat, self._segs, self.v2_root = stat, segments if segments is not None else [], v2_root
+
+    @property
+    def segments(self):
+        """The file's SegmentHash list in file order (a file of one segment keeps just it:
+        100,000 small files hold no list or tuple each)."""
+        segs = self._segs
+        return (segs,) if type(segs) is SegmentHash else segs
+
+    @segments.setter
+    def segments(self, value) -> None:
+        self._segs = value[0] if len(value) == 1 and type(value) is tuple else value
 
     @property
     def sha256(self) -> str | None:
@@ -325,6 +336,7 @@ class _Run:
         self.pool = _Buffers(self.unit, count)
         self.hashers = _Hashers(max(1, scanner.workers), self.release)
         self.piece_sha1: dict[int, bytes | None] = {}
+        self.piece_ints: dict[int, int] = {}
         self.flags: dict[int, object] = {}  # piece -> SKIP, or None when some of its bytes are not there
         self.results: list[FileScan] = []
         self.bytes_read = 0
@@ -505,6 +517,7 @@ class _Run:
         entry, pl = fs.entry, self.pl
         size, start = entry.size, entry.offset
         first = start // pl
+        first = self.piece_ints.setdefault(first, first)  # one int per piece, not per file
         digest = hashlib.sha256(data).digest()
         fs.digest = digest
         if first != (start + size - 1) // pl or self.sink is not None:
@@ -516,7 +529,7 @@ class _Run:
         if self.want_root:
             h.root = digest if size <= BLOCK else merkle_root(
                 [hashlib.sha256(data[i : i + BLOCK]).digest() for i in range(0, size, BLOCK)])
-        fs.segments = (h,)  # a tuple: 100,000 one-segment files hold no spare list room
+        fs._segs = h  # FileScan.segments gives (h,): 100,000 one-segment files hold no tuple each
 
     def new_window(self, win, pos: int) -> _Window:
         if win is not None:

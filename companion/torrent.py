@@ -321,7 +321,7 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
         raw=raw,
     )
     if len(files) >= TRIM_FILES:
-        del atp, ti, layout
+        del atp, ti, layout, file_flags, file_size, file_path, file_offset
         _give_back_memory()
     return meta
 
