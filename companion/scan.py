@@ -41,7 +41,9 @@ __all__ = ["BUFFER_BYTES", "Cancelled", "DAMAGED", "FileScan", "FileStat", "MISS
 
 BUFFER_BYTES = 2 * 1024 * 1024  # one window (rounded to whole pieces; at least one piece)
 POOL_BUFFERS = 8  # windows in memory at once: what the reader may run ahead of the hashing
-MEMORY_BYTES = 16 * 1024 * 1024  # fewer windows when pieces are big (never fewer than 2)
+MEMORY_BYTES = 32 * 1024 * 1024  # fewer windows when pieces are big (never fewer than 2)
+READERS = 2  # reader threads: two reads in flight
+MAX_QUEUED_FILES = 256  # open files with queued reads, at most (then the calling thread reads)
 TASK_BYTES = 1024 * 1024  # hashing work per task
 INLINE_BYTES = 64 * 1024  # smaller files are hashed by the reading thread (no hand-over)
 WORKERS = os.cpu_count() or 2
@@ -193,12 +195,24 @@ def _zeros(n: int) -> bytes:
 class _Window:
     """A run of the torrent's byte space [start, end) in one pool buffer (whole pieces)."""
 
-    __slots__ = ("buf", "view", "start", "end", "pending", "items")
+    __slots__ = ("buf", "view", "start", "end", "pending", "items", "seq", "reads", "later")
 
-    def __init__(self, buf: bytearray, start: int, end: int):
+    def __init__(self, buf: bytearray, start: int, end: int, seq: int = -1):
         self.buf, self.view, self.start, self.end = buf, memoryview(buf), start, end
         self.pending = 1  # the reader's hold, dropped once the window is handed over
         self.items: list = []  # (lo, hi, kind, a, b): free hashing work, in window offsets
+        self.seq = seq  # windows are hashed in this order (a file's SHA-256 runs through them)
+        self.reads: list = []  # (_Fd, lo, length, offset in file): queued for the reader threads
+        self.later: list = []  # (args, key): a queued-read file's SHA-256 steps, after its reads
+
+
+class _Fd:
+    """A payload file open for the reads queued on it: the last one closes it."""
+
+    __slots__ = ("fd", "path", "refs")
+
+    def __init__(self, fd: int, path: str):
+        self.fd, self.path, self.refs = fd, path, 1
 
 
 class _Hashers:
@@ -323,7 +337,7 @@ class _Run:
     """One full scan: the calling thread reads windows, _Hashers hash them."""
 
     def __init__(self, scanner: "Scanner", meta: TorrentMeta, save_path: Path, want_sha1: bool, want_root: bool,
-                 limiter: RateLimiter, cancel, progress, sink, only_files):
+                 limiter: RateLimiter, cancel, progress, sink, only_files, readers: int):
         self.meta, self.save_path, self.want_sha1, self.want_root = meta, save_path, want_sha1, want_root
         self.limiter, self.cancel, self.progress, self.sink, self.only = limiter, cancel, progress, sink, only_files
         pl = meta.piece_length
@@ -335,6 +349,18 @@ class _Run:
         count = max(2, min(scanner.buffers, scanner.memory_bytes // self.unit))
         self.pool = _Buffers(self.unit, count)
         self.hashers = _Hashers(max(1, scanner.workers), self.release)
+        # Reader threads: the bytes of files bigger than inline_bytes are read by them, a window
+        # each, so two reads are in flight (a disk streams one file faster with two; from the
+        # page cache the copies run on both cores); windows are hashed in order (ready()).
+        self.readq: queue.Queue = queue.Queue()
+        self.readers = [threading.Thread(target=self.read_windows, name=f"scan-read-{i}", daemon=True)
+                        for i in range(readers)]
+        self.fd_lock = threading.Lock()
+        self.open_fds = 0
+        self.seq_lock = threading.Lock()
+        self.next_seq = self.next_ready = 0
+        self.waiting: dict[int, _Window] = {}
+        self.changed = False  # a queued read came back short: the file shrank while being read
         self.piece_sha1: dict[int, bytes | None] = {}
         self.piece_ints: dict[int, int] = {}
         self.flags: dict[int, object] = {}  # piece -> SKIP, or None when some of its bytes are not there
@@ -375,6 +401,8 @@ class _Run:
         res = Resolver(self.save_path)
         win = None
         files, i, n = self.meta.files, 0, len(self.meta.files)
+        for t in self.readers:
+            t.start()
         try:
             while i < n:
                 entry = files[i]
@@ -406,8 +434,10 @@ class _Run:
             if win is not None:
                 self.hand_over(win, submit=False)
             self.hashers.error = self.hashers.error or Cancelled(self.save_path)
+            self.stop_readers()
             self.hashers.close()
             raise
+        self.stop_readers()
         self.hashers.close()
         if self.hashers.error is not None:
             raise self.hashers.error
@@ -475,6 +505,7 @@ class _Run:
             self.flag(entry.offset, entry.offset + size, None)
             return win
         fs.stat = st
+        held = None
         try:
             if not size:
                 if st.size:
@@ -487,11 +518,18 @@ class _Run:
             else:
                 if size >= self.unit:
                     advise(fd)
-                win, state = self.place(win, entry, fs, fd, st.size, path)
+                if self.readers and st.size == size and self.open_fds < MAX_QUEUED_FILES:
+                    held = _Fd(fd, path)  # its reads go to the reader threads
+                    with self.fd_lock:
+                        self.open_fds += 1
+                win, state = self.place(win, entry, fs, fd, st.size, path, held)
                 if st.size > size:
                     self.read_tail(fs, fd, st.size, state or [hashlib.sha256()], path)
         finally:
-            os.close(fd)
+            if held is None:
+                os.close(fd)
+            else:
+                self.drop(held)
         return win
 
     def small(self, win: _Window, fs: FileScan, fd: int, path: str) -> None:
@@ -536,17 +574,22 @@ class _Run:
             self.hand_over(win)
         start = pos // self.unit * self.unit
         self.seen = time.time_ns()
-        return _Window(self.pool.get(self), start, min(start + self.unit, self.total))
+        buf = self.pool.get(self)
+        self.next_seq += 1
+        return _Window(buf, start, min(start + self.unit, self.total), self.next_seq - 1)
 
-    def place(self, win, entry: FileEntry, fs: FileScan | None, fd: int | None, disk_size: int, path: str = ""):
+    def place(self, win, entry: FileEntry, fs: FileScan | None, fd: int | None, disk_size: int, path: str = "",
+              held: _Fd | None = None):
         """Put the file's bytes (or a pad file's zeros) into windows and plan their hashing.
-        Returns (current window, the SHA-256 state of a file spanning windows or None)."""
+        held: the reads are queued for the reader threads (whole file, its size as the torrent
+        says), its hashing done once they are in. Returns (current window, the SHA-256 state of a
+        file spanning windows or None)."""
         pos, end = entry.offset, entry.offset + entry.size
         readable = entry.offset + min(disk_size, entry.size)
         spans = fd is not None and (entry.size > self.unit or disk_size != entry.size
                                     or entry.offset // self.unit != (end - 1) // self.unit)
         state = [hashlib.sha256()] if spans else None
-        inline = not spans and entry.size <= self.inline_bytes
+        inline = not spans and entry.size <= self.inline_bytes and held is None
         while pos < end:
             if win is None or pos >= win.end:
                 win = self.new_window(win, pos)
@@ -559,16 +602,25 @@ class _Run:
             got = 0
             if pos < readable:
                 want = min(stop, readable) - pos
-                got = read_at(fd, win.view[lo : lo + want], pos - entry.offset, path)
+                if held is not None:
+                    with self.fd_lock:
+                        held.refs += 1
+                    win.reads.append((held, lo, want, pos - entry.offset))
+                    got = want
+                else:
+                    got = read_at(fd, win.view[lo : lo + want], pos - entry.offset, path)
+                    self.limiter.spend(got)
                 self.bytes_read += got
-                self.limiter.spend(got)
             if pos + got < stop:
                 self.flag(pos + got, stop, None)
             self.plan_segments(win, fs, pos, stop, pos + got, inline)
             if state is not None:
                 last = stop == end and disk_size <= entry.size
-                self.hashers.submit(win, _chain_step, (state, win.view[lo : lo + got], fs if last else None),
-                                    key=entry.index)
+                args = (state, win.view[lo : lo + got], fs if last else None)
+                if held is not None:
+                    win.later.append((args, entry.index))
+                else:
+                    self.hashers.submit(win, _chain_step, args, key=entry.index)
             elif inline:
                 fs.digest = hashlib.sha256(win.view[lo : lo + got]).digest()
             else:
@@ -614,24 +666,81 @@ class _Run:
                 return
 
     def hand_over(self, win: _Window, submit: bool = True) -> None:
-        """The window is full: plan its v1 pieces, submit its free work, drop the reader's hold."""
-        if submit:
-            if self.want_sha1:
-                pl, flags = self.pl, self.flags
-                for p in range(win.start // pl, -(-win.end // pl)):
-                    if p not in flags:
-                        lo = p * pl - win.start
-                        win.items.append((lo, lo + self.meta.piece_size(p), 0, p, None))
-            items, chunk, size = win.items, [], 0
-            for item in items:
-                chunk.append(item)
-                size += item[1] - item[0]
-                if size >= self.task_bytes:
-                    self.hashers.submit(win, _hash_items, (chunk, win.view, self))
-                    chunk, size = [], 0
-            if chunk:
+        """The window is planned: its queued reads go to a reader thread, then (ready) its hashing."""
+        if not submit:
+            for held, *_ in win.reads:
+                self.drop(held)
+            win.reads = []
+            self.release(win)
+        elif win.reads:
+            self.readq.put(win)
+        else:
+            self.ready(win)
+
+    def read_windows(self) -> None:
+        """A reader thread: a window's queued reads, then ready(window)."""
+        while True:
+            win = self.readq.get()
+            if win is None:
+                return
+            reads, win.reads = win.reads, []
+            for held, lo, want, offset in reads:
+                try:
+                    if self.hashers.error is None:
+                        got = read_at(held.fd, win.view[lo : lo + want], offset, held.path)
+                        self.limiter.spend(got)
+                        if got < want:
+                            self.changed = True
+                except BaseException as exc:  # noqa: BLE001 - handed to the planning thread, which raises it
+                    with self.hashers.cond:
+                        if self.hashers.error is None:
+                            self.hashers.error = exc
+                self.drop(held)
+            self.ready(win)
+
+    def drop(self, held: _Fd) -> None:
+        with self.fd_lock:
+            held.refs -= 1
+            if held.refs:
+                return
+            self.open_fds -= 1
+        os.close(held.fd)
+
+    def stop_readers(self) -> None:
+        for _ in self.readers:
+            self.readq.put(None)
+        for t in self.readers:
+            t.join()
+
+    def ready(self, win: _Window) -> None:
+        """Hand windows whose bytes are in over to the hashing, in window order."""
+        with self.seq_lock:
+            self.waiting[win.seq] = win
+            while self.next_ready in self.waiting:
+                self.submit(self.waiting.pop(self.next_ready))
+                self.next_ready += 1
+
+    def submit(self, win: _Window) -> None:
+        """Plan the window's v1 pieces, submit its hashing, drop the planning thread's hold."""
+        for args, key in win.later:
+            self.hashers.submit(win, _chain_step, args, key=key)
+        win.later = []
+        if self.want_sha1:
+            pl, flags = self.pl, self.flags
+            for p in range(win.start // pl, -(-win.end // pl)):
+                if p not in flags:
+                    lo = p * pl - win.start
+                    win.items.append((lo, lo + self.meta.piece_size(p), 0, p, None))
+        items, chunk, size = win.items, [], 0
+        for item in items:
+            chunk.append(item)
+            size += item[1] - item[0]
+            if size >= self.task_bytes:
                 self.hashers.submit(win, _hash_items, (chunk, win.view, self))
-            win.items = []
+                chunk, size = [], 0
+        if chunk:
+            self.hashers.submit(win, _hash_items, (chunk, win.view, self))
+        win.items = []
         self.release(win)
 
 
@@ -639,8 +748,10 @@ class Scanner:
     """Runs full scans (settings only: each scan starts its own hashing threads)."""
 
     def __init__(self, workers: int | None = None, buffer_bytes: int = BUFFER_BYTES, buffers: int = POOL_BUFFERS,
-                 memory_bytes: int = MEMORY_BYTES, task_bytes: int = TASK_BYTES, inline_bytes: int = INLINE_BYTES):
-        self.workers = workers or WORKERS  # hashing threads (the calling thread only reads)
+                 memory_bytes: int = MEMORY_BYTES, task_bytes: int = TASK_BYTES, inline_bytes: int = INLINE_BYTES,
+                 readers: int = READERS):
+        self.workers = workers or WORKERS  # hashing threads (the calling thread plans and reads small files)
+        self.readers = readers  # threads reading the bigger files' bytes (0: the calling thread does)
         self.buffer_bytes = buffer_bytes  # one window, rounded down to whole pieces (one piece at least)
         self.buffers = buffers  # windows in memory at once
         self.memory_bytes = memory_bytes  # cap on buffers x window (two windows at least)
@@ -673,9 +784,13 @@ class Scanner:
         """
         save_path = check_save_path(save_path)
         began = time.monotonic()
-        run = _Run(self, meta, save_path, meta.has_v1, meta.has_v2 or chunk_roots or sink is not None,
-                   RateLimiter(rate), cancel, progress, sink, only_files)
+        limiter, want_root = RateLimiter(rate), meta.has_v2 or chunk_roots or sink is not None
+        run = _Run(self, meta, save_path, meta.has_v1, want_root, limiter, cancel, progress, sink, only_files,
+                   self.readers)
         results = run.scan()
+        if run.changed:  # a file shrank under a queued read: its hashes are of bytes it no longer has
+            run = _Run(self, meta, save_path, meta.has_v1, want_root, limiter, cancel, progress, sink, only_files, 0)
+            results = run.scan()
         piece_sha1 = run.piece_sha1
         for piece, flag in run.flags.items():
             if flag is SKIP:
