@@ -10,6 +10,7 @@ import pytest
 import companion.scan
 from companion.catalog import drift as drift_records
 from companion.errors import StoreCorrupt
+from companion.payload_io import Resolver
 from companion.scan import FileStat, Scanner
 from companion.store import SnapshotRefused
 from companion.store.pack import PackWriter
@@ -42,14 +43,20 @@ def catalog(cat, meta, data, monkeypatch, later_ns: int = LATER_NS):
 
 
 def reads(monkeypatch) -> list[str]:
+    """The names of the payload files the engine reads from now on (both of its read paths)."""
     seen: list[str] = []
-    real = companion.scan.read_at
+    real, real_small = companion.scan.read_at, Resolver.read_small
 
     def counting(fd, view, offset, path):
         seen.append(Path(path).name)
         return real(fd, view, offset, path)
 
+    def counting_small(self, rel, size, view, when):
+        seen.append(Path(rel).name)
+        return real_small(self, rel, size, view, when)
+
     monkeypatch.setattr(companion.scan, "read_at", counting)
+    monkeypatch.setattr(Resolver, "read_small", counting_small)
     return seen
 
 
