@@ -103,3 +103,30 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def payload_reads(monkeypatch, forbid: bool = False) -> list[str]:
+    """The names of the payload files the engine reads from now on, on both of its read paths
+    (companion.scan.read_at, and Resolver.read_small for small files); forbid: any read fails."""
+    import companion.scan
+    from companion.payload_io import Resolver
+
+    seen: list[str] = []
+    real, real_small = companion.scan.read_at, Resolver.read_small
+
+    def note(name: str) -> None:
+        if forbid:
+            raise AssertionError(f"payload bytes were read: {name}")
+        seen.append(name)
+
+    def counting(fd, view, offset, path):
+        note(Path(path).name)
+        return real(fd, view, offset, path)
+
+    def counting_small(self, rel, size, view, when):
+        note(Path(rel).name)
+        return real_small(self, rel, size, view, when)
+
+    monkeypatch.setattr(companion.scan, "read_at", counting)
+    monkeypatch.setattr(Resolver, "read_small", counting_small)
+    return seen

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-import companion.scan
 from companion.catalog import Catalog
 from companion.errors import StoreCorrupt
 from companion.piece_plan import file_segments
 from companion.store import SnapshotRefused, Store
 from companion.store.repair import find_damaged, heal_in_place
 from companion.torrent import load_torrent
-from tests.helpers import flip_byte, make_torrent, write_payload
+from tests.helpers import flip_byte, make_torrent, payload_reads, write_payload
 
 PIECE = 32768
 
@@ -87,11 +86,7 @@ def test_unchanged_resnapshot_reads_nothing(env, monkeypatch):
     meta, data = album(tmp)
     first = store.snapshot(meta, data, "auto")
     stored = tree_bytes(tmp / "store")
-
-    def no_reads(*_args, **_kw):
-        raise AssertionError("payload bytes were read")
-
-    monkeypatch.setattr(companion.scan, "read_at", no_reads)
+    payload_reads(monkeypatch, forbid=True)
     second = store.snapshot(meta, data, "auto")
     assert second.id != first.id and second.new_bytes == 0 and second.bytes == first.bytes
     after = tree_bytes(tmp / "store")
@@ -107,14 +102,7 @@ def test_changed_file_alone_is_read_again(env, monkeypatch):
     store.snapshot(meta, data, "auto")
     path = data / "album" / "02.flac"
     os.utime(path, ns=(1, 1))  # same bytes, new mtime: read again, no new chunk
-    read = []
-    real = companion.scan.read_at
-
-    def counting(fd, view, offset, p):
-        read.append(Path(p).name)
-        return real(fd, view, offset, p)
-
-    monkeypatch.setattr(companion.scan, "read_at", counting)
+    read = payload_reads(monkeypatch)
     snap = store.snapshot(meta, data, "auto")
     assert set(read) == {"02.flac"}
     assert snap.new_bytes == 0

@@ -10,13 +10,12 @@ import pytest
 import companion.scan
 from companion.catalog import drift as drift_records
 from companion.errors import StoreCorrupt
-from companion.payload_io import Resolver
 from companion.scan import FileStat, Scanner
 from companion.store import SnapshotRefused
 from companion.store.pack import PackWriter
 from companion.store.trusted import RACY_FINE_NS, RACY_NS, racy_margin
 from companion.torrent import load_torrent
-from tests.helpers import flip_byte, make_torrent, write_payload
+from tests.helpers import flip_byte, make_torrent, payload_reads, write_payload
 from tests.test_store import env, sha  # noqa: F401 - env is a fixture: the store on a small pack size
 
 PIECE = 32768
@@ -43,21 +42,7 @@ def catalog(cat, meta, data, monkeypatch, later_ns: int = LATER_NS):
 
 
 def reads(monkeypatch) -> list[str]:
-    """The names of the payload files the engine reads from now on (both of its read paths)."""
-    seen: list[str] = []
-    real, real_small = companion.scan.read_at, Resolver.read_small
-
-    def counting(fd, view, offset, path):
-        seen.append(Path(path).name)
-        return real(fd, view, offset, path)
-
-    def counting_small(self, rel, size, view, when):
-        seen.append(Path(rel).name)
-        return real_small(self, rel, size, view, when)
-
-    monkeypatch.setattr(companion.scan, "read_at", counting)
-    monkeypatch.setattr(Resolver, "read_small", counting_small)
-    return seen
+    return payload_reads(monkeypatch)
 
 
 def no_pack_files(root: Path) -> bool:
