@@ -139,7 +139,7 @@ def main() -> int:
         f"Command: `flock /tmp/seedward-bench.lock python benchmarks/bench_files.py --files {args.files} "
         f"--max-file {args.max_file} --piece {args.piece} --repeat {args.repeat}`.",
         "",
-        "Until 2026-12-01 16:00 this benchmark warmed the payload once, before the first round: every seedward run "
+        "Up to the run of 2026-12-01 15:33 UTC this benchmark warmed the payload once, before the first round: every seedward run "
         "came right after a libtorrent recheck and so read from disk (8.98x, 5.09x were that).",
     ])
     if args.no_write:
