@@ -2,18 +2,19 @@
 
 Per pass: v1 SHA-1 per piece (pieces span files, pad files are zeros), v2 SHA-256 per 16 KiB
 block merkled per piece and per file, xxh3 per piece-aligned segment, and the SHA-256 of each
-whole file. The calling thread reads: it fills windows of the torrent's byte space (whole
-pieces, many small files per window) from a bounded pool of buffers, so it runs ahead of the
-hashing (the kernel reads ahead of it: POSIX_FADV_SEQUENTIAL) and memory stays bounded. One
-hashing thread per core takes the work of each window in ~1 MiB tasks (hashlib and xxhash
-release the GIL); the SHA-256 of a file spanning windows runs as a chain of tasks in file
-order, ahead of the rest. Small files are hashed by the reading thread itself, while their bytes
-are in its cache. File paths are libtorrent's (companion.torrent); opening them is
-companion.payload_io; verdicts are companion.blame.
+whole file. The calling thread plans: it lays the torrent's byte space out in windows (whole
+pieces, many small files per window) from a bounded pool of buffers, so memory stays bounded.
+Small files it reads and hashes itself, in one tight path, while their bytes are in its cache;
+the bytes of bigger files are queued per window for two reader threads (two reads in flight,
+POSIX_FADV_SEQUENTIAL), and a window goes to the hashing once its reads are in, windows in order.
+One hashing thread per core takes each window's work in ~1 MiB tasks (hashlib and xxhash release
+the GIL); the SHA-256 of a file spanning windows runs as a chain of tasks in file order, ahead of
+the rest. File paths are libtorrent's (companion.torrent); opening them is companion.payload_io;
+verdicts are companion.blame.
 
-Longer than 400 lines on purpose: the full pass's window, buffer pool, hashing tasks and
-per-file chains share one run's state (_Run), and the quick rescan reuses its reader; split,
-they would pass that state across modules.
+Longer than 400 lines on purpose: the full pass's window, buffer pool, reader threads, hashing
+tasks and per-file chains share one run's state (_Run), and the quick rescan reuses its reader;
+split, they would pass that state across modules.
 """
 
 import hashlib
