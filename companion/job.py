@@ -31,7 +31,8 @@ from .catalog.db_time import now_iso
 from .errors import BadInput, Error, NotFound
 from .filehash import sha256_file
 from .manifests import atomic_write
-from .scan import Scanner, quick_scan
+from .quickscan import quick_scan
+from .scan import Scanner
 from .locate import catalog_meta
 from .torrent import load_torrent
 

@@ -106,8 +106,10 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
 
 
 def payload_reads(monkeypatch, forbid: bool = False) -> list[str]:
-    """The names of the payload files the engine reads from now on, on both of its read paths
-    (companion.scan.read_at, and Resolver.read_small for small files); forbid: any read fails."""
+    """The names of the payload files the engine reads from now on, on every read path (the full
+    scan's and the quick rescan's read_at, Resolver.read_small for small files); forbid: any read
+    fails."""
+    import companion.quickscan
     import companion.scan
     from companion.payload_io import Resolver
 
@@ -128,5 +130,6 @@ def payload_reads(monkeypatch, forbid: bool = False) -> list[str]:
         return real_small(self, rel, size, view, when)
 
     monkeypatch.setattr(companion.scan, "read_at", counting)
+    monkeypatch.setattr(companion.quickscan, "read_at", counting)
     monkeypatch.setattr(Resolver, "read_small", counting_small)
     return seen

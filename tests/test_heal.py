@@ -12,7 +12,8 @@ import pytest
 from companion.drift.classify import Baseline, Observed, classify
 from companion.errors import StoreCorrupt
 from companion.drift.heal import FileDamage, bad_pieces, heal_files
-from companion.scan import Scanner, quick_scan
+from companion.quickscan import quick_scan
+from companion.scan import Scanner
 from companion.torrent import load_torrent
 
 from .helpers import flip_byte, make_torrent, write_payload

@@ -12,7 +12,8 @@ import pytest
 
 from companion import ltsession
 from companion.errors import PayloadError
-from companion.scan import Cancelled, Scanner, quick_scan
+from companion.quickscan import quick_scan
+from companion.scan import Cancelled, Scanner
 from companion.torrent import load_torrent
 from tests.scan_cases import (DROPS_EMPTY, INDEPENDENT, KIB, MIB, NAME, UNICODE, build, damage, multi_layout,
                               sha256sum, single_layout)

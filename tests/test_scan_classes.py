@@ -16,7 +16,8 @@ import pytest
 
 from companion import ltsession
 from companion.errors import PayloadError
-from companion.scan import Scanner, quick_scan
+from companion.quickscan import quick_scan
+from companion.scan import Scanner
 from companion.torrent import load_torrent
 from tests.helpers import flip_byte, make_torrent, without_file_privileges, write_payload
 from tests.scan_cases import KIB, NAME, build, multi_layout, retitle

@@ -24,7 +24,8 @@ from ..catalog.archives import backup_catalog
 from ..catalog.snapshots import snapshot_files
 from ..errors import BadTorrent, NotFound, StoreCorrupt, UnsafePath
 from ..job import sha256_file
-from ..scan import OK, quick_scan
+from ..quickscan import quick_scan
+from ..scan import OK
 from ..store.trusted import identity, trusted_files
 from .errors import ArchiveError
 from .sevenzip import Entry, is_compressible

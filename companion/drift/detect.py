@@ -11,7 +11,7 @@ from ..catalog import drift as rows
 from ..errors import BadInput
 from ..locate import catalog_meta
 from ..piece_plan import file_segments
-from ..scan import QuickResult, quick_scan
+from ..quickscan import QuickResult, quick_scan
 from .classify import FALSE_ALARM, MISSING, REPLACED, Baseline, Drift, Observed, classify
 from .heal import FileDamage
 

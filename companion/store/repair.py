@@ -16,7 +16,8 @@ from pathlib import Path
 from ..catalog import snapshots as records
 from ..errors import NotFound
 from ..piece_plan import file_segments
-from ..scan import MISSING, OK, SIZE_MISMATCH, Scanner, quick_scan, resolve_payload_path
+from ..quickscan import quick_scan
+from ..scan import MISSING, OK, SIZE_MISMATCH, Scanner, resolve_payload_path
 from .results import HealResult
 
 if TYPE_CHECKING:
