@@ -148,8 +148,8 @@ def main() -> int:
                 }
                 names = list(tools)
                 for r in range(args.repeat):
-                    # The order turns each round: this VM's disk is cached on its host, so a cold run
-                    # goes faster the later it comes in a round (15-25 %); no tool keeps a place.
+                    # The order turns each round: cold runs on this VM vary by +-20 % with the state of
+                    # its disk (cached on the host), so no tool keeps the same place in every round.
                     for name in names[r % len(names):] + names[: r % len(names)]:
                         drop_caches() if cache == "cold" else warm(files)
                         runs.setdefault(name, []).append(tools[name]())
@@ -200,7 +200,7 @@ def main() -> int:
     body = "\n".join([
         "## check: `seedward check` vs libtorrent's recheck, cold and warm",
         "",
-        f"{stamp()}; {machine()}. {load} Medians of {args.repeat} rounds; in each round the tools take turns, in an order that turns by one place each round (a cold run goes faster the later it comes in a round: the VM's disk is cached on its host).",
+        f"{stamp()}; {machine()}. {load} Medians of {args.repeat} rounds; in each round the tools take turns, in an order that turns by one place each round (cold runs vary by +-20 % with the state of the VM's disk, which its host caches).",
         f"Payload {size / 2**30:.2f} GiB in 8 files of random bytes, piece size {piece // 2**20} MiB, torrents made by "
         "libtorrent. Cold: page cache dropped before every run (`sync; echo 3 > /proc/sys/vm/drop_caches`); warm: "
         "the payload read once before every run. libtorrent runs in a process of its own (benchmarks/lt_recheck.py) "
