@@ -139,21 +139,23 @@ class Resolver:
         if not stat_mod.S_ISREG(st.st_mode):  # swapped between the lstat and the open
             os.close(fd)
             raise _not_a_file(path, st.st_mode)
+        return fd, self.stat_of(st, size, seen), path
+
+    def stat_of(self, st: os.stat_result, size: int, seen: int) -> FileStat:
+        """A FileStat that shares ints where it can (100,000 stats stay small): the device, the
+        torrent's size when equal, ctime when it is mtime."""
         dev = self.devices.setdefault(st.st_dev, st.st_dev)
         got = size if st.st_size == size else st.st_size
         mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
         if ctime == mtime:
             ctime = mtime  # one int object for both
-        return fd, FileStat(got, mtime, st.st_ino, dev, st.st_nlink, ctime, seen), path
+        return FileStat(got, mtime, st.st_ino, dev, st.st_nlink, ctime, seen)
 
     def read_small(self, rel: str, size: int, view: memoryview, seen: int) -> FileStat | None:
         """A regular file of `size` bytes read whole into `view` with no fuss: its stat, or None
         for anything else (missing, a link, another size, an error: open() then says what). The
         same checks as open(), in one tight path: 100,000 small files are mostly system calls."""
-        path = self.lead + rel
-        folder = rel.rpartition("/")[0]
-        if folder not in self.folders:
-            self.path(rel)
+        path = self.path(rel)
         try:
             fd = os.open(path, SMALL_FLAGS)  # non-blocking, links not followed: nothing can hang it
         except OSError:
@@ -166,11 +168,7 @@ class Resolver:
             return None
         finally:
             os.close(fd)
-        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
-        if ctime == mtime:
-            ctime = mtime
-        return FileStat(size, mtime, st.st_ino, self.devices.setdefault(st.st_dev, st.st_dev), st.st_nlink, ctime,
-                        seen)
+        return self.stat_of(st, size, seen)
 
     def link(self, entry: FileEntry) -> tuple[str, FileStat | None]:
         """A BEP 47 symlink entry: ('ok' | 'missing' | 'damaged', lstat). 'damaged' when the

@@ -237,7 +237,8 @@ def _check_names(source: str, info: dict) -> None:
 def _traced(path: str) -> bool:
     """Whether libtorrent's sanitized path shows a trace of a name the rules refuse: it renames a
     '..' element to '_' and drops separators inside a name ('a/../b' -> 'a..b')."""
-    return ".." in path or "/_/" in path or path.endswith("/_") or path.startswith("_/") or path == "_"
+    return ".." in path or ("_" in path and ("/_/" in path or path.endswith("/_") or path.startswith("_/")
+                                             or path == "_"))
 
 
 def _outer(raw: bytes, info: bytes) -> dict:
@@ -285,7 +286,7 @@ def load_torrent(path_or_bytes: str | os.PathLike | bytes, source: str | None = 
         if root is not None and size > piece_length:
             needs_layers = True
         path = (renamed.get(i) if renamed else None) or file_path(i)
-        if not traced and ("_" in path or ".." in path) and _traced(path):
+        if not traced and _traced(path):
             traced = True
         link = None
         if flags & link_flag:

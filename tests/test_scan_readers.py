@@ -24,14 +24,26 @@ def summary(result) -> tuple:
 @pytest.mark.parametrize("kind,path", [("none", None), ("flip", f"{NAME}/{UNICODE}"),
                                        ("truncate", f"{NAME}/CD1/a.flac"), ("extend", f"{NAME}/exact.bin"),
                                        ("missing", f"{NAME}/CD1/b.flac")])
-def test_reader_threads_agree_with_reading_in_order(tmp_path, creator, kind, path):
+def test_reader_threads_agree_with_reading_in_order(tmp_path, monkeypatch, creator, kind, path):
     built = build(tmp_path, multi_layout(16 * KIB), 16 * KIB, creator)
     if path is not None:
         damage(built, kind, path)
     meta = load_torrent(built.torrent)
     small = dict(buffer_bytes=32 * KIB, buffers=3, inline_bytes=4 * KIB)  # many windows, files queued
+    readers = []
+    real = scan_mod.read_at
+
+    def noting(fd, view, offset, path):
+        readers.append(threading.current_thread().name)
+        return real(fd, view, offset, path)
+
+    monkeypatch.setattr(scan_mod, "read_at", noting)
     queued = Scanner(readers=2, **small).full_scan(meta, built.save)
+    assert any(name.startswith("scan-read") for name in readers)  # the queued path did the reading
+    readers.clear()
     in_order = Scanner(readers=0, **small).full_scan(meta, built.save)
+    assert readers and not any(name.startswith("scan-read") for name in readers)
+    monkeypatch.undo()
     assert summary(queued) == summary(in_order)
     assert queued.ok == (kind == "none")
 

@@ -41,7 +41,8 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def seconds_text(s: float | None) -> str:
+def rto_text(s: float | None) -> str:
+    """A drill's RTO, to the second: '42.0s', '3m05s'."""
     if s is None:
         return "-"
     if s < 60:
@@ -53,7 +54,7 @@ def drill_text(d: Drill | None, now: datetime) -> str:
     if d is None:
         return "-"
     verdict = "-" if d.ok is None else ("pass" if d.ok else "FAIL")
-    rto = f" {seconds_text(d.rto_seconds)}" if d.rto_seconds is not None else ""
+    rto = f" {rto_text(d.rto_seconds)}" if d.rto_seconds is not None else ""
     return f"{verdict}{rto} {age(d.at, now)}".strip()
 
 

@@ -5,9 +5,9 @@ import sys
 from json.encoder import encode_basestring_ascii
 
 from ..errors import EXIT_DAMAGE, EXIT_OK
-from .gcpause import gc_paused
 from ..scan import Scanner
 from ..torrent import load_torrent
+from .gcpause import gc_paused
 
 NOTES = {
     "damaged": "bytes differ from the torrent",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from statistics import median
 
-from ..durations import seconds_text  # noqa: F401  (callers import it from here too)
+from ..durations import seconds_text
 
 WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 DEFAULT_WINDOW = "7d"
