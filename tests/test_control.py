@@ -165,6 +165,68 @@ def test_a_reply_of_any_size_arrives_whole(service):
         cat.close()
 
 
+@pytest.fixture
+def own_service():
+    """A service of its own, stopped within a bound: a service that hangs must fail its test, not
+    hang the module's teardown."""
+    from companion.service import Service
+    from companion.service.features import install_features
+
+    root = Path(tempfile.mkdtemp(prefix="sw-ctl-", dir="/tmp"))
+    svc = Service(Home(root / "home"), service_settings(Gone()))
+    install_features(svc)
+    svc.start()
+    yield svc
+    stopper = threading.Thread(target=svc.stop, daemon=True)
+    stopper.start()
+    stopper.join(120)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not stopper.is_alive(), "the service did not stop: its threads are stuck"
+
+
+def test_status_and_detail_at_once_always_answer(own_service):
+    """Found by the TUI's end-to-end test: `status` held the catalog reader while it waited for the
+    continuity ledger, `detail` held the ledger while it waited for the reader. Both hung for good,
+    and the TUI went on showing the last state it had. Many of both at once, with the catalog
+    changing under them (each status reads the continuity again), must all answer."""
+    tid = f"{0x10C0DE:040x}"
+    cat = Catalog(own_service.home.catalog_db)
+    with cat.tx() as db:
+        db.execute("INSERT INTO torrents (id, info_hash_v1, name, kind, piece_length, num_pieces, total_size,"
+                   " payload_size, save_path, protection, added_at, updated_at)"
+                   " VALUES (?, ?, 'Lock Order', 'v1', 16384, 1, 1, 1, '/srv/seed', 'protected', '2026-01-01', '2026-01-01')",
+                   (tid, tid))
+    stop, errors, answered = threading.Event(), [], []
+
+    def writer():  # new events: the catalog's data_version moves, so every status rebuilds continuity
+        while not stop.is_set():
+            cat.add_event(tid, "state", "protection: protected", state="protected")
+
+    def client(op: str):
+        for _ in range(40):
+            try:
+                answer = request(own_service.home, op, timeout=60, **({"id": tid} if op == "detail" else {}))
+                answered.append(op if "continuity" in answer else f"{op} without continuity")
+            except (ControlError, OSError) as exc:
+                errors.append(f"{op}: {exc!r}")
+                return
+
+    threads = [threading.Thread(target=client, args=(op,)) for op in ("status", "detail", "status", "detail")]
+    feeder = threading.Thread(target=writer)
+    try:
+        feeder.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        feeder.join()
+        cat.close()
+    assert errors == []
+    assert sorted(answered) == ["detail"] * 80 + ["status"] * 80
+
+
 def test_a_full_backlog_gives_a_clear_busy_error_after_a_bounded_retry(tmp_path, monkeypatch):
     """A socket that listens but never accepts, backlog 0: connects fail with EAGAIN until the bound."""
     import companion.control as control

@@ -465,3 +465,75 @@ async def test_a_hard_linked_payload_is_said_on_the_torrent_screen(home):
         assert "dashboard" in service.requests
     finally:
         service.stop()
+
+
+async def open_detail_and_verify(app, pilot, fake):
+    await until(pilot, lambda: table(app).row_count == 6)
+    await pilot.press("enter")  # the cursor is on the damaged torrent
+    await until(pilot, lambda: isinstance(app.screen, DetailScreen) and "X damaged" in text(app, "#legend"),
+                "detail opened")
+    await pilot.press("v")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await until(pilot, lambda: "verify: queued" in text(app, "#progress-text")
+                and "job 101" in text(app, "#progress-text"), "job queued")
+
+
+@aio
+async def test_a_status_asked_before_the_job_was_queued_does_not_say_it_is_done(home, fake):
+    """The answer to a status request sent before the action's answer lacks the job: it says
+    nothing about whether the job has finished, however late it arrives."""
+    import threading
+
+    app = make_app(home)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 6)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen) and "X damaged" in text(app, "#legend"))
+        shown, show = [], app.screen.show_progress
+        app.screen.show_progress = lambda words, *a, **kw: (shown.append(words), show(words, *a, **kw))
+        fake.hold = threading.Event()
+        fake.push({"event": "hook", "id": 21, "torrent_id": DEBIAN, "level": "info", "message": "looked at"})
+        await until(pilot, lambda: app._refreshing, "a status request in flight, its answer made without the job")
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: "queued as job 101" in text(app, "#progress-text"), "job queued")
+        asked = app.screen.job["serial"] if isinstance(app.screen, DetailScreen) else None
+        fake.hold.set()
+        fake.hold = None
+        await until(pilot, lambda: app.status_serial > asked and "queued (job 101)" in text(app, "#progress-text"),
+                    "a status asked after the job was queued, with the job in it")
+        assert not [words for words in shown if "done" in words], shown
+        fake.set_job(101, None)
+        fake.set_protection(DEBIAN, "protected")
+        fake.push({"event": "protected", "id": 22, "torrent_id": DEBIAN, "level": "info", "message": "verified"})
+        await until(pilot, lambda: "done (job 101); now protected" in text(app, "#progress-text"), "job done")
+
+
+@aio
+async def test_a_service_that_stops_answering_is_said_and_followed_again(home, fake):
+    """Found by the end-to-end test: the service stopped answering requests while its event
+    stream went on; the torrent's screen kept showing its last status as if it were live, and the
+    TUI never asked again. Now the screen says so, the job is not called done, and once the
+    service answers again everything is its word again."""
+    import threading
+
+    from tests.tui_fake_service import sample_status
+
+    catalog = sample_status()  # the catalog's word, read-only, while the service does not answer
+    app = make_app(home, timeout=0.5, offline=lambda op, fields: {"ok": True, **catalog})
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_detail_and_verify(app, pilot, fake)
+        fake.hold = threading.Event()  # answers nothing (past the client's timeout); the stream goes on
+        fake.push({"event": "hook", "id": 31, "torrent_id": DEBIAN, "level": "info", "message": "verifying"})
+        await until(pilot, lambda: "the service is not answering" in text(app, "#summary"), "the screen says so")
+        await until(pilot, lambda: "not answering; job 101 is followed again" in text(app, "#progress-text"))
+        assert app.connection == "down"
+        fake.set_job(101, None)
+        fake.set_protection(DEBIAN, "protected")
+        fake.hold.set()  # answering again
+        fake.hold = None
+        await until(pilot, lambda: app.connection == "up", "following the service again")
+        await until(pilot, lambda: "done (job 101); now protected" in text(app, "#progress-text"), "job done")
+        assert "not answering" not in text(app, "#summary")

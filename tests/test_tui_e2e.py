@@ -183,5 +183,5 @@ def test_dashboard_shows_damaged_healing_protected(qbt, world):
     try:
         wait_until(lambda: "verify: done (job" in tmux.screen(), 120, 0.1, "the verify job done on screen")
     except AssertionError as exc:  # (a loaded machine: the job queues behind the service's own work)
-        raise AssertionError(f"{exc}\n{tmux.screen()}") from None
+        raise AssertionError(f"{exc}\n{tmux.screen()}\n{log.read_text()[-3000:]}") from None
     assert "now protected" in tmux.screen()

@@ -154,6 +154,9 @@ class FakeService:
         self.streams: list = []  # the subscribers' sockets, closed when the service stops
         self.server = None
         self.cache_replies = False  # the benchmark's: status and dashboard encoded once until set_*()
+        # When set to a threading.Event: status and dashboard answers, made at once, are sent only once
+        # it is set (a service slow to answer, or one that answers nothing while its stream goes on).
+        self.hold = None
         self._replies: dict[str, bytes] = {}
 
     def reply(self, req: dict) -> bytes:
@@ -195,7 +198,11 @@ class FakeService:
                             fake.streams.append(self.request)
                         self.rfile.read()  # hold the stream open until the client goes
                         return
-                    self.wfile.write(fake.reply(req))
+                    data = fake.reply(req)
+                    hold = fake.hold if op in ("status", "dashboard") else None
+                    if hold is not None:
+                        hold.wait(60)
+                    self.wfile.write(data)
                     self.wfile.flush()
 
         self.server = socketserver.ThreadingUnixStreamServer(str(self.socket_path), Handler)

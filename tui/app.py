@@ -39,7 +39,7 @@ class Change:
     changed: list
     removed: list
     full: bool = False
-    serial: int = 0  # which status request this is; later requests have higher serials
+    serial: int = 0  # the request the shown status answered; later requests have higher serials
 
 
 class SeedwardApp(App):
@@ -55,11 +55,12 @@ class SeedwardApp(App):
     ]
 
     def __init__(self, home: Home, *, clock=None, retry_seconds: float = 2.0, poll_seconds: float = 15.0,
-                 debounce_seconds: float = 0.3, theme: str | None = None, offline=None):
-        """offline(op, fields) -> dict: read-only answers from the catalog while no service runs."""
+                 debounce_seconds: float = 0.3, theme: str | None = None, offline=None, timeout: float = 30.0):
+        """offline(op, fields) -> dict: read-only answers from the catalog while no service runs.
+        timeout: seconds a request may wait for its answer before the service counts as not answering."""
         super().__init__()
         self.home = home
-        self.client = Door(home.socket, offline)
+        self.client = Door(home.socket, offline, timeout=timeout)
         self.now = clock or (lambda: datetime.now(timezone.utc))
         self.retry_seconds = retry_seconds
         self.poll_seconds = poll_seconds
@@ -74,7 +75,8 @@ class SeedwardApp(App):
         self._refreshing = False
         self._refresh_again = False
         self._status_lock = asyncio.Lock()
-        self.status_serial = 0
+        self.status_serial = 0  # the request number of the status shown
+        self.requested_serial = 0  # the last status request's number (sent, maybe not answered yet)
         self._incident_until = 0.0
         self._offline_at = 0.0  # when the catalog's status was last read (no service)
         self._compact = True  # ask for the `dashboard` op (until a service says it has none)
@@ -129,19 +131,25 @@ class SeedwardApp(App):
         if time.monotonic() - self._offline_at < self.poll_seconds:
             return
         self._offline_at = time.monotonic()
+        serial = self._next_serial()
         try:
             raw = await self.client.read("status")
         except (ServiceNotRunning, Error) as exc:  # no catalog yet, or it cannot be read
             log.info("no offline status: %s", exc)
             return
         async with self._status_lock:
-            await self._apply_status(raw, connection="down")
+            await self._apply_status(raw, serial, connection="down")
 
     async def refresh_status(self) -> None:
         async with self._status_lock:
             await self._refresh_status()
 
+    def _next_serial(self) -> int:
+        self.requested_serial += 1
+        return self.requested_serial
+
     async def _refresh_status(self) -> None:
+        serial = self._next_serial()
         if self._compact:
             try:  # the status, compact (service/dashboard.py): a third of the bytes to move and parse
                 raw = await self.client.request("dashboard")
@@ -150,17 +158,15 @@ class SeedwardApp(App):
         if not self._compact:
             raw = await self.client.request("status")
         self._offline_at = 0.0  # the service answers: once it goes, read the catalog again at once
-        await self._apply_status(raw)
+        await self._apply_status(raw, serial)
 
-    async def _apply_status(self, raw: dict, connection: str = "up") -> None:
-        self.status_serial += 1
-        serial = self.status_serial
+    async def _apply_status(self, raw: dict, serial: int, connection: str = "up") -> None:
         new = await asyncio.to_thread(parse_dashboard if "rows" in raw else parse_status, raw)
         self._keep_shown(new.torrents)
         old = self.status.torrents if self.status else {}
         added, changed, removed = await asyncio.to_thread(diff, old, new.torrents)
         first = self.status is None
-        self.status = new
+        self.status, self.status_serial = new, serial
         self.set_connection(connection, self.connection_error if connection != "up" else "")
         self.status_signal.publish(Change(added, changed, removed, full=first, serial=serial))
 
@@ -182,10 +188,11 @@ class SeedwardApp(App):
         self._refreshing = True
         try:
             await self.refresh_status()
-        except ServiceNotRunning:
-            self.set_connection("down")
-        except ControlError as exc:
-            self.set_connection("down", str(exc))
+        except (ServiceNotRunning, ControlError) as exc:
+            # The event stream may still be open (a service that takes events but answers nothing):
+            # follow again, so the status comes from the service once it answers, else the catalog.
+            self.set_connection("down", "" if isinstance(exc, ServiceNotRunning) else str(exc))
+            self.follow()
         finally:
             self._refreshing = False
         if self._refresh_again:

@@ -7,6 +7,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
@@ -106,6 +107,7 @@ class DetailScreen(Screen):
                 table.add_column(label, width=width)
         self.app.status_signal.subscribe(self, self.status_changed)
         self.app.event_signal.subscribe(self, self.service_event)
+        self.app.connection_signal.subscribe(self, lambda _: self.show_summary())
         self.show_summary()
         self.load()
 
@@ -131,7 +133,12 @@ class DetailScreen(Screen):
         if self.gone:
             return
         self.detail = detail
-        self.fill()
+        try:
+            self.fill()
+        except NoMatches:  # the app is closing: its widgets are already gone
+            if not self.app.is_running or self.gone:
+                return
+            raise
 
     def fill(self) -> None:
         now = self.app.now()
@@ -178,7 +185,10 @@ class DetailScreen(Screen):
                             for c in row))
 
     def status_changed(self, change) -> None:
-        if self.job and change.serial > self.job["serial"]:
+        if self.job and self.app.connection != "up":  # the catalog's word cannot tell how the job went
+            self.show_progress(f"{self.job['action']}: the service is not answering; job {self.job['job']}"
+                               " is followed again once it does", None)
+        elif self.job and change.serial > self.job["serial"]:
             self.track_job()
         if change.full or self.torrent_id in change.changed or self.torrent_id in change.removed:
             self.show_summary()
@@ -200,7 +210,10 @@ class DetailScreen(Screen):
         now = self.app.now()
         colors = palette(self.app.get_css_variables())
         reason = attention(t)
-        lines = [
+        lines = [] if self.app.connection == "up" else [Text(
+            f"● the service is not answering{f' ({self.app.connection_error})' if self.app.connection_error else ''}:"
+            " showing the catalog, read-only", style=colors["error"], no_wrap=True, overflow="ellipsis")]
+        lines += [
             Text(t.name, style="bold", no_wrap=True, overflow="ellipsis"),
             joined([f"id {t.id}", f"v1 {t.info_hash_v1 or '-'}",
                     f"v2 {(t.info_hash_v2 or '-')[:16]}{'…' if t.info_hash_v2 else ''}"]),
@@ -285,7 +298,7 @@ class DetailScreen(Screen):
         if job is None:  # the same job was already queued: follow that one
             job = next((j[0] for j in (self.view.jobs if self.view else ()) if j[1] == JOB_KIND[action]), None)
         # only a status requested after this answer can tell that the job has finished
-        self.job = {"action": action, "job": job, "serial": self.app.status_serial, "failed": None}
+        self.job = {"action": action, "job": job, "serial": self.app.requested_serial, "failed": None}
         self.show_progress(f"{action}: queued as job {job}" if job is not None else f"{action}: queued", None)
         self.app.request_refresh()
 

@@ -39,10 +39,10 @@ class StatusBuilder:
             return self._reader
 
     def close(self) -> None:
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        with self._lock:  # (closed outside it: a status in flight holds the reader, then wants _lock)
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     def store_summary(self, cat) -> dict:
         with self._lock:
@@ -90,8 +90,13 @@ class StatusBuilder:
         status["continuity"] = c[3]
 
     def continuity(self, torrent_id: str, entry: dict | None = None) -> dict:
-        """One torrent's full continuity (every window, the 7-day strip), for the `detail` op."""
-        return continuity_detail(self.ledger, torrent_id, entry, self.reader())
+        """One torrent's full continuity (every window, the 7-day strip), for the `detail` op.
+
+        Locks in the order build() takes them, the reader's before the ledger's: the other way
+        round, a status and a detail at once waited for each other for good."""
+        cat = self.reader()
+        with cat.snapshot() if isinstance(cat, views.ReadOnly) else nullcontext():
+            return continuity_detail(self.ledger, torrent_id, entry, cat)
 
     def _build(self, s, qbt, sync, cat) -> dict:
         return {
