@@ -2,7 +2,21 @@
 
 import pytest
 
-from companion.demo.private_qbt import QbtProcess
+from tests import lockorder
+
+lockorder.install()  # before seedward's modules are imported: their module-level locks are checked too
+
+from companion.demo.private_qbt import QbtProcess  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def lock_order():
+    """After each test: no two locks were ever taken in both orders (tests/lockorder.py)."""
+    yield
+    cycles = lockorder.RECORDER.cycles()
+    if cycles:
+        pytest.fail("locks taken in both orders, a deadlock waiting to happen:\n\n"
+                    + "\n\n".join(lockorder.RECORDER.explain(c) for c in cycles), pytrace=False)
 
 
 @pytest.fixture(scope="session")

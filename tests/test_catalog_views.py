@@ -136,3 +136,27 @@ def test_no_sql_outside_the_catalog_package():
                         and sql.match(node.value):
                     found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value.strip()[:60]}")
     assert not found, "SQL outside companion/catalog/:\n" + "\n".join(found)
+
+
+def test_drill_candidates_and_last_drills(world):
+    """Never drilled first, then least recently drilled; the newest finished drill per torrent
+    (found by the fleet test: the candidates' query failed on PostgreSQL, so no host drilled)."""
+    from companion.catalog.drills import drill_candidates, last_drill_per_torrent
+
+    cat, meta = world
+    ids = [meta.id] + [f"{n:040x}" for n in (0xD1, 0xD2, 0xD3)]
+    for n, tid in enumerate(ids[1:]):
+        insert(cat, "INSERT INTO torrents (id, name, kind, piece_length, num_pieces, total_size, payload_size,"
+               " protection, added_at, updated_at) VALUES (?, ?, 'v1', 16384, 1, 1, ?, 'protected', ?, ?)",
+               (tid, f"drill {n}", 100 + n, iso(timedelta(days=9)), iso(timedelta(days=9))))
+    for tid in ids:
+        insert(cat, "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
+               " VALUES (?, ?, 'x', ?, 'auto', 1, 1, 1, 't')", (f"s{tid}", tid, iso(timedelta(days=8))))
+    drills = [(ids[1], 3, "passed"), (ids[1], 1, "failed"), (ids[1], 0.5, "running"), (ids[2], 5, "passed")]
+    for k, (tid, days, state) in enumerate(drills):
+        insert(cat, "INSERT INTO drills (id, torrent_id, reason, state, started_at) VALUES (?, ?, 'schedule', ?, ?)",
+               (f"{k:016x}", tid, state, iso(timedelta(days=days))))
+    order = [r["torrent_id"] for r in drill_candidates(cat)]
+    assert order == sorted([meta.id, ids[3]]) + [ids[2], ids[1]]
+    last = {r["torrent_id"]: (r["state"], r["started_at"]) for r in last_drill_per_torrent(cat)}
+    assert last == {ids[1]: ("failed", iso(timedelta(days=1))), ids[2]: ("passed", iso(timedelta(days=5)))}

@@ -129,6 +129,9 @@ def fleet(tmp_path):
         yield hosts, cat, pg, s3, trail
         cat.close()
     finally:
+        for h in hosts:  # (shown only when the test failed: pytest prints a failing test's output)
+            log = h.root / "serve.log"
+            print(f"--- {h.owner} serve.log (tail) ---\n{log.read_text(errors='replace')[-4000:] if log.exists() else '-'}")
         for h in hosts:
             try:
                 h.stop()
@@ -240,3 +243,9 @@ def test_three_seedboxes_share_one_catalog_and_one_store(fleet):
     wait_until(lambda: "Album" in trail_of("host-a") and "Album" in trail_of("host-b")
                and "Small" in trail_of("host-b"), 60, 0.3, "each host's trail on its branch")
     assert "After" in trail_of("host-a") and "After" not in trail_of("host-b")
+
+    # 8. nothing the two live hosts did failed (the drill schedule's query once failed on PostgreSQL
+    # every minute, and only the log said so)
+    for h in (a, b):
+        errors = [line for line in (h.root / "serve.log").read_text(errors="replace").splitlines() if " ERROR " in line]
+        assert errors == [], f"{h.owner}: {errors[:5]}"

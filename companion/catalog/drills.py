@@ -119,7 +119,8 @@ def drill_candidates(cat) -> list[sqlite3.Row]:
            LEFT JOIN drills d ON d.torrent_id = t.id
            WHERE t.removed_at IS NULL AND {mine}
            GROUP BY t.id
-           ORDER BY last_drill IS NOT NULL, last_drill, t.id""".format(mine=mine), keys
+           ORDER BY MAX(d.started_at) IS NOT NULL, MAX(d.started_at), t.id""".format(mine=mine), keys
+        # (PostgreSQL takes an output name in ORDER BY only alone, not inside an expression)
     )
 
 

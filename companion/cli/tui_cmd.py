@@ -56,10 +56,13 @@ class Offline:
         self.ledger = Ledger()
 
     def __call__(self, op: str, fields: dict) -> dict:
+        # One read transaction each, taken before the ledger's lock (the service's order: see
+        # service/status.py and tests/lockorder.py).
         if op == "status":
             cat = views.ReadOnly(self.target)
             try:
-                return attach(views.offline_status(cat, self.home_root), self.ledger, cat)
+                with cat.snapshot():
+                    return attach(views.offline_status(cat, self.home_root), self.ledger, cat)
             finally:
                 cat.close()
         answer = views.offline_answer(self.target, op, fields)
@@ -67,7 +70,8 @@ class Offline:
             cat = views.ReadOnly(self.target)
             try:
                 entry = {"protection": answer.get("protection"), "last_verified": answer.get("last_verified")}
-                answer["continuity"] = continuity_detail(self.ledger, fields["id"], entry, cat)
+                with cat.snapshot():
+                    answer["continuity"] = continuity_detail(self.ledger, fields["id"], entry, cat)
             finally:
                 cat.close()
         return answer

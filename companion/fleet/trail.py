@@ -23,16 +23,22 @@ def branch(owner: str) -> str:
     return f"seedward/{owner or 'local'}"
 
 
+PUSH_TIMEOUT_SECONDS = 300.0  # a push still running then is killed (and tried again next time)
+
+
 def push(manifests, remote: str, owner: str) -> str | None:
-    """Push the repository's HEAD to the owner's branch; returns the pushed commit (None: nothing yet)."""
+    """Push the repository's HEAD to the owner's branch; returns the pushed commit (None: nothing yet).
+
+    The manifests lock is held only to read HEAD: a slow or stuck remote must not hold up the
+    commits of protect jobs (they wait for that lock)."""
     repo = manifests.repo
     with manifests._lock:
         if not repo.head.is_valid():
             return None
         head = repo.head.commit.hexsha
-        try:
-            repo.git.push("--quiet", remote, f"HEAD:refs/heads/{branch(owner)}")
-        except git.GitCommandError as exc:
-            why = (exc.stderr or str(exc)).strip().splitlines()
-            raise TrailPushFailed(remote, why[-1] if why else "git push failed") from exc
+    try:
+        repo.git.push("--quiet", remote, f"{head}:refs/heads/{branch(owner)}", kill_after_timeout=PUSH_TIMEOUT_SECONDS)
+    except git.GitCommandError as exc:
+        why = (exc.stderr or str(exc)).strip().splitlines()
+        raise TrailPushFailed(remote, why[-1] if why else "git push failed") from exc
     return head
