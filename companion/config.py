@@ -106,6 +106,11 @@ class ServiceSettings:
     sweep_minutes: float = 10.0  # how often file renames inside torrents are looked for
     removal_grace_seconds: float = 30.0  # after a reconnect, before absent torrents count as removed
     reach_seconds: float = 30.0  # how often protected torrents' folders are looked at (gone: `unreachable`), and back
+    watchdog_seconds: float = 60.0  # the service asks itself for its status this often (service/watchdog.py); 0: off
+
+    def check(self, where: str) -> None:
+        if self.watchdog_seconds != 0 and not 1 <= self.watchdog_seconds <= 3600:
+            raise ConfigError(where, "service.watchdog_seconds should be 0 (off) or between 1 and 3600")
 
 
 NOTIFY_EVENTS = ("damaged", "healed", "heal_failed", "unreachable", "drill_failed", "archive_failed",
@@ -510,8 +515,9 @@ def load_settings(path: Path | None, env: dict | None = None) -> Settings:
     notify_env = secret_env("SEEDWARD_NOTIFY_URLS", env)
     if notify_env:
         settings.notify.urls = split_urls(notify_env)
-    for section in (settings.notify, settings.metrics, settings.archive, settings.schedule, settings.catalog,
-                    settings.store, settings.protection, settings.manifests, settings.quarantine, settings.retention):
+    for section in (settings.service, settings.notify, settings.metrics, settings.archive, settings.schedule,
+                    settings.catalog, settings.store, settings.protection, settings.manifests, settings.quarantine,
+                    settings.retention):
         section.check(str(path or "config"))
     return settings
 

@@ -101,6 +101,14 @@ def test_qbittorrent_down_is_not_watched():
     assert report(segs, [], "7d", NOW).intact_share == 1.0
 
 
+def test_a_stuck_service_is_not_watched():
+    """service_stuck (its own status did not answer, service/watchdog.py) until service_answering."""
+    w = world((NOW - DAY, "service_stuck"), (NOW - DAY + 300, "service_answering"))
+    segs = timeline([protected_at(NOW - 7 * DAY)], w, NOW - 7 * DAY, NOW)
+    assert [s.state for s in segs] == ["seeding", "unwatched", "seeding"]
+    assert report(segs, [], "7d", NOW).seconds["unwatched"] == 300
+
+
 KINDS = st.sampled_from(sorted(seeding.TORRENT_KINDS - {"state"}) + ["state"] * 6)
 STATE = st.sampled_from(["protected", "damaged", "healing", "pending", "baseline_bad", "excluded", "unreachable"])
 

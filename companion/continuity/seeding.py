@@ -46,7 +46,8 @@ HOLD_ON = {"stopped", "quarantined", "restopped", "job_paused_seeding"}
 HOLD_OFF = {"resumed", "false_alarm", "intended"}
 JOB_ENDS = ("job_done", "job_failed", "job_tainted", "job_refused", "job_interrupted", "job_cancelled")
 USER_KINDS = {"user_stopped": True, "user_started": False}
-SERVICE_KINDS = {"service_started": True, "service_stopping": False}
+# (a service that stopped answering its own status, service/watchdog.py, is not counted as watching)
+SERVICE_KINDS = {"service_started": True, "service_stopping": False, "service_stuck": False, "service_answering": True}
 QBT_KINDS = {"qbt_connected": True, "qbt_unreachable": False, "qbt_login_failed": False, "qbt_error": False,
              "qbt_not_answering": False}
 TORRENT_KINDS = set(PROTECTION_KINDS) | HOLD_ON | HOLD_OFF | set(JOB_ENDS) | set(USER_KINDS)

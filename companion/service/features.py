@@ -20,6 +20,7 @@ FEATURES = (
     "companion.notify",  # Apprise notifications, when [notify] has URLs (issue 17)
     "companion.metrics",  # the Prometheus endpoint, when [metrics] listen is set (issue 17)
     "companion.fleet.service",  # several seedboxes on one catalog: heartbeat, the fleet in status (issue 20)
+    "companion.service.watchdog",  # liveness: the service asks itself for its status; systemd's watchdog
 )
 
 
