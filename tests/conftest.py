@@ -1,10 +1,24 @@
 """Shared fixtures. `qbt`: one real qbittorrent-nox on loopback for the whole session."""
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests import lockorder
 
 lockorder.install()  # before seedward's modules are imported: their module-level locks are checked too
+
+# The seedward processes tests start check lock order too (tests/lockorder_site/sitecustomize.py):
+# each leaves the pairs it saw in this folder, joined at the end of the session.
+_MADE = "SEEDWARD_TEST_LOCKORDER" not in os.environ  # (removed by the session that made it)
+if _MADE:
+    os.environ["SEEDWARD_TEST_LOCKORDER"] = tempfile.mkdtemp(prefix="sw-lockorder-")
+    _ROOT = Path(__file__).resolve().parent.parent
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(_ROOT / "tests" / "lockorder_site"), str(_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 from companion.demo.private_qbt import QbtProcess  # noqa: E402
 
@@ -53,3 +67,22 @@ def make_service(qbt, tmp_path):
     for service in started:
         service.stop()
     qbt.remove_all()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The seedward processes' lock order, joined with this process's (the whole session's, once)."""
+    folder = os.environ.get("SEEDWARD_TEST_LOCKORDER")
+    if not folder or not os.path.isdir(folder):
+        return
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller joins them all
+        lockorder.RECORDER.save(folder)
+        return
+    lockorder.RECORDER.load(folder)
+    if _MADE:
+        shutil.rmtree(folder, ignore_errors=True)
+    cycles = lockorder.RECORDER.cycles()
+    if cycles:
+        session.config.get_terminal_writer().line(
+            "locks taken in both orders in a seedward process the tests started:\n\n"
+            + "\n\n".join(lockorder.RECORDER.explain(c) for c in cycles), red=True)
+        session.exitstatus = 1

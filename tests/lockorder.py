@@ -9,6 +9,8 @@ count as one lock, and nesting those is not judged.
 `install()` must run before seedward's modules are imported (module-level locks are made then).
 """
 
+import atexit
+import json
 import os
 import sys
 import threading
@@ -64,6 +66,25 @@ class Recorder:
                     elif nxt not in path and nxt > start:  # each cycle once, from its smallest site
                         stack.append((nxt, path + [nxt]))
         return found
+
+    def save(self, folder: str) -> None:
+        with self._mutex:
+            edges = [[a, b, where] for (a, b), where in self.edges.items()]
+        if edges:
+            path = os.path.join(folder, f"{os.getpid()}.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump({"argv": sys.argv[:3], "edges": edges}, f)
+            os.replace(path + ".tmp", path)
+
+    def load(self, folder: str) -> None:
+        """Add the pairs other processes saved (save_at_exit)."""
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name)) as f:
+                    data = json.load(f)
+                with self._mutex:
+                    for a, b, where in data["edges"]:
+                        self.edges.setdefault((a, b), f"(in {' '.join(data['argv'])}, pid {name[:-5]})\n{where}")
 
     def explain(self, cycle: list[str]) -> str:
         lines = []
@@ -147,3 +168,7 @@ def _factory(real, tracked):
 def install() -> None:
     threading.Lock = _factory(_Lock, _Tracked)
     threading.RLock = _factory(_RLock, _TrackedRLock)
+
+
+def save_at_exit(folder: str) -> None:
+    atexit.register(RECORDER.save, folder)
