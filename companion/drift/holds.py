@@ -35,6 +35,7 @@ class Holds:
         self.unsaved: set[str] = set()  # holds the catalog could not store yet (disk full): saved later
         self.rechecking: dict[str, list] = {}  # tid -> [sent at, seen checking]
         self.sent: dict[str, tuple[str, float]] = {}  # tid -> (stop | start, when): sent, not yet seen taken
+        self.running_since: dict[str, float] = {}  # tid -> since when qBittorrent shows our start taken
         try:
             self.holds = trust.holds(catalog)
         except Exception:  # noqa: BLE001 - a catalog that cannot be read yet: start empty
@@ -88,6 +89,7 @@ class Holds:
             hold.update(steps=steps, settled=False, because=because, stage="stopping" if steps else "stopped")
             self.rechecking.pop(tid, None)
             self.sent.pop(tid, None)
+            self.running_since.pop(tid, None)
             self._save(tid)
         self.wake.set()
 
@@ -109,6 +111,7 @@ class Holds:
             self.holds.pop(tid, None)
             self.rechecking.pop(tid, None)
             self.sent.pop(tid, None)
+            self.running_since.pop(tid, None)
             self.unsaved.discard(tid)
             try:
                 trust.drop_hold(self.catalog, tid)

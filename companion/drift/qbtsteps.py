@@ -26,8 +26,19 @@ CHECKING = ("checking", "queuedForChecking", "moving", "allocating")
 RECHECK_SETTLE = 2.5  # qBittorrent's WebUI refreshes states every ~1.5 s: a shorter check may never be seen
 RECHECK_INCOMPLETE = 10.0  # a recheck that ends below 100% is believed after a few refreshes
 RESTOP_AFTER = 5.0  # the sync loop's view of a torrent lags our own stop by a poll or two
-RESEND_AFTER = 15.0  # a stop or start qBittorrent's view does not show by then is sent again
+RESEND_AFTER = 15.0  # a stop qBittorrent's view does not show by then is sent again
+# A start counts once qBittorrent shows the torrent running, and not checking, for START_SETTLE: a
+# recheck of a stopped torrent ends with qBittorrent stopping it again, and a start sent while that
+# check runs (or before qBittorrent's view shows it) is lost (4.5). A start not taken by
+# START_RESEND is sent again (starting twice does no harm).
+START_SETTLE = 3.0
+START_RESEND = 3.0
 LOST_START_WINDOW = 600.0  # a qBittorrent restart may come back with what it saved before our start
+
+
+def checking(info: dict) -> bool:
+    state = info.get("state", "")
+    return state.startswith(CHECKING[0]) or state in CHECKING[1:]
 
 
 class QbtSteps(Holds):
@@ -206,9 +217,17 @@ class QbtSteps(Holds):
         live = self.live(tid)
         if live is None or "state" not in live:
             return True  # no view of qBittorrent here (the CLI without a sync loop): its answer counts
-        if running(live) == (step == "start"):
+        now = time.monotonic()
+        if step == "start":
+            if running(live) and not checking(live):
+                return now - self.running_since.setdefault(tid, now) >= START_SETTLE
+            self.running_since.pop(tid, None)
+            if not running(live) and now - sent[1] > START_RESEND:
+                del self.sent[tid]  # not taken, or undone by the end of a check: sent again
+            return False
+        if not running(live):
             return True
-        if time.monotonic() - sent[1] > RESEND_AFTER:
+        if now - sent[1] > RESEND_AFTER:
             del self.sent[tid]  # not taken: sent again
         return False
 
@@ -257,6 +276,7 @@ class QbtSteps(Holds):
                 if not seen:
                     return
                 self.sent.pop(tid, None)
+                self.running_since.pop(tid, None)
                 self.started[tid] = time.monotonic()
                 self._done(tid, "start", "started")
             elif step in ("recheck", "recheck_any"):
@@ -297,10 +317,10 @@ class QbtSteps(Holds):
         if info is None:
             raise QbtNotFound(self.qbt.url, tid)
         began, seen = state
-        checking = info["state"].startswith(CHECKING[0]) or info["state"] in CHECKING[1:]
-        state[1] = seen = seen or checking
+        busy = checking(info)
+        state[1] = seen = seen or busy
         elapsed = time.monotonic() - began
-        over = not checking and (seen or elapsed > RECHECK_SETTLE)
+        over = not busy and (seen or elapsed > RECHECK_SETTLE)
         if over and (info["progress"] >= 1 or step == "recheck_any"):
             self.rechecking.pop(tid, None)
             self._done(tid, step, "rechecked")
