@@ -44,13 +44,18 @@ def fill(home: Home, size: int) -> None:
     """`size` torrents straight into a fresh catalog (the schema made by the real migrations)."""
     cat = Catalog(home.catalog_db)
     ids = [f"{i:040x}" for i in range(1, size + 1)]
+    # Save paths that exist: a missing one makes the torrent `unreachable`, and the service marking
+    # thousands of them, batch by batch, changed the catalog under every timed request.
+    seed = home.root.parent / "seed"
+    for i in range(len(ids)):
+        (seed / f"{i:06d}").mkdir(parents=True, exist_ok=True)
     with cat.tx() as db:
         db.executemany(
             "INSERT INTO torrents (id, info_hash_v1, info_hash_v2, name, kind, piece_length, num_pieces, total_size,"
             " payload_size, save_path, category, protection, policy, last_verified, qbt_state, added_at, updated_at)"
             " VALUES (?, ?, ?, ?, 'hybrid', 1048576, 700, 734003200, 734003200, ?, 'music', 'protected', 'snapshot',"
             " ?, 'stalledUP', ?, ?)",
-            [(t, t, t + "0" * 24, f"Artist {i % 997:03d} - Album {i:06d} (2024) [FLAC]", f"/srv/seed/music/{i:06d}",
+            [(t, t, t + "0" * 24, f"Artist {i % 997:03d} - Album {i:06d} (2024) [FLAC]", str(seed / f"{i:06d}"),
               AT, AT, AT) for i, t in enumerate(ids)])
         db.executemany(
             "INSERT INTO snapshots (id, torrent_id, name, created_at, reason, bytes, new_bytes, files, tree)"
