@@ -149,9 +149,6 @@ class _TrackedRLock(_Tracked):
         self._inner._acquire_restore(state)
         RECORDER.held().extend([self] * count)
 
-    def locked(self):
-        return self._inner._is_owned()
-
 
 def _factory(real, tracked):
     def make(*args, **kwargs):

@@ -4,11 +4,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from tests import lockorder
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_two_locks_taken_in_both_orders_are_a_cycle_reported_once(tmp_path):
@@ -44,10 +42,13 @@ def test_a_condition_waits_on_a_tracked_rlock_and_the_seedward_processes_are_che
             "from tests import lockorder\n"
             "c = threading.Condition(lockorder._TrackedRLock(lockorder._RLock(), 'companion/x.py:1'))\n"
             "with c:\n    with c:\n        c.wait(0.01)\n"
-            "import companion.service.status as s, threading as t\n"
-            "print(type(t.Lock()).__name__, lockorder.RECORDER.held())\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
-                       timeout=60)
+            "import threading as t\n"
+            "from companion.service.status import StatusBuilder\n"
+            "print(type(t.Lock()).__name__, type(StatusBuilder(None)._lock).__name__, lockorder.RECORDER.held())\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd="/", env=dict(os.environ), capture_output=True, text=True,
+                       timeout=60)  # (not from the checkout: its modules come through the PYTHONPATH alone)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["lock", "[]"]  # (a plain lock made outside seedward's files is not tracked)
+    # a lock made in seedward's files is tracked in the started process (the sitecustomize conftest
+    # puts on its PYTHONPATH), a plain one made elsewhere is not
+    assert r.stdout.split() == ["lock", "_Tracked", "[]"]
     assert os.environ.get("SEEDWARD_TEST_LOCKORDER") and "lockorder_site" in os.environ.get("PYTHONPATH", "")

@@ -42,15 +42,28 @@ class Recorder:
         pass
 
 
-def test_a_start_lost_at_the_end_of_a_check_is_sent_again(tmp_path, monkeypatch):
+def held_and_stopped(tmp_path, monkeypatch, resend: float):
+    """A QbtSteps over a scripted qBittorrent whose torrent seedward holds, its stop carried out."""
     monkeypatch.setattr(qbtsteps, "START_SETTLE", 0.3)
-    monkeypatch.setattr(qbtsteps, "START_RESEND", 0.3)
+    monkeypatch.setattr(qbtsteps, "START_RESEND", resend)
     view = {"state": "pausedUP"}
     qbt = Recorder(view)
     cat = Catalog(tmp_path / "catalog.sqlite")
     steps = QbtSteps(cat, qbt, live=lambda tid: dict(view))
     assert steps.hold(TID, "drift", resume=True)
     steps.tick()
+    return view, qbt, cat, steps
+
+
+def until_done(steps) -> None:
+    deadline = time.monotonic() + 30
+    while steps.pending(TID) and time.monotonic() < deadline:
+        steps.tick()
+        time.sleep(0.05)
+
+
+def test_a_start_lost_at_the_end_of_a_check_is_sent_again(tmp_path, monkeypatch):
+    view, qbt, cat, steps = held_and_stopped(tmp_path, monkeypatch, resend=0.3)
     assert qbt.calls == ["stop"] and steps.pending(TID) == []
     view["checking_left"] = 1  # qBittorrent is checking the stopped torrent: the first start lands in it
     steps.settle(TID)
@@ -59,30 +72,17 @@ def test_a_start_lost_at_the_end_of_a_check_is_sent_again(tmp_path, monkeypatch)
     steps.tick()
     assert steps.pending(TID) == ["start"]  # checking is not running: not done
     view["state"] = "pausedUP"  # the check is over, and qBittorrent stopped it again
-    deadline = time.monotonic() + 30
-    while steps.pending(TID) and time.monotonic() < deadline:
-        steps.tick()
-        time.sleep(0.05)
+    until_done(steps)
     assert steps.pending(TID) == [] and not steps.held(TID)
     assert qbt.calls == ["stop", "start", "start"] and view["state"] == "stalledUP"
     cat.close()
 
 
 def test_a_start_is_done_only_after_it_stays_running(tmp_path, monkeypatch):
-    monkeypatch.setattr(qbtsteps, "START_SETTLE", 0.3)
-    monkeypatch.setattr(qbtsteps, "START_RESEND", 60.0)
-    view = {"state": "pausedUP"}
-    qbt = Recorder(view)
-    cat = Catalog(tmp_path / "catalog.sqlite")
-    steps = QbtSteps(cat, qbt, live=lambda tid: dict(view))
-    steps.hold(TID, "drift", resume=True)
-    steps.tick()
+    view, qbt, cat, steps = held_and_stopped(tmp_path, monkeypatch, resend=60.0)
     steps.settle(TID)
     steps.tick()
     assert qbt.calls == ["stop", "start"] and steps.pending(TID) == ["start"]  # running, not for long yet
-    deadline = time.monotonic() + 30
-    while steps.pending(TID) and time.monotonic() < deadline:
-        steps.tick()
-        time.sleep(0.05)
+    until_done(steps)
     assert steps.pending(TID) == [] and qbt.calls == ["stop", "start"]
     cat.close()
