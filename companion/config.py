@@ -114,7 +114,7 @@ class ServiceSettings:
 
 
 NOTIFY_EVENTS = ("damaged", "healed", "heal_failed", "unreachable", "drill_failed", "archive_failed",
-                 "qbittorrent_down", "baseline_bad")
+                 "qbittorrent_down", "baseline_bad", "service_stuck", "store_unreachable")
 
 
 @dataclass
@@ -128,7 +128,8 @@ class NotifySettings:
     max_per_hour: int = 20  # beyond, notifications are held and sent as one summary
     digest: str = ""  # "HH:MM": a daily digest at that local time; events then wait for it, except `immediate`
     immediate: list = field(default_factory=lambda: ["heal_failed", "qbittorrent_down", "unreachable",
-                                                     "drill_failed", "archive_failed"])
+                                                     "drill_failed", "archive_failed", "service_stuck",
+                                                     "store_unreachable"])
 
     def check(self, where: str) -> None:
         for key in ("events", "immediate"):

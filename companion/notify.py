@@ -1,6 +1,6 @@
 """Notifications through Apprise (Discord, Telegram, ntfy, Gotify, email, JSON webhooks, Notifiarr...).
 
-Service events map to eight notification events (`notice_of`, pure). The service's listener only
+Service events map to ten notification events (`notice_of`, pure). The service's listener only
 queues them: one sender thread applies the per-event filter and the rate limits (`Limiter`, pure
 over times), and delivers, so no emitter ever waits for a remote server. With a daily digest, the
 events wait for it (built from the catalog's events table, so a restart loses none) except the
@@ -45,15 +45,21 @@ SOURCES = {
     "qbt_login_failed": "qbittorrent_down",
     "qbt_error": "qbittorrent_down",
     "baseline_bad": "baseline_bad",
+    "service_stuck": "service_stuck",  # the watchdog's own status request went unanswered
+    "store_unreachable": "store_unreachable",  # a job waits for the store (said once per job)
 }
-LISTENED = tuple(SOURCES) + ("state", "job_failed", "qbt_connected")
+# the service event that ends an outage -> the notice that said it began (one more message then)
+RECOVERIES = {"qbt_connected": "qbittorrent_down", "service_answering": "service_stuck"}
+RECOVERED = {"qbittorrent_down": "qBittorrent answers again", "service_stuck": "seedward answers again"}
+LISTENED = tuple(SOURCES) + ("state", "job_failed") + tuple(RECOVERIES)
 
 TITLES = {
     "damaged": "damaged", "healed": "healed", "heal_failed": "heal failed", "unreachable": "unreachable",
     "drill_failed": "drill failed", "archive_failed": "archive failed", "qbittorrent_down": "qBittorrent down",
-    "baseline_bad": "payload does not match its torrent",
+    "baseline_bad": "payload does not match its torrent", "service_stuck": "seedward not answering",
+    "store_unreachable": "store unreachable",
 }
-FAILURES = {"heal_failed", "drill_failed", "archive_failed", "qbittorrent_down"}
+FAILURES = {"heal_failed", "drill_failed", "archive_failed", "qbittorrent_down", "service_stuck", "store_unreachable"}
 RETRY_WAITS = (2.0, 10.0)  # between the tries of one delivery
 QUEUE_MAX = 10_000
 DIGEST_LINES = 50
@@ -307,14 +313,14 @@ class Notifier:
         self.held: list[Notice] = []
         self.stats = Stats()
         self.stopping = threading.Event()
-        self.down_since: str | None = None  # a qbittorrent_down notice was sent: say when it answers again
+        self.down_since: dict[str, str] = {}  # an outage's notice was sent (kind -> when): say when it ends
         self.thread: threading.Thread | None = None
 
     # bus side (the emitter's thread: never blocks)
 
     def listen(self, event: dict) -> None:
         kind = notice_of(event)
-        if kind is None and event.get("event") != "qbt_connected":
+        if kind is None and event.get("event") not in RECOVERIES:
             return
         try:
             self.queue.put_nowait(event)
@@ -392,11 +398,13 @@ class Notifier:
     def _handle(self, event: dict) -> None:
         kind = notice_of(event)
         tid = event.get("torrent_id")
-        if event.get("event") == "qbt_connected":
-            if self.down_since is not None and "qbittorrent_down" in self.events:
-                since, self.down_since = self.down_since, None
-                self._send("recovered", "seedward: qBittorrent answers again",
-                           f"qBittorrent answers again (not answering since {since}).\n{event.get('message', '')}")
+        outage = RECOVERIES.get(event.get("event"))
+        if outage is not None:
+            since = self.down_since.pop(outage, None)
+            if since is not None and outage in self.events:
+                what = RECOVERED[outage]
+                self._send("recovered", f"seedward: {what}",
+                           f"{what} (not answering since {since}).\n{event.get('message', '')}")
             return
         if kind not in self.events or kind not in self.immediate:
             return  # filtered out, or it waits for the digest
@@ -413,8 +421,8 @@ class Notifier:
         again = self.limiter.repeated(key)
         if again:
             notice.extra = f"\n(and {again} more time{'s' if again > 1 else ''} within {self._repeat_text()}, not sent)"
-        if kind == "qbittorrent_down":
-            self.down_since = notice.at or self.clock().isoformat(timespec="seconds")
+        if kind in RECOVERED:
+            self.down_since[kind] = notice.at or self.clock().isoformat(timespec="seconds")
         self._send(kind, _title(notice), _body(notice))
 
     def _flush_held(self) -> None:

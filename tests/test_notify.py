@@ -94,7 +94,7 @@ def wake_and_settle(n: Notifier) -> None:
 # pure parts
 
 
-def test_service_events_map_to_the_eight_notification_events():
+def test_service_events_map_to_the_ten_notification_events():
     samples = {
         "damaged": [{"event": "drift"}, {"event": "damaged"}],
         "healed": [{"event": "healed"}],
@@ -105,6 +105,8 @@ def test_service_events_map_to_the_eight_notification_events():
         "archive_failed": [{"event": "archive_failed"}],
         "qbittorrent_down": [{"event": "qbt_unreachable"}, {"event": "qbt_login_failed"}],
         "baseline_bad": [{"event": "baseline_bad"}],
+        "service_stuck": [{"event": "service_stuck"}],
+        "store_unreachable": [{"event": "store_unreachable"}],
     }
     assert set(samples) == set(NOTIFY_EVENTS)
     for notice, events in samples.items():
@@ -112,6 +114,7 @@ def test_service_events_map_to_the_eight_notification_events():
             assert notice_of(event) == notice, event
     for quiet in ({"event": "protected"}, {"event": "state", "state": "damaged"}, {"event": "snapshot"},
                   {"event": "job_failed", "job_kind": "protect"}, {"event": "qbt_connected"},
+                  {"event": "service_answering"},
                   {"event": "job_failed", "job_kind": "archive_daily"}):  # retried: archive_failed says the last
         assert notice_of(quiet) is None
 

@@ -86,3 +86,20 @@ def test_a_start_is_done_only_after_it_stays_running(tmp_path, monkeypatch):
     until_done(steps)
     assert steps.pending(TID) == [] and qbt.calls == ["stop", "start"]
     cat.close()
+
+
+def test_resumed_is_said_once_the_start_is_taken_not_when_it_is_sent(tmp_path, monkeypatch):
+    """The healed state comes first (qBittorrent never shows it seeding as healing); `resumed`,
+    from which seeding continuity counts the torrent seeding again, only once the start is taken."""
+    view, qbt, cat, steps = held_and_stopped(tmp_path, monkeypatch, resend=0.3)
+    said = []
+    steps.on_settled = lambda tid: said.append(("settled", tuple(qbt.calls)))
+    steps.on_resumed = lambda tid: said.append(("resumed", tuple(qbt.calls), view["state"]))
+    view["checking_left"] = 1
+    steps.settle(TID)
+    steps.tick()
+    assert said == [("settled", ("stop",))]  # before the start is sent
+    view["state"] = "pausedUP"  # the start was lost at the end of the check
+    until_done(steps)
+    assert said == [("settled", ("stop",)), ("resumed", ("stop", "start", "start"), "stalledUP")]
+    cat.close()

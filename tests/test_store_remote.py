@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from companion.catalog import Catalog
+from companion.catalog.torrents import upsert_torrent
 from companion.config import Settings
 from companion.errors import Locked
 from companion.home import Home
@@ -224,3 +225,80 @@ def test_a_remote_failing_mid_check_marks_nothing_bad(tmp_path):
         host.close()
     finally:
         server.stop()
+
+
+def test_a_stopped_rclone_is_started_again(tmp_path, s3_server):
+    """rclone rcd ends under the store (killed, out of memory): the next call starts another and
+    answers, instead of every later job failing on a dead socket."""
+    host = Host(tmp_path, s3_server, "eight", "a")
+    meta, data = payload(tmp_path, "eight", seed=8)
+    rc = host.store.backend.rc
+    rc.proc.kill()
+    rc.proc.wait(10)
+    snap = host.store.snapshot(meta, data, "manual")
+    assert rc.proc.poll() is None  # a new rcd
+    assert [s.id for s in host.store.snapshots()] == [snap.id]
+    host.close()
+
+
+def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(tmp_path, monkeypatch):
+    """Found on a fleet under load: one refused connection failed the snapshot job for good, and the
+    torrent was never snapshotted. A job that cannot reach the store now waits in the queue (said
+    once, as `store_unreachable`, and as `waiting` with its reason in the catalog's view) and runs
+    when the store answers again. The store refuses its keys here (a refused connection is the same
+    StoreUnreachable, test_an_unreachable_store_is_a_clear_error, but rclone retries it for a minute)."""
+    from companion.catalog.views import catalog_entries
+    from companion.service import Service, jobs
+    from companion.store import job as store_job
+    from tests.s3server import S3Server
+    from tests.test_notify import closed_port
+
+    monkeypatch.setattr(jobs, "STORE_WAITS", (1,))  # the waits themselves: test_store_waits_grow
+    server = S3Server()
+    conf = server.client_config(tmp_path / "rclone.conf")  # the store's keys...
+    keys, server.keys = server.keys, ("otherkey", "another-secret-0123456789")  # ...which it refuses (403)
+    server.bucket("nine")
+    server.start()
+    try:
+        meta, data = payload(tmp_path, "nine", seed=9)
+        settings = Settings()
+        settings.qbittorrent.url = f"http://127.0.0.1:{closed_port()}"
+        settings.qbittorrent.backoff_max_seconds = 1.0
+        settings.store.remote = "fleet:nine/store"
+        settings.store.rclone_config = str(conf)
+        service = Service(Home(tmp_path / "home"), settings)
+        store_job.register(service)
+        upsert_torrent(service.catalog, meta, save_path=str(data), torrent_file=str(tmp_path / "nine.torrent"),
+                       protection="protected")
+        service.start()
+        try:
+            job = service.enqueue("snapshot", meta.id, reason="manual")
+            wait_until(lambda: service.catalog.query("SELECT * FROM queue WHERE id = ? AND attempts >= 2", (job,)),
+                       120, 0.2, "a second try of the snapshot job")
+            row = service.catalog.one("SELECT * FROM queue WHERE id = ?", (job,))
+            assert row["state"] in ("queued", "running") and "fleet:nine/store" in (row["error"] or "")
+            waiting = wait_until(lambda: [j for j in catalog_entries(service.catalog).jobs.get(meta.id, [])
+                                          if j["state"] == "waiting"], 60, 0.05, "the job shown waiting")
+            assert waiting[0]["id"] == job and "fleet:nine/store" in waiting[0]["why"] and waiting[0]["until"]
+            assert not service.catalog.query("SELECT * FROM snapshots")
+            server.halt()
+            server.keys = keys  # the store's keys are taken again
+            server.start()
+            wait_until(lambda: service.catalog.query("SELECT * FROM snapshots WHERE torrent_id = ?", (meta.id,)),
+                       120, 0.2, "the snapshot once the store answers")
+            wait_until(lambda: service.catalog.one("SELECT state FROM queue WHERE id = ?", (job,))["state"] == "done",
+                       30, 0.1, "the job done")
+            said = service.catalog.query("SELECT * FROM events WHERE kind = 'store_unreachable'")
+            assert len(said) == 1 and said[0]["torrent_id"] == meta.id  # once per job, not per try
+            assert not service.catalog.query("SELECT * FROM events WHERE kind = 'job_failed'")
+        finally:
+            service.stop()
+    finally:
+        server.stop()
+
+
+def test_store_waits_grow_to_a_bound():
+    from companion.service.jobs import STORE_WAITS, store_wait
+
+    waits = [store_wait(n) for n in range(1, 20)]
+    assert waits == sorted(waits) and waits[0] == STORE_WAITS[0] and waits[-1] == STORE_WAITS[-1] == 900

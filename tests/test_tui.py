@@ -522,9 +522,12 @@ async def test_a_service_that_stops_answering_is_said_and_followed_again(home, f
     from tests.tui_fake_service import sample_status
 
     catalog = sample_status()  # the catalog's word, read-only, while the service does not answer
-    app = make_app(home, timeout=0.5, offline=lambda op, fields: {"ok": True, **catalog})
+    app = make_app(home, offline=lambda op, fields: {"ok": True, **catalog})
     async with app.run_test(size=(160, 40)) as pilot:
         await open_detail_and_verify(app, pilot, fake)
+        # A short timeout only while the service holds its answers: under CI's load a normal answer
+        # took longer than 0.5 s, and the torrent's screen never opened (a timeout is the app's).
+        app.client.client.timeout = 1.0
         fake.hold = threading.Event()  # answers nothing (past the client's timeout); the stream goes on
         fake.push({"event": "hook", "id": 31, "torrent_id": DEBIAN, "level": "info", "message": "verifying"})
         await until(pilot, lambda: "the service is not answering" in text(app, "#summary"), "the screen says so")
@@ -532,6 +535,7 @@ async def test_a_service_that_stops_answering_is_said_and_followed_again(home, f
         assert app.connection == "down"
         fake.set_job(101, None)
         fake.set_protection(DEBIAN, "protected")
+        app.client.client.timeout = 30.0
         fake.hold.set()  # answering again
         fake.hold = None
         await until(pilot, lambda: app.connection == "up", "following the service again")

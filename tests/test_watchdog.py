@@ -65,10 +65,13 @@ def world(monkeypatch):
 def test_a_stuck_status_stops_the_pings_and_says_where(world, caplog):
     from companion.service import Service
     from companion.service.features import install_features
+    from tests.webhook import Receiver
 
     root, systemd = world
+    hook = Receiver()  # the seeder's phone: a stuck service is sent, and its recovery
     settings = service_settings(Gone())
     settings.service.watchdog_seconds = 1.0
+    settings.notify.urls = [hook.url("/hook")]
     svc = Service(Home(root / "home"), settings)
     install_features(svc)
     svc.start()
@@ -93,10 +96,17 @@ def test_a_stuck_status_stops_the_pings_and_says_where(world, caplog):
         while not events(svc, "service_answering") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(events(svc, "service_answering")) == 1 and len(events(svc, "service_stuck")) == 1
+        deadline = time.monotonic() + 60
+        while "seedward: seedward answers again" not in hook.titles() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        titles = hook.titles()
+        assert titles.count("seedward: seedward not answering") == 1, titles
+        assert titles.index("seedward: seedward not answering") < titles.index("seedward: seedward answers again")
     finally:
         if held:
             svc.status_builder._build_lock.release()
         svc.stop()
+        hook.close()
     assert systemd.until("STOPPING=1", 10)
 
 

@@ -5,9 +5,19 @@ claims it, with `FOR UPDATE SKIP LOCKED` so its workers (and nobody else) never 
 """
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from .db_time import now_iso
 from .fleet import own
+from .schema import migration
+
+migration(
+    2401,
+    """
+-- a job put back to wait for something that is out (the store): not claimed before this time
+ALTER TABLE queue ADD COLUMN not_before TEXT;
+""",
+)
 
 
 def enqueue(cat, kind: str, torrent_id: str | None, **payload) -> int | None:
@@ -30,16 +40,17 @@ def enqueue(cat, kind: str, torrent_id: str | None, **payload) -> int | None:
 def claim(cat, kinds: tuple[str, ...] | None = None):
     """Take the oldest queued job (marks it running). Returns the row or None."""
     mine, keys = own(cat)
+    due = "(not_before IS NULL OR not_before <= ?)"
     with cat.tx(serial=False) as db:
         if kinds:
             marks = ",".join("?" * len(kinds))
             row = db.execute(
-                f"SELECT * FROM queue WHERE state = 'queued' AND {mine} AND kind IN ({marks}) ORDER BY id LIMIT 1"
-                " FOR UPDATE SKIP LOCKED", (*keys, *kinds)
+                f"SELECT * FROM queue WHERE state = 'queued' AND {mine} AND {due} AND kind IN ({marks})"
+                " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED", (*keys, now_iso(), *kinds)
             ).fetchone()
         else:
-            row = db.execute(f"SELECT * FROM queue WHERE state = 'queued' AND {mine} ORDER BY id LIMIT 1"
-                             " FOR UPDATE SKIP LOCKED", keys).fetchone()
+            row = db.execute(f"SELECT * FROM queue WHERE state = 'queued' AND {mine} AND {due} ORDER BY id LIMIT 1"
+                             " FOR UPDATE SKIP LOCKED", (*keys, now_iso())).fetchone()
         if row is None:
             return None
         db.execute(
@@ -52,9 +63,19 @@ def claim(cat, kinds: tuple[str, ...] | None = None):
 def finish(cat, job_id: int, error: str | None = None) -> None:
     with cat.tx(serial=False) as db:  # one row
         db.execute(
-            "UPDATE queue SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+            "UPDATE queue SET state = ?, error = ?, not_before = NULL, updated_at = ? WHERE id = ?",
             ("failed" if error else "done", error, now_iso(), job_id),
         )
+
+
+def defer(cat, job_id: int, seconds: float, why: str) -> str:
+    """Put a running job back in the queue, not claimed for `seconds`: what it waits for is out.
+    `why` is kept as its error until it runs again. Returns when it is tried again (ISO UTC)."""
+    later = (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    with cat.tx(serial=False) as db:
+        db.execute("UPDATE queue SET state = 'queued', error = ?, not_before = ?, updated_at = ?"
+                   " WHERE id = ? AND state = 'running'", (why, later, now_iso(), job_id))
+    return later
 
 
 def requeue(cat, job_id: int) -> None:
@@ -71,6 +92,13 @@ def requeue_running(cat) -> int:
         return db.execute(
             f"UPDATE queue SET state = 'queued', updated_at = ? WHERE state = 'running' AND {mine}", (now_iso(), *keys)
         ).rowcount
+
+
+def next_due(cat) -> str | None:
+    """When the first waiting job of this service is due (ISO UTC), or None."""
+    mine, keys = own(cat)
+    row = cat.one(f"SELECT MIN(not_before) AS due FROM queue WHERE state = 'queued' AND {mine}", keys)
+    return row["due"] if row else None
 
 
 def pending_jobs(cat) -> list:

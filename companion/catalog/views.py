@@ -99,7 +99,10 @@ def catalog_entries(cat, now: datetime | None = None) -> Entries:
     jobs: dict[str, list] = {}
     for j in pending_jobs(cat):
         if j["torrent_id"]:
-            jobs.setdefault(j["torrent_id"], []).append({"id": j["id"], "kind": j["kind"], "state": j["state"]})
+            entry = {"id": j["id"], "kind": j["kind"], "state": j["state"]}
+            if j["state"] == "queued" and j["not_before"]:  # put back: what it needs is out (jobs.py)
+                entry.update(state="waiting", until=j["not_before"], why=j["error"])
+            jobs.setdefault(j["torrent_id"], []).append(entry)
     extras = _latest(cat, now or datetime.now(timezone.utc))
     snapshot, drill, drift, companions = extras["snapshot"], extras["drill"], extras["drift"], extras["companions"]
     heal, bad_files = extras["heal"], extras["bad_files"]

@@ -44,7 +44,8 @@ def checking(info: dict) -> bool:
 class QbtSteps(Holds):
     """Carries out the holds' steps (drift/holds.py keeps them). live(tid) -> the sync loop's last view
     of a torrent (or None).
-    on_settled(tid): a settled hold's steps are all done and the hold is gone.
+    on_settled(tid): a settled hold's steps are done up to its last start (sent next), or all done.
+    on_resumed(tid): ... and that last start is seen taken, or the hold ended without one.
     on_incomplete(tid, progress): qBittorrent's recheck did not find the payload complete."""
 
     def __init__(self, catalog, qbt, *, emit=None, live=None, recheck_timeout: float = 600.0,
@@ -53,6 +54,7 @@ class QbtSteps(Holds):
         self.qbt = qbt
         self.emit = emit or (lambda *a, **k: None)
         self.on_settled = None
+        self.on_resumed = None
         self.on_incomplete = None
         self.recheck_timeout = recheck_timeout
         self.stopping = threading.Event()
@@ -279,6 +281,8 @@ class QbtSteps(Holds):
                 self.running_since.pop(tid, None)
                 self.started[tid] = time.monotonic()
                 self._done(tid, "start", "started")
+                if last_start and self.on_resumed is not None:
+                    self.on_resumed(tid)  # said once qBittorrent seeds it, not when the start is sent
             elif step in ("recheck", "recheck_any"):
                 if not self._recheck(tid, step):
                     return  # still checking: looked at again at the next pass
@@ -289,9 +293,12 @@ class QbtSteps(Holds):
             trust.drop_hold(self.catalog, tid)
         except Exception:  # noqa: BLE001
             log.exception("%s: cannot drop the hold in the catalog", tid[:12])
-        if self.on_settled is not None and not notified and not hold.get("notified"):
-            self.on_settled(tid)
-            self._apply_tags()
+        if not notified and not hold.get("notified"):  # a hold that ended without a start
+            if self.on_settled is not None:
+                self.on_settled(tid)
+                self._apply_tags()
+            if self.on_resumed is not None:
+                self.on_resumed(tid)
 
     def _done(self, tid: str, step: str, stage: str) -> None:
         with self.lock:

@@ -73,8 +73,10 @@ class Responder:
             self.steps = QbtSteps(catalog, qbt, emit=self.emit, live=self.live, recheck_timeout=recheck_timeout)
         if self.steps is not None:
             self.steps.on_settled = self._settled
+            self.steps.on_resumed = self._resumed
             self.steps.on_incomplete = self._incomplete
         self.swarm: set[str] = set()  # torrents whose pieces qBittorrent is fetching from peers
+        self.resuming: set[str] = set()  # healed and protected again; "resumed" once qBittorrent seeds them
         self.swarm_threads: list[threading.Thread] = []
         self.overlay: dict[str, str] = {}  # states the catalog could not store (its disk full): shown, retried
         self.retry = None  # fn(tid, why): the monitor verifies the torrent again later (with backoff)
@@ -159,11 +161,22 @@ class Responder:
             self.steps.settle(torrent_id, because="false alarm: every piece still matches")
 
     def _settled(self, tid: str) -> None:
-        """qBittorrent has done its part of a handled torrent: a healed one is protected again."""
-        if self.state(tid) == "healing":
+        """qBittorrent has done its part of a handled torrent up to its start: a healed one is
+        protected again (its state and tag first, so qBittorrent never shows it seeding as healing)."""
+        healed = self.state(tid) == "healing"
+        if healed:
             self.set_state(tid, "protected")
-            self.emit("resumed", tid, "qBittorrent has done its part (stop, recheck, start as needed): the healed "
-                      "torrent is protected again", "info")
+        with self.lock:  # (a hold left stopped by the user's choice never resumed: forgotten here)
+            (self.resuming.add if healed else self.resuming.discard)(tid)
+
+    def _resumed(self, tid: str) -> None:
+        """... and qBittorrent seeds it again (its start seen taken): seeding continuity counts from here."""
+        with self.lock:
+            if tid not in self.resuming:
+                return
+            self.resuming.discard(tid)
+        self.emit("resumed", tid, "qBittorrent has done its part (stop, recheck, start as needed): the healed "
+                  "torrent is protected again and seeds", "info")
 
     def _incomplete(self, tid: str, progress: float, why: str) -> None:
         self.set_state(tid, "damaged")

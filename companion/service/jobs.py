@@ -2,7 +2,9 @@
 
 Hashing runs here, never on the sync loop. A job whose function raises an Error is marked
 failed with that message; a cancelled job (service stopping) goes back to the queue; a job
-that hits an unreachable qBittorrent goes back to the queue after a pause. A job that hits a
+that hits an unreachable qBittorrent goes back to the queue after a pause. A job that cannot reach
+the store (an object store that is down or refuses it) waits in the queue, tried again later and
+later (`STORE_WAITS`); it is not failed, and its wait is said in the catalog and the events. A job that hits a
 full disk (catalog, store, quarantine, scratch) goes back to the queue too, and no worker takes
 another job until there is room again (`disk_full`, then `disk_space_back`): the service keeps
 running, answering and following qBittorrent meanwhile.
@@ -14,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..catalog import queue as jobqueue
-from ..errors import DiskFull, Error
+from ..errors import DiskFull, Error, StoreUnreachable
 from ..loops import Loop
 from ..qbt import QbtLoginFailed, QbtUnreachable
 from ..scan import Cancelled
@@ -23,6 +25,12 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0  # enqueue wakes the workers; this only covers jobs queued by another process
 SPACE_POLL_SECONDS = 5.0  # while a disk is full: how often the workers look for room again
+STORE_WAITS = (15, 30, 60, 120, 300, 600, 900)  # seconds before try 2, 3, ...; then every 900 s
+
+
+def store_wait(attempts: int) -> float:
+    """How long a job that could not reach the store on its try `attempts` (1, 2, ...) waits."""
+    return float(STORE_WAITS[min(max(attempts, 1), len(STORE_WAITS)) - 1])
 
 
 @dataclass
@@ -113,6 +121,8 @@ class JobRunner:
             jobqueue.requeue(cat, job.id)
             log.warning("job %d (%s) waits for qBittorrent: %s", job.id, job.kind, exc)
             self.stopping.wait(min(30.0, 2.0 * job.attempts))
+        except StoreUnreachable as exc:
+            self._wait_for_store(job, exc)
         except Error as exc:
             cat.finish(job.id, error=str(exc))
             service.emit("job_failed", job.torrent_id, f"{job.kind} failed: {exc}", level="error", job=job.id,
@@ -124,6 +134,16 @@ class JobRunner:
                          job=job.id, job_kind=job.kind)
         else:
             cat.finish(job.id)
+
+    def _wait_for_store(self, job: Job, exc: StoreUnreachable) -> None:
+        """The store is out: the job waits in the queue (other jobs go on), and is tried again."""
+        wait = store_wait(job.attempts)
+        later = jobqueue.defer(self.service.catalog, job.id, wait, str(exc))
+        log.warning("job %d (%s) waits for the store, tried again at %s: %s", job.id, job.kind, later, exc)
+        if job.attempts == 1:  # said once per job; the catalog keeps the wait and its reason
+            self.service.emit("store_unreachable", job.torrent_id,
+                              f"{job.kind} waits for the store (tried again in {wait:.0f} s, then later and later):"
+                              f" {exc}", level="warning", job=job.id, job_kind=job.kind, error=str(exc))
 
     def _full(self, job: Job | None, exc: DiskFull) -> None:
         """No space: the job goes back to the queue (or waits to, when the catalog itself is full)."""

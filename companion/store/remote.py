@@ -86,7 +86,18 @@ class Rclone:
         self.dir = Path(tempfile.mkdtemp(prefix="seedward-rc-"))
         os.chmod(self.dir, 0o700)
         self.sock = str(self.dir / "rc.sock")
-        extra = {"RCLONE_CONFIG": str(Path(config).expanduser())} if config else {}
+        self.config = config
+        self._local = threading.local()
+        self._start_lock = threading.Lock()
+        self.proc = None
+        self.closed = False
+        self._start()
+
+    def _start(self) -> None:
+        """Start rclone rcd and wait until its socket takes connections (the file exists from its
+        bind, before it listens: a connect in between is refused)."""
+        Path(self.sock).unlink(missing_ok=True)
+        extra = {"RCLONE_CONFIG": str(Path(self.config).expanduser())} if self.config else {}
         log_file = open(self.dir / "rclone.log", "ab")
         self.proc = subprocess.Popen(
             [rclone_binary(), "rcd", "--rc-addr", f"unix://{self.sock}", "--rc-no-auth", "--rc-serve",
@@ -94,12 +105,31 @@ class Rclone:
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=child_env("rclone", extra=extra),
             preexec_fn=_die_with_parent)
         log_file.close()
-        self._local = threading.local()
         deadline = time.monotonic() + START_SECONDS
-        while not os.path.exists(self.sock):
+        while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise StoreUnreachable("rclone", f"rclone rcd did not start: {self.log_tail()}")
+            if os.path.exists(self.sock):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(self.sock)
+                    return
+                except OSError:
+                    pass
+                finally:
+                    probe.close()
             time.sleep(0.02)
+
+    def _alive(self) -> None:
+        """rclone rcd ended (killed, out of memory): start another, once, for every thread."""
+        with self._start_lock:
+            if self.proc.poll() is None:
+                return
+            if self.closed:
+                raise StoreUnreachable("rclone", "the store is closed")
+            log.warning("rclone rcd ended (exit %s: %s); starting it again", self.proc.returncode, self.log_tail())
+            self._local = threading.local()
+            self._start()
 
     def log_tail(self) -> str:
         try:
@@ -114,17 +144,22 @@ class Rclone:
         return conn
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        """One HTTP call to rcd; a broken connection is retried once on a new one (rcd started again
+        if it ended). A failure that remains is a RemoteError: the store cannot be reached."""
         for attempt in (0, 1):
-            conn = self._conn()
             try:
+                self._alive()
+                conn = self._conn()
                 conn.request(method, path, body=body, headers=headers or {})
                 resp = conn.getresponse()
                 return resp.status, resp.read(), resp
-            except (http.client.HTTPException, OSError):
-                conn.close()
+            except (http.client.HTTPException, OSError, StoreUnreachable) as exc:
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    conn.close()
                 self._local.conn = None
-                if attempt or self.proc.poll() is not None:
-                    raise
+                if attempt:
+                    raise RemoteError(path.lstrip("/"), f"rclone rcd does not answer: {exc}", 503) from exc
 
     def call(self, op: str, **params) -> dict:
         status, body, _ = self._request("POST", f"/{op}", json.dumps(params).encode(),
@@ -148,7 +183,8 @@ class Rclone:
         return body
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        self.closed = True
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)

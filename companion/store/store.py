@@ -67,10 +67,14 @@ class Store:
         backend = backend or LocalBackend(Path(path))
         store = cls(backend, catalog, **kwargs)
         try:
-            store._init_layout()
-        except OSError as exc:
-            raise ConfigError(path or backend.where, f"cannot use it as the store: {exc.strerror or exc}") from exc
-        store.index.reload()
+            try:
+                store._init_layout()
+            except OSError as exc:  # a local folder (a remote's failures are StoreUnreachable)
+                raise ConfigError(path or backend.where, f"cannot use it as the store: {exc.strerror or exc}") from exc
+            store.index.reload()
+        except BaseException:
+            store.close()  # a remote's rclone rcd ends with it
+            raise
         return store
 
     @classmethod
