@@ -247,6 +247,7 @@ def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(
     once, as `store_unreachable`, and as `waiting` with its reason in the catalog's view) and runs
     when the store answers again. The store refuses its keys here (a refused connection is the same
     StoreUnreachable, test_an_unreachable_store_is_a_clear_error, but rclone retries it for a minute)."""
+    from companion.catalog import views
     from companion.catalog.views import catalog_entries
     from companion.service import Service, jobs
     from companion.store import job as store_job
@@ -280,6 +281,8 @@ def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(
             waiting = wait_until(lambda: [j for j in catalog_entries(service.catalog).jobs.get(meta.id, [])
                                           if j["state"] == "waiting"], 60, 0.05, "the job shown waiting")
             assert waiting[0]["id"] == job and "fleet:nine/store" in waiting[0]["why"] and waiting[0]["until"]
+            history = views.job_history(service.catalog)["queue"]  # the TUI's queue screen
+            assert any(q["id"] == job and q["state"] in ("waiting", "running") for q in history)
             assert not service.catalog.query("SELECT * FROM snapshots")
             server.halt()
             server.keys = keys  # the store's keys are taken again

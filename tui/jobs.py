@@ -12,7 +12,7 @@ from .client import ControlError, Error, ServiceNotRunning
 from .text import age
 
 STATE_TONE = {"done": "success", "published": "success", "ok": "success", "failed": "error", "tainted": "error",
-              "running": "warning", "queued": ""}
+              "running": "warning", "queued": "", "waiting": "warning"}
 
 
 class JobsScreen(Screen):

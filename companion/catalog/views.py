@@ -362,8 +362,12 @@ def job_history(cat, limit: int = HISTORY_ROWS) -> dict:
                     " (SELECT COUNT(*) FROM job_outputs o WHERE o.job_id = j.id) AS outputs,"
                     " (SELECT c.id FROM companions c WHERE c.job_id = j.id LIMIT 1) AS companion"
                     " FROM jobs j ORDER BY j.created_at DESC LIMIT ?", (limit,))
-    queue = _rows(cat, "SELECT id, kind, torrent_id, state, attempts, created_at, updated_at, error"
+    queue = _rows(cat, "SELECT id, kind, torrent_id, state, attempts, created_at, updated_at, error, not_before"
                        " FROM queue ORDER BY id DESC LIMIT ?", (limit,))
+    for q in queue:
+        until = q.pop("not_before")
+        if q["state"] == "queued" and until:  # put back to wait for the store (service/jobs.py)
+            q.update(state="waiting", until=until)
     return {"ai": ai, "queue": queue}
 
 
