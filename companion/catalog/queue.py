@@ -54,7 +54,8 @@ def claim(cat, kinds: tuple[str, ...] | None = None):
         if row is None:
             return None
         db.execute(
-            "UPDATE queue SET state = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+            "UPDATE queue SET state = 'running', attempts = attempts + 1, not_before = NULL, updated_at = ?"
+            " WHERE id = ?",
             (now_iso(), row["id"]),
         )
         return row
@@ -92,13 +93,6 @@ def requeue_running(cat) -> int:
         return db.execute(
             f"UPDATE queue SET state = 'queued', updated_at = ? WHERE state = 'running' AND {mine}", (now_iso(), *keys)
         ).rowcount
-
-
-def next_due(cat) -> str | None:
-    """When the first waiting job of this service is due (ISO UTC), or None."""
-    mine, keys = own(cat)
-    row = cat.one(f"SELECT MIN(not_before) AS due FROM queue WHERE state = 'queued' AND {mine}", keys)
-    return row["due"] if row else None
 
 
 def pending_jobs(cat) -> list:
