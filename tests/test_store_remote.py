@@ -245,7 +245,7 @@ def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(
     """Found on a fleet under load: one refused connection failed the snapshot job for good, and the
     torrent was never snapshotted. A job that cannot reach the store now waits in the queue (said
     once, as `store_unreachable`, and as `waiting` with its reason in the catalog's view) and runs
-    when the store answers again. The store refuses its keys here (a refused connection is the same
+    when the store answers again, or at once when it is asked for again. The store refuses its keys here (a refused connection is the same
     StoreUnreachable, test_an_unreachable_store_is_a_clear_error, but rclone retries it for a minute)."""
     from companion.catalog import views
     from companion.catalog.views import catalog_entries
@@ -254,7 +254,7 @@ def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(
     from tests.s3server import S3Server
     from tests.test_notify import closed_port
 
-    monkeypatch.setattr(jobs, "STORE_WAITS", (1,))  # the waits themselves: test_store_waits_grow
+    monkeypatch.setattr(jobs, "STORE_WAITS", (1, 3600))  # the waits themselves: test_store_waits_grow
     server = S3Server()
     conf = server.client_config(tmp_path / "rclone.conf")  # the store's keys...
     keys, server.keys = server.keys, ("otherkey", "another-secret-0123456789")  # ...which it refuses (403)
@@ -287,6 +287,9 @@ def test_a_snapshot_job_waits_for_a_store_that_is_down_and_runs_once_it_is_back(
             server.halt()
             server.keys = keys  # the store's keys are taken again
             server.start()
+            wait_until(lambda: service.catalog.one("SELECT not_before FROM queue WHERE id = ?", (job,))["not_before"],
+                       120, 0.2, "the second try failed: the job waits an hour")
+            assert service.action("snapshot", meta.id)["job"] is None  # asked for again: the same job, tried now
             wait_until(lambda: service.catalog.query("SELECT * FROM snapshots WHERE torrent_id = ?", (meta.id,)),
                        120, 0.2, "the snapshot once the store answers")
             wait_until(lambda: service.catalog.one("SELECT state FROM queue WHERE id = ?", (job,))["state"] == "done",
@@ -305,3 +308,21 @@ def test_store_waits_grow_to_a_bound():
 
     waits = [store_wait(n) for n in range(1, 20)]
     assert waits == sorted(waits) and waits[0] == STORE_WAITS[0] and waits[-1] == STORE_WAITS[-1] == 900
+
+
+def test_a_waiting_job_asked_for_again_is_tried_now(tmp_path):
+    """`seedward snapshot` (or the TUI's action) on a torrent whose snapshot job waits for the store:
+    the same job, due at once (not a second job, and not after its wait)."""
+    from companion.catalog import queue as jobqueue
+
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    tid = "cd" * 20
+    job = jobqueue.enqueue(cat, "snapshot", tid, reason="auto")
+    assert jobqueue.claim(cat)["id"] == job
+    jobqueue.defer(cat, job, 3600, "store fleet:x: the remote cannot be reached or refused: down")
+    assert jobqueue.claim(cat) is None  # waits an hour
+    assert jobqueue.enqueue(cat, "snapshot", tid, reason="manual") is None  # the same job
+    assert jobqueue.try_now(cat, "snapshot", tid) == job
+    assert jobqueue.claim(cat)["id"] == job
+    assert jobqueue.try_now(cat, "snapshot", tid) is None  # running: nothing to hurry
+    cat.close()

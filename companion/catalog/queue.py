@@ -95,5 +95,16 @@ def requeue_running(cat) -> int:
         ).rowcount
 
 
+def try_now(cat, kind: str, torrent_id: str | None) -> int | None:
+    """A job of `kind` for the torrent that waits (defer): due now, at the user's request. Its id, or None."""
+    with cat.tx(serial=False) as db:
+        row = db.execute("SELECT id FROM queue WHERE kind = ? AND torrent_id IS ? AND state = 'queued'"
+                         " AND not_before IS NOT NULL", (kind, torrent_id)).fetchone()
+        if row is None:
+            return None
+        db.execute("UPDATE queue SET not_before = NULL, updated_at = ? WHERE id = ?", (now_iso(), row["id"]))
+        return row["id"]
+
+
 def pending_jobs(cat) -> list:
     return cat.query("SELECT * FROM queue WHERE state IN ('queued', 'running') ORDER BY id")

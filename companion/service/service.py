@@ -37,6 +37,7 @@ from .. import instances as qbt_instances
 from .. import spool
 from ..catalog import Catalog, views
 from ..catalog import fleet
+from ..catalog import queue as jobqueue
 from ..catalog.db import catalog_for
 from ..catalog.db_time import now_iso
 from ..control import ControlError
@@ -331,5 +332,8 @@ class Service:
         payload = {"reason": action}
         if action == "verify":
             payload["force"] = True
-        return {"id": torrent_id, "job": self.enqueue(kind, torrent_id, **payload)}
+        job = self.enqueue(kind, torrent_id, **payload)
+        if job is None and jobqueue.try_now(self.catalog, kind, torrent_id) is not None:
+            self.jobs.wake.set()  # the same job waited (its store out): asked for, it is tried now
+        return {"id": torrent_id, "job": job}
 
