@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from .scan import Scanner
 from .torrent import load_torrent
 
 log = logging.getLogger(__name__)
+
+ADDED_SECONDS = 60.0  # qBittorrent answers an add before the torrent is in its list: wait this long for it
 
 FOLDER = "qbittorrent"
 STATE = f"{FOLDER}/state.json"
@@ -228,6 +231,7 @@ def _add(qbt, doc: dict, save_path: str, state: dict, dry_run: bool, verified: b
                     stopped=True, skip_checking=item["checked_by"] == "seedward", content_layout="Original",
                     use_auto_torrent_management=False, **extra)
     h = doc["hash"]
+    _until_listed(qbt, h)
     for old, new in sorted((doc.get("renamed") or {}).items()):
         qbt.rename_path(h, old, new)
     if doc.get("priorities"):
@@ -246,6 +250,17 @@ def _add(qbt, doc: dict, save_path: str, state: dict, dry_run: bool, verified: b
     if not item["stopped"]:
         qbt.start(h)
     return item
+
+
+def _until_listed(qbt, h: str) -> None:
+    """qBittorrent's "Ok." to an add means taken, not yet added (under load, its list lacked the
+    torrent for a while): the per-torrent calls that follow wait for it to be listed."""
+    deadline, pause = time.monotonic() + ADDED_SECONDS, 0.05
+    while qbt.torrent(h) is None:
+        if time.monotonic() > deadline:
+            raise Error(f"qBittorrent took {h} but does not list it after {ADDED_SECONDS:.0f} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def _payload_present(meta, save_path: Path, renamed: dict) -> bool:

@@ -168,3 +168,50 @@ def test_archive_restore_into_qbittorrent(qbt, empty_qbt, tmp_path):
         info(empty_qbt, ids["album"])), 30, what="album stopped")
     assert album["category"] == "music"
     assert not show["auto_tmm"]  # its category points elsewhere: nothing is moved
+
+
+def test_a_torrent_qbittorrent_took_but_does_not_list_yet_is_waited_for(tmp_path, monkeypatch):
+    """Found by a loaded run: qBittorrent answered the add with "Ok." and then said "no torrent" to
+    the rename that followed (its list lacked the torrent for a while); the restore failed. The
+    per-torrent calls now wait until qBittorrent lists it. The seam: qBittorrent's calls (a scripted
+    one that lists the torrent only from its fourth look)."""
+    import base64
+    import hashlib
+
+    from companion import qbtstate
+    from companion.errors import Error
+
+    from companion.torrent import load_torrent
+
+    raw = make_torrent(write_payload(tmp_path / "data" / "book", {"b.epub": 20_000, "n.txt": 900}, seed=4)).read_bytes()
+
+    h = load_torrent(raw).id
+    doc = {"hash": h, "name": "book", "torrent": base64.b64encode(raw).decode(),
+           "torrent_sha256": hashlib.sha256(raw).hexdigest(), "renamed": {"book/n.txt": "book/notes.txt"}}
+
+    class Late:
+        def __init__(self, listed_from: int):
+            self.looks, self.listed_from, self.calls = 0, listed_from, []
+
+        def add_torrent(self, *a, **k):
+            self.calls.append("add")
+
+        def torrent(self, tid):
+            self.looks += 1
+            return {"hash": tid} if self.looks >= self.listed_from else None
+
+        def rename_path(self, tid, old, new):
+            if self.looks < self.listed_from:
+                raise Error(f"no torrent {tid}")  # what qBittorrent said
+            self.calls.append(("rename", old, new))
+
+        def recheck(self, tid):
+            self.calls.append("recheck")
+
+    qbt = Late(4)
+    item = qbtstate._add(qbt, doc, str(tmp_path / "data"), {"categories": {}}, False, False)
+    assert qbt.calls == ["add", ("rename", "book/n.txt", "book/notes.txt")] and qbt.looks == 4
+    assert item["stopped"]  # (the renamed file is not on disk here: added stopped, nothing to check)
+    monkeypatch.setattr(qbtstate, "ADDED_SECONDS", 0.3)
+    with pytest.raises(Error, match="does not list it"):
+        qbtstate._add(Late(10**9), doc, str(tmp_path / "data"), {"categories": {}}, False, False)
