@@ -40,6 +40,7 @@ class Job:
     torrent_id: str | None
     payload: dict
     attempts: int
+    waited: bool = False  # it waited for the store before (its queue row keeps why)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -92,7 +93,8 @@ class JobRunner:
             return 0.0
         if row is None:
             return None
-        job = Job(row["id"], row["kind"], row["torrent_id"], json.loads(row["payload"] or "{}"), row["attempts"])
+        job = Job(row["id"], row["kind"], row["torrent_id"], json.loads(row["payload"] or "{}"), row["attempts"],
+                  waited=bool(row["error"]))  # a queued row's error is only ever a wait's reason (defer)
         with self._lock:
             self.running[job.id] = job
         try:
@@ -138,9 +140,13 @@ class JobRunner:
     def _wait_for_store(self, job: Job, exc: StoreUnreachable) -> None:
         """The store is out: the job waits in the queue (other jobs go on), and is tried again."""
         wait = store_wait(job.attempts)
-        later = jobqueue.defer(self.service.catalog, job.id, wait, str(exc))
+        try:
+            later = jobqueue.defer(self.service.catalog, job.id, wait, str(exc))
+        except DiskFull as full:  # the catalog's own disk: it waits for room as any job does
+            self._full(job, full)
+            return
         log.warning("job %d (%s) waits for the store, tried again at %s: %s", job.id, job.kind, later, exc)
-        if job.attempts == 1:  # said once per job; the catalog keeps the wait and its reason
+        if not job.waited:  # said once per job (whatever its try); the catalog keeps the wait and its reason
             self.service.emit("store_unreachable", job.torrent_id,
                               f"{job.kind} waits for the store (tried again in {wait:.0f} s, then later and later):"
                               f" {exc}", level="warning", job=job.id, job_kind=job.kind, error=str(exc))
